@@ -1,0 +1,3 @@
+"""safescale.assess room (see DESIGN.md)."""
+
+__all__: list[str] = []

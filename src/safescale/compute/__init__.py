@@ -1,0 +1,3 @@
+"""safescale.compute room (see DESIGN.md)."""
+
+__all__: list[str] = []

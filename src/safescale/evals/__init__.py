@@ -1,0 +1,3 @@
+"""safescale.evals room (see DESIGN.md)."""
+
+__all__: list[str] = []

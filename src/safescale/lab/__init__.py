@@ -1,0 +1,3 @@
+"""safescale.lab room (see DESIGN.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""safescale.ledger room (see DESIGN.md)."""
+
+__all__: list[str] = []

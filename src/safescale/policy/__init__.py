@@ -1,0 +1,3 @@
+"""Safety policies as checked code: schema, built-ins, validation, diff, determination."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""safescale.report room (see DESIGN.md)."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""safescale.scaling room (see DESIGN.md)."""
+
+__all__: list[str] = []
