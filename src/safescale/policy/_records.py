@@ -1,0 +1,179 @@
+"""Records that every room exchanges: models, evidence, determinations.
+
+They live in the base room so that the determination engine (pure, in this room) and the
+ledger (which persists them) share one definition. Each is a versioned pydantic model: it is
+written to disk and sent over HTTP.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+SCHEMA_VERSION = 1
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)
+
+
+def canonical_json(obj: Any) -> bytes:
+    """Canonical JSON bytes (sorted keys, no spaces, UTF-8): the form that gets hashed."""
+    if isinstance(obj, BaseModel):
+        obj = obj.model_dump(mode="json")
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def sha256_hex(data: bytes) -> str:
+    """Hex sha256 of ``data``."""
+    return hashlib.sha256(data).hexdigest()
+
+
+class Record(BaseModel):
+    """Base of every persisted record: strict fields, a schema version, a stable hash."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    schema_version: int = SCHEMA_VERSION
+
+    def sha256(self) -> str:
+        """sha256 of the record's canonical JSON."""
+        return sha256_hex(canonical_json(self))
+
+
+class Interval(BaseModel):
+    """A confidence (or credible, or prediction) interval."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    lo: float
+    hi: float
+    confidence: float = Field(0.95, gt=0, lt=1)
+    method: str = "wilson"
+    """How it was computed: wilson, bootstrap-percentile, normal, ..."""
+
+
+class ModelRecord(Record):
+    """A trained model: identity, lineage and training compute."""
+
+    id: str = Field(min_length=1)
+    parent: str | None = None
+    """The model this one was trained from (fine-tuning, RL); None for a pretraining run."""
+    stage: Literal["pretraining", "finetuning", "rl", "other"] = "pretraining"
+    weights_ref: str | None = None
+    """Where the weights are: a local folder, a URI, an API model name."""
+    weights_sha256: str | None = None
+    params: float | None = Field(None, gt=0)
+    """Non-embedding parameters N."""
+    tokens: float | None = Field(None, gt=0)
+    """Training tokens D of this stage."""
+    flops: float = Field(gt=0)
+    """Training FLOP of this stage alone."""
+    flops_method: Literal["count", "hardware", "reported"] = "count"
+    flops_rel_uncertainty: float = Field(0.0, ge=0)
+    """One-sigma relative uncertainty of ``flops`` (0 for an exact operation count)."""
+    effective_multiplier: float = Field(1.0, gt=0)
+    """Algorithmic-efficiency multiplier: effective compute = cumulative FLOP x multiplier."""
+    assessed: bool = False
+    """Whether this model was comprehensively assessed (anchors the effective-compute trigger)."""
+    created: datetime = Field(default_factory=utcnow)
+    extra: dict[str, Any] = Field(default_factory=dict)
+    """Free-form facts (final validation loss, loss curve path, config)."""
+
+
+EvidenceKind = Literal[
+    "evaluation", "forecast", "safeguard_test", "interpretability", "attestation", "expert_review"
+]
+
+
+class Evidence(Record):
+    """One measured fact about a model, bound to a threshold, evaluation or safeguard."""
+
+    id: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    kind: EvidenceKind
+    subject: str = Field(min_length=1)
+    """The policy evaluation id, threshold id or safeguard id this evidence speaks to."""
+    metric: str = "accuracy"
+    value: float
+    interval: Interval | None = None
+    n: int | None = Field(None, ge=0)
+    elicitation: str = ""
+    """What was done to draw out the capability (prompting, fine-tuning, scaffolding)."""
+    producer: str = "safescale"
+    producer_version: str = ""
+    artifacts: dict[str, str] = Field(default_factory=dict)
+    """Name -> sha256 of content-addressed artifacts (logs, datasets, weights)."""
+    created: datetime = Field(default_factory=utcnow)
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+ThresholdState = Literal["below", "cannot_rule_out", "crossed", "no_evidence"]
+
+
+class ThresholdStatus(BaseModel):
+    """The determination for one capability threshold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    status: ThresholdState
+    treated_as_crossed: bool
+    alert: bool
+    """The early-warning line was passed (upper bound, or forecast for the next scale-up)."""
+    reasons: list[str]
+    evidence_ids: list[str]
+    metric: float | None = None
+    interval: Interval | None = None
+    forecast: float | None = None
+    forecast_interval: Interval | None = None
+
+
+class SafeguardStatus(BaseModel):
+    """A safeguard standard the thresholds require, and whether attested evidence meets it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    id: str
+    required_by: list[str]
+    met: bool
+    reasons: list[str]
+    evidence_ids: list[str]
+
+
+class SignOff(BaseModel):
+    """An approval or dissent by a governance role."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    role: str
+    identity: str
+    decision: Literal["approve", "dissent"]
+    text: str = ""
+    signed: datetime = Field(default_factory=utcnow)
+    signature: str | None = None
+
+
+class Determination(Record):
+    """What the policy says a model may do next, and why."""
+
+    id: str
+    model: str
+    policy_id: str
+    policy_version: str
+    policy_sha256: str
+    as_of: datetime
+    thresholds: list[ThresholdStatus]
+    safeguards: list[SafeguardStatus]
+    outcome: str
+    """The most severe outcome (see ``OUTCOME_SEVERITY``)."""
+    actions: list[str]
+    """Every outcome the policy's rules call for, most severe first."""
+    reasons: list[str]
+    sign_offs: list[SignOff] = Field(default_factory=list)
+    created: datetime = Field(default_factory=utcnow)
