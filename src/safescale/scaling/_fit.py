@@ -14,7 +14,6 @@ fast path reaches the same optimum in three stages:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
@@ -127,8 +126,12 @@ class ScalingLaw:
         """The :class:`LawForm` named by ``form``."""
         return LAWS.get(self.form)
 
-    def fit(self, loss: ArrayLike, **inputs: ArrayLike | None) -> ScalingLaw:
+    def fit(
+        self, loss: ArrayLike, *, names: dict[str, str] | None = None, **inputs: ArrayLike | None
+    ) -> ScalingLaw:
         """Fit to observed ``loss`` given the form's inputs (``N=``, ``D=``, ``C=`` arrays).
+
+        ``names`` maps ``N``, ``D``, ``C`` and ``loss`` to the column names shown in messages.
 
         Raises:
             UserError: an input is missing, non-positive, not finite, constant, or too short.
@@ -136,7 +139,7 @@ class ScalingLaw:
         if self.huber_delta <= 0:
             raise ValueError("huber_delta must be positive")
         law = self.law
-        logs, y = prepare(law, loss, inputs)
+        logs, y = prepare(law, loss, inputs, names)
         problem = Problem(law.design(logs), y, self.huber_delta)
         if self.method == "reference":
             ref = reference_fit(law, logs, y, delta=self.huber_delta)
@@ -172,6 +175,7 @@ def fit_law(
     form: str = "chinchilla",
     huber_delta: float = HUBER_DELTA,
     method: Method = "fast",
+    names: dict[str, str] | None = None,
 ) -> ScalingLaw:
     """Fit a scaling law to training runs by Hoffmann et al. (2022) Approach 3.
 
@@ -183,6 +187,7 @@ def fit_law(
         form: registered law form.
         huber_delta: Huber threshold on log residuals.
         method: ``fast`` or ``reference``.
+        names: column names for messages, keyed ``N``, ``D``, ``C``, ``loss``.
 
     Returns:
         A fitted :class:`ScalingLaw`.
@@ -190,7 +195,7 @@ def fit_law(
     if loss is None:
         raise TypeError("fit_law needs loss")
     return ScalingLaw(form, huber_delta=huber_delta, method=method).fit(
-        loss, N=params, D=tokens, C=compute
+        loss, names=names, N=params, D=tokens, C=compute
     )
 
 
@@ -267,8 +272,3 @@ def check_columns(
 
 def _lengths(columns: dict[str, FloatArray], shown: dict[str, str]) -> str:
     return ", ".join(f"{shown[k]}={len(c)}" for k, c in columns.items())
-
-
-def as_columns(values: Sequence[ArrayLike]) -> list[FloatArray]:
-    """Float arrays from array-likes (helper for callers that pass lists)."""
-    return [np.asarray(v, dtype=float) for v in values]

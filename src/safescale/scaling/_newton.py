@@ -71,7 +71,7 @@ def newton_batch(
         if idx.size == 0:
             break
         damp = mu[idx, None, None] * scale[idx][:, :, None] * eye
-        step = _solve(hess[idx] + damp, -grad[idx])
+        step = solve_batch(hess[idx] + damp, -grad[idx])
         trial = theta[idx] + step
         w_idx = None if w_full is None else w_full[idx]
         f_trial = values(problem, trial, w_idx)
@@ -96,8 +96,8 @@ def newton_batch(
     return BatchResult(theta, f, _scaled_norm(grad, problem), it)
 
 
-def _solve(a: FloatArray, b: FloatArray) -> FloatArray:
-    # Batched (S, P, P) solve; a singular system gives a zero step, which the caller refuses.
+def solve_batch(a: FloatArray, b: FloatArray) -> FloatArray:
+    """Batched ``(S, P, P)`` solve; a singular system gives a zero step, which callers refuse."""
     try:
         return np.linalg.solve(a, b[..., None])[..., 0]
     except np.linalg.LinAlgError:
