@@ -49,6 +49,8 @@ def _fit_sigmoid(
     """
     theta = np.array(start, dtype=float)
     span = ceiling - floor
+    k_max = max_slope(x)
+    theta[:, 1] = np.clip(theta[:, 1], -k_max, k_max)
 
     def cost(t: FloatArray) -> FloatArray:
         r = sigmoid(x[None], t[:, :1], t[:, 1:], floor, ceiling) - s[None]
@@ -69,6 +71,7 @@ def _fit_sigmoid(
         damp = (mu[:, None] * diag + 1e-12)[:, :, None] * np.eye(2)
         step = solve_batch(h + damp, -g)
         trial = theta + step
+        trial[:, 1] = np.clip(trial[:, 1], -k_max, k_max)
         ft = cost(trial)
         ok = np.isfinite(ft) & (ft <= f)
         done = ok & (f - ft <= 1e-14 * np.maximum(f, 1e-300))
@@ -77,6 +80,14 @@ def _fit_sigmoid(
         if np.all(done | (mu > 1e12)):
             break
     return theta
+
+
+def max_slope(x: FloatArray) -> float:
+    """Steepest slope allowed: the rise from 12% to 88% of the way (``4 / k``) must take at
+    least the median gap between distinct predictor values. Steeper curves cannot be told
+    apart by the data and would let a fit put a cliff just beyond the largest model."""
+    gaps = np.diff(np.unique(x))
+    return 4.0 / float(np.median(gaps)) if len(gaps) else 1.0
 
 
 def _starts(x: FloatArray) -> FloatArray:

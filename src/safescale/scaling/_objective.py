@@ -22,7 +22,8 @@ HUBER_DELTA = 1e-3
 def huber(r: FloatArray, delta: float) -> FloatArray:
     """Huber loss: quadratic within ``delta`` of zero, linear beyond."""
     a = np.abs(r)
-    return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
+    with np.errstate(over="ignore"):  # far-off grid starts; their value is simply inf
+        return np.where(a <= delta, 0.5 * r * r, delta * (a - 0.5 * delta))
 
 
 @dataclass(frozen=True)

@@ -136,8 +136,8 @@ def plot_forecast(
                     fmt="o", color="tab:orange", capsize=4, zorder=4, label=f"planned C = {at:.2g}")  # fmt: skip
         if line is not None:
             prob = float(forecast.prob_exceeds(at, line))
-            ax.annotate(f"P(score >= {line:g}) = {prob:.2f}", (at, float(p.hi)), textcoords="offset points",
-                        xytext=(-10, 8), ha="right", fontsize=9, color="tab:red")  # fmt: skip
+            ax.text(0.98, 0.04, f"P(score >= {line:g}) at planned C = {prob:.3f}", ha="right",
+                    transform=ax.transAxes, fontsize=9, color="tab:red")  # fmt: skip
     ax.set_xscale("log")
     ax.set_xlabel("training compute (FLOP)")
     ax.set_ylabel("score")
