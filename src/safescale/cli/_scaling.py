@@ -208,6 +208,7 @@ def forecast(
         },
         "n_boot": bootstrap,
         "seed": seed,
+        "rise_observed": fc.rise_observed,
     }
     if line is not None:
         out["line"] = line

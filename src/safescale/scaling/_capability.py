@@ -124,6 +124,11 @@ class CapabilityForecast:
     """Interval coverage."""
     loss_law: LawBootstrap | None = None
     """Two-step method: the compute law and its replicates (same resamples as ``draws``)."""
+    rise_observed: bool = True
+    """Whether the fitted curve climbs at least 10% of the way from floor to ceiling within the
+    data. If not, the data cannot say where a rise would start, and neither the interval nor
+    ``prob_exceeds`` beyond the largest model can be trusted: an emergent capability can appear
+    without warning."""
 
     @property
     def against(self) -> str:
@@ -219,9 +224,12 @@ def fit_capability(
     sigma = float(np.sqrt(np.sum(resid**2) / max(n - 2, 1)))
     draws = _fit_sigmoid(x, s, counts, chance, ceiling, np.repeat(full[None], n_boot, axis=0))
     noise = rng.normal(0.0, sigma, size=n_boot)
+    ends = sigmoid(np.array([x.min(), x.max()]), full[0], full[1], chance, ceiling)
+    rise = abs(float(ends[1] - ends[0])) >= 0.1 * (ceiling - chance)
     return CapabilityForecast(
-        float(full[0]), float(full[1]), chance, ceiling, sigma, draws, noise, n, level, loss_law
-    )
+        float(full[0]), float(full[1]), chance, ceiling, sigma, draws, noise, n, level, loss_law,
+        rise,
+    )  # fmt: skip
 
 
 @dataclass(frozen=True)

@@ -248,9 +248,8 @@ def check_columns(
             need = "a positive number" if positive else "a finite number"
             raise UserError(
                 UserProblem(
-                    f"{col[row - 1]!r} is not {need}; fix or drop the row",
+                    f"row {row}: {float(col[row - 1])!r} is not {need}; fix or drop the row",
                     field=shown[key],
-                    line=row,
                 )
             )
     n = lengths.pop() if lengths else 0
