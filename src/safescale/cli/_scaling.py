@@ -129,7 +129,7 @@ def _show_fit(out: dict[str, Any], intervals: bool) -> None:
     table.add_column("parameter")
     table.add_column("estimate", justify="right")
     if intervals:
-        level = int(round(100 * out["bootstrap"]["level"]))
+        level = round(100 * out["bootstrap"]["level"])
         table.add_column(
             f"{level}% interval (bootstrap, {out['bootstrap']['n_boot']})", justify="right"
         )
@@ -218,7 +218,7 @@ def forecast(
     if as_json:
         print_json(out)
         return
-    level = int(round(100 * fc.level))
+    level = round(100 * fc.level)
     console.print(
         f"score at C = {at:.3g} FLOP: {out['score']:.4f}, {level}% prediction interval "
         f"[{p.lo:.4f}, {p.hi:.4f}]  (n = {fc.n_points} models, against {fc.against})"
@@ -278,17 +278,19 @@ def backtest_cmd(
     for r in bt.rows:
         p = r.predicted
         table.add_row(
-            f"{r.train_max_compute:.2e}", f"{r.compute:.2e}", f"{r.actual:.4f}", f"{float(p.value):.4f}",
+            f"{r.train_max_compute:.2e}", f"{r.compute:.2e}", f"{r.actual:.4f}",
+            f"{float(p.value):.4f}",
             f"[{float(p.lo):.4f}, {float(p.hi):.4f}]", "yes" if r.covered else "NO",
         )  # fmt: skip
     console.print(table)
-    level = int(round(100 * bt.level))
+    level = round(100 * bt.level)
     m, c = bt.mae, bt.coverage
     console.print(
         f"mean absolute error {float(m.value):.4f} [{float(m.lo):.4f}, {float(m.hi):.4f}]"
     )
     console.print(
-        f"coverage of {level}% intervals: {float(c.value):.2f} [{float(c.lo):.2f}, {float(c.hi):.2f}] "
+        f"coverage of {level}% intervals: {float(c.value):.2f} "
+        f"[{float(c.lo):.2f}, {float(c.hi):.2f}] "
         f"(n = {bt.n}; rows share fits, so these intervals are optimistic)"
     )
 

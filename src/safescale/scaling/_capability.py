@@ -25,7 +25,11 @@ from safescale.scaling._newton import solve_batch
 
 
 def sigmoid(
-    x: FloatArray, x0: FloatArray, k: FloatArray, floor: float, ceiling: float
+    x: FloatArray | float,
+    x0: FloatArray | float,
+    k: FloatArray | float,
+    floor: float,
+    ceiling: float,
 ) -> FloatArray:
     """The floor-to-ceiling sigmoid; broadcasts over parameter draws."""
     z = np.clip(k * (x - x0), -700, 700)
@@ -321,7 +325,8 @@ def backtest(
     rng = np.random.default_rng(seed)
     boot = err[rng.integers(0, len(err), size=(1000, len(err)))].mean(axis=1)
     tail = 100 * (1 - level) / 2
-    mae = Estimate(np.asarray(err.mean()), *np.percentile(boot, [tail, 100 - tail]), level)
+    lo, hi = np.percentile(boot, [tail, 100 - tail])
+    mae = Estimate(np.asarray(err.mean()), lo, hi, level)
     hits = sum(r.covered for r in rows)
     return BacktestResult(tuple(rows), mae, _wilson(hits, len(rows), level), level)
 

@@ -59,18 +59,27 @@ def read_columns(
 
 def _number(row: list[str], j: int, positive: bool, src: str, name: str, i: int) -> float:
     # i is the 0-based data row; the file line is i + 2 (after the header).
-    where = {"source": src, "line": i + 2, "field": name}
     text = row[j].strip() if j < len(row) else ""
     try:
         value = float(text)
     except ValueError:
         shown = repr(text) if text else "an empty cell"
         raise UserError(
-            Problem(f"data row {i + 1}: {shown} is not a number; fix or drop the row", **where)
+            Problem(
+                f"data row {i + 1}: {shown} is not a number; fix or drop the row",
+                source=src,
+                line=i + 2,
+                field=name,
+            )
         ) from None
     if not np.isfinite(value) or (positive and value <= 0):
         need = "a positive number" if positive else "a finite number"
         raise UserError(
-            Problem(f"data row {i + 1}: {text} is not {need}; fix or drop the row", **where)
+            Problem(
+                f"data row {i + 1}: {text} is not {need}; fix or drop the row",
+                source=src,
+                line=i + 2,
+                field=name,
+            )
         )
     return value

@@ -18,11 +18,11 @@ from dataclasses import dataclass
 from typing import Literal
 
 import numpy as np
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 
 from safescale._errors import Problem as UserProblem
 from safescale._errors import UserError
-from safescale.scaling._laws import LAWS, FloatArray, LawForm, Variable
+from safescale.scaling._laws import LAWS, FloatArray, LawForm
 from safescale.scaling._newton import newton_batch
 from safescale.scaling._objective import HUBER_DELTA, Problem, grid_values
 from safescale.scaling._reference import reference_fit
@@ -83,7 +83,7 @@ def fast_search(
 
 def _pick_starts(
     form: LawForm, grid: FloatArray, f0: FloatArray, cfg: SearchSettings
-) -> FloatArray:
+) -> NDArray[np.bool_]:
     # Rank of each start within its exponent cell, and overall; keep the best of both.
     n_exp = len(form.exponent_names)
     cells = grid[:, grid.shape[1] - n_exp :] if n_exp else np.zeros((len(grid), 1))
@@ -199,7 +199,7 @@ def fit_law(
     )
 
 
-_COLUMN_NAMES: dict[Variable, str] = {"N": "params", "D": "tokens", "C": "compute"}
+_COLUMN_NAMES: dict[str, str] = {"N": "params", "D": "tokens", "C": "compute"}
 
 
 def prepare(
@@ -219,7 +219,7 @@ def prepare(
     Raises:
         UserError: naming the column and the 1-based row of the first bad value.
     """
-    shown = {**_COLUMN_NAMES, "loss": "loss", **(names or {})}
+    shown: dict[str, str] = {**_COLUMN_NAMES, "loss": "loss", **(names or {})}
     columns: dict[str, FloatArray] = {}
     for var in law.variables:
         if inputs.get(var) is None:
@@ -256,7 +256,8 @@ def check_columns(
     if n < min_rows:
         raise UserError(
             UserProblem(
-                f"{n} rows is too few: this fit needs at least {min_rows} (more rows than parameters)"
+                f"{n} rows is too few: this fit needs at least {min_rows} "
+                "(more rows than parameters)"
             )
         )
     for key, col in columns.items():

@@ -136,7 +136,7 @@ class LawForm:
         )
 
     def log_predict(self, theta: FloatArray, logs: FloatArray) -> FloatArray:
-        """``log L`` at inputs with natural logs ``logs`` (``(n, V)``); theta may be ``(..., P)``."""
+        """``log L`` at inputs whose natural logs are ``logs`` (``(n, V)``); theta: ``(..., P)``."""
         u = np.einsum("ikj,...j->...ik", self.design(logs), theta)
         top = u.max(axis=-1, keepdims=True)
         return (top + np.log(np.exp(u - top).sum(axis=-1, keepdims=True)))[..., 0]

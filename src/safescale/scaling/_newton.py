@@ -66,7 +66,7 @@ def newton_batch(
     active = np.ones(s, dtype=bool)
     eye = np.eye(p)
     it = 0
-    for it in range(1, max_iter + 1):  # noqa: B007
+    for it in range(1, max_iter + 1):
         idx = np.flatnonzero(active)
         if idx.size == 0:
             break
@@ -99,7 +99,7 @@ def newton_batch(
 def solve_batch(a: FloatArray, b: FloatArray) -> FloatArray:
     """Batched ``(S, P, P)`` solve; a singular system gives a zero step, which callers refuse."""
     try:
-        return np.linalg.solve(a, b[..., None])[..., 0]
+        return np.asarray(np.linalg.solve(a, b[..., None])[..., 0], dtype=np.float64)
     except np.linalg.LinAlgError:
         out = np.zeros_like(b)
         for i in range(len(a)):
@@ -113,4 +113,4 @@ def solve_batch(a: FloatArray, b: FloatArray) -> FloatArray:
 def _scaled_norm(grad: FloatArray, problem: Problem) -> FloatArray:
     # Gradient per unit of each parameter's typical design magnitude (|log N| for exponents).
     mag = np.abs(problem.g).max(axis=(0, 1))
-    return np.linalg.norm(grad / np.maximum(mag, 1.0), axis=1)
+    return np.asarray(np.linalg.norm(grad / np.maximum(mag, 1.0), axis=1), dtype=float)

@@ -121,7 +121,7 @@ def plot_forecast(
     grid = np.geomspace(c.min() / 3, hi_c, 120)
     est = forecast.predict(grid)
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    level = int(round(100 * forecast.level))
+    level = round(100 * forecast.level)
     ax.fill_between(
         grid, est.lo, est.hi, color="tab:blue", alpha=0.2, lw=0, label=f"{level}% prediction band"
     )
@@ -133,7 +133,8 @@ def plot_forecast(
     if at is not None:
         p = forecast.predict(at)
         ax.errorbar([at], [float(p.value)], yerr=[[float(p.value - p.lo)], [float(p.hi - p.value)]],
-                    fmt="o", color="tab:orange", capsize=4, zorder=4, label=f"planned C = {at:.2g}")  # fmt: skip
+                    fmt="o", color="tab:orange", capsize=4, zorder=4,
+                    label=f"planned C = {at:.2g}")  # fmt: skip
         if line is not None:
             prob = float(forecast.prob_exceeds(at, line))
             ax.text(0.98, 0.04, f"P(score >= {line:g}) at planned C = {prob:.3f}", ha="right",

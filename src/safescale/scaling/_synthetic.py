@@ -58,7 +58,8 @@ def synthetic_runs(
     t = CHINCHILLA if truth is None else truth
     c = np.geomspace(6e18, 3e21, 9) if budgets is None else np.asarray(budgets, dtype=float)
     a, b, alpha, beta = t["A"], t["B"], t["alpha"], t["beta"]
-    # Hoffmann et al. (2022), eq. 4: N_opt = G (C/6)^(beta/(alpha+beta)), G = (alpha A / beta B)^(1/(alpha+beta))
+    # Hoffmann et al. (2022), eq. 4: N_opt = G (C/6)^(beta/(alpha+beta)),
+    # G = (alpha A / (beta B))^(1/(alpha+beta))
     g = (alpha * a / (beta * b)) ** (1 / (alpha + beta))
     n_opt = g * (c / 6.0) ** (beta / (alpha + beta))
     factors = np.geomspace(1 / spread, spread, per_budget)
