@@ -31,6 +31,7 @@ from safescale.evals._mc import (
     mc_predict,
 )
 from safescale.evals._run import EvalRunResult, run_suite
+from safescale.evals._server import ModelServer
 from safescale.evals._stats import MetricEstimate, wilson_interval
 from safescale.evals._suites import SUITES, Suite, build_task, resolve_task
 
@@ -44,6 +45,7 @@ __all__ = [
     "LoglikelihoodGroup",
     "MCPrediction",
     "MetricEstimate",
+    "ModelServer",
     "Suite",
     "TaskData",
     "build_task",

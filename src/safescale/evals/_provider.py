@@ -167,13 +167,15 @@ class LocalModelAPI(ModelAPI):
             continuations=tuple(tuple(int(t) for t in c) for c in request["continuations"]),
         )
         scores = await self.loglikelihood(group)
+        # One choice per continuation; the per-choice sums travel in the metadata. Per-token
+        # log-probabilities are left out on purpose: with them, condensing and writing each
+        # sample to the log costs more than scoring it.
         choices = [
             ChatCompletionChoice(
                 message=ChatMessageAssistant(content="", model=self.model_name),
                 stop_reason="max_tokens",
-                prompt_logprobs=self._logprobs(c, s),
             )
-            for c, s in zip(group.continuations, scores, strict=True)
+            for _ in group.continuations
         ]
         n_tokens = len(group.context) + sum(map(len, group.continuations))
         return ModelOutput(

@@ -60,6 +60,7 @@ def run_suite(
     scorer: GenScorer | None = None,
     model_id: str | None = None,
     display: str = "none",
+    max_samples: int = 256,
 ) -> EvalRunResult:
     """Evaluate ``model`` on ``task`` through Inspect and build the evidence.
 
@@ -76,6 +77,7 @@ def run_suite(
         scorer: Scorer for a generative JSONL task (default: the suite's, else ``match``).
         model_id: Model id in evidence (default: the folder name or the model string).
         display: Inspect display (``none``, ``plain``, ``rich``, ``full``).
+        max_samples: Samples in flight at once; the provider batches their requests.
     """
     from inspect_ai import eval as inspect_eval
     from inspect_ai.model import get_model
@@ -112,6 +114,9 @@ def run_suite(
         metadata={META_KEY: meta},
         score_display=False,
         log_samples=True,
+        log_realtime=False,
+        max_samples=max_samples,
+        log_buffer=max(100, max_samples),
     )
     log = logs[0]
     if log.status != "success":
