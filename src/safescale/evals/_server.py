@@ -23,6 +23,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from safescale._errors import UserError
 from safescale.evals._lm import LocalLM, LoglikelihoodGroup
 
 API_VERSION = "v1"
@@ -90,7 +91,7 @@ class ModelServer:
                         self._send(200, server.chat(ChatRequest.model_validate(body)))
                     else:
                         self._send(404, _error("not found"))
-                except (ValidationError, json.JSONDecodeError, ValueError) as exc:
+                except (ValidationError, json.JSONDecodeError, ValueError, UserError) as exc:
                     self._send(400, _error(str(exc).splitlines()[0]))
 
             def _send(self, status: int, payload: dict[str, Any]) -> None:
