@@ -11,8 +11,24 @@ import json
 import random
 from pathlib import Path
 
-NAMES = ["Zorbia", "Quell", "Marnot", "Vesh", "Tolura", "Bravik", "Ondel", "Pyra", "Caskel",
-         "Lumen", "Fennick", "Darrow", "Ilsa", "Kestrel", "Morrow", "Nadir"]
+NAMES = [
+    "Zorbia",
+    "Quell",
+    "Marnot",
+    "Vesh",
+    "Tolura",
+    "Bravik",
+    "Ondel",
+    "Pyra",
+    "Caskel",
+    "Lumen",
+    "Fennick",
+    "Darrow",
+    "Ilsa",
+    "Kestrel",
+    "Morrow",
+    "Nadir",
+]
 THINGS = ["river", "mountain", "city", "forest", "harbour", "desert", "valley", "tower"]
 COLOURS = ["red", "blue", "green", "amber", "violet", "silver", "black", "white"]
 
@@ -77,13 +93,21 @@ def build_model(
         initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
     )
     tok.train_from_iterator(text, trainer)
-    fast = PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|endoftext|>",
-                                   bos_token="<|endoftext|>")
+    fast = PreTrainedTokenizerFast(
+        tokenizer_object=tok, eos_token="<|endoftext|>", bos_token="<|endoftext|>"
+    )
     torch.manual_seed(seed)
     cfg = LlamaConfig(
-        vocab_size=tok.get_vocab_size(), hidden_size=hidden, intermediate_size=hidden * 4,
-        num_hidden_layers=layers, num_attention_heads=heads, num_key_value_heads=heads,
-        max_position_embeddings=256, bos_token_id=0, eos_token_id=0, tie_word_embeddings=False,
+        vocab_size=tok.get_vocab_size(),
+        hidden_size=hidden,
+        intermediate_size=hidden * 4,
+        num_hidden_layers=layers,
+        num_attention_heads=heads,
+        num_key_value_heads=heads,
+        max_position_embeddings=256,
+        bos_token_id=0,
+        eos_token_id=0,
+        tie_word_embeddings=False,
     )
     model = LlamaForCausalLM(cfg)
     if steps:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 
 def lm_eval_requests(task: Path) -> tuple[list[tuple[str, str]], list[int]]:
-    """(context, continuation) pairs as lm-eval builds them for a default MC task, and choice counts."""
+    """(context, continuation) pairs lm-eval builds for a default MC task; choice counts."""
     pairs: list[tuple[str, str]] = []
     counts = []
     for line in task.read_text().splitlines():
@@ -18,13 +18,13 @@ def lm_eval_requests(task: Path) -> tuple[list[tuple[str, str]], list[int]]:
     return pairs, counts
 
 
-def hflm(model_dir: Path, batch_size: int = 32):  # noqa: ANN201 (lm_eval type)
+def hflm(model_dir: Path, batch_size: int = 32):
     from lm_eval.models.huggingface import HFLM
 
     return HFLM(pretrained=str(model_dir), batch_size=batch_size, device="cpu", dtype="float32")
 
 
-def lm_eval_loglikelihoods(lm, pairs: list[tuple[str, str]]) -> list[float]:  # noqa: ANN001
+def lm_eval_loglikelihoods(lm, pairs: list[tuple[str, str]]) -> list[float]:
     """``HFLM.loglikelihood`` on the pairs; the sums of continuation log-probabilities."""
     from lm_eval.api.instance import Instance
 

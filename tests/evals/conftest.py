@@ -12,7 +12,7 @@ os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("INSPECT_DISPLAY", "none")
 
-from tests.evals._factory import build_model, write_mc_jsonl  # noqa: E402
+from tests.evals._factory import build_model, write_mc_jsonl
 
 
 @pytest.fixture(scope="session")

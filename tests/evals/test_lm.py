@@ -38,7 +38,9 @@ def test_truncation_single_tokens_and_empty_context(model_dir: Path) -> None:
     long_ctx, _ = lm.encode_pair("The river of Zorbia is red and lies near Quell. Zorbia has", " 7")
     groups = [
         # longer than max_length + 1: scored by the reference path, left-truncated like lm-eval
-        LoglikelihoodGroup(tuple(long_ctx), (tuple(lm.encode(" 12 towers")), tuple(lm.encode(" 7")))),
+        LoglikelihoodGroup(
+            tuple(long_ctx), (tuple(lm.encode(" 12 towers")), tuple(lm.encode(" 7")))
+        ),
         LoglikelihoodGroup(tuple(long_ctx[:4]), ((long_ctx[4],), (long_ctx[5],))),
     ]
     ctx, cont = lm.encode_pair("", "Zorbia")
@@ -47,7 +49,9 @@ def test_truncation_single_tokens_and_empty_context(model_dir: Path) -> None:
     fast = lm.loglikelihood(groups)
     for g, scores in zip(groups, fast, strict=True):
         for cont_ids, s in zip(g.continuations, scores, strict=True):
-            assert s.logprob == pytest.approx(lm.loglikelihood_reference(g.context, cont_ids).logprob, abs=1e-4)
+            assert s.logprob == pytest.approx(
+                lm.loglikelihood_reference(g.context, cont_ids).logprob, abs=1e-4
+            )
     assert all(s.logprob < 0 for scores in fast for s in scores)
 
 

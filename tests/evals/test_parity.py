@@ -23,7 +23,9 @@ def test_loglikelihoods_match_lm_eval(model_dir: Path, tmp_path: Path) -> None:
 
     task = write_mc_jsonl(tmp_path / "mc1000.jsonl", 1000, seed=7)
     result = run_suite(str(task), str(model_dir), log_dir=tmp_path / "logs")
-    ours = np.array([s.metadata["loglikelihoods"] for s in read_eval_log(str(result.log_path)).samples])
+    ours = np.array(
+        [s.metadata["loglikelihoods"] for s in read_eval_log(str(result.log_path)).samples]
+    )
     pairs, counts = lm_eval_requests(task)
     assert set(counts) == {4}
     theirs = np.array(lm_eval_loglikelihoods(hflm(model_dir), pairs)).reshape(-1, 4)

@@ -18,7 +18,9 @@ def server(model_dir: Path):
     srv.close()
 
 
-def test_completions_over_http_match_in_process(server: ModelServer, model_dir: Path, mc_small: Path, tmp_path: Path) -> None:
+def test_completions_over_http_match_in_process(
+    server: ModelServer, model_dir: Path, mc_small: Path, tmp_path: Path
+) -> None:
     from inspect_ai.log import read_eval_log
 
     local = run_suite(str(mc_small), str(model_dir), log_dir=tmp_path / "a", limit=8)
@@ -40,7 +42,12 @@ def test_completions_over_http_match_in_process(server: ModelServer, model_dir: 
 
 def test_chat_completions_over_http(server: ModelServer, tmp_path: Path) -> None:
     gen = tmp_path / "gen.jsonl"
-    gen.write_text("\n".join(json.dumps({"input": f"The river of {n} is", "target": "red"}) for n in ["Zorbia", "Quell"]))
+    gen.write_text(
+        "\n".join(
+            json.dumps({"input": f"The river of {n} is", "target": "red"})
+            for n in ["Zorbia", "Quell"]
+        )
+    )
     r = run_suite(
         str(gen),
         "openai-api/local/tiny",
@@ -54,7 +61,11 @@ def test_bad_request_is_400(server: ModelServer) -> None:
     import urllib.error
     import urllib.request
 
-    req = urllib.request.Request(server.base_url + "/completions", data=b'{"prompt": [999999], "prompt_logprobs": 1}', headers={"Content-Type": "application/json"})
+    req = urllib.request.Request(
+        server.base_url + "/completions",
+        data=b'{"prompt": [999999], "prompt_logprobs": 1}',
+        headers={"Content-Type": "application/json"},
+    )
     with pytest.raises(urllib.error.HTTPError) as exc:
         urllib.request.urlopen(req, timeout=10)
     assert exc.value.code == 400

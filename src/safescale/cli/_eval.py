@@ -10,7 +10,9 @@ import typer
 from safescale._errors import Problem, UserError
 from safescale.cli._common import console, print_json, workspace_path
 
-app = typer.Typer(help="Evaluations through Inspect AI: run tasks, import logs.", no_args_is_help=True)
+app = typer.Typer(
+    help="Evaluations through Inspect AI: run tasks, import logs.", no_args_is_help=True
+)
 
 
 def _model_args(items: list[str] | None) -> dict[str, Any]:
@@ -23,7 +25,9 @@ def _model_args(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
-def _report(metrics: Any, evidence: Any, log: Path, as_json: bool, recorded: list[str] | None, task: str) -> None:
+def _report(
+    metrics: Any, evidence: Any, log: Path, as_json: bool, recorded: list[str] | None, task: str
+) -> None:
     if as_json:
         print_json(
             {
@@ -34,7 +38,12 @@ def _report(metrics: Any, evidence: Any, log: Path, as_json: bool, recorded: lis
                         "name": m.name,
                         "value": m.value,
                         "n": m.n,
-                        "interval": {"lo": m.lo, "hi": m.hi, "confidence": m.confidence, "method": m.method},
+                        "interval": {
+                            "lo": m.lo,
+                            "hi": m.hi,
+                            "confidence": m.confidence,
+                            "method": m.method,
+                        },
                     }
                     for m in metrics
                 ],
@@ -44,7 +53,11 @@ def _report(metrics: Any, evidence: Any, log: Path, as_json: bool, recorded: lis
         )
         return
     for m in metrics:
-        ci = f"[{m.lo:.3f}, {m.hi:.3f}]" if m.lo is not None and m.hi is not None else "(no interval)"
+        ci = (
+            f"[{m.lo:.3f}, {m.hi:.3f}]"
+            if m.lo is not None and m.hi is not None
+            else "(no interval)"
+        )
         console.print(f"{m.name:<12} {m.value:.4f}  95% CI {ci} ({m.method}), n={m.n}")
     console.print(f"log: {log}")
     if recorded is not None:
@@ -62,14 +75,34 @@ def _record(evidence: Any, log: Path) -> list[str] | None:
 
 @app.command("run")
 def run(
-    task: Annotated[str, typer.Argument(help="Suite name (lab/hazard_proxy), JSONL file or Inspect .py task file.")],
-    model: Annotated[str, typer.Option("--model", "-m", help="Local HF model folder or an Inspect model string.")],
-    limit: Annotated[int | None, typer.Option("--limit", help="Evaluate only the first N samples.")] = None,
-    log_dir: Annotated[Path | None, typer.Option("--log-dir", help="Folder for the Inspect log (default ./logs).")] = None,
-    data: Annotated[Path | None, typer.Option("--data", help="Lab corpus folder for named suites.")] = None,
-    tokenizer: Annotated[str | None, typer.Option("--tokenizer", help="Tokenizer folder (log-likelihood over HTTP).")] = None,
-    model_arg: Annotated[list[str] | None, typer.Option("-M", help="Model argument KEY=VALUE (dtype, device, batch_size, max_length).")] = None,
-    as_json: Annotated[bool, typer.Option("--json", help="Print metrics, intervals, n and the log path as JSON.")] = False,
+    task: Annotated[
+        str,
+        typer.Argument(help="Suite name (lab/hazard_proxy), JSONL file or Inspect .py task file."),
+    ],
+    model: Annotated[
+        str, typer.Option("--model", "-m", help="Local HF model folder or an Inspect model string.")
+    ],
+    limit: Annotated[
+        int | None, typer.Option("--limit", help="Evaluate only the first N samples.")
+    ] = None,
+    log_dir: Annotated[
+        Path | None, typer.Option("--log-dir", help="Folder for the Inspect log (default ./logs).")
+    ] = None,
+    data: Annotated[
+        Path | None, typer.Option("--data", help="Lab corpus folder for named suites.")
+    ] = None,
+    tokenizer: Annotated[
+        str | None, typer.Option("--tokenizer", help="Tokenizer folder (log-likelihood over HTTP).")
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-M", help="Model argument KEY=VALUE (dtype, device, batch_size, max_length)."
+        ),
+    ] = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="Print metrics, intervals, n and the log path as JSON.")
+    ] = False,
 ) -> None:
     """Evaluate MODEL on TASK; record the evidence in the workspace ledger when there is one."""
     from safescale.evals import run_suite
@@ -91,8 +124,12 @@ def run(
 @app.command("import")
 def import_(
     path: Annotated[Path, typer.Argument(help="Inspect .eval/.json log, or lm-eval results JSON.")],
-    model_id: Annotated[str | None, typer.Option("--model-id", help="Model id for the evidence.")] = None,
-    evaluation_id: Annotated[str | None, typer.Option("--evaluation-id", help="Policy evaluation id it feeds.")] = None,
+    model_id: Annotated[
+        str | None, typer.Option("--model-id", help="Model id for the evidence.")
+    ] = None,
+    evaluation_id: Annotated[
+        str | None, typer.Option("--evaluation-id", help="Policy evaluation id it feeds.")
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
     """Turn an existing evaluation log into evidence."""
@@ -106,8 +143,12 @@ def import_(
 def serve_model(
     model_dir: Annotated[Path, typer.Argument(help="Local Hugging Face model folder.")],
     port: Annotated[int, typer.Option("--port", help="TCP port.")] = 8000,
-    host: Annotated[str, typer.Option("--host", help="Address to bind (loopback by default).")] = "127.0.0.1",
-    dtype: Annotated[str, typer.Option("--dtype", help="float32, bfloat16, float16 or auto.")] = "float32",
+    host: Annotated[
+        str, typer.Option("--host", help="Address to bind (loopback by default).")
+    ] = "127.0.0.1",
+    dtype: Annotated[
+        str, typer.Option("--dtype", help="float32, bfloat16, float16 or auto.")
+    ] = "float32",
     device: Annotated[str, typer.Option("--device", help="torch device.")] = "cpu",
 ) -> None:
     """Serve a local checkpoint with OpenAI-compatible /v1/completions and /v1/chat/completions."""

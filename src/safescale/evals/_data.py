@@ -64,7 +64,11 @@ def load_jsonl_task(path: Path) -> TaskData:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise UserError(
-                Problem(f"not valid JSON ({exc.msg}); write one JSON object per line", source=src, line=n)
+                Problem(
+                    f"not valid JSON ({exc.msg}); write one JSON object per line",
+                    source=src,
+                    line=n,
+                )
             ) from None
         if not isinstance(row, dict):
             raise UserError(Problem("each line must be a JSON object", source=src, line=n))
@@ -78,12 +82,18 @@ def load_jsonl_task(path: Path) -> TaskData:
                 )
             )
         if kind is not None and this != kind:
-            raise UserError(Problem(f"a {this} line in a {kind} task; keep one shape per file", source=src, line=n))
+            raise UserError(
+                Problem(
+                    f"a {this} line in a {kind} task; keep one shape per file", source=src, line=n
+                )
+            )
         kind = this
         samples.append(_sample(row, this, src, n))
     if kind is None:
         raise UserError(Problem("task is empty; it needs at least one JSON line", source=src))
-    return TaskData(path=path, kind=kind, samples=tuple(samples), sha256=hashlib.sha256(raw).hexdigest())
+    return TaskData(
+        path=path, kind=kind, samples=tuple(samples), sha256=hashlib.sha256(raw).hexdigest()
+    )
 
 
 def _sample(row: dict[str, Any], kind: TaskKind, src: str, n: int) -> Sample:
@@ -93,20 +103,33 @@ def _sample(row: dict[str, Any], kind: TaskKind, src: str, n: int) -> Sample:
     sid = row.get("id")
     if sid is not None and not isinstance(sid, str | int):
         raise bad("id", "must be a string or an integer")
-    meta = {k: v for k, v in row.items() if k not in {"id", "question", "choices", "answer", "input", "target", "text"}}
+    meta = {
+        k: v
+        for k, v in row.items()
+        if k not in {"id", "question", "choices", "answer", "input", "target", "text"}
+    }
     if kind == "multiple_choice":
         q, choices, answer = row.get("question"), row.get("choices"), row.get("answer")
         if not isinstance(q, str) or not q:
             raise bad("question", "must be a non-empty string")
-        if not isinstance(choices, list) or len(choices) < 2 or not all(isinstance(c, str) for c in choices):
+        if (
+            not isinstance(choices, list)
+            or len(choices) < 2
+            or not all(isinstance(c, str) for c in choices)
+        ):
             raise bad("choices", "must be a list of at least two strings")
         if len(choices) > 26:
             raise bad("choices", "at most 26 choices (lettered A-Z)")
         if isinstance(answer, bool) or not isinstance(answer, int):
             raise bad("answer", "must be the 0-based index of the right choice")
         if not 0 <= answer < len(choices):
-            raise bad("answer", f"index {answer} is out of range for {len(choices)} choices (0-{len(choices) - 1})")
-        return Sample(input=q, choices=choices, target=chr(ord("A") + answer), id=sid, metadata=meta or None)
+            raise bad(
+                "answer",
+                f"index {answer} is out of range for {len(choices)} choices (0-{len(choices) - 1})",
+            )
+        return Sample(
+            input=q, choices=choices, target=chr(ord("A") + answer), id=sid, metadata=meta or None
+        )
     if kind == "generative":
         inp, target = row.get("input"), row.get("target")
         if not isinstance(inp, str) or not inp:

@@ -43,11 +43,17 @@ def model_dir_sha256(path: Path) -> str:
     Hidden files are skipped; the result is cached per (file, size, mtime) listing so that
     evaluating one checkpoint many times hashes its weights once.
     """
-    files = sorted(p for p in path.rglob("*") if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts))
+    files = sorted(
+        p
+        for p in path.rglob("*")
+        if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts)
+    )
     stamp = tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     key = (str(path.resolve()), stamp)
     if key not in _DIR_HASHES:
-        _DIR_HASHES[key] = sha256_hex(canonical_json({s[0]: file_sha256(p) for s, p in zip(stamp, files, strict=True)}))
+        _DIR_HASHES[key] = sha256_hex(
+            canonical_json({s[0]: file_sha256(p) for s, p in zip(stamp, files, strict=True)})
+        )
     return _DIR_HASHES[key]
 
 
@@ -88,7 +94,11 @@ def _sample_values(log: Any) -> dict[str, list[float]]:
                 for key, v in score.value.items():
                     values.setdefault(key, []).append(float(to_float(v)))
             else:
-                name = "accuracy" if scorer_name in ("match", "includes", "exact", "model_graded_qa", "choice") else scorer_name
+                name = (
+                    "accuracy"
+                    if scorer_name in ("match", "includes", "exact", "model_graded_qa", "choice")
+                    else scorer_name
+                )
                 values.setdefault(name, []).append(float(to_float(score.value)))
     return values
 
@@ -102,7 +112,12 @@ def evidence_from_eval_log(
 ) -> tuple[list[MetricEstimate], list[Evidence]]:
     """Metrics and Evidence records from a read Inspect ``EvalLog`` (pure: no files touched)."""
     if log.status != "success":
-        raise UserError(Problem(f"the evaluation did not finish (status {log.status}); nothing recorded", source=log.location))
+        raise UserError(
+            Problem(
+                f"the evaluation did not finish (status {log.status}); nothing recorded",
+                source=log.location,
+            )
+        )
     ours: dict[str, Any] = dict((log.eval.metadata or {}).get(META_KEY) or {})
     metrics = metric_estimates(_sample_values(log))
     if not metrics:
@@ -163,10 +178,17 @@ def evidence_from_lm_eval_results(
     k = round(mean x n); other metrics a normal interval from lm-eval's stderr.
     """
     if "results" not in results or not isinstance(results["results"], dict):
-        raise UserError(Problem("not an lm-evaluation-harness results file (no 'results')", source=source))
+        raise UserError(
+            Problem("not an lm-evaluation-harness results file (no 'results')", source=source)
+        )
     config = results.get("config") or {}
-    model = model_id or str(config.get("model_name") or results.get("model_name") or config.get("model") or "unknown")
-    versions = {"lm_eval": str(results.get("lm_eval_version", "")), "transformers": str(results.get("transformers_version", ""))}
+    model = model_id or str(
+        config.get("model_name") or results.get("model_name") or config.get("model") or "unknown"
+    )
+    versions = {
+        "lm_eval": str(results.get("lm_eval_version", "")),
+        "transformers": str(results.get("transformers_version", "")),
+    }
     metrics: list[MetricEstimate] = []
     evidence: list[Evidence] = []
     for task, row in results["results"].items():
@@ -181,7 +203,9 @@ def evidence_from_lm_eval_results(
                 m = proportion(name, round(float(value) * n), n)
                 m = MetricEstimate(name, float(value), n, m.lo, m.hi, m.confidence, m.method)
             else:
-                m = mean_normal(name, float(value), stderr if isinstance(stderr, int | float) else None, n)
+                m = mean_normal(
+                    name, float(value), stderr if isinstance(stderr, int | float) else None, n
+                )
             metrics.append(m)
             artifacts = {"log": results_sha256}
             task_hash = (results.get("task_hashes") or {}).get(task)
@@ -204,7 +228,12 @@ def evidence_from_lm_eval_results(
                     producer="lm-evaluation-harness",
                     producer_version=versions["lm_eval"],
                     artifacts=artifacts,
-                    details={"task": task, "packages": versions, "model_args": config.get("model_args"), "interval_method": m.method},
+                    details={
+                        "task": task,
+                        "packages": versions,
+                        "model_args": config.get("model_args"),
+                        "interval_method": m.method,
+                    },
                 )
             )
     if not evidence:
@@ -232,15 +261,23 @@ def read_log_evidence(
         except (json.JSONDecodeError, UnicodeDecodeError) as exc:
             raise UserError(Problem(f"not valid JSON ({exc})", source=str(path))) from None
         if isinstance(doc, dict) and "results" in doc and "eval" not in doc:
-            return evidence_from_lm_eval_results(doc, sha, model_id=model_id, evaluation_id=evaluation_id, source=str(path))
+            return evidence_from_lm_eval_results(
+                doc, sha, model_id=model_id, evaluation_id=evaluation_id, source=str(path)
+            )
     elif path.suffix != ".eval":
-        raise UserError(Problem("expected an Inspect .eval/.json log or an lm-eval results .json", source=str(path)))
+        raise UserError(
+            Problem(
+                "expected an Inspect .eval/.json log or an lm-eval results .json", source=str(path)
+            )
+        )
     from inspect_ai.log import read_eval_log
 
     try:
         log = read_eval_log(str(path))
     except Exception as exc:
-        raise UserError(Problem(f"cannot read as an Inspect log ({type(exc).__name__})", source=str(path))) from None
+        raise UserError(
+            Problem(f"cannot read as an Inspect log ({type(exc).__name__})", source=str(path))
+        ) from None
     return evidence_from_eval_log(log, sha, model_id=model_id, evaluation_id=evaluation_id)
 
 

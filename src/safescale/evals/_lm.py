@@ -45,7 +45,9 @@ class LocalModelConfig:
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
         if self.dtype not in DTYPES:
-            raise UserError(Problem(f"unknown dtype {self.dtype!r}; use one of {DTYPES}", field="dtype"))
+            raise UserError(
+                Problem(f"unknown dtype {self.dtype!r}; use one of {DTYPES}", field="dtype")
+            )
         if self.batch_size < 1:
             raise UserError(Problem("batch_size must be at least 1", field="batch_size"))
         if self.max_length is not None and self.max_length < 2:
@@ -78,10 +80,15 @@ def check_model_dir(path: Path) -> None:
     """Raise a one-line :class:`UserError` unless ``path`` is a loadable causal-LM folder."""
     if not path.is_dir():
         raise UserError(
-            Problem("model folder does not exist; give a folder saved with save_pretrained", source=str(path))
+            Problem(
+                "model folder does not exist; give a folder saved with save_pretrained",
+                source=str(path),
+            )
         )
     if not (path / "config.json").is_file():
-        raise UserError(Problem("no config.json here; is this a Hugging Face model folder?", source=str(path)))
+        raise UserError(
+            Problem("no config.json here; is this a Hugging Face model folder?", source=str(path))
+        )
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         raise UserError(
             Problem(
@@ -107,7 +114,8 @@ class LocalLM:
         model = AutoModelForCausalLM.from_pretrained(
             str(config.path), dtype=dtype, local_files_only=True
         )
-        self.model = model.to(config.device).eval()
+        # transformers types `.to` through a wrapper mypy cannot see through.
+        self.model = model.to(torch.device(config.device)).eval()  # type: ignore[arg-type]
         self.device = torch.device(config.device)
         self.max_length = config.max_length or int(
             getattr(model.config, "max_position_embeddings", None) or 2048
@@ -123,15 +131,17 @@ class LocalLM:
         tok = self.tokenizer
         token = tok.bos_token_id if tok.bos_token_id is not None else tok.eos_token_id
         if token is None:
-            raise UserError("the tokenizer has neither a BOS nor an EOS token to stand for an empty context")
+            raise UserError(
+                "the tokenizer has neither a BOS nor an EOS token to stand for an empty context"
+            )
         return int(token)
 
     def encode(self, text: str) -> list[int]:
-        """Token ids of ``text`` with the tokenizer's default special tokens (lm-eval's tok_encode)."""
+        """Token ids of ``text`` with the default special tokens (lm-eval's ``tok_encode``)."""
         return list(self.tokenizer.encode(text))
 
     def encode_pair(self, context: str, continuation: str) -> tuple[list[int], list[int]]:
-        """Context and continuation token ids, exactly as lm-eval splits them (see :func:`encode_pair`)."""
+        """Context and continuation ids, split as lm-eval splits them (:func:`encode_pair`)."""
         return encode_pair(self.tokenizer, context, continuation)
 
     def decode(self, ids: Sequence[int]) -> str:
@@ -146,7 +156,9 @@ class LocalLM:
         """Raise a :class:`UserError` if a token id is outside the model's vocabulary."""
         bad = [i for i in ids if not 0 <= int(i) < self.vocab_size]
         if bad:
-            raise UserError(f"{what}: token id {bad[0]} is outside the vocabulary (size {self.vocab_size})")
+            raise UserError(
+                f"{what}: token id {bad[0]} is outside the vocabulary (size {self.vocab_size})"
+            )
 
     # -- log-likelihood -----------------------------------------------------------------------
 
@@ -346,7 +358,9 @@ def _score(dist: torch.Tensor, target: torch.Tensor) -> ContinuationScore:
     lp = dist.gather(1, target.unsqueeze(1)).squeeze(1)
     greedy = bool((dist.argmax(dim=-1) == target).all())
     values = tuple(float(v) for v in lp.tolist())
-    return ContinuationScore(logprob=float(lp.double().sum()), is_greedy=greedy, token_logprobs=values)
+    return ContinuationScore(
+        logprob=float(lp.double().sum()), is_greedy=greedy, token_logprobs=values
+    )
 
 
 def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[int], list[int]]:
@@ -358,9 +372,13 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     """
     if context == "":
         cont = list(tokenizer.encode(continuation, add_special_tokens=False))
-        prefix = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        prefix = (
+            tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
+        )
         if prefix is None:
-            raise UserError("the tokenizer has neither a BOS nor an EOS token to stand for an empty context")
+            raise UserError(
+                "the tokenizer has neither a BOS nor an EOS token to stand for an empty context"
+            )
         return ([int(prefix)], cont) if cont[:1] != [prefix] else (cont[:1], cont[1:])
     n_spaces = len(context) - len(context.rstrip())
     if n_spaces:

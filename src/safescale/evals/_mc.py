@@ -103,8 +103,8 @@ def loglikelihood_choice(template: str = DEFAULT_TEMPLATE, tokenizer: str | None
             by_ctx: dict[tuple[int, ...], list[int]] = {}
             for i, (ctx, _) in enumerate(pairs):
                 by_ctx.setdefault(tuple(ctx), []).append(i)
-            for ctx, idx in by_ctx.items():
-                request = {"context": list(ctx), "continuations": [pairs[i][1] for i in idx]}
+            for ctx_key, idx in by_ctx.items():
+                request = {"context": list(ctx_key), "continuations": [pairs[i][1] for i in idx]}
                 out = await model.generate(
                     [ChatMessageUser(content=context, metadata={LL_KEY: request})],
                     config=GenerateConfig(max_tokens=1),

@@ -45,7 +45,7 @@ from safescale.evals._lm import (
 )
 
 LL_KEY = "safescale_loglikelihood"
-"""Message metadata key of a grouped log-likelihood request: {"context": ids, "continuations": [ids]}."""
+"""Message metadata key of a grouped log-likelihood request: {"context", "continuations"}."""
 
 GATHER_SECONDS = 0.003
 """How long the batcher waits for more concurrent requests before it runs a micro-batch."""
@@ -105,7 +105,7 @@ class LocalModelAPI(ModelAPI):
         model_name: str,
         base_url: str | None = None,
         api_key: str | None = None,
-        config: GenerateConfig = GenerateConfig(),  # noqa: B008 (Inspect's own signature)
+        config: GenerateConfig = GenerateConfig(),
         **model_args: Any,
     ) -> None:
         super().__init__(model_name, base_url, api_key, [], config)
@@ -246,14 +246,17 @@ class LocalModelAPI(ModelAPI):
         tok = self.lm.tokenizer
         if getattr(tok, "chat_template", None):
             messages = [{"role": m.role, "content": m.text} for m in input]
-            return str(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            return str(
+                tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            )
         return _prompt_text(input)
 
     def _logprobs(self, ids: Sequence[int], score: ContinuationScore) -> Logprobs:
         tokens = self.lm.token_strings(ids)
         return Logprobs(
             content=[
-                Logprob(token=t, logprob=v) for t, v in zip(tokens, score.token_logprobs, strict=True)
+                Logprob(token=t, logprob=v)
+                for t, v in zip(tokens, score.token_logprobs, strict=True)
             ]
         )
 

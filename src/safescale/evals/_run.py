@@ -84,7 +84,9 @@ def run_suite(
 
     if limit is not None and limit < 1:
         raise UserError(Problem("must be at least 1", field="--limit"))
-    resolved = resolve_task(task, data_dir=data_dir, template=template, tokenizer=tokenizer, scorer=scorer)
+    resolved = resolve_task(
+        task, data_dir=data_dir, template=template, tokenizer=tokenizer, scorer=scorer
+    )
     meta: dict[str, Any] = {"evaluation_id": resolved.evaluation_id}
     if resolved.data is not None:
         meta["dataset_sha256"] = resolved.data.sha256
@@ -99,7 +101,9 @@ def run_suite(
     else:
         if "/" not in model:
             raise UserError(
-                Problem("not a model folder nor an Inspect model string (provider/model)", source=model)
+                Problem(
+                    "not a model folder nor an Inspect model string (provider/model)", source=model
+                )
             )
         inspect_model = model
         meta["model_id"] = model_id or model

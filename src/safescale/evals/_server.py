@@ -77,7 +77,9 @@ class ModelServer:
 
             def do_GET(self) -> None:
                 if self.path.rstrip("/") == f"/{API_VERSION}/models":
-                    self._send(200, {"object": "list", "data": [{"id": server.name, "object": "model"}]})
+                    self._send(
+                        200, {"object": "list", "data": [{"id": server.name, "object": "model"}]}
+                    )
                 else:
                     self._send(404, _error("not found"))
 
@@ -150,11 +152,19 @@ class ModelServer:
             results = iter(self.lm.loglikelihood(groups))
             scores = [next(results)[0].token_logprobs if len(p) > 1 else () for p in prompts]
         max_new = req.max_tokens or 0
-        gens = self.lm.generate(prompts, max_new, req.temperature, req.top_p, req.seed) if max_new else [[] for _ in prompts]
+        gens = (
+            self.lm.generate(prompts, max_new, req.temperature, req.top_p, req.seed)
+            if max_new
+            else [[] for _ in prompts]
+        )
         choices = []
         for i, (ids, lps, new) in enumerate(zip(prompts, scores, gens, strict=True)):
             text = _cut(self.lm.decode(new), req.stop)
-            choice: dict[str, Any] = {"index": i, "text": text, "finish_reason": "length" if len(new) >= max_new else "stop"}
+            choice: dict[str, Any] = {
+                "index": i,
+                "text": text,
+                "finish_reason": "length" if len(new) >= max_new else "stop",
+            }
             tokens = self.lm.token_strings(ids)
             if req.prompt_logprobs is not None:
                 # vLLM's shape: None for the first token, then {id: {logprob, rank, decoded_token}}.
@@ -167,7 +177,8 @@ class ModelServer:
                 choice["logprobs"] = {
                     "tokens": tokens,
                     "token_logprobs": [None, *lps],
-                    "top_logprobs": [None] + [{s: lp} for s, lp in zip(tokens[1:], lps, strict=True)],
+                    "top_logprobs": [None]
+                    + [{s: lp} for s, lp in zip(tokens[1:], lps, strict=True)],
                     "text_offset": [],
                 }
             choices.append(choice)
@@ -179,15 +190,24 @@ class ModelServer:
             "created": int(time.time()),
             "model": self.name,
             "choices": choices,
-            "usage": {"prompt_tokens": n_prompt, "completion_tokens": n_new, "total_tokens": n_prompt + n_new},
+            "usage": {
+                "prompt_tokens": n_prompt,
+                "completion_tokens": n_new,
+                "total_tokens": n_prompt + n_new,
+            },
         }
 
     def chat(self, req: ChatRequest) -> dict[str, Any]:
         """The ``/v1/chat/completions`` response for ``req``."""
-        messages = [{"role": m.get("role", "user"), "content": _content_text(m.get("content"))} for m in req.messages]
+        messages = [
+            {"role": m.get("role", "user"), "content": _content_text(m.get("content"))}
+            for m in req.messages
+        ]
         tok = self.lm.tokenizer
         if getattr(tok, "chat_template", None):
-            text = str(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+            text = str(
+                tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            )
         elif len(messages) == 1:
             text = messages[0]["content"]
         else:
@@ -208,7 +228,11 @@ class ModelServer:
                     "finish_reason": "length" if len(new) >= max_new else "stop",
                 }
             ],
-            "usage": {"prompt_tokens": len(ids), "completion_tokens": len(new), "total_tokens": len(ids) + len(new)},
+            "usage": {
+                "prompt_tokens": len(ids),
+                "completion_tokens": len(new),
+                "total_tokens": len(ids) + len(new),
+            },
         }
 
 

