@@ -10,7 +10,7 @@ import typer
 
 from safescale import __version__
 from safescale._errors import UserError
-from safescale.cli import _policy
+from safescale.cli import _compute, _ledger, _policy
 from safescale.cli._common import OPTIONS, err_console
 
 app = typer.Typer(
@@ -21,6 +21,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(_policy.app, name="policy")
+app.add_typer(_compute.app, name="compute")
+app.add_typer(_ledger.app, name="ledger")
+app.command("init")(_ledger.init)
 
 
 def _version(value: bool) -> None:
