@@ -94,12 +94,13 @@ def raw_record(record: Record) -> RawRecord:
     raise TypeError(f"cannot append a {type(record).__name__}")
 
 
-def _locate(path: Path | None) -> Path:
+def _locate(path: str | os.PathLike[str] | None) -> Path:
     # Resolution order: explicit path, $SAFESCALE_HOME, ./.safescale. A folder that holds a
     # .safescale workspace stands for it, so `--workspace .` works as well.
     if path is None:
         env = os.environ.get("SAFESCALE_HOME")
         path = Path(env) if env else Path.cwd() / WORKSPACE_DIR
+    path = Path(path)
     if not (path / CONFIG_NAME).exists() and (path / WORKSPACE_DIR / CONFIG_NAME).exists():
         path = path / WORKSPACE_DIR
     return path
@@ -119,7 +120,7 @@ class Workspace:
     # -- creating and opening ------------------------------------------------------------
     @classmethod
     def init(
-        cls, path: Path, *, database_url: str | None = None, author: str | None = None
+        cls, path: str | os.PathLike[str], *, database_url: str | None = None, author: str | None = None
     ) -> Workspace:
         """Create a workspace in ``path`` (the workspace folder itself); refuse to overwrite."""
         path = Path(path)
@@ -144,7 +145,7 @@ class Workspace:
         return ws
 
     @classmethod
-    def find(cls, path: Path | None = None) -> Workspace | None:
+    def find(cls, path: str | os.PathLike[str] | None = None) -> Workspace | None:
         """The workspace at ``path`` (or the default place), or None if there is none."""
         root = _locate(path)
         if not (root / CONFIG_NAME).exists():
@@ -156,7 +157,7 @@ class Workspace:
         return ws
 
     @classmethod
-    def open(cls, path: Path | None = None) -> Workspace:
+    def open(cls, path: str | os.PathLike[str] | None = None) -> Workspace:
         """The workspace at ``path``, ``$SAFESCALE_HOME`` or ``./.safescale``; else a UserError."""
         ws = cls.find(path)
         if ws is None:
