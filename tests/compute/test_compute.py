@@ -86,7 +86,10 @@ def test_regulatory_overlays_and_notification_clock() -> None:
 
 def test_calendar_trigger_after_six_months_of_post_training() -> None:
     policy = load_builtin(RSP)
-    models = [rec("base", 1e24, assessed=True), rec("ft", 1e21, 10, parent="base", stage="finetuning")]
+    models = [
+        rec("base", 1e24, assessed=True),
+        rec("ft", 1e21, 10, parent="base", stage="finetuning"),
+    ]
     trig = "notably-more-capable-post-training"
     assert not fired(evaluate_triggers(policy, models, [], T0 + timedelta(days=100)), "ft", trig)
     assert fired(evaluate_triggers(policy, models, [], T0 + timedelta(days=200)), "ft", trig)
@@ -130,7 +133,9 @@ def test_done_when_scenario_through_the_command(
     code, out, _ = run_cli("compute", "triggers", "--policy", RSP, "--json")
     assert code == 0
     rows = json.loads(out)
-    compute = {r["model"]: r["fired"] for r in rows if r["trigger"] == "notably-more-capable-compute"}
+    compute = {
+        r["model"]: r["fired"] for r in rows if r["trigger"] == "notably-more-capable-compute"
+    }
     assert compute == {"m1": False, "m2": False, "m3": True}
     code, out, _ = run_cli("compute", "show", "--json")
     assert [m["effective_compute"] for m in json.loads(out)] == [1e21, 3e21, 5e21]

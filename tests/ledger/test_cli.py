@@ -13,7 +13,9 @@ from safescale.ledger._keys import public_pem
 def test_verify_log_export(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     ws = tmp_path / "w"
     assert run_cli("--workspace", str(ws), "init")[0] == 0
-    assert run_cli("--workspace", str(ws), "compute", "add", "--model", "m", "--flops", "1e20")[0] == 0
+    assert (
+        run_cli("--workspace", str(ws), "compute", "add", "--model", "m", "--flops", "1e20")[0] == 0
+    )
     code, out, _ = run_cli("--workspace", str(ws), "ledger", "verify")
     assert code == 0 and out.startswith("ok: 1 entries")
     code, out, _ = run_cli("--workspace", str(ws), "ledger", "log")

@@ -48,7 +48,9 @@ def _flip(value: bytes, position: int, new: int) -> bytes:
     return bytes(data)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(
     seq=st.integers(1, N_ENTRIES),
     column=st.sampled_from(COLUMNS),
@@ -75,7 +77,9 @@ def test_any_stored_byte_change_is_detected(
     assert fast.bad_seqs == reference.bad_seqs
 
 
-@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
 @given(position=st.integers(0, 10_000), new=st.integers(0, 255))
 def test_any_artifact_byte_change_is_detected(
     pristine: Path, tmp_path: Path, position: int, new: int

@@ -44,7 +44,9 @@ def _flops(
                                  rel_uncertainty if rel_uncertainty is not None
                                  else HARDWARE_REL_UNCERTAINTY)  # fmt: skip
         except ValueError as exc:
-            raise UserError(Problem(f"{exc}; fix the hardware numbers", field="--utilization"))
+            raise UserError(
+                Problem(f"{exc}; fix the hardware numbers", field="--utilization")
+            ) from None
         return est.flops, "hardware", est.rel_uncertainty
     if flops is not None:
         if params is not None or tokens is not None:

@@ -43,7 +43,9 @@ def _read_pem(path: Path | None) -> bytes | None:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise UserError(Problem(f"cannot read the public key ({exc.strerror})", source=str(path)))
+        raise UserError(
+            Problem(f"cannot read the public key ({exc.strerror})", source=str(path))
+        ) from None
 
 
 @app.command()

@@ -110,7 +110,9 @@ def _compute_trigger(
     by_id: dict[str, ModelRecord],
 ) -> TriggerResult:
     rule = f"effective compute >= {t.ratio:g}x the last comprehensively assessed model"
-    base = dict(model=s.model, trigger=t.id, kind=t.kind, rule=rule, requires=t.leads_to)
+    base: dict[str, Any] = dict(
+        model=s.model, trigger=t.id, kind=t.kind, rule=rule, requires=t.leads_to
+    )
     if anchor is None:
         return TriggerResult(
             **base, fired=True, status="no_baseline", threshold=t.ratio,
@@ -136,7 +138,9 @@ def _calendar_trigger(
     as_of: datetime,
 ) -> TriggerResult:
     rule = f"{t.interval} of {t.basis.replace('_', ' ')}"
-    base = dict(model=s.model, trigger=t.id, kind=t.kind, rule=rule, requires=t.leads_to)
+    base: dict[str, Any] = dict(
+        model=s.model, trigger=t.id, kind=t.kind, rule=rule, requires=t.leads_to
+    )
     line = t.interval.days()
     if anchor is None or anchor.assessed_at is None:
         return TriggerResult(
@@ -159,7 +163,9 @@ def _calendar_trigger(
     days = (as_of - start).total_seconds() / 86400.0
     due = t.interval.add_to(start)
     fired = due <= as_of
-    why = f"{days:.0f} days since {anchor.model} was assessed on {start:%Y-%m-%d}; due {due:%Y-%m-%d}"
+    why = (
+        f"{days:.0f} days since {anchor.model} was assessed on {start:%Y-%m-%d}; due {due:%Y-%m-%d}"
+    )
     return TriggerResult(
         **base, fired=fired, status="fired" if fired else "not_fired", value=days,
         threshold=line, lo=days, hi=days, anchor=anchor.model, reasons=(why,),
@@ -169,7 +175,9 @@ def _calendar_trigger(
 def _overlay(o: RegulatoryOverlay, s: ComputeSummary, as_of: datetime) -> TriggerResult:
     rule = f"{o.name} ({o.jurisdiction}): cumulative training FLOP >= {o.threshold_flop:.3g}"
     requires = "; ".join([o.effect, *o.duties])
-    base = dict(model=s.model, trigger=o.id, kind="regulatory", rule=rule, requires=requires)
+    base: dict[str, Any] = dict(
+        model=s.model, trigger=o.id, kind="regulatory", rule=rule, requires=requires
+    )
     if o.status != "active":
         return TriggerResult(
             **base, fired=False, status="not_evaluated", threshold=o.threshold_flop,
@@ -212,8 +220,14 @@ def _pause(
     rule: PauseRule, s: ComputeSummary, blocked: dict[str, list[str]], by: dict[str, ComputeSummary]
 ) -> TriggerResult:
     text = f"effective compute >= {rule.ratio:g}x a model whose required safeguards are unmet"
-    base = dict(model=s.model, trigger=rule.id, kind="pause", rule=text, requires=rule.action)
-    hits = [m for m in blocked if m in by and s.effective_compute >= rule.ratio * by[m].effective_compute]
+    base: dict[str, Any] = dict(
+        model=s.model, trigger=rule.id, kind="pause", rule=text, requires=rule.action
+    )
+    hits = [
+        m
+        for m in blocked
+        if m in by and s.effective_compute >= rule.ratio * by[m].effective_compute
+    ]
     if not hits:
         return TriggerResult(**base, fired=False, status="not_fired", threshold=rule.ratio)
     anchor = min(hits, key=lambda m: by[m].effective_compute)

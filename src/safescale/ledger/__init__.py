@@ -10,6 +10,7 @@ from safescale.ledger._entry import LedgerEntry
 from safescale.ledger._keys import KeyPair
 from safescale.ledger._verify import VerifyProblem, VerifyReport, verify_ledger
 from safescale.ledger._workspace import (
+    AppendResult,
     LedgerExport,
     RawRecord,
     Workspace,
@@ -21,6 +22,7 @@ init_workspace = Workspace.init
 """Create a workspace (alias of :meth:`Workspace.init`)."""
 
 __all__ = [
+    "AppendResult",
     "KeyPair",
     "LedgerEntry",
     "LedgerExport",

@@ -83,7 +83,7 @@ def header_reference(
     return json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-def _plain(text: object) -> bool:
+def plain(text: object) -> bool:
     # A string that json.dumps writes as '"' + text + '"' (ensure_ascii=False): no quote, no
     # backslash, nothing unprintable. Anything else goes through the reference encoder.
     return isinstance(text, str) and text.isprintable() and '"' not in text and "\\" not in text
@@ -107,18 +107,16 @@ def header_bytes(
     if (
         type(seq) is int
         and type(signed_seq) is int
-        and _plain(kind)
-        and _plain(payload_sha256)
-        and _plain(prev_hash)
-        and _plain(author)
-        and _plain(time)
-        and _plain(key_id)
+        and plain(kind)
+        and plain(payload_sha256)
+        and plain(prev_hash)
+        and plain(author)
+        and plain(time)
+        and plain(key_id)
     ):
-        return (
-            f'{{"author":"{author}","key_id":"{key_id}","kind":"{kind}",'
-            f'"payload_sha256":"{payload_sha256}","prev_hash":"{prev_hash}","seq":{seq},'
-            f'"signed_seq":{signed_seq},"time":"{time}","v":{ENTRY_VERSION}}}'
-        ).encode()
+        return header_unchecked(
+            seq, kind, payload_sha256, prev_hash, author, time, key_id, signed_seq
+        )
     return header_reference(
         seq=seq,
         kind=kind,
@@ -129,6 +127,25 @@ def header_bytes(
         key_id=key_id,
         signed_seq=signed_seq,
     )
+
+
+def header_unchecked(
+    seq: int,
+    kind: str,
+    payload_sha256: str,
+    prev_hash: str,
+    author: str,
+    time: str,
+    key_id: str,
+    signed_seq: int,
+) -> bytes:
+    """:func:`header_bytes` for fields already known to be :func:`plain` (appends check the
+    author and kind once per transaction; hashes, time and key id are ours)."""
+    return (
+        f'{{"author":"{author}","key_id":"{key_id}","kind":"{kind}",'
+        f'"payload_sha256":"{payload_sha256}","prev_hash":"{prev_hash}","seq":{seq},'
+        f'"signed_seq":{signed_seq},"time":"{time}","v":{ENTRY_VERSION}}}'
+    ).encode()
 
 
 class LedgerEntry(BaseModel):

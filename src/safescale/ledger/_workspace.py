@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import os
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -37,6 +38,8 @@ from safescale.ledger._entry import (
     LedgerEntry,
     format_time,
     header_bytes,
+    header_unchecked,
+    plain,
 )
 from safescale.ledger._keys import KeyPair, key_id, load_public_pem, public_pem
 from safescale.ledger._store import (
@@ -67,6 +70,19 @@ class RawRecord(NamedTuple):
     """The model the record is about (None for none)."""
     payload: bytes
     """Canonical JSON of the record."""
+
+
+@dataclass(frozen=True)
+class AppendResult:
+    """What one append transaction wrote."""
+
+    first_seq: int
+    last_seq: int
+    """The transaction's head, whose signature every entry written carries."""
+    head: str
+    """Entry hash of the head."""
+    rows: Sequence[Sequence[Any]] = field(repr=False)
+    """The stored rows (columns in ``COLUMNS`` order)."""
 
 
 class LedgerExport(BaseModel):
@@ -120,7 +136,11 @@ class Workspace:
     # -- creating and opening ------------------------------------------------------------
     @classmethod
     def init(
-        cls, path: str | os.PathLike[str], *, database_url: str | None = None, author: str | None = None
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        database_url: str | None = None,
+        author: str | None = None,
     ) -> Workspace:
         """Create a workspace in ``path`` (the workspace folder itself); refuse to overwrite."""
         path = Path(path)
@@ -224,19 +244,22 @@ class Workspace:
         return digest
 
     # -- appending -----------------------------------------------------------------------
-    def append_raw(self, items: Sequence[RawRecord]) -> list[LedgerEntry]:
+    def append_raw(self, items: Sequence[RawRecord]) -> AppendResult | None:
         """Append canonical-JSON records in one transaction; the last one is signed.
 
         The chain head is locked for the whole transaction, so concurrent writers queue up;
         a crash at any point leaves either all of ``items`` or none of them.
         """
         if not items:
-            return []
+            return None
         for item in items:
             if item.kind not in RECORD_TYPES:
                 raise ValueError(f"unknown entry kind {item.kind!r}")
         keys, author = self.keys, self.author
         kid = keys.id
+        # Kinds are plain names; an author with quotes or control characters takes the
+        # reference encoder for every header of the transaction.
+        encode = header_unchecked if plain(author) else header_bytes
         with write_transaction(self.engine) as conn:
             last = head(conn)
             seq, prev = last if last is not None else (0, GENESIS_HASH)
@@ -247,7 +270,7 @@ class Workspace:
                 seq += 1
                 psha = hashlib.sha256(item.payload).hexdigest()
                 ehash = hashlib.sha256(
-                    header_bytes(seq, item.kind, psha, prev, author, time, kid, signed)
+                    encode(seq, item.kind, psha, prev, author, time, kid, signed)
                 ).hexdigest()
                 rows.append(
                     [seq, item.kind, item.record_id, item.model, item.payload, psha, prev,
@@ -258,11 +281,12 @@ class Workspace:
             for row in rows:
                 row[-1] = signature
             insert_rows(conn, [tuple(r) for r in rows])
-        return [LedgerEntry.from_row(r) for r in rows]
+        return AppendResult(first_seq=rows[0][0], last_seq=signed, head=prev, rows=rows)
 
     def append_many(self, records: Sequence[Record]) -> list[LedgerEntry]:
         """Append records (ModelRecord, Evidence, Determination) in one signed transaction."""
-        return self.append_raw([raw_record(r) for r in records])
+        result = self.append_raw([raw_record(r) for r in records])
+        return [] if result is None else [LedgerEntry.from_row(r) for r in result.rows]
 
     def append(self, record: Record) -> LedgerEntry:
         """Append one record in its own signed transaction."""
@@ -346,7 +370,6 @@ class Workspace:
             count=len(items),
             entries=items,
         )
-
 
 
 def verify_export(
