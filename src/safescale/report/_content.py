@@ -166,7 +166,12 @@ def build_report(data: ReportInput) -> ReportDocument:
         if binding is not None:
             lines = f"{binding.rule_out:g} / {_num(binding.alert)} / {_num(binding.threshold)}"
         status = STATUS_WORDS[st.status] + (" + alert" if st.alert else "")
-        tone = "bad" if st.treated_as_crossed else ("warn" if st.alert else "ok")
+        if st.treated_as_crossed:
+            tone = "bad"
+        elif st.alert or st.status != "below":
+            tone = "warn"
+        else:
+            tone = "ok"
         rows.append(
             Row(
                 (
@@ -203,7 +208,8 @@ def build_report(data: ReportInput) -> ReportDocument:
         t = p.threshold(st.id)
         detail_bullets.append(
             f"{st.id} ({t.name}; {t.kind}): "
-            + " ".join(r if r.endswith(".") else r + "." for r in st.reasons)
+            + "; ".join(st.reasons)
+            + "."
         )
 
     # -- lineage and compute -------------------------------------------------------------
