@@ -33,9 +33,13 @@ def _version(value: bool) -> None:
 def _root(
     workspace: Annotated[
         Path | None,
-        typer.Option("--workspace", "-w", help="Workspace folder (default: $SAFESCALE_HOME or ./.safescale)."),
+        typer.Option(
+            "--workspace", "-w", help="Workspace folder (default: $SAFESCALE_HOME or ./.safescale)."
+        ),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for every error.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for every error.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -47,7 +51,7 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     """Run the command; user errors print one line per problem and exit with status 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except UserError as exc:
         if OPTIONS.debug:
             raise
@@ -70,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
         if OPTIONS.debug:
             raise
         raise
-    return 0
+    # click returns the exit code of a ``typer.Exit`` raised inside a command.
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

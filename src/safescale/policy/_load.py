@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -98,7 +98,9 @@ def check_policy_file(path: str | Path) -> tuple[Policy | None, list[Problem]]:
     return check_policy_text(path.read_bytes(), source=src)
 
 
-def check_policy_text(data: bytes | str, source: str = "<policy>") -> tuple[Policy | None, list[Problem]]:
+def check_policy_text(
+    data: bytes | str, source: str = "<policy>"
+) -> tuple[Policy | None, list[Problem]]:
     """Check policy text (YAML or JSON); return the policy (if valid) and every problem."""
     if isinstance(data, bytes):
         if b"\x00" in data:
@@ -116,8 +118,11 @@ def check_policy_text(data: bytes | str, source: str = "<policy>") -> tuple[Poli
         text = data
     if not text.strip():
         return None, [
-            Problem("empty file; a policy needs at least framework, risk_domains, "
-                    "capability_thresholds and governance", source=source)
+            Problem(
+                "empty file; a policy needs at least framework, risk_domains, "
+                "capability_thresholds and governance",
+                source=source,
+            )
         ]
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
@@ -134,8 +139,12 @@ def check_policy_text(data: bytes | str, source: str = "<policy>") -> tuple[Poli
     if not isinstance(raw, dict):
         kind = "a list" if isinstance(raw, list) else f"a {type(raw).__name__}"
         return None, [
-            Problem(f"the top level is {kind}; a policy is a mapping with keys such as "
-                    "framework, capability_thresholds", source=source, line=1)
+            Problem(
+                f"the top level is {kind}; a policy is a mapping with keys such as "
+                "framework, capability_thresholds",
+                source=source,
+                line=1,
+            )
         ]
     if dupes:
         return None, dupes
@@ -285,7 +294,7 @@ def _inner_model(tp: Any) -> Any:
         found = _inner_model(arg)
         if found is not None:
             return found
-    return None if get_origin(tp) is None else None
+    return None
 
 
 # -- cross-references -------------------------------------------------------------------------
@@ -323,8 +332,10 @@ def check_references(policy: Policy) -> list[Problem]:
     def need(ref: str, known: set[str], what: str, field: str) -> None:
         if ref not in known:
             close = difflib.get_close_matches(ref, sorted(known), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else (
-                f"known: {', '.join(sorted(known))}" if known else f"define it under {what}"
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else (f"known: {', '.join(sorted(known))}" if known else f"define it under {what}")
             )
             problems.append(Problem(f"unknown {what[:-1]} id '{ref}'; {hint}", field=field))
 
@@ -337,13 +348,18 @@ def check_references(policy: Policy) -> list[Problem]:
             need(sid, safeguards, "safeguard_standards", f"{base}.required_safeguards.all_of[{j}]")
         for j, group in enumerate(t.required_safeguards.any_of):
             for k, sid in enumerate(group):
-                need(sid, safeguards, "safeguard_standards",
-                     f"{base}.required_safeguards.any_of[{j}][{k}]")
+                need(
+                    sid,
+                    safeguards,
+                    "safeguard_standards",
+                    f"{base}.required_safeguards.any_of[{j}][{k}]",
+                )
         for j, tid in enumerate(t.rules_out):
             need(tid, thresholds, "capability_thresholds", f"{base}.rules_out[{j}]")
             if tid == t.id:
-                problems.append(Problem("a threshold cannot rule itself out",
-                                        field=f"{base}.rules_out[{j}]"))
+                problems.append(
+                    Problem("a threshold cannot rule itself out", field=f"{base}.rules_out[{j}]")
+                )
     for i, s in enumerate(policy.safeguard_standards):
         for j, sid in enumerate(s.includes):
             need(sid, safeguards, "safeguard_standards", f"safeguard_standards[{i}].includes[{j}]")
@@ -364,8 +380,12 @@ def check_references(policy: Policy) -> list[Problem]:
     pause = policy.unmet_safeguards.training_pause
     if pause is not None:
         for j, sid in enumerate(pause.sufficient_safeguards):
-            need(sid, safeguards, "safeguard_standards",
-                 f"unmet_safeguards.training_pause.sufficient_safeguards[{j}]")
+            need(
+                sid,
+                safeguards,
+                "safeguard_standards",
+                f"unmet_safeguards.training_pause.sufficient_safeguards[{j}]",
+            )
     for attr in ("recipients", "escalation"):
         for j, rid in enumerate(getattr(policy.governance.noncompliance, attr)):
             need(rid, roles, "governance.roles", f"governance.noncompliance.{attr}[{j}]")
