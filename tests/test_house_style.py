@@ -18,8 +18,11 @@ ROOMS = sorted(p.name for p in SRC.iterdir() if p.is_dir() and (p / "__init__.py
 
 @pytest.mark.parametrize("room", ROOMS)
 def test_rooms_keep_modules_private(room):
-    public = [p.name for p in (SRC / room).glob("*.py")
-              if not p.name.startswith("_") and p.name != "__main__.py"]
+    public = [
+        p.name
+        for p in (SRC / room).glob("*.py")
+        if not p.name.startswith("_") and p.name != "__main__.py"
+    ]
     assert public == [], f"safescale.{room} has public modules {public}; name them _module.py"
 
 
@@ -31,8 +34,7 @@ def test_every_exported_name_resolves(room):
 
 
 def test_no_module_is_too_long_to_read_in_one_sitting():
-    long = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py")
-            if sum(1 for _ in p.open()) > 700]
+    long = [str(p.relative_to(SRC)) for p in SRC.rglob("*.py") if sum(1 for _ in p.open()) > 700]
     assert long == []
 
 

@@ -111,3 +111,16 @@ def test_duration_calendar_arithmetic():
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path):
+    import time
+
+    from safescale.policy import check_policy_text
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    start = time.perf_counter()
+    policy, problems = check_policy_text("\n".join(lines))
+    assert policy is None and "anchors and aliases" in str(problems[0])
+    assert time.perf_counter() - start < 5

@@ -41,8 +41,11 @@ def models_needing_assessment(
     triggers: Sequence[TriggerResult], summaries: Sequence[ComputeSummary]
 ) -> list[str]:
     """Models for which a compute or calendar trigger (or a regulatory line) has fired."""
-    fired = {t.model for t in triggers if t.fired and t.kind in
-             ("effective_compute", "calendar", "regulatory")}
+    fired = {
+        t.model
+        for t in triggers
+        if t.fired and t.kind in ("effective_compute", "calendar", "regulatory")
+    }
     return [s.model for s in summaries if s.model in fired]
 
 
@@ -52,8 +55,12 @@ def _needs_run(
     ev = select_evidence(evidence, model, spec.id, kinds=("evaluation",), metric=spec.metric)
     if ev is None or ev.model != model:
         return True
-    ages = [b.max_age for t in policy.capability_thresholds for b in t.evaluations
-            if b.evaluation == spec.id and b.max_age is not None]
+    ages = [
+        b.max_age
+        for t in policy.capability_thresholds
+        for b in t.evaluations
+        if b.evaluation == spec.id and b.max_age is not None
+    ]
     return any(age.add_to(ev.created) < as_of for age in ages)
 
 
@@ -99,8 +106,11 @@ def assess(
         evidence = ws.evidence()
         for model in chosen:
             for spec in policy.evaluations:
-                if not any(b.evaluation == spec.id for t in policy.capability_thresholds
-                           for b in t.evaluations):
+                if not any(
+                    b.evaluation == spec.id
+                    for t in policy.capability_thresholds
+                    for b in t.evaluations
+                ):
                     continue
                 if _needs_run(spec, model, evidence, as_of, policy):
                     say(f"evaluating {model} on {spec.id}")
@@ -113,8 +123,9 @@ def assess(
         forecasts: list[Forecast] = []
         if forecast:
             say(f"forecasting {model} at {policy.planned_scale_up:g}x")
-            forecasts = forecast_evaluations(policy, summary_of[model], summaries, evidence,
-                                             seed=seed)
+            forecasts = forecast_evaluations(
+                policy, summary_of[model], summaries, evidence, seed=seed
+            )
             for f in forecasts:
                 ws.append_evidence(f.evidence)
         usable = [*evidence, *(f.evidence for f in forecasts)]
@@ -123,11 +134,13 @@ def assess(
         decided_at = max([as_of, *(e.created for e in usable if e.model == model)])
         det = determine(policy, model, usable, as_of=decided_at, policy_sha256=sha)
         ws.append_determination(det)
-        results.append(Assessment(
-            model=model,
-            determination=det,
-            triggers=tuple(t for t in triggers if t.model == model),
-            forecasts=tuple(forecasts),
-            new_evidence=tuple(produced[model]) + tuple(f.evidence for f in forecasts),
-        ))
+        results.append(
+            Assessment(
+                model=model,
+                determination=det,
+                triggers=tuple(t for t in triggers if t.model == model),
+                forecasts=tuple(forecasts),
+                new_evidence=tuple(produced[model]) + tuple(f.evidence for f in forecasts),
+            )
+        )
     return results

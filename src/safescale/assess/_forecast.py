@@ -100,8 +100,12 @@ def forecast_evaluations(
                 seed=seed,
             )
             pred = fit.predict(at)
-            interval = Interval(lo=pred.lo, hi=pred.hi, confidence=pred.confidence,
-                                method="bootstrap prediction interval")
+            interval = Interval(
+                lo=pred.lo,
+                hi=pred.hi,
+                confidence=pred.confidence,
+                method="bootstrap prediction interval",
+            )
             p_alert = fit.prob_exceeds(at, b.alert) if b.alert is not None else None
             p_thr = fit.prob_exceeds(at, b.threshold) if b.threshold is not None else None
             ev = Evidence(
@@ -124,6 +128,18 @@ def forecast_evaluations(
                     "chance": spec.chance,
                 },
             )
-            out.append(Forecast(b.evaluation, target.model, at, pred.value, interval, p_alert,
-                                p_thr, tuple(points), ev, spec.chance))
+            out.append(
+                Forecast(
+                    b.evaluation,
+                    target.model,
+                    at,
+                    pred.value,
+                    interval,
+                    p_alert,
+                    p_thr,
+                    tuple(points),
+                    ev,
+                    spec.chance,
+                )
+            )
     return out

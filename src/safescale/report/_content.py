@@ -206,11 +206,7 @@ def build_report(data: ReportInput) -> ReportDocument:
     detail_bullets = []
     for st in det.thresholds:
         t = p.threshold(st.id)
-        detail_bullets.append(
-            f"{st.id} ({t.name}; {t.kind}): "
-            + "; ".join(st.reasons)
-            + "."
-        )
+        detail_bullets.append(f"{st.id} ({t.name}; {t.kind}): " + "; ".join(st.reasons) + ".")
 
     # -- lineage and compute -------------------------------------------------------------
     cumulative = 0.0
