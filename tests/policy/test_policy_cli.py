@@ -124,3 +124,13 @@ def test_alias_bomb_is_refused_quickly(tmp_path):
     policy, problems = check_policy_text("\n".join(lines))
     assert policy is None and "anchors and aliases" in str(problems[0])
     assert time.perf_counter() - start < 5
+
+
+def test_diff_rsp_versions_names_the_cadence_change_once(run_cli):
+    code, out, _ = run_cli("policy", "diff", "anthropic-rsp-1.0", "anthropic-rsp-2.2", "--json")
+    changes = json.loads(out)
+    keys = [(c["section"], c["path"]) for c in changes]
+    assert len(keys) == len(set(keys))
+    cadence = {c["path"]: c for c in changes if c["section"] == "assessment_triggers"}
+    step = cadence["[notably-more-capable-post-training].interval"]
+    assert (step["old"], step["new"]) == ("P3M", "P6M")
