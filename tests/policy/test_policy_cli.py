@@ -111,3 +111,26 @@ def test_duration_calendar_arithmetic():
         except ValueError:
             continue
         raise AssertionError(bad)
+
+
+def test_alias_bomb_is_refused_quickly(tmp_path):
+    import time
+
+    from safescale.policy import check_policy_text
+
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    start = time.perf_counter()
+    policy, problems = check_policy_text("\n".join(lines))
+    assert policy is None and "anchors and aliases" in str(problems[0])
+    assert time.perf_counter() - start < 5
+
+
+def test_diff_rsp_versions_names_the_cadence_change_once(run_cli):
+    code, out, _ = run_cli("policy", "diff", "anthropic-rsp-1.0", "anthropic-rsp-2.2", "--json")
+    changes = json.loads(out)
+    keys = [(c["section"], c["path"]) for c in changes]
+    assert len(keys) == len(set(keys))
+    cadence = {c["path"]: c for c in changes if c["section"] == "assessment_triggers"}
+    step = cadence["[notably-more-capable-post-training].interval"]
+    assert (step["old"], step["new"]) == ("P3M", "P6M")

@@ -50,7 +50,8 @@ def list_policies(
         )
         return
     table = Table(title="Built-in policies")
-    for col in ("id", "developer", "framework", "version", "effective", "thresholds"):
+    table.add_column("id", no_wrap=True)
+    for col in ("developer", "framework", "version", "effective", "thresholds"):
         table.add_column(col)
     for p in policies:
         table.add_row(

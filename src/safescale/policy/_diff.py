@@ -65,7 +65,7 @@ def diff_policies(a: Policy, b: Policy) -> list[Change]:
     """Every change from policy ``a`` to policy ``b``, in section order."""
     da, db = a.to_dict(), b.to_dict()
     changes: list[Change] = []
-    for section in [*SECTION_TITLES, *sorted(set(da) | set(db) - set(SECTION_TITLES))]:
+    for section in [*SECTION_TITLES, *sorted((set(da) | set(db)) - set(SECTION_TITLES))]:
         if section == "schema":
             continue
         _walk(section, "", da.get(section), db.get(section), changes)
