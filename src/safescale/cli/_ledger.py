@@ -103,7 +103,9 @@ def verify(
 @app.command()
 def log(
     model: Annotated[str | None, typer.Option(help="Only entries about this model.")] = None,
-    kind: Annotated[str | None, typer.Option(help="model, evidence or determination.")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="model, evidence, determination or signoff.")
+    ] = None,
     limit: Annotated[int, typer.Option(help="Show the last N entries (0: all).")] = 50,
 ) -> None:
     """The ledger for people: one line per entry, newest last."""

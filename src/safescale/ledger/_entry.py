@@ -21,17 +21,18 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from safescale.policy import Determination, Evidence, ModelRecord, Record
+from safescale.policy import Determination, Evidence, ModelRecord, Record, SignOffRecord
 
 ENTRY_VERSION = 1
 GENESIS_HASH = "0" * 64
 """The ``prev_hash`` of entry 1."""
 
-EntryKind = Literal["model", "evidence", "determination"]
+EntryKind = Literal["model", "evidence", "determination", "signoff"]
 RECORD_TYPES: dict[str, type[Record]] = {
     "model": ModelRecord,
     "evidence": Evidence,
     "determination": Determination,
+    "signoff": SignOffRecord,
 }
 
 # The order in which entry columns are stored, read and verified.

@@ -54,7 +54,14 @@ from safescale.ledger._store import (
     write_transaction,
 )
 from safescale.ledger._verify import VerifyReport, verify_ledger, verify_ledger_reference
-from safescale.policy import Determination, Evidence, ModelRecord, Record, canonical_json
+from safescale.policy import (
+    Determination,
+    Evidence,
+    ModelRecord,
+    Record,
+    SignOffRecord,
+    canonical_json,
+)
 
 WORKSPACE_DIR = ".safescale"
 EXPORT_VERSION = 1
@@ -107,6 +114,8 @@ def raw_record(record: Record) -> RawRecord:
         return RawRecord("evidence", record.id, record.model, canonical_json(record))
     if isinstance(record, Determination):
         return RawRecord("determination", record.id, record.model, canonical_json(record))
+    if isinstance(record, SignOffRecord):
+        return RawRecord("signoff", record.id, record.model, canonical_json(record))
     raise TypeError(f"cannot append a {type(record).__name__}")
 
 
@@ -329,6 +338,14 @@ class Workspace:
     def determinations(self, model: str | None = None) -> list[Determination]:
         """Determinations in ledger order, optionally about one model."""
         return list(self._records("determination", model))
+
+    def sign_offs(self, determination: str | None = None) -> list[SignOffRecord]:
+        """Sign-offs in ledger order, optionally for one determination."""
+        return [
+            s
+            for s in self._records("signoff", None)
+            if determination is None or s.determination == determination
+        ]
 
     def count(self) -> int:
         """Number of entries."""
