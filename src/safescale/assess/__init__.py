@@ -1,3 +1,15 @@
-"""safescale.assess room (see DESIGN.md)."""
+"""The assessment loop: triggers, evaluations, forecasts, determination, ledger."""
 
-__all__: list[str] = []
+from safescale.assess._assess import Assessment, Evaluator, assess, models_needing_assessment
+from safescale.assess._forecast import MIN_POINTS, Forecast, LadderPoint, forecast_evaluations
+
+__all__ = [
+    "MIN_POINTS",
+    "Assessment",
+    "Evaluator",
+    "Forecast",
+    "LadderPoint",
+    "assess",
+    "forecast_evaluations",
+    "models_needing_assessment",
+]
