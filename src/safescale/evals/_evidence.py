@@ -130,13 +130,14 @@ def evidence_from_eval_log(
             artifacts[key] = ours[f"{key}_sha256"]
     packages = {**package_versions(), **(log.eval.packages or {})}
     elicitation = ours.get("elicitation", "")
+    renamed: dict[str, str] = dict(ours.get("metric_names") or {})
     evidence = [
         Evidence(
             id=f"ev-{sha256_hex(f'{log_sha256}:{m.name}'.encode())[:16]}",
             model=model,
             kind="evaluation",
             subject=subject,
-            metric=m.name,
+            metric=renamed.get(m.name, m.name),
             value=m.value,
             interval=Interval(lo=m.lo, hi=m.hi, confidence=m.confidence, method=m.method)
             if m.lo is not None and m.hi is not None
@@ -155,6 +156,7 @@ def evidence_from_eval_log(
                 "log": str(log.location),
                 "packages": packages,
                 "interval_method": m.method,
+                "scorer_metric": m.name,
                 **{k: v for k, v in ours.items() if k not in ("evaluation_id", "model_id")},
             },
         )

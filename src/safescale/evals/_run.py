@@ -87,7 +87,10 @@ def run_suite(
     resolved = resolve_task(
         task, data_dir=data_dir, template=template, tokenizer=tokenizer, scorer=scorer
     )
-    meta: dict[str, Any] = {"evaluation_id": resolved.evaluation_id}
+    meta: dict[str, Any] = {
+        "evaluation_id": resolved.evaluation_id,
+        "metric_names": dict(resolved.metric_names),
+    }
     if resolved.data is not None:
         meta["dataset_sha256"] = resolved.data.sha256
     args = dict(model_args or {})

