@@ -10,7 +10,7 @@ import typer
 
 from safescale import __version__
 from safescale._errors import UserError
-from safescale.cli import _compute, _eval, _ledger, _policy
+from safescale.cli import _assess, _compute, _eval, _ledger, _policy, _report
 from safescale.cli._common import OPTIONS, err_console
 
 app = typer.Typer(
@@ -24,6 +24,8 @@ app.add_typer(_policy.app, name="policy")
 app.add_typer(_compute.app, name="compute")
 app.add_typer(_ledger.app, name="ledger")
 app.command("init")(_ledger.init)
+app.add_typer(_assess.app, name="assess")
+app.command("report")(_report.report)
 app.add_typer(_eval.app, name="eval")
 app.command("serve-model")(_eval.serve_model)
 
