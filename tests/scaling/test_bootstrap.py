@@ -74,7 +74,12 @@ def test_compute_optimal_minimises_the_law() -> None:
     fit = fit_law(runs.params, runs.tokens, runs.loss)
     opt = compute_optimal(fit, [1e21, 1e24])
     for c, n_opt in zip(opt.compute, opt.params.value, strict=True):
-        res = minimize_scalar(lambda x, c=c: fit.predict(np.exp(x), c / (6 * np.exp(x))), bounds=(10, 35), method="bounded", options={"xatol": 1e-10})
+        res = minimize_scalar(
+            lambda x, c=c: fit.predict(np.exp(x), c / (6 * np.exp(x))),
+            bounds=(10, 35),
+            method="bounded",
+            options={"xatol": 1e-10},
+        )
         assert n_opt == pytest.approx(np.exp(res.x), rel=1e-5)
     np.testing.assert_allclose(opt.params.value * opt.tokens.value * 6, opt.compute, rtol=1e-12)
 

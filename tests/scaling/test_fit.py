@@ -73,6 +73,8 @@ def test_other_forms_fit() -> None:
 
 
 def test_predict_checks_arity(chinchilla_runs) -> None:
-    fit = fit_law(chinchilla_runs.params[:40], chinchilla_runs.tokens[:40], chinchilla_runs.loss[:40])
+    fit = fit_law(
+        chinchilla_runs.params[:40], chinchilla_runs.tokens[:40], chinchilla_runs.loss[:40]
+    )
     with pytest.raises(TypeError, match=r"\(N, D\)"):
         fit.predict(1e9)

@@ -35,7 +35,10 @@ def test_hessian_matches_finite_differences_of_the_gradient(chinchilla_runs) -> 
     for j in range(5):
         e = np.zeros(5)
         e[j] = eps
-        numeric[:, j] = (reference_objective(theta + e, p.g, p.y)[1] - reference_objective(theta - e, p.g, p.y)[1]) / (2 * eps)
+        numeric[:, j] = (
+            reference_objective(theta + e, p.g, p.y)[1]
+            - reference_objective(theta - e, p.g, p.y)[1]
+        ) / (2 * eps)
     # No residual sits within eps of the Huber kink here, so the Hessian is smooth.
     np.testing.assert_allclose(ev.hess[0], numeric, rtol=1e-5, atol=1e-6 * np.abs(numeric).max())
 
@@ -47,7 +50,9 @@ def test_weights_equal_repeated_rows(chinchilla_runs) -> None:
     rows = np.repeat(np.arange(len(p.y)), counts)
     repeated = Problem(p.g[rows], p.y[rows])
     theta = LAWS.get("chinchilla").grid()[:7] + 0.3
-    np.testing.assert_allclose(values(p, theta, counts.astype(float)), values(repeated, theta), rtol=1e-12)
+    np.testing.assert_allclose(
+        values(p, theta, counts.astype(float)), values(repeated, theta), rtol=1e-12
+    )
 
 
 def test_grid_scores_match_direct_evaluation(chinchilla_runs) -> None:

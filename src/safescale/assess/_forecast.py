@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from safescale._errors import UserError
 from safescale.compute import ComputeSummary
 from safescale.policy import Evidence, Interval, Policy, select_evidence, utcnow
 
@@ -97,13 +98,18 @@ def forecast_evaluations(
             if len(points) < MIN_POINTS or target.effective_compute <= 0:
                 continue
             at = target.effective_compute * policy.planned_scale_up
-            fit = fit_capability(
-                [p.effective_compute for p in points],
-                [p.value for p in points],
-                chance=spec.chance if spec.chance is not None else 0.0,
-                n_boot=n_boot,
-                seed=seed,
-            )
+            if len({p.value for p in points}) < 2 or len({p.effective_compute for p in points}) < 2:
+                continue  # a flat ladder says nothing about the next scale-up
+            try:
+                fit = fit_capability(
+                    [p.effective_compute for p in points],
+                    [p.value for p in points],
+                    chance=spec.chance if spec.chance is not None else 0.0,
+                    n_boot=n_boot,
+                    seed=seed,
+                )
+            except UserError:
+                continue  # the scores do not support a fit (for example all at the floor)
             pred = fit.predict(at)
             interval = Interval(
                 lo=float(pred.lo),
