@@ -10,7 +10,16 @@ import typer
 
 from safescale import __version__
 from safescale._errors import UserError
-from safescale.cli import _assess, _compute, _eval, _ledger, _policy, _report, _scaling
+from safescale.cli import (
+    _assess,
+    _compute,
+    _demo,
+    _eval,
+    _ledger,
+    _policy,
+    _report,
+    _scaling,
+)
 from safescale.cli._common import OPTIONS, err_console
 
 app = typer.Typer(
@@ -29,6 +38,7 @@ app.add_typer(_eval.app, name="eval")
 app.command("serve-model")(_eval.serve_model)
 app.add_typer(_assess.app, name="assess")
 app.command("report")(_report.report)
+app.command("demo")(_demo.demo)
 
 
 def _version(value: bool) -> None:

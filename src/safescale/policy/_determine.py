@@ -243,8 +243,9 @@ def safeguard_met(
         if ev is None:
             continue
         std = policy.safeguard(candidate)
+        said = f": {ev.elicitation}" if ev.elicitation else ""
         if ev.value < 1:
-            return False, f"attestation {ev.id} for {candidate} says it is not met", [ev.id]
+            return False, f"attestation {ev.id} for {candidate} says it is not met{said}", [ev.id]
         if (
             std.reapproval_interval is not None
             and std.reapproval_interval.add_to(ev.created) < as_of
@@ -258,7 +259,7 @@ def safeguard_met(
                 [ev.id],
             )
         via = "" if candidate == sid else f" (via {candidate}, which includes it)"
-        return True, f"attested by {ev.id}{via}", [ev.id]
+        return True, f"attested by {ev.id}{via}{said}", [ev.id]
     return False, "no attestation that it is in place", []
 
 
