@@ -1,5 +1,7 @@
 """Safety policies as checked code: schema, built-ins, validation, diff, determination."""
 
+from safescale.policy._determine import determine, safeguard_met, select_evidence
+from safescale.policy._diff import Change, diff_policies
 from safescale.policy._duration import Duration
 from safescale.policy._load import (
     builtin_ids,
@@ -7,6 +9,7 @@ from safescale.policy._load import (
     check_policy_file,
     check_policy_text,
     check_references,
+    iter_policy_files,
     load_builtin,
     load_policy,
     policy_sha256,
@@ -19,6 +22,7 @@ from safescale.policy._records import (
     Record,
     SafeguardStatus,
     SignOff,
+    SignOffRecord,
     ThresholdStatus,
     canonical_json,
     sha256_hex,
@@ -38,18 +42,49 @@ from safescale.policy._schema import (
     RegulatoryOverlay,
     SafeguardStandard,
     Trigger,
+    policy_json_schema,
 )
 
 __all__ = [
+    "OUTCOME_SEVERITY",
+    "CalendarTrigger",
+    "CapabilityThreshold",
+    "Change",
     "Determination",
+    "DiscretionTrigger",
+    "Duration",
+    "EffectiveComputeTrigger",
+    "Evaluation",
+    "EvaluationBinding",
+    "EventTrigger",
     "Evidence",
     "Interval",
     "ModelRecord",
+    "PauseRule",
+    "Policy",
     "Record",
+    "RegulatoryOverlay",
+    "SafeguardStandard",
     "SafeguardStatus",
     "SignOff",
+    "SignOffRecord",
     "ThresholdStatus",
+    "Trigger",
+    "builtin_ids",
+    "builtin_path",
     "canonical_json",
+    "check_policy_file",
+    "check_policy_text",
+    "check_references",
+    "determine",
+    "diff_policies",
+    "iter_policy_files",
+    "load_builtin",
+    "load_policy",
+    "policy_json_schema",
+    "policy_sha256",
+    "safeguard_met",
+    "select_evidence",
     "sha256_hex",
     "utcnow",
 ]

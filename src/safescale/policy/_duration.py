@@ -23,7 +23,7 @@ class Duration:
     so ``P6M`` added to 31 August lands on the last day of February, as a person would read it.
     """
 
-    __slots__ = ("months", "text", "delta")
+    __slots__ = ("delta", "months", "text")
 
     def __init__(self, text: str) -> None:
         match = _PATTERN.match(text.strip()) if isinstance(text, str) else None

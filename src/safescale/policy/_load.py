@@ -12,7 +12,7 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_args, get_origin
+from typing import Any, get_args
 
 import yaml
 from pydantic import BaseModel, ValidationError
@@ -23,6 +23,24 @@ from safescale.policy._schema import Policy
 
 MAX_POLICY_BYTES = 5 * 1024 * 1024
 """Policy files above this size are refused before parsing (real policies are ~100 kB)."""
+
+MAX_POLICY_NODES = 200_000
+"""Values a policy may expand to; stops anchor-and-alias bombs (real policies have ~3,000)."""
+
+
+class _PolicyLoader(yaml.SafeLoader):
+    """SafeLoader that leaves dates as text, so pydantic parses them and names the field."""
+
+
+_PolicyLoader.yaml_implicit_resolvers = {
+    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
+    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+
+
+class _TooBig(Exception):
+    pass
+
 
 Path_ = tuple[str | int, ...]
 
@@ -98,7 +116,9 @@ def check_policy_file(path: str | Path) -> tuple[Policy | None, list[Problem]]:
     return check_policy_text(path.read_bytes(), source=src)
 
 
-def check_policy_text(data: bytes | str, source: str = "<policy>") -> tuple[Policy | None, list[Problem]]:
+def check_policy_text(
+    data: bytes | str, source: str = "<policy>"
+) -> tuple[Policy | None, list[Problem]]:
     """Check policy text (YAML or JSON); return the policy (if valid) and every problem."""
     if isinstance(data, bytes):
         if b"\x00" in data:
@@ -116,26 +136,52 @@ def check_policy_text(data: bytes | str, source: str = "<policy>") -> tuple[Poli
         text = data
     if not text.strip():
         return None, [
-            Problem("empty file; a policy needs at least framework, risk_domains, "
-                    "capability_thresholds and governance", source=source)
+            Problem(
+                "empty file; a policy needs at least framework, risk_domains, "
+                "capability_thresholds and governance",
+                source=source,
+            )
         ]
-    try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        raw = yaml.load(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        line = mark.line + 1 if mark is not None else None
-        what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-        return None, [Problem(f"invalid YAML: {what}; fix the syntax", source=source, line=line)]
     lines: dict[Path_, int] = {}
     dupes: list[Problem] = []
-    if node is not None:
-        _index_lines(node, (), lines, dupes, source)
-    if not isinstance(raw, dict):
-        kind = "a list" if isinstance(raw, list) else f"a {type(raw).__name__}"
+    try:
+        node = yaml.compose(text, Loader=_PolicyLoader)
+        if node is not None:
+            _index_lines(node, (), lines, dupes, source, [0])
+        raw = yaml.load(text, Loader=_PolicyLoader)
+    except yaml.YAMLError as exc:
+        return None, [_yaml_problem(exc, source)]
+    except RecursionError:
         return None, [
-            Problem(f"the top level is {kind}; a policy is a mapping with keys such as "
-                    "framework, capability_thresholds", source=source, line=1)
+            Problem(
+                "the YAML is nested too deeply to read; a policy is only a few "
+                "levels deep (unbalanced brackets?)",
+                source=source,
+            )
+        ]
+    except _TooBig:
+        return None, [
+            Problem(
+                f"the YAML expands to more than {MAX_POLICY_NODES:,} values "
+                "(anchors and aliases?); a policy is far smaller",
+                source=source,
+            )
+        ]
+    if not isinstance(raw, dict):
+        kind = {
+            list: "a list",
+            str: "a string",
+            int: "a number",
+            float: "a number",
+            bool: "true/false",
+        }.get(type(raw), f"a {type(raw).__name__}")
+        return None, [
+            Problem(
+                f"the top level is {kind}; a policy is a mapping with keys such as "
+                "framework, capability_thresholds",
+                source=source,
+                line=1,
+            )
         ]
     if dupes:
         return None, dupes
@@ -150,10 +196,29 @@ def check_policy_text(data: bytes | str, source: str = "<policy>") -> tuple[Poli
     return (None if problems else policy), problems
 
 
+def _yaml_problem(exc: yaml.YAMLError, source: str) -> Problem:
+    mark = getattr(exc, "problem_mark", None)
+    start = getattr(exc, "context_mark", None)
+    line = mark.line + 1 if mark is not None else None
+    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+    context = getattr(exc, "context", None)
+    if context and start is not None and (line is None or start.line + 1 != line):
+        what += f" ({context}, which starts on line {start.line + 1})"
+    return Problem(f"invalid YAML: {what}; fix the syntax", source=source, line=line)
+
+
 def _index_lines(
-    node: yaml.Node, path: Path_, out: dict[Path_, int], dupes: list[Problem], source: str
+    node: yaml.Node,
+    path: Path_,
+    out: dict[Path_, int],
+    dupes: list[Problem],
+    source: str,
+    budget: list[int],
 ) -> None:
     """Record the line of every value by path; report duplicate mapping keys."""
+    budget[0] += 1
+    if budget[0] > MAX_POLICY_NODES:
+        raise _TooBig
     out[path] = node.start_mark.line + 1
     if isinstance(node, yaml.MappingNode):
         seen: set[str] = set()
@@ -170,11 +235,11 @@ def _index_lines(
                 )
             seen.add(key)
             out[(*path, key)] = key_node.start_mark.line + 1
-            _index_lines(value_node, (*path, key), out, dupes, source)
+            _index_lines(value_node, (*path, key), out, dupes, source, budget)
             out[(*path, key)] = key_node.start_mark.line + 1
     elif isinstance(node, yaml.SequenceNode):
         for i, item in enumerate(node.value):
-            _index_lines(item, (*path, i), out, dupes, source)
+            _index_lines(item, (*path, i), out, dupes, source, budget)
 
 
 def _fmt(path: Iterable[str | int]) -> str:
@@ -243,8 +308,15 @@ def _from_pydantic(err: Any, raw: Any, lines: dict[Path_, int], source: str) -> 
         close = difflib.get_close_matches(str(path[-1]), allowed, n=1) if allowed else []
         hint = f"did you mean '{close[0]}'?" if close else "remove it or fix its spelling"
         msg = f"unknown field; {hint}"
-    elif kind == "union_tag_invalid":
-        msg = f"{err['msg']}; set kind to one of the listed values"
+    elif kind in ("union_tag_invalid", "union_tag_not_found"):
+        field = f"{field}.kind" if field else "kind"
+        line = _line_for(lines, field)
+        expected = err.get("ctx", {}).get("expected_tags", "")
+        msg = f"unknown kind {err.get('ctx', {}).get('tag', '')!r}; use one of {expected}"
+    elif kind in ("model_type", "model_attributes_type", "dict_type"):
+        got = err.get("input")
+        what = "a list" if isinstance(got, list) else f"{got!r}"
+        msg = f"expected a mapping of fields here, got {what}"
     elif kind == "literal_error":
         msg = f"{err['msg'].replace('Input should be', 'must be')}"
     else:
@@ -285,7 +357,7 @@ def _inner_model(tp: Any) -> Any:
         found = _inner_model(arg)
         if found is not None:
             return found
-    return None if get_origin(tp) is None else None
+    return None
 
 
 # -- cross-references -------------------------------------------------------------------------
@@ -323,8 +395,10 @@ def check_references(policy: Policy) -> list[Problem]:
     def need(ref: str, known: set[str], what: str, field: str) -> None:
         if ref not in known:
             close = difflib.get_close_matches(ref, sorted(known), n=1)
-            hint = f"did you mean '{close[0]}'?" if close else (
-                f"known: {', '.join(sorted(known))}" if known else f"define it under {what}"
+            hint = (
+                f"did you mean '{close[0]}'?"
+                if close
+                else (f"known: {', '.join(sorted(known))}" if known else f"define it under {what}")
             )
             problems.append(Problem(f"unknown {what[:-1]} id '{ref}'; {hint}", field=field))
 
@@ -337,13 +411,18 @@ def check_references(policy: Policy) -> list[Problem]:
             need(sid, safeguards, "safeguard_standards", f"{base}.required_safeguards.all_of[{j}]")
         for j, group in enumerate(t.required_safeguards.any_of):
             for k, sid in enumerate(group):
-                need(sid, safeguards, "safeguard_standards",
-                     f"{base}.required_safeguards.any_of[{j}][{k}]")
+                need(
+                    sid,
+                    safeguards,
+                    "safeguard_standards",
+                    f"{base}.required_safeguards.any_of[{j}][{k}]",
+                )
         for j, tid in enumerate(t.rules_out):
             need(tid, thresholds, "capability_thresholds", f"{base}.rules_out[{j}]")
             if tid == t.id:
-                problems.append(Problem("a threshold cannot rule itself out",
-                                        field=f"{base}.rules_out[{j}]"))
+                problems.append(
+                    Problem("a threshold cannot rule itself out", field=f"{base}.rules_out[{j}]")
+                )
     for i, s in enumerate(policy.safeguard_standards):
         for j, sid in enumerate(s.includes):
             need(sid, safeguards, "safeguard_standards", f"safeguard_standards[{i}].includes[{j}]")
@@ -364,8 +443,12 @@ def check_references(policy: Policy) -> list[Problem]:
     pause = policy.unmet_safeguards.training_pause
     if pause is not None:
         for j, sid in enumerate(pause.sufficient_safeguards):
-            need(sid, safeguards, "safeguard_standards",
-                 f"unmet_safeguards.training_pause.sufficient_safeguards[{j}]")
+            need(
+                sid,
+                safeguards,
+                "safeguard_standards",
+                f"unmet_safeguards.training_pause.sufficient_safeguards[{j}]",
+            )
     for attr in ("recipients", "escalation"):
         for j, rid in enumerate(getattr(policy.governance.noncompliance, attr)):
             need(rid, roles, "governance.roles", f"governance.noncompliance.{attr}[{j}]")

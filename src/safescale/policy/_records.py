@@ -159,6 +159,19 @@ class SignOff(BaseModel):
     signature: str | None = None
 
 
+class SignOffRecord(Record):
+    """A governance role's approval of, or dissent from, a recorded determination."""
+
+    id: str = Field(min_length=1)
+    determination: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    role: str = Field(min_length=1)
+    identity: str = Field(min_length=1)
+    decision: Literal["approve", "dissent"]
+    text: str = ""
+    created: datetime = Field(default_factory=utcnow)
+
+
 class Determination(Record):
     """What the policy says a model may do next, and why."""
 

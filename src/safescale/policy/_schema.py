@@ -9,7 +9,7 @@ Cross-references (a threshold naming a safeguard, a decision naming a role) are 
 from __future__ import annotations
 
 from datetime import date
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -34,10 +34,14 @@ Outcome = Literal[
 ]
 """The shared outcome vocabulary, mildest first."""
 
-OUTCOME_SEVERITY: dict[str, int] = {name: rank for rank, name in enumerate(Outcome.__args__)}
+OUTCOME_SEVERITY: dict[str, int] = {name: rank for rank, name in enumerate(get_args(Outcome))}
 """Rank of each outcome; the determination's outcome is the most severe one called for."""
 
 Commitment = Literal["binding", "goal", "recommendation", "competitor_contingent", "exploratory"]
+
+
+def _outcomes(names: list[str]) -> list[Outcome]:
+    return list(names)  # type: ignore[arg-type]
 
 
 class _Model(BaseModel):
@@ -270,16 +274,16 @@ class Decision(_Model):
 class DecisionRules(_Model):
     """Which outcomes each situation calls for."""
 
-    cannot_rule_out: Literal["treat_as_crossed", "treat_as_below", "escalate"] = (
-        "treat_as_crossed"
-    )
+    cannot_rule_out: Literal["treat_as_crossed", "treat_as_below", "escalate"] = "treat_as_crossed"
     """How a threshold that can be neither ruled out nor shown crossed is treated."""
-    below: list[Outcome] = Field(default_factory=lambda: ["continue"])
-    alert: list[Outcome] = Field(default_factory=lambda: ["continue", "intensify_evaluation"])
-    escalate: list[Outcome] = Field(default_factory=lambda: ["notify"])
-    crossed_safeguards_met: list[Outcome] = Field(default_factory=lambda: ["continue"])
+    below: list[Outcome] = Field(default_factory=lambda: _outcomes(["continue"]))
+    alert: list[Outcome] = Field(
+        default_factory=lambda: _outcomes(["continue", "intensify_evaluation"])
+    )
+    escalate: list[Outcome] = Field(default_factory=lambda: _outcomes(["notify"]))
+    crossed_safeguards_met: list[Outcome] = Field(default_factory=lambda: _outcomes(["continue"]))
     crossed_safeguards_unmet: list[Outcome] = Field(
-        default_factory=lambda: ["upgrade_safeguards", "restrict_deployment"]
+        default_factory=lambda: _outcomes(["upgrade_safeguards", "restrict_deployment"])
     )
 
 
@@ -389,7 +393,7 @@ class RegulatoryOverlay(_Model):
 class Policy(_Model):
     """A whole safety policy."""
 
-    schema_: Literal["safescale/policy/v1"] = Field(POLICY_SCHEMA, alias="schema")
+    schema_: Literal["safescale/policy/v1"] = Field("safescale/policy/v1", alias="schema")
     framework: Framework
     risk_domains: list[RiskDomain] = Field(min_length=1)
     evaluations: list[Evaluation] = Field(default_factory=list)
@@ -442,3 +446,11 @@ class Policy(_Model):
     def to_dict(self) -> dict[str, object]:
         """The policy as plain data in the very shape the loader accepts."""
         return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+
+
+def policy_json_schema() -> dict[str, object]:
+    """The JSON Schema of a policy file (what ``safescale policy schema`` prints)."""
+    schema = Policy.model_json_schema(by_alias=True, mode="validation")
+    schema["$id"] = "https://safescale.dev/schema/policy/v1.json"
+    schema["$schema"] = "https://json-schema.org/draft/2020-12/schema"
+    return schema
