@@ -106,6 +106,7 @@ class ScalingLaw:
         form: a registered law form (``chinchilla``, ``compute``, ``kaplan-n``, ...).
         huber_delta: the Huber threshold on log residuals (Hoffmann et al.: 1e-3).
         method: ``fast`` (default) or ``reference`` (L-BFGS-B from all grid starts; slow).
+        search: how widely the fast path searches (defaults suit the Approach 3 grid).
 
     Attributes:
         params_: fitted parameters on their natural scale (``E``, ``A``, ``alpha``, ...).
@@ -115,11 +116,17 @@ class ScalingLaw:
     """
 
     def __init__(
-        self, form: str = "chinchilla", *, huber_delta: float = HUBER_DELTA, method: Method = "fast"
+        self,
+        form: str = "chinchilla",
+        *,
+        huber_delta: float = HUBER_DELTA,
+        method: Method = "fast",
+        search: SearchSettings | None = None,
     ) -> None:
         self.form = form
         self.huber_delta = huber_delta
         self.method = method
+        self.search = search
 
     @property
     def law(self) -> LawForm:
@@ -145,7 +152,7 @@ class ScalingLaw:
             ref = reference_fit(law, logs, y, delta=self.huber_delta)
             theta, value = ref.theta, ref.objective
         elif self.method == "fast":
-            theta, value = fast_search(law, problem)
+            theta, value = fast_search(law, problem, self.search)
         else:
             raise ValueError(f"method must be 'fast' or 'reference', not {self.method!r}")
         self.theta_ = np.asarray(theta, dtype=float)
