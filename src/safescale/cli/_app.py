@@ -10,7 +10,7 @@ import typer
 
 from safescale import __version__
 from safescale._errors import UserError
-from safescale.cli import _policy
+from safescale.cli import _lab, _policy
 from safescale.cli._common import OPTIONS, err_console
 
 app = typer.Typer(
@@ -21,6 +21,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(_policy.app, name="policy")
+app.add_typer(_lab.app, name="lab")
 
 
 def _version(value: bool) -> None:
