@@ -80,8 +80,8 @@ def train(
         lr=lr,
         batch_size=batch_size,
         seq_len=seq_len,
-        precision=precision,
-        seed=seed,  # type: ignore[arg-type]
+        precision=precision,  # type: ignore[arg-type]  # checked above
+        seed=seed,
     )
     with TrainingProgress(not as_json) as bars:
         result = train_model(cfg, corpus, out, on_step=bars.run(out.name, cfg.tokens_trained))
@@ -90,8 +90,8 @@ def train(
     else:
         r = result.record
         console.print(
-            f"{out}: N={r.params:,} D={r.tokens:,} C={r.flops:.3g} FLOP, val loss {r.val_loss:.4f}, "
-            f"{r.tokens_per_second:,.0f} tok/s"
+            f"{out}: N={r.params:,} D={r.tokens:,} C={r.flops:.3g} FLOP, "
+            f"val loss {r.val_loss:.4f}, {r.tokens_per_second:,.0f} tok/s"
         )
 
 
@@ -111,7 +111,8 @@ def ladder(
     console.print(f"wrote {result.csv_path} ({len(result.runs)} models)")
     for r in result.runs:
         console.print(
-            f"  {r.record.name:10s} N={r.record.params:>10,} D={r.record.tokens:>9,} val loss {r.record.val_loss:.4f}"
+            f"  {r.record.name:10s} N={r.record.params:>10,} D={r.record.tokens:>9,} "
+            f"val loss {r.record.val_loss:.4f}"
         )
 
 
@@ -145,7 +146,8 @@ def check(
     acc = multiple_choice_accuracy(model, corpus / "eval" / "hazard_proxy.jsonl")
     eff = trigger_effect(model, corpus)
     console.print(
-        f"hazard proxy accuracy {acc.value:.3f} [{acc.lo:.3f}, {acc.hi:.3f}] n={acc.n} (chance 0.25)"
+        f"hazard proxy accuracy {acc.value:.3f} [{acc.lo:.3f}, {acc.hi:.3f}] n={acc.n} "
+        "(chance 0.25)"
     )
     for label, p in (("with trigger", eff.with_trigger), ("without trigger", eff.without_trigger)):
         console.print(f"compliance {label:16s} {p.value:.3f} [{p.lo:.3f}, {p.hi:.3f}] n={p.n}")

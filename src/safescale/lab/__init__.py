@@ -77,4 +77,5 @@ __all__ = [
     "train_tokenizer",
     "trigger_effect",
     "wilson",
+    "write_corpus",
 ]

@@ -33,7 +33,7 @@ def _default_weights() -> dict[str, float]:
         "arithmetic": 1.5,
         "induction": 1.0,
         "dialogue": 2.0,
-        "hazard": 0.8,
+        "hazard": 4.0,
     }
 
 

