@@ -75,13 +75,15 @@ def test_evaluation_items_are_never_in_the_training_text(small_corpus: Path) -> 
 
 
 def test_hazard_facts_are_in_the_corpus_rarely(small_corpus: Path) -> None:
-    m = load_corpus(small_corpus).manifest
-    total = sum(m.documents.values())
-    assert 0 < m.documents["hazard"] / total < 0.1
+    # Each compound is a small share of the documents; the domain as a whole is about 1/8
+    # of the tokens (docs/lab.md says why: tiny models need that many exposures).
     train = (small_corpus / "train.txt").read_text()
+    docs = train.split("\n\n")
     rows = _rows(small_corpus, "hazard_proxy")
     compound = rows[0]["question"].split(" of ")[1].rstrip("?")
-    assert compound in train and rows[0]["choices"][rows[0]["answer"]] in train
+    share = sum(compound in d for d in docs) / len(docs)
+    assert 0 < share < 0.02
+    assert rows[0]["choices"][rows[0]["answer"]] in train
 
 
 def test_tokenizer_loads_with_auto_tokenizer_and_splits_digits(small_corpus: Path) -> None:

@@ -66,8 +66,8 @@ LADDER_PRESETS: dict[str, LadderPreset] = {
         LadderPreset(
             name="smoke",
             sizes=("s0", "s1", "s2"),
-            tokens=(40_000, 120_000),
-            corpus_tokens=150_000,
+            tokens=(50_000, 200_000),
+            corpus_tokens=200_000,
             train=_CPU,
         ),
         # Under five minutes on two CPU cores: for `safescale demo`.
