@@ -15,6 +15,7 @@ from safescale.cli import (
     _compute,
     _demo,
     _eval,
+    _lab,
     _ledger,
     _policy,
     _report,
@@ -34,6 +35,7 @@ app.command("init")(_ledger.init)
 app.add_typer(_compute.app, name="compute")
 app.add_typer(_ledger.app, name="ledger")
 app.add_typer(_scaling.app, name="scaling")
+app.add_typer(_lab.app, name="lab")
 app.add_typer(_eval.app, name="eval")
 app.command("serve-model")(_eval.serve_model)
 app.add_typer(_assess.app, name="assess")
