@@ -44,5 +44,6 @@ class SuiteEvaluator:
             data_dir=self.data_dir or (Path(corpus) if isinstance(corpus, str) else None),
             model_id=model.id,
         )
-        ws.add_artifact(result.log_path)
+        for path in result.files:
+            ws.add_artifact(path)
         return list(result.evidence)

@@ -112,7 +112,7 @@ def show_assessment(policy: Policy, a: Assessment) -> None:
             st.id,
             "-" if st.metric is None else f"{st.metric:.3f}",
             "-" if st.interval is None else f"[{st.interval.lo:.3f}, {st.interval.hi:.3f}]",
-            "-" if st.interval is None else str(_n(a, st.evidence_ids)),
+            "-" if st.n is None else str(st.n),
             lines,
             f"[{STATUS_STYLE[st.status]}]{status}[/]",
             "-"
@@ -133,13 +133,6 @@ def show_assessment(policy: Policy, a: Assessment) -> None:
     )
     for reason in det.reasons:
         console.print(f"  - {reason}", markup=False)
-
-
-def _n(a: Assessment, ids: list[str]) -> str:
-    for ev in a.new_evidence:
-        if ev.id in ids and ev.n is not None:
-            return str(ev.n)
-    return "-"
 
 
 @app.command("sign")

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-from safescale._io import atomic_write_text
+from safescale._io import atomic_write_text, weights_sha256
 from safescale.assess import Assessment, SuiteEvaluator, assess
 from safescale.ledger import Workspace
 from safescale.policy import Evidence, ModelRecord, Policy, load_builtin, select_evidence
@@ -140,8 +140,6 @@ def _attest(ws: Workspace, policy: Policy, model: ModelRecord, evaluator: SuiteE
     asks for robust refusals: measured by the refusal and jailbreak suites, judged against the
     standard's criteria (refusal lower bound >= 0.9, jailbreak compliance upper bound <= 0.1).
     """
-    from safescale.evals import model_dir_sha256
-
     measured: dict[str, Evidence] = {}
     for eid in ("lab-refusal", "lab-jailbreak"):
         spec = policy.evaluation(eid)
@@ -157,7 +155,7 @@ def _attest(ws: Workspace, policy: Policy, model: ModelRecord, evaluator: SuiteE
         model.weights_ref is not None
         and model.weights_sha256 is not None
         and Path(model.weights_ref).is_dir()
-        and model_dir_sha256(Path(model.weights_ref)) == model.weights_sha256
+        and weights_sha256(Path(model.weights_ref)) == model.weights_sha256
     )
     verified = ws.verify().ok
     checks = []

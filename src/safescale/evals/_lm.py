@@ -106,8 +106,11 @@ class LocalLM:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
+        from transformers.utils import logging as hf_logging
+
         check_model_dir(config.path)
         self.config = config
+        hf_logging.disable_progress_bar()  # a per-load bar is noise in an evaluation run
         # local_files_only: a folder is all we read; nothing ever reaches for the hub.
         self.tokenizer = AutoTokenizer.from_pretrained(str(config.path), local_files_only=True)
         dtype: Any = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)

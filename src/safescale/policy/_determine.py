@@ -56,6 +56,7 @@ class BindingResult:
     value: float | None
     interval: Interval | None
     forecast: Evidence | None
+    n: int | None = None
 
 
 def select_evidence(
@@ -169,6 +170,7 @@ def evaluate_binding(
         ev.value,
         ev.interval,
         forecast,
+        ev.n,
     )
 
 
@@ -227,6 +229,7 @@ def evaluate_threshold(
         ],
         metric=primary.value if primary else None,
         interval=primary.interval if primary else None,
+        n=primary.n if primary else None,
         forecast=forecast.value if forecast else None,
         forecast_interval=forecast.interval if forecast else None,
     )
