@@ -324,7 +324,7 @@ class LocalLM:
         out: list[list[int]] = [[] for _ in prompts]
         rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
         with self._lock, torch.inference_mode(), rng:
-            if seed is not None:
+            if seed is not None:  # generate() samples from the global generator (fork_rng)
                 torch.manual_seed(seed)
             for s in range(0, len(order), self.config.batch_size):
                 chunk = order[s : s + self.config.batch_size]
