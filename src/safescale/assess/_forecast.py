@@ -137,6 +137,7 @@ def forecast_evaluations(
                     "prob_over_threshold": p_thr,
                     "points": [[p.model, p.effective_compute, p.value] for p in points],
                     "chance": spec.chance,
+                    "rise_observed": bool(fit.rise_observed),
                 },
             )
             out.append(

@@ -74,6 +74,11 @@ def report_input(
             )
             if isinstance(p_alert, float):
                 caption += f"; P(score >= alert line) = {p_alert:.2f}"
+            if ev.details.get("rise_observed") is False:
+                caption += (
+                    ". No rise above the floor is seen across the ladder, so the fit "
+                    "cannot place the onset; the band does not cover an unseen onset"
+                )
             figures.append(
                 Figure(
                     f"Forecast: {ev.subject}",
