@@ -66,10 +66,11 @@ SIZES: dict[str, ModelSize] = {
     for s in (
         _size("s0", 24, 2, 2),  # ~14k
         _size("s1", 48, 2, 2),  # ~56k
-        _size("s2", 96, 3, 2),  # ~333k
-        _size("s3", 160, 4, 4),  # ~1.2M
-        _size("s4", 256, 6, 4),  # ~4.7M
-        _size("s5", 384, 6, 6),  # ~10.6M
+        _size("s2", 64, 3, 2),  # ~150k
+        _size("s3", 96, 3, 2),  # ~333k
+        _size("s4", 160, 4, 4),  # ~1.2M
+        _size("s5", 256, 6, 4),  # ~4.7M
+        _size("s6", 384, 6, 6),  # ~10.6M
     )
 }
 """The named sizes the ladders use (non-embedding parameters in the comments)."""
