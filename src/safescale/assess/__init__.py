@@ -1,3 +1,24 @@
-"""safescale.assess room (see DESIGN.md)."""
+"""The assessment loop: triggers, evaluations, forecasts, determination, ledger."""
 
-__all__: list[str] = []
+from safescale.assess._assess import Assessment, Evaluator, assess, models_needing_assessment
+from safescale.assess._evaluator import SuiteEvaluator
+from safescale.assess._forecast import (
+    MIN_POINTS,
+    Forecast,
+    LadderPoint,
+    forecast_evaluations,
+    forecast_png,
+)
+
+__all__ = [
+    "MIN_POINTS",
+    "Assessment",
+    "Evaluator",
+    "Forecast",
+    "LadderPoint",
+    "SuiteEvaluator",
+    "assess",
+    "forecast_evaluations",
+    "forecast_png",
+    "models_needing_assessment",
+]

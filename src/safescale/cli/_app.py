@@ -10,7 +10,17 @@ import typer
 
 from safescale import __version__
 from safescale._errors import UserError
-from safescale.cli import _lab, _policy
+from safescale.cli import (
+    _assess,
+    _compute,
+    _demo,
+    _eval,
+    _lab,
+    _ledger,
+    _policy,
+    _report,
+    _scaling,
+)
 from safescale.cli._common import OPTIONS, err_console
 
 app = typer.Typer(
@@ -21,7 +31,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(_policy.app, name="policy")
+app.command("init")(_ledger.init)
+app.add_typer(_compute.app, name="compute")
+app.add_typer(_ledger.app, name="ledger")
+app.add_typer(_scaling.app, name="scaling")
 app.add_typer(_lab.app, name="lab")
+app.add_typer(_eval.app, name="eval")
+app.command("serve-model")(_eval.serve_model)
+app.add_typer(_assess.app, name="assess")
+app.command("report")(_report.report)
+app.command("demo")(_demo.demo)
 
 
 def _version(value: bool) -> None:
@@ -34,9 +53,13 @@ def _version(value: bool) -> None:
 def _root(
     workspace: Annotated[
         Path | None,
-        typer.Option("--workspace", "-w", help="Workspace folder (default: $SAFESCALE_HOME or ./.safescale)."),
+        typer.Option(
+            "--workspace", "-w", help="Workspace folder (default: $SAFESCALE_HOME or ./.safescale)."
+        ),
     ] = None,
-    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks for every error.")] = False,
+    debug: Annotated[
+        bool, typer.Option("--debug", help="Show tracebacks for every error.")
+    ] = False,
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")
     ] = False,
@@ -48,7 +71,7 @@ def _root(
 def main(argv: list[str] | None = None) -> int:
     """Run the command; user errors print one line per problem and exit with status 2."""
     try:
-        app(args=argv, standalone_mode=False)
+        result = app(args=argv, standalone_mode=False)
     except UserError as exc:
         if OPTIONS.debug:
             raise
@@ -71,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         if OPTIONS.debug:
             raise
         raise
-    return 0
+    # click returns the exit code of a ``typer.Exit`` raised inside a command.
+    return result if isinstance(result, int) else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

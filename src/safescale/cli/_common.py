@@ -20,7 +20,7 @@ class GlobalOptions:
     """Options given before the sub-command (``safescale --workspace W ledger verify``)."""
 
     workspace: Path | None = None
-    """Workspace folder chosen with ``--workspace`` (else ``$SAFESCALE_HOME``, else ./.safescale)."""
+    """Folder from ``--workspace`` (else ``$SAFESCALE_HOME``, else ./.safescale)."""
     debug: bool = False
     """Show tracebacks for user errors too."""
 

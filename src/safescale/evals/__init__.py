@@ -1,3 +1,68 @@
-"""safescale.evals room (see DESIGN.md)."""
+"""Evaluations through Inspect AI: a fast local-model provider, log-likelihood scoring, evidence.
 
-__all__: list[str] = []
+``run_suite`` evaluates a model (a local Hugging Face folder or any Inspect model string) on a
+named suite, a JSONL task or an Inspect task file, and returns metrics with intervals and the
+Evidence records; ``evidence_from_log`` turns an existing Inspect or lm-eval log into evidence.
+"""
+
+from safescale.evals._data import TaskData, load_jsonl_task
+from safescale.evals._evidence import (
+    evidence_from_eval_log,
+    evidence_from_lm_eval_results,
+    evidence_from_log,
+    find_workspace,
+    model_dir_sha256,
+    read_log_evidence,
+    record_evidence,
+)
+from safescale.evals._lm import (
+    ContinuationScore,
+    LocalLM,
+    LocalModelConfig,
+    LoglikelihoodGroup,
+    encode_pair,
+    load_local_model,
+)
+from safescale.evals._mc import (
+    DEFAULT_TEMPLATE,
+    MCPrediction,
+    loglikelihood_choice,
+    loglikelihood_scorer,
+    mc_predict,
+)
+from safescale.evals._run import EvalRunResult, run_suite
+from safescale.evals._server import ModelServer
+from safescale.evals._stats import MetricEstimate, wilson_interval
+from safescale.evals._suites import SUITES, Suite, build_task, resolve_task
+
+__all__ = [
+    "DEFAULT_TEMPLATE",
+    "SUITES",
+    "ContinuationScore",
+    "EvalRunResult",
+    "LocalLM",
+    "LocalModelConfig",
+    "LoglikelihoodGroup",
+    "MCPrediction",
+    "MetricEstimate",
+    "ModelServer",
+    "Suite",
+    "TaskData",
+    "build_task",
+    "encode_pair",
+    "evidence_from_eval_log",
+    "evidence_from_lm_eval_results",
+    "evidence_from_log",
+    "find_workspace",
+    "load_jsonl_task",
+    "load_local_model",
+    "loglikelihood_choice",
+    "loglikelihood_scorer",
+    "mc_predict",
+    "model_dir_sha256",
+    "read_log_evidence",
+    "record_evidence",
+    "resolve_task",
+    "run_suite",
+    "wilson_interval",
+]

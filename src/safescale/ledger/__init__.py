@@ -1,3 +1,37 @@
-"""safescale.ledger room (see DESIGN.md)."""
+"""The evidence ledger: a workspace whose records are hash-chained, signed and verifiable.
 
-__all__: list[str] = []
+Every ModelRecord, Evidence and Determination is appended as a :class:`LedgerEntry` carrying
+the sha256 of its canonical JSON, the previous entry's hash and an ed25519 signature by the
+workspace key. :meth:`Workspace.verify` re-derives all of it; an export lets an outside
+reviewer do the same without our database.
+"""
+
+from safescale.ledger._entry import LedgerEntry
+from safescale.ledger._keys import KeyPair
+from safescale.ledger._verify import VerifyProblem, VerifyReport, verify_ledger
+from safescale.ledger._workspace import (
+    AppendResult,
+    LedgerExport,
+    RawRecord,
+    Workspace,
+    raw_record,
+    verify_export,
+)
+
+init_workspace = Workspace.init
+"""Create a workspace (alias of :meth:`Workspace.init`)."""
+
+__all__ = [
+    "AppendResult",
+    "KeyPair",
+    "LedgerEntry",
+    "LedgerExport",
+    "RawRecord",
+    "VerifyProblem",
+    "VerifyReport",
+    "Workspace",
+    "init_workspace",
+    "raw_record",
+    "verify_export",
+    "verify_ledger",
+]

@@ -130,6 +130,8 @@ class ThresholdStatus(BaseModel):
     evidence_ids: list[str]
     metric: float | None = None
     interval: Interval | None = None
+    n: int | None = None
+    """Sample size behind ``metric``."""
     forecast: float | None = None
     forecast_interval: Interval | None = None
 
@@ -157,6 +159,19 @@ class SignOff(BaseModel):
     text: str = ""
     signed: datetime = Field(default_factory=utcnow)
     signature: str | None = None
+
+
+class SignOffRecord(Record):
+    """A governance role's approval of, or dissent from, a recorded determination."""
+
+    id: str = Field(min_length=1)
+    determination: str = Field(min_length=1)
+    model: str = Field(min_length=1)
+    role: str = Field(min_length=1)
+    identity: str = Field(min_length=1)
+    decision: Literal["approve", "dissent"]
+    text: str = ""
+    created: datetime = Field(default_factory=utcnow)
 
 
 class Determination(Record):

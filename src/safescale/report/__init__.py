@@ -1,3 +1,32 @@
-"""safescale.report room (see DESIGN.md)."""
+"""Capability and Safeguards Reports rendered from ledger records (Markdown, HTML)."""
 
-__all__: list[str] = []
+from safescale.report._content import (
+    Figure,
+    ReportDocument,
+    ReportInput,
+    TriggerLine,
+    build_report,
+)
+from safescale.report._ledger import (
+    determination_json,
+    latest_determination,
+    policy_for,
+    report_input,
+)
+from safescale.report._render import RENDERERS, render, render_html, render_markdown
+
+__all__ = [
+    "RENDERERS",
+    "Figure",
+    "ReportDocument",
+    "ReportInput",
+    "TriggerLine",
+    "build_report",
+    "determination_json",
+    "latest_determination",
+    "policy_for",
+    "render",
+    "render_html",
+    "render_markdown",
+    "report_input",
+]

@@ -1,0 +1,102 @@
+"""The price of integrity: ledger appends and verification vs plain SQLite inserts.
+
+Reference: the same canonical-JSON payload bytes inserted into a plain SQLite table (sqlite3,
+``executemany``, the same WAL + synchronous=FULL settings and the same transaction sizes), in
+the same run. Target: appending and verifying 100,000 entries each cost at most 3x that.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import tempfile
+import time
+from pathlib import Path
+
+from safescale.ledger import RawRecord, Workspace, raw_record
+from safescale.policy import Evidence, Interval
+
+N = 100_000
+BATCH = 1_000
+SINGLE = 500
+TARGET = 3.0
+
+
+def _records(n: int) -> list[RawRecord]:
+    return [
+        raw_record(
+            Evidence(
+                id=f"e{i}",
+                model=f"m{i % 7}",
+                kind="evaluation",
+                subject="cbrn-uplift",
+                value=0.25,
+                interval=Interval(lo=0.2, hi=0.3),
+                n=400,
+            )
+        )
+        for i in range(n)
+    ]
+
+
+def _plain(path: Path) -> sqlite3.Connection:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=FULL")
+    db.execute("CREATE TABLE t (seq INTEGER PRIMARY KEY, kind TEXT, record_id TEXT, model TEXT, "
+               "payload BLOB)")  # fmt: skip
+    return db
+
+
+def _plain_insert(db: sqlite3.Connection, items: list[RawRecord], batch: int) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, len(items), batch):
+        db.execute("BEGIN IMMEDIATE")
+        db.executemany("INSERT INTO t (kind, record_id, model, payload) VALUES (?, ?, ?, ?)",
+                       items[start : start + batch])  # fmt: skip
+        db.execute("COMMIT")
+    return time.perf_counter() - t0
+
+
+def _ledger_append(ws: Workspace, items: list[RawRecord], batch: int) -> float:
+    t0 = time.perf_counter()
+    for start in range(0, len(items), batch):
+        ws.append_raw(items[start : start + batch])
+    return time.perf_counter() - t0
+
+
+def _row(name: str, ours: float, ref: float, n: int, target: float | None) -> bool:
+    ratio = ours / ref
+    verdict = "" if target is None else ("  ok" if ratio <= target else f"  MISSED (<= {target}x)")
+    print(f"{name:<38} ours {ours:7.2f} s ({n / ours:9.0f}/s)  plain {ref:7.2f} s "
+          f"({n / ref:9.0f}/s)  ratio {ratio:5.2f}x{verdict}")  # fmt: skip
+    return target is None or ratio <= target
+
+
+def main() -> bool:
+    items = _records(N)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        db = _plain(root / "plain.sqlite")
+        ref_append = _plain_insert(db, items, BATCH)
+        t0 = time.perf_counter()
+        db.execute("SELECT seq, kind, record_id, model, payload FROM t ORDER BY seq").fetchall()
+        ref_read = time.perf_counter() - t0
+        with Workspace.init(root / "ws") as ws:
+            ours_append = _ledger_append(ws, items, BATCH)
+            t0 = time.perf_counter()
+            report = ws.verify()
+            ours_verify = time.perf_counter() - t0
+            assert report.ok and report.entries == N
+            single_ref = _plain_insert(db, items[:SINGLE], 1)
+            single_ours = _ledger_append(ws, items[:SINGLE], 1)
+        db.close()
+    print(f"{N} evidence entries ({len(items[0].payload)} payload bytes), transactions of {BATCH}")
+    ok = _row(f"append {N} (vs plain inserts)", ours_append, ref_append, N, TARGET)
+    ok &= _row(f"verify {N} (vs plain inserts)", ours_verify, ref_append, N, TARGET)
+    _row(f"verify {N} (vs plain read-back)", ours_verify, ref_read, N, None)
+    _row(f"append {SINGLE}, one per transaction", single_ours, single_ref, SINGLE, None)
+    return ok
+
+
+if __name__ == "__main__":
+    main()

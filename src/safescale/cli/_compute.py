@@ -1,0 +1,162 @@
+"""``safescale compute add|show|triggers``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Annotated, Literal
+
+import typer
+from rich.table import Table
+
+from safescale._errors import Problem, UserError
+from safescale.cli._common import console, print_json, workspace_path
+from safescale.compute import (
+    HARDWARE_REL_UNCERTAINTY,
+    evaluate_triggers,
+    hardware_flops,
+    lineage_summary,
+    training_flops,
+)
+from safescale.ledger import Workspace
+from safescale.policy import ModelRecord, load_policy
+
+app = typer.Typer(help="Training compute: record runs, show lineages, fire triggers.",
+                  no_args_is_help=True)  # fmt: skip
+
+Stage = Literal["pretraining", "finetuning", "rl", "other"]
+
+
+def _flops(
+    flops: float | None,
+    params: float | None,
+    tokens: float | None,
+    method: str | None,
+    hardware: tuple[float | None, float | None, float | None],
+    rel_uncertainty: float | None,
+) -> tuple[float, str, float]:
+    gpu_hours, peak, util = hardware
+    if method == "hardware" or (method is None and gpu_hours is not None and flops is None):
+        if None in hardware:
+            raise UserError(Problem("--method hardware needs --gpu-hours, --peak-flops and "
+                                    "--utilization", field="--gpu-hours"))  # fmt: skip
+        try:
+            est = hardware_flops(gpu_hours, peak, util,  # type: ignore[arg-type]
+                                 rel_uncertainty if rel_uncertainty is not None
+                                 else HARDWARE_REL_UNCERTAINTY)  # fmt: skip
+        except ValueError as exc:
+            raise UserError(
+                Problem(f"{exc}; fix the hardware numbers", field="--utilization")
+            ) from None
+        return est.flops, "hardware", est.rel_uncertainty
+    if flops is not None:
+        if params is not None or tokens is not None:
+            raise UserError(Problem("give either --flops or --params with --tokens, not both",
+                                    field="--flops"))  # fmt: skip
+        return flops, method or "reported", rel_uncertainty or 0.0
+    if params is None or tokens is None:
+        raise UserError(Problem("give --flops C, or --params N with --tokens D, or the hardware "
+                                "options (--gpu-hours, --peak-flops, --utilization)",
+                                field="--flops"))  # fmt: skip
+    return training_flops(params, tokens), "count", rel_uncertainty or 0.0
+
+
+@app.command()
+def add(
+    model: Annotated[str, typer.Option("--model", help="Model id.")],
+    flops: Annotated[float | None, typer.Option(help="Training FLOP of this run.", min=0)] = None,
+    params: Annotated[float | None, typer.Option(help="Non-embedding parameters N.", min=0)] = None,
+    tokens: Annotated[float | None, typer.Option(help="Training tokens D.", min=0)] = None,
+    method: Annotated[str | None, typer.Option(help="count or hardware.")] = None,
+    gpu_hours: Annotated[float | None, typer.Option(help="Accelerator-hours.", min=0)] = None,
+    peak_flops: Annotated[float | None, typer.Option(help="Peak FLOP/s per device.", min=0)] = None,
+    utilization: Annotated[float | None, typer.Option(help="Achieved fraction of peak.")] = None,
+    rel_uncertainty: Annotated[
+        float | None, typer.Option(help="One-sigma relative uncertainty of the FLOP.", min=0)
+    ] = None,
+    parent: Annotated[str | None, typer.Option(help="The model this run trained from.")] = None,
+    stage: Annotated[Stage | None, typer.Option(help="pretraining, finetuning, rl, other.")] = None,
+    lineage: Annotated[str | None, typer.Option(help="Model family (default: parent's).")] = None,
+    effective_multiplier: Annotated[
+        float, typer.Option(help="Algorithmic-efficiency multiplier vs the baseline.", min=0)
+    ] = 1.0,
+    assessed: Annotated[bool, typer.Option(help="It was comprehensively assessed.")] = False,
+) -> None:
+    """Record a training run (FLOP, lineage, effective compute) as a ModelRecord entry."""
+    if method not in (None, "count", "hardware"):
+        raise UserError(Problem(f"unknown method {method!r}; use count or hardware",
+                                field="--method"))  # fmt: skip
+    if effective_multiplier <= 0:
+        raise UserError(Problem("must be positive", field="--effective-multiplier"))
+    value, how, sigma = _flops(flops, params, tokens, method,
+                               (gpu_hours, peak_flops, utilization), rel_uncertainty)  # fmt: skip
+    if not value > 0:
+        raise UserError(Problem("training FLOP must be positive", field="--flops"))
+    with Workspace.open(workspace_path()) as ws:
+        known = {m.id for m in ws.models()}
+        if model in known:
+            raise UserError(Problem(f"model {model!r} is already recorded; use a new id",
+                                    field="--model"))  # fmt: skip
+        if parent is not None and parent not in known:
+            raise UserError(Problem(f"parent {parent!r} is not recorded; add it first",
+                                    field="--parent"))  # fmt: skip
+        record = ModelRecord(
+            id=model, parent=parent,
+            stage=stage or ("finetuning" if parent else "pretraining"),
+            params=params, tokens=tokens, flops=value, flops_method=how,  # type: ignore[arg-type]
+            flops_rel_uncertainty=sigma, effective_multiplier=effective_multiplier,
+            assessed=assessed, extra={"lineage": lineage} if lineage else {},
+        )  # fmt: skip
+        entry = ws.append_model(record)
+        summary = {s.model: s for s in lineage_summary(ws.models())}[model]
+    console.print(
+        f"recorded {model}: {value:.3g} FLOP ({how}, ±{sigma:.0%}), cumulative "
+        f"{summary.cumulative_flops:.3g}, effective {summary.effective_compute:.3g} "
+        f"[entry {entry.seq}]",
+        markup=False,
+    )
+
+
+@app.command()
+def show(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """Every model with its FLOP, cumulative FLOP along its lineage and effective compute."""
+    with Workspace.open(workspace_path()) as ws:
+        summaries = lineage_summary(ws.models(), ws.determinations())
+    if json_out:
+        print_json([vars(s) for s in summaries])
+        return
+    table = Table("model", "lineage", "stage", "parent", "FLOP", "cumulative", "±1σ",
+                  "multiplier", "effective", "assessed")  # fmt: skip
+    for s in summaries:
+        table.add_row(s.model, s.lineage, s.stage, s.parent or "", f"{s.flops:.3g}",
+                      f"{s.cumulative_flops:.3g}",
+                      f"{s.cumulative_sigma / s.cumulative_flops:.0%}",
+                      f"{s.effective_multiplier:g}", f"{s.effective_compute:.3g}",
+                      f"{s.assessed_at:%Y-%m-%d}" if s.assessed_at else "")  # fmt: skip
+    console.print(table)
+
+
+@app.command()
+def triggers(
+    policy: Annotated[
+        str | None, typer.Option(help="Policy id or file (default: the workspace's).")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    fired_only: Annotated[bool, typer.Option("--fired", help="Only rules that fired.")] = False,
+) -> None:
+    """Evaluate the policy's assessment triggers, legal compute lines and pause rule."""
+    with Workspace.open(workspace_path()) as ws:
+        chosen = load_policy(policy or ws.config.default_policy)
+        models, dets = ws.models(), ws.determinations()
+    results = evaluate_triggers(chosen, models, dets, datetime.now(UTC))
+    if fired_only:
+        results = [r for r in results if r.fired]
+    if json_out:
+        print_json([r.to_dict() for r in results])
+        return
+    table = Table("model", "trigger", "status", "value", "rule", "requires", "why")
+    for r in results:
+        style = "bold red" if r.fired else ("dim" if r.status == "not_evaluated" else "")
+        value = "" if r.value is None else f"{r.value:.3g}"
+        table.add_row(r.model, r.trigger, r.status, value, r.rule,
+                      r.requires if r.fired else "", "; ".join(r.reasons), style=style)  # fmt: skip
+    console.print(table)

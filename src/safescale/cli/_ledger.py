@@ -1,0 +1,137 @@
+"""``safescale init`` and ``safescale ledger verify|log|export``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from safescale._errors import Problem, UserError
+from safescale._io import atomic_write_text
+from safescale.cli._common import OPTIONS, console, print_json, workspace_path
+from safescale.ledger import Workspace, verify_export
+
+app = typer.Typer(help="The signed evidence ledger: verify, log, export.", no_args_is_help=True)
+
+
+def init(
+    folder: Annotated[
+        Path | None, typer.Argument(help="Folder to create .safescale/ in (default: here).")
+    ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option("--database-url", help="SQLAlchemy URL, e.g. postgresql+psycopg://u@h/db."),
+    ] = None,
+    author: Annotated[str | None, typer.Option(help="Identity recorded with entries.")] = None,
+) -> None:
+    """Create a workspace: configuration, database, artifacts/ and an ed25519 key pair."""
+    if folder is not None:
+        root = folder / ".safescale"
+    else:
+        root = workspace_path() or Path.cwd() / ".safescale"
+    ws = Workspace.init(root, database_url=database_url, author=author)
+    console.print(f"workspace created: {ws.root}")
+    console.print(f"signing key {ws.keys.id}; public key in {ws.root / ws.config.public_key}")
+    ws.close()
+
+
+def _read_pem(path: Path | None) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.read_bytes()
+    except OSError as exc:
+        raise UserError(
+            Problem(f"cannot read the public key ({exc.strerror})", source=str(path))
+        ) from None
+
+
+@app.command()
+def verify(
+    public_key: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="Check against this PEM key instead of the workspace's."),
+    ] = None,
+    export: Annotated[
+        Path | None, typer.Option("--export", help="Verify an export file, not a workspace.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
+) -> None:
+    """Re-derive the whole chain, every signature and every artifact; exit 1 on any change."""
+    pem = _read_pem(public_key)
+    if export is not None:
+        try:
+            report = verify_export(export.read_bytes(), pem)
+        except OSError as exc:
+            raise UserError(Problem(f"cannot read ({exc.strerror})", source=str(export))) from None
+        except ValueError as exc:
+            first = str(exc).splitlines()[0]
+            raise UserError(Problem(f"not a ledger export ({first})", source=str(export))) from None
+    else:
+        with Workspace.open(workspace_path()) as ws:
+            report = ws.verify(pem)
+    if json_out:
+        print_json(
+            {
+                "ok": report.ok,
+                "entries": report.entries,
+                "signatures": report.signatures,
+                "artifacts": report.artifacts,
+                "head": report.head,
+                "key_id": report.key_id,
+                "problems": [vars(p) for p in report.problems],
+            }
+        )
+    else:
+        shown = report.problems if OPTIONS.debug else report.problems[:50]
+        for problem in shown:
+            console.print(f"FAIL {problem}", markup=False)
+        if len(shown) < len(report.problems):
+            console.print(f"... and {len(report.problems) - len(shown)} more problems")
+        verdict = "ok" if report.ok else f"FAILED ({len(report.problems)} problems)"
+        console.print(
+            f"{verdict}: {report.entries} entries, {report.signatures} signatures, "
+            f"{report.artifacts} artifacts checked with key {report.key_id}; head {report.head}",
+            markup=False,
+        )
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+@app.command()
+def log(
+    model: Annotated[str | None, typer.Option(help="Only entries about this model.")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="model, evidence, determination or signoff.")
+    ] = None,
+    limit: Annotated[int, typer.Option(help="Show the last N entries (0: all).")] = 50,
+) -> None:
+    """The ledger for people: one line per entry, newest last."""
+    with Workspace.open(workspace_path()) as ws:
+        items = ws.entries(kind=kind, model=model)
+    if limit > 0:
+        items = items[-limit:]
+    table = Table("seq", "time", "kind", "record", "model", "author", "entry hash")
+    for e in items:
+        table.add_row(str(e.seq), e.time[:19], e.kind, e.record_id, e.model or "", e.author,
+                      e.entry_hash[:16])  # fmt: skip
+    console.print(table)
+
+
+@app.command("export")
+def export_cmd(
+    json_out: Annotated[bool, typer.Option("--json", help="JSON (the only format).")] = True,
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write to a file instead of stdout.")
+    ] = None,
+) -> None:
+    """Every entry and the public key, so an outside reviewer can verify without our database."""
+    with Workspace.open(workspace_path()) as ws:
+        text = ws.export().model_dump_json(indent=2) + "\n"
+    if output is not None:
+        atomic_write_text(output, text)
+        console.print(f"exported to {output}")
+    else:
+        typer.echo(text, nl=False)

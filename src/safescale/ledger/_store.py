@@ -1,0 +1,185 @@
+"""The records store: one append-only ``entries`` table behind SQLAlchemy.
+
+SQLite is the default (a file in the workspace); a PostgreSQL URL works the same way. Every
+append is one transaction that first takes the chain head's lock, so concurrent writers (threads
+or processes) queue up instead of forking the chain: ``BEGIN IMMEDIATE`` on SQLite, a
+transaction-scoped advisory lock on PostgreSQL. The primary key on ``seq`` is a second guard.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Connection,
+    Engine,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+    text,
+)
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, OperationalError
+
+from safescale._errors import Problem, UserError
+from safescale.ledger._entry import COLUMNS
+
+SCHEMA_REVISION = "0001"
+"""The Alembic revision this code reads and writes (``_migrations/versions``)."""
+
+# An arbitrary constant naming "the safescale chain head" among PostgreSQL advisory locks.
+_PG_LOCK_KEY = 0x5AFE5CA1E
+
+metadata = MetaData()
+entries = Table(
+    "entries",
+    metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("kind", String(32), nullable=False, index=True),
+    Column("record_id", String(256), nullable=False),
+    Column("model", String(256), nullable=True, index=True),
+    Column("payload", LargeBinary, nullable=False),
+    Column("payload_sha256", String(64), nullable=False),
+    Column("prev_hash", String(64), nullable=False),
+    Column("entry_hash", String(64), nullable=False),
+    Column("author", String(256), nullable=False),
+    Column("time", String(32), nullable=False),
+    Column("key_id", String(16), nullable=False),
+    Column("signed_seq", BigInteger, nullable=False),
+    Column("signature", String(128), nullable=False),
+)
+
+
+def resolve_url(url: str, root: Path) -> str:
+    """Make a relative ``sqlite:///NAME`` URL absolute under the workspace ``root``."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise UserError(
+            Problem(
+                f"{url!r} is not a database URL; use sqlite:///ledger.sqlite or "
+                "postgresql+psycopg://user@host/db",
+                source=str(root / "safescale.toml"),
+                field="database_url",
+            )
+        ) from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database:
+        path = Path(parsed.database)
+        if not path.is_absolute():
+            return str(parsed.set(database=str(root / path)))
+    return url
+
+
+def make_engine(url: str) -> Engine:
+    """An engine whose transactions lock the chain head when asked to (``write=True``)."""
+    backend = make_url(url).get_backend_name()
+    if backend == "sqlite":
+        engine = create_engine(url)
+
+        @event.listens_for(engine, "connect")
+        def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+            # Take transaction control from the driver so BEGIN IMMEDIATE is ours to emit.
+            dbapi_conn.isolation_level = None
+            cur = dbapi_conn.cursor()
+            # WAL lets readers (verify, log) run while a writer appends; synchronous=FULL
+            # makes each commit durable across power loss, not only process crashes.
+            cur.execute("PRAGMA journal_mode=WAL")
+            cur.execute("PRAGMA synchronous=FULL")
+            cur.execute("PRAGMA busy_timeout=120000")
+            cur.close()
+
+        @event.listens_for(engine, "begin")
+        def _on_begin(conn: Connection) -> None:
+            write = conn.get_execution_options().get("write", False)
+            conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        return engine
+    if backend == "postgresql":
+        return create_engine(url, pool_pre_ping=True)
+    raise UserError(
+        Problem(
+            f"database {backend!r} is not supported; use sqlite or postgresql",
+            field="database_url",
+        )
+    )
+
+
+@contextmanager
+def write_transaction(engine: Engine) -> Iterator[Connection]:
+    """A transaction that holds the chain-head lock until it commits or rolls back."""
+    with engine.connect() as conn:
+        conn = conn.execution_options(write=True)
+        with conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
+            yield conn
+
+
+def head(conn: Connection) -> tuple[int, str] | None:
+    """``(seq, entry_hash)`` of the last entry, or None for an empty ledger."""
+    row = conn.exec_driver_sql(
+        "SELECT seq, entry_hash FROM entries ORDER BY seq DESC LIMIT 1"
+    ).first()
+    return None if row is None else (int(row[0]), str(row[1]))
+
+
+def insert_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert rows (in :data:`COLUMNS` order) with the driver's ``executemany``."""
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    sql = f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
+    conn.exec_driver_sql(sql, list(rows))
+
+
+def select_rows(
+    conn: Connection, *, kind: str | None = None, model: str | None = None
+) -> Iterator[tuple[Any, ...]]:
+    """Entries in sequence order, optionally only one kind and/or one model."""
+    where, params = [], {}
+    if kind is not None:
+        where.append("kind = :kind")
+        params["kind"] = kind
+    if model is not None:
+        where.append("model = :model")
+        params["model"] = model
+    sql = f"SELECT {', '.join(COLUMNS)} FROM entries"
+    if where:
+        sql += " WHERE " + " AND ".join(where)
+    sql += " ORDER BY seq"
+    for row in conn.execute(text(sql), params):
+        yield tuple(row)
+
+
+def current_revision(engine: Engine) -> str | None:
+    """The schema revision recorded by Alembic, or None for an empty database."""
+    try:
+        with engine.connect() as conn:
+            row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
+    except OperationalError as exc:
+        if "no such table" in str(exc):
+            return None
+        raise
+    except Exception as exc:  # PostgreSQL: UndefinedTable arrives as ProgrammingError
+        if "alembic_version" in str(exc) and "does not exist" in str(exc):
+            return None
+        raise
+    return None if row is None else str(row[0])
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to :data:`SCHEMA_REVISION` with Alembic (run at init and on upgrade)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(Path(__file__).parent / "_migrations"))
+    with engine.begin() as conn:
+        config.attributes["connection"] = conn
+        command.upgrade(config, "head")

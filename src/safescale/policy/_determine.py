@@ -1,0 +1,403 @@
+"""The determination rule: from a policy and a model's evidence, what the model may do next.
+
+Pure functions, no I/O. The rule (DESIGN.md, "Determination rule"):
+
+* each threshold's bound evaluations give a metric with an interval; the threshold is *below*
+  only if the interval lies wholly on the safe side of the rule-out line, *crossed* if it lies
+  wholly past the threshold line, and *cannot rule out* otherwise;
+* missing or stale evidence is *no evidence*, never *below*;
+* *cannot rule out* (and *no evidence*) is treated as crossed unless the policy says otherwise;
+* an early-warning alert fires when the interval's far bound passes the alert line, or when the
+  forecast for the next planned scale-up does;
+* required safeguards are the union over thresholds treated as crossed, plus the baseline; each
+  is met only by attested evidence that has not lapsed;
+* the outcome is the most severe of the outcomes the policy's rules call for.
+
+Because every step is monotone in capability (a higher score can only move a threshold towards
+crossed, add alerts, add required safeguards), more capability never relaxes the outcome; the
+property tests in ``tests/policy/test_determine.py`` check this.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from safescale.policy._records import (
+    Determination,
+    Evidence,
+    Interval,
+    SafeguardStatus,
+    ThresholdStatus,
+    canonical_json,
+    sha256_hex,
+)
+from safescale.policy._schema import (
+    OUTCOME_SEVERITY,
+    CapabilityThreshold,
+    EvaluationBinding,
+    Policy,
+)
+
+_STATE_RANK = {"below": 0, "cannot_rule_out": 1, "no_evidence": 1, "crossed": 2}
+
+
+@dataclass(frozen=True)
+class BindingResult:
+    """How one evaluation binding of a threshold came out."""
+
+    evaluation: str
+    status: str
+    """below | cannot_rule_out | crossed | no_evidence"""
+    alert: bool
+    reason: str
+    evidence_id: str | None
+    value: float | None
+    interval: Interval | None
+    forecast: Evidence | None
+    n: int | None = None
+
+
+def select_evidence(
+    evidence: Iterable[Evidence],
+    model: str,
+    subject: str,
+    *,
+    kinds: Sequence[str],
+    metric: str | None = None,
+) -> Evidence | None:
+    """The most recent evidence of ``kinds`` about ``subject`` for ``model`` (or ``*``)."""
+    best: Evidence | None = None
+    for ev in evidence:
+        if ev.subject != subject or ev.kind not in kinds or ev.model not in (model, "*"):
+            continue
+        if metric is not None and ev.metric != metric:
+            continue
+        if best is None or (ev.created, ev.id) > (best.created, best.id):
+            best = ev
+    return best
+
+
+def _bounds(ev: Evidence) -> tuple[float, float]:
+    if ev.interval is None:
+        return ev.value, ev.value
+    return ev.interval.lo, ev.interval.hi
+
+
+def _fmt_ev(ev: Evidence) -> str:
+    iv = f" [{ev.interval.lo:.3g}, {ev.interval.hi:.3g}]" if ev.interval else " (no interval)"
+    n = f", n={ev.n}" if ev.n is not None else ""
+    return f"{ev.metric} {ev.value:.3g}{iv}{n} (evidence {ev.id})"
+
+
+def evaluate_binding(
+    binding: EvaluationBinding,
+    policy: Policy,
+    model: str,
+    evidence: Sequence[Evidence],
+    as_of: datetime,
+) -> BindingResult:
+    """Status of one evaluation binding from the freshest evaluation evidence."""
+    metric = binding.metric or policy.evaluation(binding.evaluation).metric
+    higher = binding.direction == "higher"
+    forecast = select_evidence(
+        evidence, model, binding.evaluation, kinds=("forecast",), metric=metric
+    )
+    ev = select_evidence(evidence, model, binding.evaluation, kinds=("evaluation",), metric=metric)
+    forecast_alert = False
+    if forecast is not None and binding.alert is not None:
+        _, f_far = _bounds(forecast) if higher else _bounds(forecast)[::-1]
+        forecast_alert = f_far >= binding.alert if higher else f_far <= binding.alert
+    if ev is None:
+        reason = f"{binding.evaluation}: no {metric} evidence for this model"
+        return BindingResult(
+            binding.evaluation,
+            "no_evidence",
+            forecast_alert,
+            reason + _forecast_note(forecast, forecast_alert, binding),
+            None,
+            None,
+            None,
+            forecast,
+        )
+    if binding.max_age is not None and binding.max_age.add_to(ev.created) < as_of:
+        reason = (
+            f"{binding.evaluation}: evidence {ev.id} from {ev.created:%Y-%m-%d} is older than "
+            f"{binding.max_age} and is stale"
+        )
+        return BindingResult(
+            binding.evaluation,
+            "no_evidence",
+            forecast_alert,
+            reason + _forecast_note(forecast, forecast_alert, binding),
+            ev.id,
+            ev.value,
+            ev.interval,
+            forecast,
+        )
+    lo, hi = _bounds(ev)
+    near, far = (lo, hi) if higher else (hi, lo)
+    safe = far < binding.rule_out if higher else far > binding.rule_out
+    past = binding.threshold is not None and (
+        near > binding.threshold if higher else near < binding.threshold
+    )
+    word_far, word_near = ("upper", "lower") if higher else ("lower", "upper")
+    if past:
+        status = "crossed"
+        why = f"{word_near} bound {near:.3g} is past the threshold line {binding.threshold:g}"
+    elif safe:
+        status = "below"
+        why = f"{word_far} bound {far:.3g} clears the rule-out line {binding.rule_out:g}"
+    else:
+        status = "cannot_rule_out"
+        why = f"{word_far} bound {far:.3g} does not clear the rule-out line {binding.rule_out:g}"
+        if binding.threshold is not None:
+            why += (
+                f" and the {word_near} bound {near:.3g} is not past the threshold line "
+                f"{binding.threshold:g}"
+            )
+    alert = binding.alert is not None and (far >= binding.alert if higher else far <= binding.alert)
+    if alert:
+        why += f"; {word_far} bound passes the alert line {binding.alert:g}"
+    reason = f"{binding.evaluation}: {_fmt_ev(ev)}: {why}"
+    return BindingResult(
+        binding.evaluation,
+        status,
+        alert or forecast_alert,
+        reason + _forecast_note(forecast, forecast_alert, binding),
+        ev.id,
+        ev.value,
+        ev.interval,
+        forecast,
+        ev.n,
+    )
+
+
+def _forecast_note(forecast: Evidence | None, fired: bool, binding: EvaluationBinding) -> str:
+    if forecast is None:
+        return ""
+    verb = "passes" if fired else "stays short of"
+    return (
+        f"; forecast at the next scale-up {_fmt_ev(forecast)} {verb} the alert line {binding.alert}"
+    )
+
+
+def evaluate_threshold(
+    threshold: CapabilityThreshold,
+    policy: Policy,
+    model: str,
+    evidence: Sequence[Evidence],
+    as_of: datetime,
+    ruled_out_by: str | None = None,
+) -> ThresholdStatus:
+    """Status of one threshold: the least favourable of its bindings (all must be below)."""
+    results = [evaluate_binding(b, policy, model, evidence, as_of) for b in threshold.evaluations]
+    reasons = [r.reason for r in results]
+    alert = any(r.alert for r in results)
+    if not results:
+        status = "no_evidence"
+        reasons.append("no evaluation is bound to this threshold, so it cannot be ruled out")
+    else:
+        worst = max(results, key=lambda r: (_STATE_RANK[r.status], r.status == "no_evidence"))
+        status = worst.status
+    if ruled_out_by is not None and status != "crossed":
+        reasons.append(f"ruled out because checkpoint {ruled_out_by} is below")
+        status = "below"
+    rule = threshold.cannot_rule_out or policy.decision_rules.cannot_rule_out
+    treated = status == "crossed" or (
+        status in ("cannot_rule_out", "no_evidence") and rule == "treat_as_crossed"
+    )
+    if status in ("cannot_rule_out", "no_evidence"):
+        reasons.append(
+            {
+                "treat_as_crossed": "the policy treats a threshold it cannot rule out as crossed",
+                "treat_as_below": "the policy does not treat this as crossed",
+                "escalate": "the policy escalates this to the decision-makers",
+            }[rule]
+        )
+    primary = results[0] if results else None
+    forecast = primary.forecast if primary else None
+    return ThresholdStatus(
+        id=threshold.id,
+        status=status,  # type: ignore[arg-type]
+        treated_as_crossed=treated,
+        alert=alert,
+        reasons=reasons,
+        evidence_ids=[
+            i for r in results for i in (r.evidence_id, r.forecast.id if r.forecast else None) if i
+        ],
+        metric=primary.value if primary else None,
+        interval=primary.interval if primary else None,
+        n=primary.n if primary else None,
+        forecast=forecast.value if forecast else None,
+        forecast_interval=forecast.interval if forecast else None,
+    )
+
+
+def safeguard_met(
+    policy: Policy, sid: str, model: str, evidence: Sequence[Evidence], as_of: datetime
+) -> tuple[bool, str, list[str]]:
+    """Whether safeguard ``sid`` is met by attested, unlapsed evidence (directly or via a
+    stronger standard that includes it); returns (met, reason, evidence ids)."""
+    stronger = [s.id for s in policy.safeguard_standards if sid in _included(policy, s.id)]
+    for candidate in [sid, *stronger]:
+        ev = select_evidence(evidence, model, candidate, kinds=("attestation",))
+        if ev is None:
+            continue
+        std = policy.safeguard(candidate)
+        said = f": {ev.elicitation}" if ev.elicitation else ""
+        if ev.value < 1:
+            return False, f"attestation {ev.id} for {candidate} says it is not met{said}", [ev.id]
+        if (
+            std.reapproval_interval is not None
+            and std.reapproval_interval.add_to(ev.created) < as_of
+        ):
+            return (
+                False,
+                (
+                    f"attestation {ev.id} for {candidate} from {ev.created:%Y-%m-%d} lapsed "
+                    f"(re-approval every {std.reapproval_interval})"
+                ),
+                [ev.id],
+            )
+        via = "" if candidate == sid else f" (via {candidate}, which includes it)"
+        return True, f"attested by {ev.id}{via}{said}", [ev.id]
+    return False, "no attestation that it is in place", []
+
+
+def _included(policy: Policy, sid: str) -> set[str]:
+    """Every standard that meeting ``sid`` also meets (transitively), ``sid`` excluded."""
+    out: set[str] = set()
+    stack = list(policy.safeguard(sid).includes)
+    while stack:
+        cur = stack.pop()
+        if cur not in out:
+            out.add(cur)
+            stack.extend(policy.safeguard(cur).includes)
+    return out
+
+
+def determine(
+    policy: Policy,
+    model: str,
+    evidence: Sequence[Evidence],
+    *,
+    as_of: datetime,
+    policy_sha256: str,
+) -> Determination:
+    """Apply the policy's determination rule to ``model``'s evidence as of ``as_of``.
+
+    ``evidence`` may hold evaluation, forecast and attestation records for any model; only
+    those for ``model`` (and organisation-wide ones, ``model == "*"``) created at or before
+    ``as_of`` count. The result depends on nothing else, so the same inputs always give the
+    same determination, id included.
+    """
+    usable = sorted(
+        (e for e in evidence if e.model in (model, "*") and e.created <= as_of),
+        key=lambda e: (e.created, e.id),
+    )
+    # Checkpoints first: a checkpoint that is below rules out the thresholds it names.
+    checkpoint_status: dict[str, ThresholdStatus] = {}
+    for t in policy.capability_thresholds:
+        if t.kind == "checkpoint":
+            checkpoint_status[t.id] = evaluate_threshold(t, policy, model, usable, as_of)
+    ruled_out: dict[str, str] = {}
+    for t in policy.capability_thresholds:
+        st = checkpoint_status.get(t.id)
+        if st is not None and st.status == "below":
+            for other in t.rules_out:
+                ruled_out.setdefault(other, t.id)
+    statuses = [
+        checkpoint_status.get(t.id)
+        or evaluate_threshold(t, policy, model, usable, as_of, ruled_out.get(t.id))
+        for t in policy.capability_thresholds
+    ]
+
+    rules = policy.decision_rules
+    actions: list[str] = []
+    reasons: list[str] = []
+    crossed = [s for s in statuses if s.treated_as_crossed]
+    for s in statuses:
+        t = policy.threshold(s.id)
+        if s.alert:
+            actions += rules.alert
+            reasons.append(f"{s.id}: early-warning alert")
+        rule = t.cannot_rule_out or rules.cannot_rule_out
+        if s.status in ("cannot_rule_out", "no_evidence") and rule == "escalate":
+            actions += rules.escalate
+            reasons.append(f"{s.id}: cannot be ruled out; escalated to the decision-makers")
+        if s.treated_as_crossed:
+            actions += t.on_reach
+            word = (
+                "crossed"
+                if s.status == "crossed"
+                else f"treated as crossed ({s.status.replace('_', ' ')})"
+            )
+            reasons.append(f"{s.id}: {word}")
+
+    # Required safeguards: baseline plus the union over thresholds treated as crossed.
+    required: dict[str, list[str]] = {sid: ["baseline"] for sid in policy.baseline_safeguards}
+    groups: dict[tuple[str, ...], list[str]] = {}
+    for s in crossed:
+        req = policy.threshold(s.id).required_safeguards
+        for sid in req.all_of:
+            required.setdefault(sid, []).append(s.id)
+        for group in req.any_of:
+            groups.setdefault(tuple(group), []).append(s.id)
+    safeguards: list[SafeguardStatus] = []
+    for sid, by in required.items():
+        met, why, ids = safeguard_met(policy, sid, model, usable, as_of)
+        safeguards.append(
+            SafeguardStatus(id=sid, required_by=by, met=met, reasons=[why], evidence_ids=ids)
+        )
+    for members, by in groups.items():
+        checks = [safeguard_met(policy, sid, model, usable, as_of) for sid in members]
+        met = any(c[0] for c in checks)
+        safeguards.append(
+            SafeguardStatus(
+                id=" | ".join(members),
+                required_by=by,
+                met=met,
+                reasons=[f"{sid}: {c[1]}" for sid, c in zip(members, checks, strict=True)],
+                evidence_ids=[i for c in checks for i in c[2]],
+            )
+        )
+    unmet = [g for g in safeguards if not g.met]
+    if crossed or unmet:
+        if unmet:
+            actions += rules.crossed_safeguards_unmet
+            reasons.append("required safeguards not met: " + ", ".join(g.id for g in unmet))
+        else:
+            actions += rules.crossed_safeguards_met
+            reasons.append("every required safeguard is met")
+    else:
+        actions += rules.below
+        if not reasons:
+            reasons.append("every threshold is ruled out and every baseline safeguard is met")
+
+    ordered = sorted(set(actions), key=lambda a: -OUTCOME_SEVERITY[a])
+    ident = sha256_hex(
+        canonical_json(
+            {
+                "model": model,
+                "policy": policy_sha256,
+                "as_of": as_of.isoformat(),
+                "evidence": [e.sha256() for e in usable],
+            }
+        )
+    )[:16]
+    return Determination(
+        id=f"det-{ident}",
+        model=model,
+        policy_id=policy.id,
+        policy_version=policy.version,
+        policy_sha256=policy_sha256,
+        as_of=as_of,
+        thresholds=statuses,
+        safeguards=safeguards,
+        outcome=ordered[0],
+        actions=ordered,
+        reasons=reasons,
+        created=as_of,
+    )

@@ -1,0 +1,64 @@
+"""The fast log-likelihood path agrees with the simple reference path."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from safescale.evals import LocalModelConfig, LoglikelihoodGroup, load_local_model
+
+
+def _groups(lm, path: Path) -> list[LoglikelihoodGroup]:
+    groups = []
+    for line in path.read_text().splitlines():
+        row = json.loads(line)
+        ctx = f"Question: {row['question']}\nAnswer:"
+        pairs = [lm.encode_pair(ctx, " " + c) for c in row["choices"]]
+        groups.append(LoglikelihoodGroup(tuple(pairs[0][0]), tuple(tuple(p[1]) for p in pairs)))
+    return groups
+
+
+@pytest.mark.parametrize("batch_size", [3, 32])
+def test_fast_path_matches_reference(model_dir: Path, mc_small: Path, batch_size: int) -> None:
+    lm = load_local_model(LocalModelConfig(model_dir, batch_size=batch_size))
+    groups = _groups(lm, mc_small)
+    fast = lm.loglikelihood(groups)
+    for g, scores in zip(groups, fast, strict=True):
+        for cont, s in zip(g.continuations, scores, strict=True):
+            ref = lm.loglikelihood_reference(g.context, cont)
+            assert s.logprob == pytest.approx(ref.logprob, abs=1e-4)
+            assert s.is_greedy == ref.is_greedy
+            assert len(s.token_logprobs) == len(cont)
+
+
+def test_truncation_single_tokens_and_empty_context(model_dir: Path) -> None:
+    lm = load_local_model(LocalModelConfig(model_dir, max_length=12))
+    long_ctx, _ = lm.encode_pair("The river of Zorbia is red and lies near Quell. Zorbia has", " 7")
+    groups = [
+        # longer than max_length + 1: scored by the reference path, left-truncated like lm-eval
+        LoglikelihoodGroup(
+            tuple(long_ctx), (tuple(lm.encode(" 12 towers")), tuple(lm.encode(" 7")))
+        ),
+        LoglikelihoodGroup(tuple(long_ctx[:4]), ((long_ctx[4],), (long_ctx[5],))),
+    ]
+    ctx, cont = lm.encode_pair("", "Zorbia")
+    assert ctx == [lm.prefix_token_id]
+    groups.append(LoglikelihoodGroup(tuple(ctx), (tuple(cont),)))
+    fast = lm.loglikelihood(groups)
+    for g, scores in zip(groups, fast, strict=True):
+        for cont_ids, s in zip(g.continuations, scores, strict=True):
+            assert s.logprob == pytest.approx(
+                lm.loglikelihood_reference(g.context, cont_ids).logprob, abs=1e-4
+            )
+    assert all(s.logprob < 0 for scores in fast for s in scores)
+
+
+def test_generation_is_deterministic_and_batched(model_dir: Path) -> None:
+    lm = load_local_model(LocalModelConfig(model_dir, batch_size=2))
+    prompts = [lm.encode("The river of"), lm.encode("Zorbia has"), lm.encode("The tower")]
+    a = lm.generate(prompts, max_new_tokens=5)
+    b = [lm.generate([p], max_new_tokens=5)[0] for p in prompts]
+    assert a == b
+    assert all(0 < len(x) <= 5 for x in a)

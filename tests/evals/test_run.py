@@ -1,0 +1,203 @@
+"""Real Inspect runs through the safescale provider; evidence; the command; bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from safescale.cli import main
+from safescale.evals import _evidence, evidence_from_lm_eval_results, evidence_from_log, run_suite
+from safescale.ledger import Workspace
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A real workspace that the command finds through $SAFESCALE_HOME."""
+    ws = Workspace.init(tmp_path / "ws")
+    monkeypatch.setenv("SAFESCALE_HOME", str(ws.root))
+    return ws
+
+
+def test_mc_run_logs_loglikelihoods_and_builds_evidence(
+    model_dir: Path, mc_small: Path, tmp_path: Path
+) -> None:
+    from inspect_ai.log import read_eval_log
+
+    result = run_suite(str(mc_small), str(model_dir), log_dir=tmp_path, limit=12)
+    names = [m.name for m in result.metrics]
+    assert names == ["acc", "acc_norm", "acc_bytes"]
+    for m in result.metrics:
+        assert m.n == 12 and m.lo is not None and m.hi is not None
+        assert m.lo <= m.value <= m.hi
+    log = read_eval_log(str(result.log_path))
+    lls = [s.metadata["loglikelihoods"] for s in log.samples]
+    assert len(lls) == 12 and all(len(x) == 4 and all(v < 0 for v in x) for x in lls)
+    # acc recomputed from the logged log-likelihoods and the gold letters
+    acc = (
+        sum(
+            max(range(4), key=lambda i, x=x: x[i]) == ord(s.target) - 65
+            for x, s in zip(lls, log.samples, strict=True)
+        )
+        / 12
+    )
+    assert result.metrics[0].value == pytest.approx(acc)
+    e = result.evidence[0]
+    assert e.kind == "evaluation" and e.subject == mc_small.stem and e.producer == "inspect-ai"
+    assert set(e.artifacts) == {"log", "dataset"}
+    assert e.details["weights_sha256"] == _evidence.model_dir_sha256(model_dir)
+    assert e.artifacts["log"] == _evidence.file_sha256(result.log_path)
+    assert e.interval is not None and e.interval.method == "wilson"
+    # the same log imported later gives the same evidence
+    again = evidence_from_log(result.log_path)
+    assert [(x.id, x.value, x.n) for x in again] == [(x.id, x.value, x.n) for x in result.evidence]
+
+
+def test_generative_and_perplexity_tasks(model_dir: Path, tmp_path: Path) -> None:
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text(
+        "\n".join(
+            json.dumps({"input": f"The river of {n} is", "target": "red"})
+            for n in ["Zorbia", "Quell", "Vesh"]
+        )
+    )
+    r = run_suite(str(gen), str(model_dir), log_dir=tmp_path / "logs")
+    assert r.metrics[0].name == "accuracy" and r.metrics[0].n == 3
+    ppl = tmp_path / "ppl.jsonl"
+    ppl.write_text(
+        "\n".join(
+            json.dumps({"text": t}) for t in ["Zorbia has 12 towers.", "The tower of Quell is red."]
+        )
+    )
+    r = run_suite(str(ppl), str(model_dir), log_dir=tmp_path / "logs")
+    assert r.metrics[0].name == "perplexity" and r.metrics[0].n == 2 and r.metrics[0].value > 0
+
+
+def test_named_suite_resolves_against_corpus(
+    model_dir: Path, mc_small: Path, tmp_path: Path
+) -> None:
+    (tmp_path / "eval").mkdir()
+    (tmp_path / "eval" / "hazard_proxy.jsonl").write_text(mc_small.read_text())
+    r = run_suite(
+        "lab/hazard_proxy", str(model_dir), data_dir=tmp_path, log_dir=tmp_path / "logs", limit=4
+    )
+    assert r.evaluation_id == "lab-hazard-proxy-mc"
+    assert all(e.subject == "lab-hazard-proxy-mc" for e in r.evidence)
+
+
+def test_cli_json_and_ledger(
+    model_dir: Path,
+    mc_small: Path,
+    tmp_path: Path,
+    workspace: Workspace,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(
+        [
+            "eval",
+            "run",
+            str(mc_small),
+            "--model",
+            str(model_dir),
+            "--limit",
+            "5",
+            "--log-dir",
+            str(tmp_path),
+            "--json",
+        ]
+    )
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["metrics"][0]["n"] == 5 and Path(out["log"]).is_file()
+    assert out["metrics"][0]["interval"]["lo"] <= out["metrics"][0]["value"]
+    recorded = workspace.evidence()
+    assert len(recorded) == 3
+    assert workspace.artifact_path(_evidence.file_sha256(Path(out["log"]))).is_file()
+    assert workspace.artifact_path(recorded[0].artifacts["dataset"]).is_file()
+    assert workspace.verify().ok
+    code = main(["eval", "import", out["log"], "--json"])
+    assert code == 0
+
+
+def test_lm_eval_results_become_evidence() -> None:
+    results = {
+        "results": {
+            "tiny_mc": {
+                "alias": "tiny_mc",
+                "acc,none": 0.4,
+                "acc_stderr,none": 0.24,
+                "acc_norm,none": 0.2,
+            }
+        },
+        "n-samples": {"tiny_mc": {"original": 5, "effective": 5}},
+        "config": {"model": "hf", "model_args": "pretrained=./m"},
+        "task_hashes": {"tiny_mc": "ab" * 32},
+        "lm_eval_version": "0.4.13",
+    }
+    metrics, evidence = evidence_from_lm_eval_results(results, "cd" * 32, model_id="m")
+    assert [m.name for m in metrics] == ["acc", "acc_norm"]
+    assert (
+        evidence[0].n == 5
+        and evidence[0].interval is not None
+        and evidence[0].interval.method == "wilson"
+    )
+    assert evidence[0].artifacts == {"log": "cd" * 32}
+    assert evidence[0].details["dataset_hash"] == "ab" * 32
+    assert evidence[0].producer == "lm-evaluation-harness"
+
+
+BAD_CASES = [
+    (
+        "bad.jsonl",
+        '{"question": "q", "choices": ["a", "b"], "answer": 0}\n'
+        '{"question": "q", "choices": ["a"\n',
+        "bad.jsonl:2: not valid JSON",
+    ),
+    (
+        "range.jsonl",
+        '{"question": "q", "choices": ["a", "b"], "answer": 2}\n',
+        "range.jsonl:1: answer: index 2 is out of range",
+    ),
+    ("empty.jsonl", "\n", "empty.jsonl: task is empty"),
+]
+
+
+@pytest.mark.parametrize(("name", "text", "message"), BAD_CASES)
+def test_bad_task_is_one_line_exit_2_nothing_recorded(
+    name: str,
+    text: str,
+    message: str,
+    model_dir: Path,
+    tmp_path: Path,
+    workspace: Workspace,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    task = tmp_path / name
+    task.write_text(text)
+    code = main(
+        ["eval", "run", str(task), "--model", str(model_dir), "--log-dir", str(tmp_path / "logs")]
+    )
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert len(err.splitlines()) == 1 and message in err
+    assert workspace.evidence() == [] and not (tmp_path / "logs").exists()
+
+
+def test_bad_model_folders(
+    model_dir: Path,
+    mc_small: Path,
+    tmp_path: Path,
+    workspace: Workspace,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code = main(["eval", "run", str(mc_small), "--model", str(tmp_path / "missing")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "model folder does not exist" in err and len(err.splitlines()) == 1
+    no_tok = tmp_path / "no-tok"
+    no_tok.mkdir()
+    (no_tok / "config.json").write_text((model_dir / "config.json").read_text())
+    code = main(["eval", "run", str(mc_small), "--model", str(no_tok)])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "model has no tokenizer" in err and len(err.splitlines()) == 1
+    assert workspace.evidence() == []

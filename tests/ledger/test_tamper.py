@@ -1,0 +1,128 @@
+"""Any single changed byte of a payload, hash, signature or artifact is detected."""
+
+from __future__ import annotations
+
+import shutil
+import sqlite3
+import uuid
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from safescale.ledger import Workspace
+from safescale.ledger._entry import header_bytes, header_reference
+
+from .helpers import evidence, model
+
+COLUMNS = ["payload", "payload_sha256", "prev_hash", "entry_hash", "signature"]
+N_ENTRIES = 7
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = tmp_path_factory.mktemp("pristine") / ".safescale"
+    with Workspace.init(root) as ws:
+        sha = ws.add_artifact(b"inspect log bytes " * 20)
+        ws.append_model(model(0))
+        ws.append_many([evidence(i, artifacts={"log": sha}) for i in range(4)])
+        ws.append_many([model(1), model(2)])
+        assert ws.verify().ok and ws.count() == N_ENTRIES
+        # Fold the WAL into the main file so that a copy of the folder is complete.
+        with ws.engine.connect() as conn:
+            conn.exec_driver_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+    return root
+
+
+def _copy(src: Path, parent: Path) -> Path:
+    # A fresh folder per example: hypothesis reuses the function's tmp_path.
+    dst = parent / uuid.uuid4().hex
+    shutil.copytree(src, dst)
+    return dst
+
+
+def _flip(value: bytes, position: int, new: int) -> bytes:
+    data = bytearray(value)
+    data[position % len(data)] = new if new != data[position % len(data)] else (new + 1) % 256
+    return bytes(data)
+
+
+@settings(
+    max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    seq=st.integers(1, N_ENTRIES),
+    column=st.sampled_from(COLUMNS),
+    position=st.integers(0, 10_000),
+    new=st.integers(0, 255),
+)
+def test_any_stored_byte_change_is_detected(
+    pristine: Path, tmp_path: Path, seq: int, column: str, position: int, new: int
+) -> None:
+    root = _copy(pristine, tmp_path / "ws")
+    with sqlite3.connect(root / "ledger.sqlite") as db:
+        (value,) = db.execute(
+            f"SELECT CAST({column} AS BLOB) FROM entries WHERE seq = ?", (seq,)
+        ).fetchone()
+        changed = _flip(value, position, new)
+        try:  # keep text columns text when the new byte still decodes
+            stored: bytes | str = changed.decode() if column != "payload" else changed
+        except UnicodeDecodeError:
+            stored = changed
+        db.execute(f"UPDATE entries SET {column} = ? WHERE seq = ?", (stored, seq))
+    with Workspace.open(root) as ws:
+        fast, reference = ws.verify(), ws.verify(reference=True)
+    assert not fast.ok and seq in fast.bad_seqs
+    assert fast.bad_seqs == reference.bad_seqs
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(position=st.integers(0, 10_000), new=st.integers(0, 255))
+def test_any_artifact_byte_change_is_detected(
+    pristine: Path, tmp_path: Path, position: int, new: int
+) -> None:
+    root = _copy(pristine, tmp_path / "ws")
+    (path,) = [p for p in (root / "artifacts").rglob("*") if p.is_file()]
+    path.write_bytes(_flip(path.read_bytes(), position, new))
+    with Workspace.open(root) as ws:
+        report = ws.verify()
+    assert report.bad_seqs == {2, 3, 4, 5}
+    assert {p.what for p in report.problems} == {"artifact"}
+
+
+def test_removing_an_entry_is_detected(pristine: Path, tmp_path: Path) -> None:
+    root = _copy(pristine, tmp_path / "ws")
+    with sqlite3.connect(root / "ledger.sqlite") as db:
+        db.execute("DELETE FROM entries WHERE seq = 3")
+    with Workspace.open(root) as ws:
+        report = ws.verify()
+    assert {(p.seq, p.what) for p in report.problems} >= {(4, "sequence"), (4, "prev_hash")}
+
+
+def test_cutting_a_transaction_short_is_detected(pristine: Path, tmp_path: Path) -> None:
+    root = _copy(pristine, tmp_path / "ws")
+    with sqlite3.connect(root / "ledger.sqlite") as db:
+        db.execute(f"DELETE FROM entries WHERE seq = {N_ENTRIES}")
+    with Workspace.open(root) as ws:
+        report = ws.verify()
+    assert report.bad_seqs == {N_ENTRIES - 1}
+
+
+text_st = st.text(min_size=0, max_size=12)
+
+
+@given(
+    seq=st.integers(1, 2**40), kind=text_st, psha=text_st, prev=text_st, author=text_st,
+    time=text_st, kid=text_st, signed=st.integers(1, 2**40),
+)  # fmt: skip
+def test_fast_header_matches_reference(
+    seq: int, kind: str, psha: str, prev: str, author: str, time: str, kid: str, signed: int
+) -> None:
+    fast = header_bytes(seq, kind, psha, prev, author, time, kid, signed)
+    assert fast == header_reference(
+        seq=seq, kind=kind, payload_sha256=psha, prev_hash=prev, author=author, time=time,
+        key_id=kid, signed_seq=signed,
+    )  # fmt: skip
