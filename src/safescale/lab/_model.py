@@ -77,12 +77,25 @@ SIZES: dict[str, ModelSize] = {
 
 
 def build_model(size: ModelSize, vocab_size: int, max_len: int, seed: int) -> LlamaForCausalLM:
-    """A freshly initialised model; the initialisation depends only on ``seed``."""
-    # transformers initialises from torch's global generator; fork it so the caller's
-    # random state is untouched and the weights depend on ``seed`` alone.
+    """A freshly initialised model; the initialisation depends only on ``seed``.
+
+    The weights follow transformers' Llama initialisation (normal, std ``initializer_range``,
+    for every matrix and the embedding; RMSNorm gains at 1), drawn from a generator seeded
+    with ``seed`` rather than from torch's global generator.
+    """
+    config = size.llama_config(vocab_size, max_len)
+    # The constructor draws a throw-away initialisation from the global generator; fork it so
+    # the caller's random state is left as it was.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return LlamaForCausalLM(size.llama_config(vocab_size, max_len))
+        model = LlamaForCausalLM(config)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, config.initializer_range, generator=g)
+    return model
 
 
 def count_non_embedding(model: torch.nn.Module) -> int:
