@@ -39,7 +39,11 @@ def matmul_peak(dtype: torch.dtype, n: int = 1024, reps: int = 20) -> float:
 
 def flops_per_token(size: ModelSize, seq_len: int, vocab: int) -> float:
     """Training FLOP per token: 6N + attention scores (Kaplan et al. 2020) + the output head."""
-    return 6 * size.non_embedding_params() + 6 * size.n_layers * seq_len * size.d_model + 6 * size.d_model * vocab
+    return (
+        6 * size.non_embedding_params()
+        + 6 * size.n_layers * seq_len * size.d_model
+        + 6 * size.d_model * vocab
+    )
 
 
 def main() -> bool:
@@ -54,16 +58,24 @@ def main() -> bool:
         ours_tps = 0.0
         for name in preset.sizes:
             size = SIZES[name]
-            cfg = replace(preset.train, size=size, tokens=preset.train.batch_size * preset.train.seq_len * 40)
+            cfg = replace(
+                preset.train, size=size, tokens=preset.train.batch_size * preset.train.seq_len * 40
+            )
             rec = train_model(cfg, corpus.path, Path(tmp) / name).record
             mfu = rec.tokens_per_second * flops_per_token(size, cfg.seq_len, vocab) / peak
-            print(f"{name}: N={rec.params:>9,}  ours {rec.tokens_per_second:>8,.0f} tok/s  MFU {mfu:.1%}")
-            ours_tps = rec.tokens_per_second
+            tps = rec.tokens_per_second
+            print(f"{name}: N={rec.params:>9,}  ours {tps:>8,.0f} tok/s  MFU {mfu:.1%}")
+            ours_tps = tps
         largest = SIZES[preset.sizes[-1]]
         docs = encode_documents(corpus.path / "train.txt", corpus.path / "tokenizer")
         model = build_model(largest, vocab, preset.train.seq_len, seed=0)
         ref = reference_train(
-            model, docs, seq_len=preset.train.seq_len, batch_size=preset.train.batch_size, steps=40, lr=1e-3
+            model,
+            docs,
+            seq_len=preset.train.seq_len,
+            batch_size=preset.train.batch_size,
+            steps=40,
+            lr=1e-3,
         )
     ratio = ours_tps / ref.tokens_per_second
     print(

@@ -4,13 +4,18 @@ from safescale.cli._app import main
 
 
 def test_corpus_command_writes_a_corpus(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["lab", "corpus", "--out", str(tmp_path / "c"), "--tokens", "5000", "--seed", "2"]) == 0
+    assert (
+        main(["lab", "corpus", "--out", str(tmp_path / "c"), "--tokens", "5000", "--seed", "2"])
+        == 0
+    )
     assert (tmp_path / "c" / "eval" / "hazard_proxy.jsonl").exists()
     assert "hazard_proxy" in capsys.readouterr().out
 
 
 def test_bad_size_is_one_line_and_exit_2(small_corpus: Path, tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
-    code = main(["lab", "train", "--corpus", str(small_corpus), "--out", str(tmp_path), "--size", "xl"])
+    code = main(
+        ["lab", "train", "--corpus", str(small_corpus), "--out", str(tmp_path), "--size", "xl"]
+    )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and len(err) == 1 and "--size" in err[0] and "s0" in err[0]
 
@@ -18,7 +23,10 @@ def test_bad_size_is_one_line_and_exit_2(small_corpus: Path, tmp_path: Path, cap
 def test_bad_tokens_and_missing_corpus(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["lab", "corpus", "--out", str(tmp_path), "--tokens", "5"]) == 2
     assert "--tokens" in capsys.readouterr().err
-    assert main(["lab", "train", "--corpus", str(tmp_path / "none"), "--out", str(tmp_path / "m")]) == 2
+    assert (
+        main(["lab", "train", "--corpus", str(tmp_path / "none"), "--out", str(tmp_path / "m")])
+        == 2
+    )
     err = capsys.readouterr().err
     assert "not a corpus folder" in err and "none" in err
     assert not (tmp_path / "m").exists()

@@ -32,7 +32,7 @@ def test_fast_loss_equals_hugging_face_loss_with_labels(small_corpus: Path) -> N
     # The reference loop's loss: Hugging Face shifts the labels inside the model.
     ref = model(input_ids=blocks, labels=blocks).loss
     ours = lm_loss(model, blocks, bf16=False)
-    assert math.isfinite(float(ours))
+    assert math.isfinite(ours.item())
     assert torch.allclose(ours, ref, atol=1e-5)
 
 

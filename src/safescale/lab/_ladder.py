@@ -65,7 +65,7 @@ LADDER_PRESETS: dict[str, LadderPreset] = {
         # Under a minute on two CPU cores: for tests.
         LadderPreset(
             name="smoke",
-            sizes=("s0", "s1", "s2"),
+            sizes=("s0", "s1", "s3"),
             tokens=(50_000, 200_000),
             corpus_tokens=200_000,
             train=_CPU,
@@ -81,7 +81,7 @@ LADDER_PRESETS: dict[str, LadderPreset] = {
         # For a GPU: sizes up to ~10M non-embedding parameters.
         LadderPreset(
             name="full",
-            sizes=("s1", "s2", "s3", "s4", "s5"),
+            sizes=("s2", "s3", "s4", "s5", "s6"),
             tokens=(2_000_000, 6_000_000, 20_000_000),
             corpus_tokens=20_000_000,
             train=TrainConfig(

@@ -66,22 +66,36 @@ SIZES: dict[str, ModelSize] = {
     for s in (
         _size("s0", 24, 2, 2),  # ~14k
         _size("s1", 48, 2, 2),  # ~56k
-        _size("s2", 96, 3, 2),  # ~333k
-        _size("s3", 160, 4, 4),  # ~1.2M
-        _size("s4", 256, 6, 4),  # ~4.7M
-        _size("s5", 384, 6, 6),  # ~10.6M
+        _size("s2", 64, 3, 2),  # ~150k
+        _size("s3", 96, 3, 2),  # ~333k
+        _size("s4", 160, 4, 4),  # ~1.2M
+        _size("s5", 256, 6, 4),  # ~4.7M
+        _size("s6", 384, 6, 6),  # ~10.6M
     )
 }
 """The named sizes the ladders use (non-embedding parameters in the comments)."""
 
 
 def build_model(size: ModelSize, vocab_size: int, max_len: int, seed: int) -> LlamaForCausalLM:
-    """A freshly initialised model; the initialisation depends only on ``seed``."""
-    # transformers initialises from torch's global generator; fork it so the caller's
-    # random state is untouched and the weights depend on ``seed`` alone.
+    """A freshly initialised model; the initialisation depends only on ``seed``.
+
+    The weights follow transformers' Llama initialisation (normal, std ``initializer_range``,
+    for every matrix and the embedding; RMSNorm gains at 1), drawn from a generator seeded
+    with ``seed`` rather than from torch's global generator.
+    """
+    config = size.llama_config(vocab_size, max_len)
+    # The constructor draws a throw-away initialisation from the global generator; fork it so
+    # the caller's random state is left as it was.
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        return LlamaForCausalLM(size.llama_config(vocab_size, max_len))
+        model = LlamaForCausalLM(config)
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if "norm" in name:
+                p.fill_(1.0)
+            else:
+                p.normal_(0.0, config.initializer_range, generator=g)
+    return model
 
 
 def count_non_embedding(model: torch.nn.Module) -> int:

