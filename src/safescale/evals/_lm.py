@@ -105,7 +105,6 @@ class LocalLM:
     def __init__(self, config: LocalModelConfig) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
-
         from transformers.utils import logging as hf_logging
 
         check_model_dir(config.path)
