@@ -332,6 +332,9 @@ def save_run(
     parent: str | None = None,
     extra: dict[str, Any] | None = None,
 ) -> TrainResult:
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # the ladder's own bars say what is happening
     model.to(torch.device("cpu"))  # type: ignore[arg-type]
     model.save_pretrained(str(out))
     tok.save_pretrained(str(out))
