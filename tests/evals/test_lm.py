@@ -62,3 +62,23 @@ def test_generation_is_deterministic_and_batched(model_dir: Path) -> None:
     b = [lm.generate([p], max_new_tokens=5)[0] for p in prompts]
     assert a == b
     assert all(0 < len(x) <= 5 for x in a)
+
+
+def test_asking_for_more_tokens_than_the_context_keeps_the_prompt(model_dir: Path) -> None:
+    # Inspect asks for up to its default max_tokens; a small model's context can be shorter.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    lm = load_local_model(LocalModelConfig(model_dir, batch_size=2))
+    prompts = [lm.encode("The river of"), lm.encode("Zorbia has a tower by the")]
+    greedy = lm.generate(prompts, max_new_tokens=lm.max_length * 4)
+    hf = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
+    for prompt, ours in zip(prompts, greedy, strict=True):
+        with torch.inference_mode():
+            ref = hf.generate(torch.tensor([prompt]), max_new_tokens=3, do_sample=False,
+                              pad_token_id=lm.tokenizer.eos_token_id)
+        expected = [int(t) for t in ref[0, len(prompt):]]
+        eos = lm.tokenizer.eos_token_id
+        if eos in expected:
+            expected = expected[: expected.index(eos)]
+        assert ours[: len(expected)] == expected

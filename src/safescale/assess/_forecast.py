@@ -173,6 +173,7 @@ def forecast_png(forecast: Forecast) -> bytes:
         [p.value for p in forecast.points],
         at=forecast.at_compute,
         line=forecast.alert,
+        line_label="alert line",
     )
     fig.axes[0].set_title(f"{forecast.evaluation}: forecast at the next planned scale-up")
     fig.axes[0].set_xlabel("effective training compute (FLOP)")

@@ -313,8 +313,11 @@ class LocalLM:
         """
         import torch
 
-        keep = max(1, self.max_length - max_new_tokens)
-        prompts = [list(p)[-keep:] for p in prompts]
+        # Keep as much of each prompt as the context allows while leaving room to answer: at
+        # most a quarter of the context is reserved, and generation stops at the context's end
+        # (a request for more new tokens than the context holds must not erase the prompt).
+        reserve = max(1, min(max_new_tokens, self.max_length // 4))
+        prompts = [list(p)[-(self.max_length - reserve) :] for p in prompts]
         sample = temperature is not None and temperature > 0
         pad = self.tokenizer.pad_token_id
         if pad is None:
@@ -342,7 +345,7 @@ class LocalLM:
                 gen = self.model.generate(
                     input_ids=ids,
                     attention_mask=mask,
-                    max_new_tokens=max_new_tokens,
+                    max_new_tokens=max(1, min(max_new_tokens, self.max_length - width)),
                     pad_token_id=pad,
                     **kwargs,
                 )

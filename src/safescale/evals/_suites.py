@@ -43,6 +43,8 @@ class Suite:
     """One line on what it measures."""
     metric_names: tuple[tuple[str, str], ...] = ()
     """Scorer metric -> the policy's metric name (``("acc", "accuracy")``), for the evidence."""
+    max_tokens: int | None = 48
+    """Generation cap: the lab's answers are one short sentence."""
 
     def __post_init__(self) -> None:
         if not self.name or not self.file.endswith(".jsonl"):
@@ -133,8 +135,12 @@ def build_task(
     scorer: GenScorer = "match",
     template: str = DEFAULT_TEMPLATE,
     tokenizer: str | None = None,
+    max_tokens: int | None = None,
 ) -> Task:
-    """An Inspect task for checked JSONL data (log-likelihood MC, generation, or perplexity)."""
+    """An Inspect task for checked JSONL data (log-likelihood MC, generation, or perplexity).
+
+    ``max_tokens`` caps generation (Inspect's default otherwise); short answers need few.
+    """
     dataset = MemoryDataset(list(data.samples), name=name, location=str(data.path))
     if data.kind == "multiple_choice":
         return Task(
@@ -156,7 +162,8 @@ def build_task(
         "exact": exact,
         "model_graded": model_graded_qa,
     }[scorer]()
-    return Task(dataset=dataset, solver=generate(), scorer=chosen, name=name)
+    solver = generate() if max_tokens is None else generate(max_tokens=max_tokens)
+    return Task(dataset=dataset, solver=solver, scorer=chosen, name=name)
 
 
 def resolve_task(
@@ -182,7 +189,12 @@ def resolve_task(
             )
         data = load_jsonl_task(path)
         t = build_task(
-            data, suite.name, scorer=scorer or suite.scorer, template=template, tokenizer=tokenizer
+            data,
+            suite.name,
+            scorer=scorer or suite.scorer,
+            template=template,
+            tokenizer=tokenizer,
+            max_tokens=suite.max_tokens,
         )
         return ResolvedTask(t, suite.name, suite.evaluation_id, data, suite.metric_names)
     path = Path(task)

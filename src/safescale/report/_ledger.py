@@ -90,7 +90,10 @@ def report_input(
         TriggerLine(
             t.trigger, t.fired, f"{t.status}: {t.rule}" + (f"; {t.requires}" if t.fired else "")
         )
-        for t in evaluate_triggers(policy, models, ws.determinations(), det.as_of)
+        # The triggers as they stood when the assessment was made, before this determination.
+        for t in evaluate_triggers(
+            policy, models, [d for d in ws.determinations() if d.as_of < det.as_of], det.as_of
+        )
         if t.model == det.model
     ]
     signoffs = ws.sign_offs(det.id)

@@ -155,7 +155,10 @@ class CapabilityForecast:
         x = self._x(c, replicates=True)
         extra = (slice(None),) + (None,) * c.ndim
         x0, k = self.draws[:, 0][extra], self.draws[:, 1][extra]
-        return sigmoid(x, x0, k, self.chance, self.ceiling) + self.noise[extra]
+        draws = sigmoid(x, x0, k, self.chance, self.ceiling) + self.noise[extra]
+        # A score cannot pass its ceiling, nor fall below zero (or the floor, if lower): clip
+        # the residual noise so the prediction band stays on the metric's scale.
+        return np.clip(draws, min(0.0, self.chance), self.ceiling)
 
     def predict(self, compute: ArrayLike) -> Estimate:
         """Score at ``compute`` (FLOP) with a prediction interval."""

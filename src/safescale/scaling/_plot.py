@@ -111,6 +111,7 @@ def plot_forecast(
     at: float | None = None,
     line: float | None = None,
     path: str | Path | None = None,
+    line_label: str = "threshold",
 ) -> Figure:
     """Score against compute: the models, the fitted curve with its prediction band, the chance
     floor, the threshold line and the planned compute with ``P(score >= line)``."""
@@ -129,7 +130,7 @@ def plot_forecast(
     ax.scatter(c, s, color="black", s=16, zorder=3, label=f"models (n={forecast.n_points})")
     ax.axhline(forecast.chance, color="grey", lw=0.8, ls=":", label="chance")
     if line is not None:
-        ax.axhline(line, color="tab:red", lw=1.2, ls="--", label=f"threshold {line:g}")
+        ax.axhline(line, color="tab:red", lw=1.2, ls="--", label=f"{line_label} {line:g}")
     if at is not None:
         p = forecast.predict(at)
         ax.errorbar([at], [float(p.value)], yerr=[[float(p.value - p.lo)], [float(p.hi - p.value)]],
