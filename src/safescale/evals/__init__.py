@@ -22,6 +22,7 @@ from safescale.evals._lm import (
     LoglikelihoodGroup,
     encode_pair,
     load_local_model,
+    unload_local_models,
 )
 from safescale.evals._mc import (
     DEFAULT_TEMPLATE,
@@ -64,5 +65,6 @@ __all__ = [
     "record_evidence",
     "resolve_task",
     "run_suite",
+    "unload_local_models",
     "wilson_interval",
 ]

@@ -165,20 +165,58 @@ class LocalLM:
     def loglikelihood(
         self,
         groups: Sequence[LoglikelihoodGroup],
-        progress: Callable[[int], None] | None = None,
+        progress: Callable[[int, int], None] | None = None,
     ) -> list[list[ContinuationScore]]:
         """Score every continuation of every group; results in the order given.
 
-        Groups are sorted longest first and packed into micro-batches of at most
-        ``batch_size`` continuations. A group whose longest context + continuation exceeds
-        ``max_length + 1`` tokens is scored by the reference path, which left-truncates each
-        request separately as lm-eval does. ``progress`` is called with the number of groups
-        each micro-batch finished.
+        Groups that share a context (the same question asked twice, a question split over
+        several requests) are merged first and each (context, continuation) is scored once, as
+        lm-eval's logits cache does for identical inputs; a merged group holds at most
+        ``batch_size`` continuations. Groups are then sorted longest first and packed into
+        micro-batches of at most ``batch_size`` continuations. A group whose longest context +
+        continuation exceeds ``max_length + 1`` tokens is scored by the reference path, which
+        left-truncates each request separately as lm-eval does. ``progress`` is called after
+        each micro-batch with (distinct groups done, distinct groups in all).
         """
-        import torch
-
         for g in groups:
             self._check_group(g)
+        # context -> [continuations of each merged group], dicts as insertion-ordered sets
+        merged: dict[tuple[int, ...], list[dict[tuple[int, ...], None]]] = {}
+        for g in groups:
+            slots = merged.setdefault(g.context, [{}])
+            for c in g.continuations:
+                if any(c in slot for slot in slots):
+                    continue
+                if len(slots[-1]) >= self.config.batch_size:
+                    slots.append({})
+                slots[-1][c] = None
+        unique = [
+            LoglikelihoodGroup(ctx, tuple(slot)) for ctx, slots in merged.items() for slot in slots
+        ]
+        table = {
+            (u.context, c): score
+            for u, scores in zip(
+                unique, self._loglikelihood_distinct(unique, progress), strict=True
+            )
+            for c, score in zip(u.continuations, scores, strict=True)
+        }
+        return [[table[g.context, c] for c in g.continuations] for g in groups]
+
+    def _loglikelihood_distinct(
+        self,
+        groups: Sequence[LoglikelihoodGroup],
+        progress: Callable[[int, int], None] | None,
+    ) -> list[list[ContinuationScore]]:
+        import torch
+
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, len(groups))
+
         out: list[list[ContinuationScore] | None] = [None] * len(groups)
         fits = []
         for i, g in enumerate(groups):
@@ -187,8 +225,7 @@ class LocalLM:
                 fits.append(i)
             else:
                 out[i] = [self.loglikelihood_reference(g.context, c) for c in g.continuations]
-                if progress is not None:
-                    progress(1)
+                advance(1)
         # Longest first, as lm-eval does: padding within a batch stays small and the first
         # batch shows the worst-case memory.
         fits.sort(key=lambda i: -(len(groups[i].context) + max(map(len, groups[i].continuations))))
@@ -199,15 +236,13 @@ class LocalLM:
                 m = len(groups[i].continuations)
                 if batch and width + m > self.config.batch_size:
                     self._score_batch(groups, batch, out)
-                    if progress is not None:
-                        progress(len(batch))
+                    advance(len(batch))
                     batch, width = [], 0
                 batch.append(i)
                 width += m
             if batch:
                 self._score_batch(groups, batch, out)
-                if progress is not None:
-                    progress(len(batch))
+                advance(len(batch))
         return [r if r is not None else [] for r in out]
 
     def _check_group(self, g: LoglikelihoodGroup) -> None:
@@ -503,3 +538,10 @@ def load_local_model(config: LocalModelConfig) -> LocalLM:
         if key not in _CACHE:
             _CACHE[key] = LocalLM(key)
         return _CACHE[key]
+
+
+def unload_local_models() -> None:
+    """Forget every model :func:`load_local_model` has loaded (their memory is freed when
+    nothing else holds them); the next load reads the folder again."""
+    with _CACHE_LOCK:
+        _CACHE.clear()

@@ -159,7 +159,7 @@ class LocalModelAPI(ModelAPI):
         Later calls of :meth:`score_text` for the same texts are answered from this pass until
         :meth:`clear_prefetch`. The scores are those :meth:`score_text` would compute (same
         engine, same token ids; only the batch composition differs, which can move a result by
-        float rounding). ``progress`` is called with (groups done, groups in all).
+        float rounding). ``progress`` is called with (contexts done, distinct contexts in all).
         """
         todo = [
             key
@@ -170,15 +170,7 @@ class LocalModelAPI(ModelAPI):
         groups = [g for plan in plans for g in plan.groups]
         for g in groups:
             self._check(g)
-        done = 0
-
-        def advance(n: int) -> None:
-            nonlocal done
-            done += n
-            if progress is not None:
-                progress(done, len(groups))
-
-        scores = iter(self.lm.loglikelihood(groups, advance))
+        scores = iter(self.lm.loglikelihood(groups, progress))
         for key, plan in zip(todo, plans, strict=True):
             self._prefetched[key] = plan.scored([next(scores) for _ in plan.groups])
 

@@ -113,7 +113,9 @@ def run_suite(
         inspect_model = model
         meta["model_id"] = model_id or model
     meta["model_args"] = {k: str(v) for k, v in args.items()}
-    model_obj = get_model(inspect_model, **args)
+    # Not memoized by Inspect: a local folder's weights are kept by load_local_model's own
+    # cache (see unload_local_models), so Inspect's cache would only hold a second reference.
+    model_obj = get_model(inspect_model, memoize=False, **args)
     api = model_obj.api
     local = api if isinstance(api, LocalModelAPI) else None
     data = resolved.data
