@@ -71,10 +71,17 @@ def write_lm_eval_task(folder: Path, data: Path, name: str = "safescale_mc") -> 
 
 
 def lm_eval_end_to_end(
-    model_dir: Path, task_dir: Path, name: str = "safescale_mc", batch_size: int = 32
+    model_dir: Path,
+    task_dir: Path,
+    name: str = "safescale_mc",
+    batch_size: int = 32,
+    include_defaults: bool = True,
 ) -> dict:
     """lm-eval's whole path, as ``lm_eval --model hf --tasks NAME --include_path DIR`` runs it:
-    task building from the JSONL, HFLM loaded from the folder, scoring, metrics, samples."""
+    task building from the JSONL, HFLM loaded from the folder, scoring, metrics, samples.
+
+    ``include_defaults=False`` keeps ``TaskManager`` from indexing lm-eval's built-in tasks.
+    """
     import logging
 
     import lm_eval
@@ -87,7 +94,7 @@ def lm_eval_end_to_end(
         tasks=[name],
         batch_size=batch_size,
         device="cpu",
-        task_manager=TaskManager(include_path=str(task_dir)),
+        task_manager=TaskManager(include_path=str(task_dir), include_defaults=include_defaults),
     )
 
 

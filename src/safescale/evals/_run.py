@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from safescale._errors import Problem, UserError
 from safescale.evals._evidence import (
@@ -62,6 +62,7 @@ def run_suite(
     model_id: str | None = None,
     display: str = "none",
     max_samples: int = 256,
+    log_format: Literal["eval", "json"] = "eval",
 ) -> EvalRunResult:
     """Evaluate ``model`` on ``task`` through Inspect and build the evidence.
 
@@ -79,6 +80,8 @@ def run_suite(
         model_id: Model id in evidence (default: the folder name or the model string).
         display: Inspect display (``none``, ``plain``, ``rich``, ``full``).
         max_samples: Samples in flight at once; the provider batches their requests.
+        log_format: Inspect log format: ``eval`` (Inspect's compressed zip, about a fifth of
+            the size) or ``json`` (one plain JSON file); measured equally fast to write here.
     """
     from inspect_ai import eval as inspect_eval
     from inspect_ai.log import read_eval_log_sample_summaries
@@ -140,6 +143,7 @@ def run_suite(
             score_display=False,
             log_samples=True,
             log_realtime=False,
+            log_format=log_format,
             max_samples=max_samples,
             log_buffer=max(100, max_samples),
         )
