@@ -24,6 +24,8 @@ Target: ours at least 2x faster than lm-eval's end-to-end path (``TaskManager`` 
 
 from __future__ import annotations
 
+import contextlib
+import io
 import os
 import sys
 import tempfile
@@ -77,11 +79,14 @@ def main() -> bool:
             unload_local_models()  # every run loads the model, as lm-eval's does
             return run_suite(str(task), str(model), log_dir=root / "logs")
 
+        # lm-eval's progress bars ignore TQDM_DISABLE; their text goes nowhere (timed alike).
         def theirs() -> dict:
-            return lm_eval_end_to_end(model, task_dir)
+            with contextlib.redirect_stderr(io.StringIO()):
+                return lm_eval_end_to_end(model, task_dir)
 
         def theirs_lean() -> dict:
-            return lm_eval_end_to_end(model, task_dir, include_defaults=False)
+            with contextlib.redirect_stderr(io.StringIO()):
+                return lm_eval_end_to_end(model, task_dir, include_defaults=False)
 
         sides = [("ours", ours), ("lm-eval", theirs), ("lm-eval lean", theirs_lean)]
         out: dict[str, object] = {}
@@ -120,7 +125,8 @@ def main() -> bool:
             engine_ll = [s.logprob for g in lm.loglikelihood(groups) for s in g]
             engine["ours"].append(time.perf_counter() - t0)
             t0 = time.perf_counter()
-            hflm_ll = lm_eval_loglikelihoods(ref_lm, pairs)
+            with contextlib.redirect_stderr(io.StringIO()):
+                hflm_ll = lm_eval_loglikelihoods(ref_lm, pairs)
             engine["HFLM"].append(time.perf_counter() - t0)
         engine_diff = float(np.abs(np.array(engine_ll) - np.array(hflm_ll)).max())
 
