@@ -48,3 +48,43 @@ def _fsync_dir(folder: Path) -> None:
         pass
     finally:
         os.close(fd)
+
+
+def file_sha256(path: str | os.PathLike[str], chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes, read in chunks (weights can be gigabytes)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".gguf")
+
+
+def weights_sha256(folder: str | os.PathLike[str]) -> str:
+    """The identity of a checkpoint folder's weights, as recorded in the ledger.
+
+    A single weights file (``model.safetensors``) is hashed as is, so the value equals
+    ``sha256sum model.safetensors``; a sharded checkpoint hashes the canonical JSON of
+    ``{relative file: sha256}`` over its weight files. Configuration, tokenizer and training
+    records are left out: they may be rewritten without changing the model.
+    """
+    import hashlib
+    import json
+
+    root = Path(folder)
+    files = sorted(
+        p for p in root.rglob("*")
+        if p.is_file() and p.suffix in WEIGHT_SUFFIXES and p.name != "checkpoint.pt"
+        and not any(part.startswith(".") for part in p.relative_to(root).parts)
+    )  # fmt: skip
+    if not files:
+        raise FileNotFoundError(f"no weight files in {root}")
+    if len(files) == 1:
+        return file_sha256(files[0])
+    listing = {str(p.relative_to(root)): file_sha256(p) for p in files}
+    text = json.dumps(listing, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()

@@ -4,37 +4,19 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import pytest
 
 from safescale.cli import main
 from safescale.evals import _evidence, evidence_from_lm_eval_results, evidence_from_log, run_suite
-
-
-class FakeWorkspace:
-    """Stands in for safescale.ledger.Workspace (same three-method API)."""
-
-    def __init__(self) -> None:
-        self.artifacts: list[str] = []
-        self.evidence: list[Any] = []
-
-    def add_artifact(self, path: Path) -> str:
-        sha = _evidence.file_sha256(Path(path))
-        self.artifacts.append(sha)
-        return sha
-
-    def append_evidence(self, e: Any) -> None:
-        self.evidence.append(e)
+from safescale.ledger import Workspace
 
 
 @pytest.fixture
-def workspace(monkeypatch: pytest.MonkeyPatch) -> FakeWorkspace:
-    ws = FakeWorkspace()
-    monkeypatch.setattr(_evidence, "find_workspace", lambda path: ws)
-    import safescale.evals
-
-    monkeypatch.setattr(safescale.evals, "find_workspace", lambda path: ws)
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A real workspace that the command finds through $SAFESCALE_HOME."""
+    ws = Workspace.init(tmp_path / "ws")
+    monkeypatch.setenv("SAFESCALE_HOME", str(ws.root))
     return ws
 
 
@@ -63,7 +45,8 @@ def test_mc_run_logs_loglikelihoods_and_builds_evidence(
     assert result.metrics[0].value == pytest.approx(acc)
     e = result.evidence[0]
     assert e.kind == "evaluation" and e.subject == mc_small.stem and e.producer == "inspect-ai"
-    assert set(e.artifacts) == {"log", "dataset", "weights"}
+    assert set(e.artifacts) == {"log", "dataset"}
+    assert e.details["weights_sha256"] == _evidence.model_dir_sha256(model_dir)
     assert e.artifacts["log"] == _evidence.file_sha256(result.log_path)
     assert e.interval is not None and e.interval.method == "wilson"
     # the same log imported later gives the same evidence
@@ -107,7 +90,7 @@ def test_cli_json_and_ledger(
     model_dir: Path,
     mc_small: Path,
     tmp_path: Path,
-    workspace: FakeWorkspace,
+    workspace: Workspace,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code = main(
@@ -128,9 +111,11 @@ def test_cli_json_and_ledger(
     out = json.loads(capsys.readouterr().out)
     assert out["metrics"][0]["n"] == 5 and Path(out["log"]).is_file()
     assert out["metrics"][0]["interval"]["lo"] <= out["metrics"][0]["value"]
-    assert len(workspace.evidence) == 3 and workspace.artifacts == [
-        _evidence.file_sha256(Path(out["log"]))
-    ]
+    recorded = workspace.evidence()
+    assert len(recorded) == 3
+    assert workspace.artifact_path(_evidence.file_sha256(Path(out["log"]))).is_file()
+    assert workspace.artifact_path(recorded[0].artifacts["dataset"]).is_file()
+    assert workspace.verify().ok
     code = main(["eval", "import", out["log"], "--json"])
     assert code == 0
 
@@ -157,7 +142,8 @@ def test_lm_eval_results_become_evidence() -> None:
         and evidence[0].interval is not None
         and evidence[0].interval.method == "wilson"
     )
-    assert evidence[0].artifacts == {"log": "cd" * 32, "dataset": "ab" * 32}
+    assert evidence[0].artifacts == {"log": "cd" * 32}
+    assert evidence[0].details["dataset_hash"] == "ab" * 32
     assert evidence[0].producer == "lm-evaluation-harness"
 
 
@@ -184,7 +170,7 @@ def test_bad_task_is_one_line_exit_2_nothing_recorded(
     message: str,
     model_dir: Path,
     tmp_path: Path,
-    workspace: FakeWorkspace,
+    workspace: Workspace,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     task = tmp_path / name
@@ -195,14 +181,14 @@ def test_bad_task_is_one_line_exit_2_nothing_recorded(
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert len(err.splitlines()) == 1 and message in err
-    assert workspace.evidence == [] and not (tmp_path / "logs").exists()
+    assert workspace.evidence() == [] and not (tmp_path / "logs").exists()
 
 
 def test_bad_model_folders(
     model_dir: Path,
     mc_small: Path,
     tmp_path: Path,
-    workspace: FakeWorkspace,
+    workspace: Workspace,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     code = main(["eval", "run", str(mc_small), "--model", str(tmp_path / "missing")])
@@ -214,7 +200,7 @@ def test_bad_model_folders(
     code = main(["eval", "run", str(mc_small), "--model", str(no_tok)])
     err = capsys.readouterr().err.strip()
     assert code == 2 and "model has no tokenizer" in err and len(err.splitlines()) == 1
-    assert workspace.evidence == []
+    assert workspace.evidence() == []
 
 
 def test_prefetched_run_matches_sample_by_sample_run(
@@ -237,7 +223,7 @@ def test_prefetched_run_matches_sample_by_sample_run(
         display="none",
     )
 
-    def lls(log_path: str) -> dict[Any, list[float]]:
+    def lls(log_path: str) -> dict[int | str, list[float]]:
         return {s.id: s.metadata["loglikelihoods"] for s in read_eval_log(log_path).samples}
 
     a, b = lls(str(fast.log_path)), lls(str(slow.location))

@@ -1,7 +1,14 @@
 """The assessment loop: triggers, evaluations, forecasts, determination, ledger."""
 
 from safescale.assess._assess import Assessment, Evaluator, assess, models_needing_assessment
-from safescale.assess._forecast import MIN_POINTS, Forecast, LadderPoint, forecast_evaluations
+from safescale.assess._evaluator import SuiteEvaluator
+from safescale.assess._forecast import (
+    MIN_POINTS,
+    Forecast,
+    LadderPoint,
+    forecast_evaluations,
+    forecast_png,
+)
 
 __all__ = [
     "MIN_POINTS",
@@ -9,7 +16,9 @@ __all__ = [
     "Evaluator",
     "Forecast",
     "LadderPoint",
+    "SuiteEvaluator",
     "assess",
     "forecast_evaluations",
+    "forecast_png",
     "models_needing_assessment",
 ]

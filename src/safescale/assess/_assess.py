@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from safescale.assess._forecast import Forecast, forecast_evaluations
+from safescale.assess._forecast import Forecast, forecast_evaluations, forecast_png
 from safescale.compute import ComputeSummary, TriggerResult, evaluate_triggers, lineage_summary
 from safescale.ledger import Workspace
 from safescale.policy import (
@@ -15,14 +15,16 @@ from safescale.policy import (
     Evidence,
     ModelRecord,
     Policy,
+    canonical_json,
     determine,
     policy_sha256,
     select_evidence,
     utcnow,
 )
 
-Evaluator = Callable[[ModelRecord, Evaluation], Sequence[Evidence]]
-"""Runs one policy evaluation on one model and returns the evidence it produced."""
+Evaluator = Callable[[Workspace, ModelRecord, Evaluation], Sequence[Evidence]]
+"""Runs one policy evaluation on one model (storing any artifacts in the workspace) and
+returns the evidence it produced; the loop appends that evidence to the ledger."""
 
 
 @dataclass(frozen=True)
@@ -35,6 +37,16 @@ class Assessment:
     forecasts: tuple[Forecast, ...]
     new_evidence: tuple[Evidence, ...] = field(default_factory=tuple)
     """Evidence produced during this assessment (evaluations run, forecasts)."""
+
+
+def _with_figure(ws: Workspace, f: Forecast) -> Forecast:
+    """Store the forecast's figure as an artifact and cite it from the evidence."""
+    try:
+        sha = ws.add_artifact(forecast_png(f))
+    except ImportError:  # matplotlib is optional; the forecast stands without its figure
+        return f
+    ev = f.evidence.model_copy(update={"artifacts": {**f.evidence.artifacts, "figure": sha}})
+    return replace(f, evidence=ev)
 
 
 def models_needing_assessment(
@@ -98,6 +110,9 @@ def assess(
             f"(known: {', '.join(sorted(by_id)) or 'none'})"
         )
     sha = policy_sha256(policy)
+    # The policy itself is kept as an artifact named by its hash, so a report can be rebuilt
+    # from the ledger alone, whatever file the policy came from.
+    ws.add_artifact(canonical_json(policy.to_dict()))
     results = []
     summary_of = {s.model: s for s in summaries}
     # Evaluations first, for every chosen model, so that forecasts see the whole ladder.
@@ -114,7 +129,7 @@ def assess(
                     continue
                 if _needs_run(spec, model, evidence, as_of, policy):
                     say(f"evaluating {model} on {spec.id}")
-                    new = list(evaluator(by_id[model], spec))
+                    new = list(evaluator(ws, by_id[model], spec))
                     for ev in new:
                         ws.append_evidence(ev)
                     produced[model] += new
@@ -126,6 +141,7 @@ def assess(
             forecasts = forecast_evaluations(
                 policy, summary_of[model], summaries, evidence, seed=seed
             )
+            forecasts = [_with_figure(ws, f) for f in forecasts]
             for f in forecasts:
                 ws.append_evidence(f.evidence)
         usable = [*evidence, *(f.evidence for f in forecasts)]

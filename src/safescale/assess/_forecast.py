@@ -12,7 +12,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
+from safescale._errors import UserError
 from safescale.compute import ComputeSummary
 from safescale.policy import Evidence, Interval, Policy, select_evidence, utcnow
 
@@ -47,6 +49,10 @@ class Forecast:
     points: tuple[LadderPoint, ...]
     evidence: Evidence
     chance: float | None
+    alert: float | None
+    """The binding's alert line (drawn on the figure)."""
+    fit: Any
+    """The fitted :class:`safescale.scaling.CapabilityForecast`."""
 
 
 def ladder_points(
@@ -92,29 +98,34 @@ def forecast_evaluations(
             if len(points) < MIN_POINTS or target.effective_compute <= 0:
                 continue
             at = target.effective_compute * policy.planned_scale_up
-            fit = fit_capability(
-                [p.effective_compute for p in points],
-                [p.value for p in points],
-                chance=spec.chance if spec.chance is not None else 0.0,
-                n_boot=n_boot,
-                seed=seed,
-            )
+            if len({p.value for p in points}) < 2 or len({p.effective_compute for p in points}) < 2:
+                continue  # a flat ladder says nothing about the next scale-up
+            try:
+                fit = fit_capability(
+                    [p.effective_compute for p in points],
+                    [p.value for p in points],
+                    chance=spec.chance if spec.chance is not None else 0.0,
+                    n_boot=n_boot,
+                    seed=seed,
+                )
+            except UserError:
+                continue  # the scores do not support a fit (for example all at the floor)
             pred = fit.predict(at)
             interval = Interval(
-                lo=pred.lo,
-                hi=pred.hi,
-                confidence=pred.confidence,
+                lo=float(pred.lo),
+                hi=float(pred.hi),
+                confidence=pred.level,
                 method="bootstrap prediction interval",
             )
-            p_alert = fit.prob_exceeds(at, b.alert) if b.alert is not None else None
-            p_thr = fit.prob_exceeds(at, b.threshold) if b.threshold is not None else None
+            p_alert = float(fit.prob_exceeds(at, b.alert)) if b.alert is not None else None
+            p_thr = float(fit.prob_exceeds(at, b.threshold)) if b.threshold is not None else None
             ev = Evidence(
                 id=f"fc-{target.model}-{b.evaluation}-{utcnow():%Y%m%dT%H%M%S%f}",
                 model=target.model,
                 kind="forecast",
                 subject=b.evaluation,
                 metric=metric,
-                value=pred.value,
+                value=float(pred.value),
                 interval=interval,
                 n=len(points),
                 elicitation=f"sigmoid in log effective compute over {len(points)} ladder models",
@@ -126,20 +137,46 @@ def forecast_evaluations(
                     "prob_over_threshold": p_thr,
                     "points": [[p.model, p.effective_compute, p.value] for p in points],
                     "chance": spec.chance,
+                    "rise_observed": bool(fit.rise_observed),
                 },
             )
             out.append(
                 Forecast(
-                    b.evaluation,
-                    target.model,
-                    at,
-                    pred.value,
-                    interval,
-                    p_alert,
-                    p_thr,
-                    tuple(points),
-                    ev,
-                    spec.chance,
+                    evaluation=b.evaluation,
+                    model=target.model,
+                    at_compute=at,
+                    value=float(pred.value),
+                    interval=interval,
+                    prob_over_alert=p_alert,
+                    prob_over_threshold=p_thr,
+                    points=tuple(points),
+                    evidence=ev,
+                    chance=spec.chance,
+                    alert=b.alert,
+                    fit=fit,
                 )
             )
     return out
+
+
+def forecast_png(forecast: Forecast) -> bytes:
+    """The forecast as a PNG: ladder models, fitted band, alert line, planned compute."""
+    from io import BytesIO
+
+    import matplotlib.pyplot as plt
+
+    from safescale.scaling import plot_forecast
+
+    fig = plot_forecast(
+        forecast.fit,
+        [p.effective_compute for p in forecast.points],
+        [p.value for p in forecast.points],
+        at=forecast.at_compute,
+        line=forecast.alert,
+    )
+    fig.axes[0].set_title(f"{forecast.evaluation}: forecast at the next planned scale-up")
+    fig.axes[0].set_xlabel("effective training compute (FLOP)")
+    buf = BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return buf.getvalue()

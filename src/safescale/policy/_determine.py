@@ -56,6 +56,7 @@ class BindingResult:
     value: float | None
     interval: Interval | None
     forecast: Evidence | None
+    n: int | None = None
 
 
 def select_evidence(
@@ -169,6 +170,7 @@ def evaluate_binding(
         ev.value,
         ev.interval,
         forecast,
+        ev.n,
     )
 
 
@@ -227,6 +229,7 @@ def evaluate_threshold(
         ],
         metric=primary.value if primary else None,
         interval=primary.interval if primary else None,
+        n=primary.n if primary else None,
         forecast=forecast.value if forecast else None,
         forecast_interval=forecast.interval if forecast else None,
     )
@@ -243,8 +246,9 @@ def safeguard_met(
         if ev is None:
             continue
         std = policy.safeguard(candidate)
+        said = f": {ev.elicitation}" if ev.elicitation else ""
         if ev.value < 1:
-            return False, f"attestation {ev.id} for {candidate} says it is not met", [ev.id]
+            return False, f"attestation {ev.id} for {candidate} says it is not met{said}", [ev.id]
         if (
             std.reapproval_interval is not None
             and std.reapproval_interval.add_to(ev.created) < as_of
@@ -258,7 +262,7 @@ def safeguard_met(
                 [ev.id],
             )
         via = "" if candidate == sid else f" (via {candidate}, which includes it)"
-        return True, f"attested by {ev.id}{via}", [ev.id]
+        return True, f"attested by {ev.id}{via}{said}", [ev.id]
     return False, "no attestation that it is in place", []
 
 

@@ -130,6 +130,8 @@ class ThresholdStatus(BaseModel):
     evidence_ids: list[str]
     metric: float | None = None
     interval: Interval | None = None
+    n: int | None = None
+    """Sample size behind ``metric``."""
     forecast: float | None = None
     forecast_interval: Interval | None = None
 

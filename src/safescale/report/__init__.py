@@ -7,6 +7,12 @@ from safescale.report._content import (
     TriggerLine,
     build_report,
 )
+from safescale.report._ledger import (
+    determination_json,
+    latest_determination,
+    policy_for,
+    report_input,
+)
 from safescale.report._render import RENDERERS, render, render_html, render_markdown
 
 __all__ = [
@@ -16,7 +22,11 @@ __all__ = [
     "ReportInput",
     "TriggerLine",
     "build_report",
+    "determination_json",
+    "latest_determination",
+    "policy_for",
     "render",
     "render_html",
     "render_markdown",
+    "report_input",
 ]

@@ -1,0 +1,135 @@
+"""Reports rebuilt from the ledger alone: the determination, its policy, evidence and figures."""
+
+from __future__ import annotations
+
+import json
+
+from safescale._errors import UserError
+from safescale.compute import evaluate_triggers
+from safescale.ledger import Workspace
+from safescale.policy import Determination, Policy, check_policy_text
+from safescale.report._content import Figure, ReportInput, TriggerLine
+
+
+def policy_for(ws: Workspace, det: Determination) -> Policy:
+    """The exact policy a determination was made under, from the artifact store."""
+    path = ws.artifact_path(det.policy_sha256)
+    if not path.exists():
+        raise UserError(
+            f"the policy {det.policy_id} {det.policy_version} (sha256 "
+            f"{det.policy_sha256[:16]}...) is not in the artifact store; re-run safescale assess"
+        )
+    policy, problems = check_policy_text(path.read_bytes(), source=str(path))
+    if policy is None:
+        raise UserError(*problems)
+    return policy
+
+
+def latest_determination(
+    ws: Workspace, *, model: str | None = None, determination_id: str | None = None
+) -> Determination:
+    """The newest determination (for ``model``), or the one with ``determination_id``."""
+    dets = ws.determinations(model)
+    if determination_id is not None:
+        dets = [d for d in dets if d.id == determination_id]
+    if not dets:
+        what = f"for model {model!r}" if model else "in this workspace"
+        raise UserError(f"no determination {what}; run `safescale assess` first")
+    return dets[-1]
+
+
+def report_input(
+    ws: Workspace,
+    *,
+    model: str | None = None,
+    determination_id: str | None = None,
+    notes: tuple[str, ...] = (),
+) -> ReportInput:
+    """Everything a report on the latest (or the named) determination needs, from the ledger."""
+    det = latest_determination(ws, model=model, determination_id=determination_id)
+    policy = policy_for(ws, det)
+    models = ws.models()
+    by_id = {m.id: m for m in models}
+    lineage = []
+    current = by_id.get(det.model)
+    while current is not None:
+        lineage.append(current)
+        current = by_id.get(current.parent) if current.parent else None
+    lineage.reverse()
+    evidence = [e for e in ws.evidence() if e.model in (det.model, "*")]
+    earlier = [d for d in ws.determinations(det.model) if d.as_of < det.as_of and d.id != det.id]
+    figures = []
+    cited = {i for st in det.thresholds for i in st.evidence_ids}
+    for ev in evidence:
+        sha = ev.artifacts.get("figure")
+        if ev.id in cited and sha and ws.artifact_path(sha).exists():
+            p_alert = ev.details.get("prob_over_alert")
+            at = ev.details.get("at_effective_compute")
+            caption = (
+                f"{ev.subject} against effective compute over {ev.n} ladder models, with the "
+                f"95% prediction band; forecast at {at:.3g} FLOP: {ev.value:.3f} "
+                f"[{ev.interval.lo:.3f}, {ev.interval.hi:.3f}]"
+                if ev.interval is not None and isinstance(at, float)
+                else ev.subject
+            )
+            if isinstance(p_alert, float):
+                caption += f"; P(score >= alert line) = {p_alert:.2f}"
+            if ev.details.get("rise_observed") is False:
+                caption += (
+                    ". No rise above the floor is seen across the ladder, so the fit "
+                    "cannot place the onset; the band does not cover an unseen onset"
+                )
+            figures.append(
+                Figure(
+                    f"Forecast: {ev.subject}",
+                    ws.artifact_path(sha).read_bytes(),
+                    caption + f" (evidence {ev.id}).",
+                )
+            )
+    triggers = [
+        TriggerLine(
+            t.trigger, t.fired, f"{t.status}: {t.rule}" + (f"; {t.requires}" if t.fired else "")
+        )
+        for t in evaluate_triggers(policy, models, ws.determinations(), det.as_of)
+        if t.model == det.model
+    ]
+    signoffs = ws.sign_offs(det.id)
+    if signoffs:
+        from safescale.policy import SignOff
+
+        det = det.model_copy(
+            update={
+                "sign_offs": [
+                    SignOff(
+                        role=s.role,
+                        identity=s.identity,
+                        decision=s.decision,
+                        text=s.text,
+                        signed=s.created,
+                    )
+                    for s in signoffs
+                ]
+            }
+        )
+    return ReportInput(
+        policy=policy,
+        determination=det,
+        lineage=lineage,
+        evidence=evidence,
+        previous=earlier[-1] if earlier else None,
+        figures=figures,
+        triggers=triggers,
+        ledger_head=_head(ws),
+        notes=notes,
+    )
+
+
+def _head(ws: Workspace) -> str | None:
+    entries = ws.entries()
+    return entries[-1].entry_hash if entries else None
+
+
+def determination_json(det: Determination) -> dict[str, object]:
+    """A determination as plain JSON (what ``safescale assess --json`` prints)."""
+    data: dict[str, object] = json.loads(det.model_dump_json())
+    return data

@@ -1,0 +1,85 @@
+"""Reading numeric columns from a CSV file with errors that name the column and the row."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+
+from safescale._errors import Problem, UserError
+from safescale.scaling._laws import FloatArray
+
+
+def read_columns(
+    path: str | Path, columns: dict[str, str], *, positive: tuple[str, ...] = ()
+) -> dict[str, FloatArray]:
+    """Read numeric columns from ``path``.
+
+    Args:
+        path: a CSV file with a header row.
+        columns: result key -> column name in the header.
+        positive: keys whose values must be positive (parameters, tokens, FLOP, loss).
+
+    Returns:
+        One float array per key, in file order.
+
+    Raises:
+        UserError: the file is missing, a column is absent, or a value is empty, not a number,
+            not finite or (for ``positive`` keys) not positive; the message names the column
+            and the 1-based data row.
+    """
+    src = str(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as fh:
+            reader = csv.reader(fh)
+            header = next(reader, None)
+            rows = list(reader)
+    except FileNotFoundError:
+        raise UserError(Problem("file not found", source=src)) from None
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise UserError(Problem(f"cannot read CSV: {exc}", source=src)) from None
+    if not header:
+        raise UserError(Problem("the file is empty; it needs a header row", source=src))
+    header = [h.strip() for h in header]
+    out: dict[str, FloatArray] = {}
+    for key, name in columns.items():
+        if name not in header:
+            have = ", ".join(header)
+            raise UserError(
+                Problem(f"no column {name!r}; the header has: {have}", source=src, line=1)
+            )
+        j = header.index(name)
+        values = np.empty(len(rows))
+        for i, row in enumerate(rows):
+            values[i] = _number(row, j, key in positive, src, name, i)
+        out[key] = values
+    return out
+
+
+def _number(row: list[str], j: int, positive: bool, src: str, name: str, i: int) -> float:
+    # i is the 0-based data row; the file line is i + 2 (after the header).
+    text = row[j].strip() if j < len(row) else ""
+    try:
+        value = float(text)
+    except ValueError:
+        shown = repr(text) if text else "an empty cell"
+        raise UserError(
+            Problem(
+                f"data row {i + 1}: {shown} is not a number; fix or drop the row",
+                source=src,
+                line=i + 2,
+                field=name,
+            )
+        ) from None
+    if not np.isfinite(value) or (positive and value <= 0):
+        need = "a positive number" if positive else "a finite number"
+        raise UserError(
+            Problem(
+                f"data row {i + 1}: {text} is not {need}; fix or drop the row",
+                source=src,
+                line=i + 2,
+                field=name,
+            )
+        )
+    return value

@@ -1,0 +1,71 @@
+"""Synthetic training runs drawn from a known law, for tests, benchmarks and demonstrations."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from safescale.scaling._laws import FloatArray
+
+CHINCHILLA = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+"""The Approach 3 estimates of Hoffmann et al. (2022), Table A3 / equation 10."""
+
+
+@dataclass(frozen=True)
+class Runs:
+    """A set of training runs: parameters, tokens, compute and final loss, one row per run."""
+
+    params: FloatArray
+    """Model parameters N."""
+    tokens: FloatArray
+    """Training tokens D."""
+    loss: FloatArray
+    """Final loss L."""
+
+    @property
+    def compute(self) -> FloatArray:
+        """Training compute C = 6 N D (Kaplan et al. 2020)."""
+        return 6.0 * self.params * self.tokens
+
+    def __len__(self) -> int:
+        return len(self.loss)
+
+
+def synthetic_runs(
+    truth: dict[str, float] | None = None,
+    *,
+    budgets: FloatArray | None = None,
+    per_budget: int = 28,
+    spread: float = 8.0,
+    noise: float = 0.01,
+    seed: int = 0,
+) -> Runs:
+    """Iso-FLOP runs from a Chinchilla law with log-normal noise on the loss.
+
+    For each compute budget, ``per_budget`` model sizes are spaced evenly in log N from
+    ``N_opt / spread`` to ``N_opt * spread`` (the iso-FLOP design of Hoffmann et al., Approach 2)
+    and trained on ``D = C / (6 N)`` tokens.
+
+    Args:
+        truth: Chinchilla parameters ``E, A, B, alpha, beta`` (default: the paper's estimates).
+        budgets: compute budgets in FLOP (default: 9 budgets from 6e18 to 3e21, as in the paper).
+        per_budget: runs per budget.
+        spread: how far either side of the optimum the sizes reach, as a factor.
+        noise: standard deviation of the multiplicative log-normal noise on the loss.
+        seed: seed for the noise.
+    """
+    t = CHINCHILLA if truth is None else truth
+    c = np.geomspace(6e18, 3e21, 9) if budgets is None else np.asarray(budgets, dtype=float)
+    a, b, alpha, beta = t["A"], t["B"], t["alpha"], t["beta"]
+    # Hoffmann et al. (2022), eq. 4: N_opt = G (C/6)^(beta/(alpha+beta)),
+    # G = (alpha A / (beta B))^(1/(alpha+beta))
+    g = (alpha * a / (beta * b)) ** (1 / (alpha + beta))
+    n_opt = g * (c / 6.0) ** (beta / (alpha + beta))
+    factors = np.geomspace(1 / spread, spread, per_budget)
+    n = (n_opt[:, None] * factors[None, :]).ravel()
+    d = (np.repeat(c, per_budget)) / (6.0 * n)
+    clean = t["E"] + a / n**alpha + b / d**beta
+    rng = np.random.default_rng(seed)
+    loss = clean * np.exp(noise * rng.standard_normal(n.shape))
+    return Runs(params=n, tokens=d, loss=loss)

@@ -1,0 +1,65 @@
+"""The whole loop on the smoke ladder: train, record, evaluate, forecast, assess, report."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from safescale.demo import run_demo
+from safescale.ledger import Workspace
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    return run_demo("smoke", out, progress=False, say=lambda _msg: None)
+
+
+def test_demo_tells_a_true_story(demo):
+    det = demo.assessment.determination
+    hazard = next(t for t in det.thresholds if t.id == "LAB-HAZARD-1")
+    # The smoke ladder cannot rule the hazard-proxy threshold out: its models are small and the
+    # evaluation set is small, so the interval is wide.
+    assert hazard.status != "below" or hazard.alert
+    assert det.outcome != "continue"
+    assert demo.verified
+
+
+def test_demo_leaves_a_verifiable_ledger_and_a_report(demo):
+    ws = Workspace.open(demo.workspace)
+    kinds = {e.kind for e in ws.entries()}
+    assert kinds == {"model", "evidence", "determination"}
+    assert len(ws.models()) == 6
+    hazard = [
+        e
+        for e in ws.evidence()
+        if e.subject == "lab-hazard-proxy-mc" and e.kind == "evaluation" and e.metric == "accuracy"
+    ]
+    assert len(hazard) == 6  # every model of the ladder, for the forecast
+    assert ws.verify().ok
+    page = demo.report_html.read_text()
+    assert "Capability Report" in page and "Safeguards Report" in page
+    assert demo.assessment.determination.id in page
+
+
+def test_rerunning_the_demo_reuses_finished_work(demo, run_cli):
+    before = len(Workspace.open(demo.workspace).entries())
+    again = run_demo("smoke", demo.root, progress=False, say=lambda _msg: None)
+    ws = Workspace.open(demo.workspace)
+    new = ws.entries()[before:]
+    # No model is trained or recorded again and no hazard evaluation is repeated.
+    assert not [e for e in new if e.kind == "model"]
+    assert again.verified
+    code, out, _ = run_cli(
+        "--workspace",
+        str(demo.workspace),
+        "assess",
+        "--no-run-evals",
+        "--model",
+        demo.candidate,
+        "--json",
+    )
+    assert code == 0 and json.loads(out)[0]["model"] == demo.candidate

@@ -1,0 +1,35 @@
+"""Shared, session-scoped lab artifacts: a small corpus and the smoke ladder (built once)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _threads() -> None:
+    # The test machine is small and shared; two threads is what the presets are sized for.
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+
+
+@pytest.fixture(scope="session")
+def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 30k-token corpus (seed 0)."""
+    from safescale.lab import write_corpus
+
+    out = tmp_path_factory.mktemp("corpus")
+    write_corpus(out, tokens=30_000, seed=0)
+    return out
+
+
+@pytest.fixture(scope="session")
+def smoke_ladder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """The smoke ladder, trained once per session."""
+    from safescale.lab import train_ladder
+
+    return train_ladder("smoke", tmp_path_factory.mktemp("smoke"), progress=False)

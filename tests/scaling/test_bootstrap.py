@@ -1,0 +1,94 @@
+import numpy as np
+import pytest
+from scipy.optimize import minimize_scalar
+
+from safescale.scaling import LAWS, bootstrap_law, compute_optimal, fit_law, synthetic_runs
+from safescale.scaling._fit import fast_search
+from safescale.scaling._objective import Problem
+
+from .conftest import SMALL_TRUTH, small_runs
+
+
+def test_intervals_cover_the_estimate_and_are_ordered(chinchilla_runs) -> None:
+    r = chinchilla_runs
+    boot = bootstrap_law(r.params, r.tokens, r.loss, n_boot=200, seed=3)
+    assert boot.n_boot == 200 and boot.converged == 200
+    for name, est in boot.intervals.items():
+        assert est.lo < est.value < est.hi, name
+    again = bootstrap_law(r.params, r.tokens, r.loss, n_boot=200, seed=3)
+    np.testing.assert_array_equal(boot.thetas, again.thetas)
+
+
+def test_warm_started_replicates_reach_the_global_optimum() -> None:
+    runs = small_runs(seed=8, noise=0.02)
+    boot = bootstrap_law(runs.params, runs.tokens, runs.loss, n_boot=6, seed=5)
+    form = LAWS.get("chinchilla")
+    logs = np.log(np.c_[runs.params, runs.tokens])
+    rng = np.random.default_rng(5)
+    n = len(runs.loss)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=6)
+    for theta, c in zip(boot.thetas, counts, strict=True):
+        rows = np.repeat(np.arange(n), c)
+        p = Problem(form.design(logs[rows]), np.log(runs.loss[rows]))
+        _, best = fast_search(form, p)
+        mine = float(np.sum(c * _huber_terms(form, theta, logs, runs.loss)))
+        assert mine <= best * (1 + 1e-9)
+
+
+def _huber_terms(form, theta, logs, loss):
+    r = form.log_predict(theta, logs) - np.log(loss)
+    a = np.abs(r)
+    return np.where(a <= 1e-3, 0.5 * r * r, 1e-3 * (a - 0.5e-3))
+
+
+@pytest.mark.slow
+def test_interval_coverage_is_near_nominal() -> None:
+    # 24 datasets from one known law; the 90% intervals for alpha and beta should cover the
+    # truth in most of them. Percentile bootstraps of a robust fit run a little narrow at
+    # n = 56, so the bar is loose, but intervals that ignore the noise would fail it.
+    hits, total = 0, 0
+    for seed in range(24):
+        runs = small_runs(seed=100 + seed, noise=0.02)
+        boot = bootstrap_law(runs.params, runs.tokens, runs.loss, n_boot=200, seed=seed, level=0.9)
+        for name in ("alpha", "beta"):
+            e = boot.intervals[name]
+            hits += bool(e.lo <= SMALL_TRUTH[name] <= e.hi)
+            total += 1
+    assert 0.7 <= hits / total <= 1.0, hits / total
+
+
+def test_prediction_interval_is_wider_than_confidence(chinchilla_runs) -> None:
+    r = chinchilla_runs
+    boot = bootstrap_law(r.params, r.tokens, r.loss, n_boot=200, seed=0)
+    n, d = np.array([1e9, 1e10]), np.array([2e10, 2e11])
+    conf = boot.predict_interval(n, d, kind="confidence")
+    pred = boot.predict_interval(n, d, kind="prediction")
+    assert np.all(pred.hi - pred.lo > conf.hi - conf.lo)
+    assert np.all((conf.lo < conf.value) & (conf.value < conf.hi))
+    # The runs scatter 1% about the law, so a 95% prediction interval spans about +-2%.
+    assert np.all((pred.hi - pred.lo) / pred.value > 0.02)
+
+
+def test_compute_optimal_minimises_the_law() -> None:
+    runs = synthetic_runs(seed=2)
+    fit = fit_law(runs.params, runs.tokens, runs.loss)
+    opt = compute_optimal(fit, [1e21, 1e24])
+    for c, n_opt in zip(opt.compute, opt.params.value, strict=True):
+        res = minimize_scalar(
+            lambda x, c=c: fit.predict(np.exp(x), c / (6 * np.exp(x))),
+            bounds=(10, 35),
+            method="bounded",
+            options={"xatol": 1e-10},
+        )
+        assert n_opt == pytest.approx(np.exp(res.x), rel=1e-5)
+    np.testing.assert_allclose(opt.params.value * opt.tokens.value * 6, opt.compute, rtol=1e-12)
+
+
+def test_compute_optimal_with_bootstrap_has_intervals(chinchilla_runs) -> None:
+    r = chinchilla_runs
+    boot = bootstrap_law(r.params, r.tokens, r.loss, n_boot=100, seed=0)
+    opt = compute_optimal(boot, 1e23)
+    for e in (opt.params, opt.tokens, opt.tokens_per_param, opt.loss):
+        assert e.lo[0] < e.value[0] < e.hi[0]
+    exp = boot.optimal_exponent()
+    assert exp.lo < 0.28 / 0.62 < exp.hi

@@ -1,0 +1,84 @@
+import numpy as np
+import pytest
+
+from safescale._errors import UserError
+from safescale.scaling import backtest, fit_capability
+from safescale.scaling._capability import max_slope, sigmoid
+
+
+def _ladder(seed: int, noise: float = 0.015, n: int = 12):
+    rng = np.random.default_rng(seed)
+    c = np.geomspace(1e19, 3e22, n)
+    loss = (1.8 + 2000 / c**0.14) * np.exp(rng.normal(0, 0.003, n))
+    score = sigmoid(np.log10(c), 21.3, 2.2, 0.25, 1.0) + rng.normal(0, noise, n)
+    return c, loss, score
+
+
+def test_recovers_the_curve_and_predicts_ahead() -> None:
+    c, _, s = _ladder(0, noise=0.005)
+    fc = fit_capability(c, s, chance=0.25, n_boot=300, seed=0)
+    assert fc.x0 == pytest.approx(21.3, abs=0.05)
+    assert fc.slope == pytest.approx(2.2, rel=0.1)
+    truth = sigmoid(np.log10(1.2e23), 21.3, 2.2, 0.25, 1.0)
+    p = fc.predict(1.2e23)
+    assert p.lo <= truth <= p.hi
+    assert p.hi - p.lo < 0.1
+
+
+def test_probability_of_crossing_is_monotone() -> None:
+    c, _, s = _ladder(1)
+    fc = fit_capability(c, s, chance=0.25, n_boot=300, seed=0)
+    probs = [float(fc.prob_exceeds(1e22, line)) for line in (0.3, 0.6, 0.9, 1.2)]
+    assert probs == sorted(probs, reverse=True)
+    assert probs[0] > 0.99 and probs[-1] < 0.01
+    ahead = fc.prob_exceeds(np.array([1e21, 4e21, 1.6e22]), 0.8)
+    assert np.all(np.diff(ahead) >= 0)
+
+
+def test_two_step_method_goes_through_loss() -> None:
+    rng = np.random.default_rng(2)
+    c = np.geomspace(1e19, 3e22, 10)
+    loss = (1.8 + 2000 / c**0.14) * np.exp(rng.normal(0, 0.003, 10))
+    score = sigmoid(loss, 3.7, -5.0, 0.25, 1.0) + rng.normal(0, 0.01, 10)
+    fc = fit_capability(c, score, chance=0.25, loss=loss, n_boot=300, seed=0)
+    assert fc.against == "loss" and fc.loss_law is not None
+    assert fc.slope < 0
+    at = 1.2e23
+    truth = sigmoid(1.8 + 2000 / at**0.14, 3.7, -5.0, 0.25, 1.0)
+    p = fc.predict(at)
+    assert p.lo <= truth <= p.hi
+
+
+def test_flat_data_cannot_put_a_cliff_beyond_the_models() -> None:
+    rng = np.random.default_rng(3)
+    c = np.geomspace(1e19, 1e22, 8)
+    s = 0.25 + rng.normal(0, 0.01, 8)
+    fc = fit_capability(c, s, chance=0.25, n_boot=200, seed=0)
+    assert abs(fc.slope) <= max_slope(np.log10(c)) + 1e-12
+    # The data say nothing about where a rise would start, and the forecast must say so.
+    assert not fc.rise_observed
+    assert fit_capability(*_ladder(0)[::2], chance=0.25, n_boot=50).rise_observed
+
+
+def test_backtest_reports_errors_and_coverage() -> None:
+    c, _, s = _ladder(4, n=10)
+    bt = backtest(c, s, chance=0.25, n_boot=200, seed=0)
+    assert bt.n == sum(len(c) - k for k in range(4, len(c)))
+    assert all(r.compute > r.train_max_compute for r in bt.rows)
+    assert 0 <= bt.coverage.lo <= bt.coverage.value <= bt.coverage.hi <= 1
+    assert bt.mae.lo <= bt.mae.value <= bt.mae.hi
+    # The last cut predicts the largest model from all the others: it should be close.
+    last = bt.rows[-1]
+    assert abs(last.error) < 0.1
+
+
+def test_bad_inputs_name_the_column() -> None:
+    c, _, s = _ladder(5)
+    with pytest.raises(UserError, match="chance"):
+        fit_capability(c, s, chance=1.0, ceiling=1.0)
+    c_bad = c.copy()
+    c_bad[3] = -1
+    with pytest.raises(UserError, match=r"flops: row 4"):
+        fit_capability(c_bad, s, names={"compute": "flops"})
+    with pytest.raises(UserError, match="too few"):
+        fit_capability(c[:2], s[:2])

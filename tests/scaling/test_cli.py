@@ -1,0 +1,196 @@
+import csv
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from safescale.cli._app import main
+from safescale.scaling import synthetic_runs
+from safescale.scaling._capability import sigmoid
+
+
+def _write(path: Path, header: list[str], rows) -> Path:
+    with open(path, "w", newline="") as fh:
+        w = csv.writer(fh)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture()
+def runs_csv(tmp_path: Path) -> Path:
+    r = synthetic_runs(seed=7, per_budget=10)
+    rows = [
+        (f"{n:.17g}", f"{d:.17g}", f"{6 * n * d:.17g}", f"{lo:.17g}")
+        for n, d, lo in zip(r.params, r.tokens, r.loss, strict=True)
+    ]
+    return _write(tmp_path / "runs.csv", ["n", "d", "flops", "loss"], rows)
+
+
+@pytest.fixture()
+def ladder_csv(tmp_path: Path) -> Path:
+    rng = np.random.default_rng(0)
+    c = np.geomspace(1e19, 3e22, 10)
+    s = sigmoid(np.log10(c), 21.3, 2.2, 0.25, 1.0) + rng.normal(0, 0.01, 10)
+    loss = 1.8 + 2000 / c**0.14
+    return _write(tmp_path / "ladder.csv", ["flops", "score", "loss"], zip(c, s, loss, strict=True))
+
+
+def _run(capsys, *args: str) -> tuple[int, str, str]:
+    code = main(["scaling", *map(str, args)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_fit_json(runs_csv: Path, capsys) -> None:
+    code, out, _ = _run(
+        capsys,
+        "fit",
+        runs_csv,
+        "--params",
+        "n",
+        "--tokens",
+        "d",
+        "--loss",
+        "loss",
+        "--bootstrap",
+        "50",
+        "--json",
+    )
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["form"] == "chinchilla" and doc["n_points"] == 90
+    assert set(doc["params"]) == {"E", "A", "B", "alpha", "beta"}
+    assert doc["objective"] > 0
+    for name, (lo, hi) in doc["intervals"].items():
+        assert lo <= doc["params"][name] <= hi
+
+
+def test_flops_means_tokens_from_compute(runs_csv: Path, capsys) -> None:
+    _, a, _ = _run(
+        capsys, "fit", runs_csv, "--params", "n", "--tokens", "d", "--loss", "loss", "--json"
+    )
+    _, b, _ = _run(
+        capsys, "fit", runs_csv, "--params", "n", "--flops", "flops", "--loss", "loss", "--json"
+    )
+    pa, pb = json.loads(a)["params"], json.loads(b)["params"]
+    for key in pa:
+        assert pa[key] == pytest.approx(pb[key], rel=1e-6)
+
+
+def test_fit_table_and_plot(runs_csv: Path, tmp_path: Path, capsys) -> None:
+    png = tmp_path / "law.png"
+    code, out, _ = _run(
+        capsys, "fit", runs_csv, "--params", "n", "--tokens", "d", "--loss", "loss", "--plot", png
+    )
+    assert code == 0 and "alpha" in out and "compute-optimal" in out
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def _set(col: int, row: int, value: str):
+    def edit(rows):
+        return [
+            [value if (j == col and i == row) else v for j, v in enumerate(r)]
+            for i, r in enumerate(rows)
+        ]
+
+    return edit
+
+
+@pytest.mark.parametrize(("edit", "expected"), [
+    (lambda rows: rows, "no column 'loss'"),
+    (_set(3, 4, "-2.0"),
+     "runs.csv:6: loss: data row 5: -2.0 is not a positive"),
+    (_set(3, 0, "nan"),
+     "runs.csv:2: loss: data row 1: nan is not a positive"),
+    (_set(3, 2, "abc"),
+     "data row 3: 'abc' is not a number"),
+    (lambda rows: rows[:5], "5 rows is too few"),
+    (lambda rows: [[*r[:1], "1e9", *r[2:]] for r in rows], "d: every row has the same value"),
+])  # fmt: skip
+def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, edit, expected) -> None:
+    r = synthetic_runs(seed=1, per_budget=4)
+    rows = [
+        [f"{n:.17g}", f"{d:.17g}", f"{6 * n * d:.17g}", f"{lo:.17g}"]
+        for n, d, lo in zip(r.params, r.tokens, r.loss, strict=True)
+    ]
+    header = ["n", "d", "flops", "loss" if "no column" not in expected else "final"]
+    path = _write(tmp_path / "runs.csv", header, edit(rows))
+    code, out, err = _run(capsys, "fit", path, "--params", "n", "--tokens", "d", "--loss", "loss")
+    assert code == 2
+    assert out == ""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and expected in lines[0], err
+
+
+def test_missing_flag_is_a_user_error(runs_csv: Path, capsys) -> None:
+    code, _, err = _run(capsys, "fit", runs_csv, "--params", "n", "--loss", "loss")
+    assert code == 2 and "--tokens" in err
+
+
+def test_forecast_json_and_plot(ladder_csv: Path, tmp_path: Path, capsys) -> None:
+    png = tmp_path / "fc.png"
+    code, out, _ = _run(
+        capsys,
+        "forecast",
+        ladder_csv,
+        "--compute",
+        "flops",
+        "--score",
+        "score",
+        "--at",
+        "1.2e23",
+        "--chance",
+        "0.25",
+        "--line",
+        "0.9",
+        "--bootstrap",
+        "200",
+        "--json",
+        "--plot",
+        png,
+    )
+    assert code == 0
+    doc = json.loads(out)
+    lo, hi = doc["interval"]
+    assert lo <= doc["score"] <= hi and 0 <= doc["prob_exceeds"] <= 1
+    assert doc["n_points"] == 10 and doc["against"] == "compute"
+    assert png.stat().st_size > 1000
+
+
+def test_forecast_two_step_and_backtest(ladder_csv: Path, capsys) -> None:
+    code, out, _ = _run(
+        capsys,
+        "forecast",
+        ladder_csv,
+        "--compute",
+        "flops",
+        "--score",
+        "score",
+        "--loss",
+        "loss",
+        "--at",
+        "1e23",
+        "--bootstrap",
+        "100",
+        "--json",
+    )
+    assert code == 0 and json.loads(out)["against"] == "loss"
+    code, out, _ = _run(
+        capsys,
+        "backtest",
+        ladder_csv,
+        "--compute",
+        "flops",
+        "--score",
+        "score",
+        "--chance",
+        "0.25",
+        "--bootstrap",
+        "100",
+        "--json",
+    )
+    doc = json.loads(out)
+    assert code == 0 and doc["n"] == len(doc["rows"]) > 0
+    assert 0 <= doc["coverage"]["value"] <= 1
