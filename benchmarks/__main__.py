@@ -18,8 +18,10 @@ def main(argv: list[str]) -> int:
     names = sorted(p.stem for p in here.glob("bench_*.py"))
     if argv:
         names = [n for n in names if any(a in n for a in argv)]
-    print(f"machine: {platform.machine()} {platform.processor() or ''} "
-          f"python {platform.python_version()}, cores: {_cores()}")
+    print(
+        f"machine: {platform.machine()} {platform.processor() or ''} "
+        f"python {platform.python_version()}, cores: {_cores()}"
+    )
     failed = 0
     for name in names:
         print(f"\n== {name}")

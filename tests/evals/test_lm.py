@@ -75,10 +75,55 @@ def test_asking_for_more_tokens_than_the_context_keeps_the_prompt(model_dir: Pat
     hf = AutoModelForCausalLM.from_pretrained(str(model_dir)).eval()
     for prompt, ours in zip(prompts, greedy, strict=True):
         with torch.inference_mode():
-            ref = hf.generate(torch.tensor([prompt]), max_new_tokens=3, do_sample=False,
-                              pad_token_id=lm.tokenizer.eos_token_id)
-        expected = [int(t) for t in ref[0, len(prompt):]]
+            ref = hf.generate(
+                torch.tensor([prompt]),
+                max_new_tokens=3,
+                do_sample=False,
+                pad_token_id=lm.tokenizer.eos_token_id,
+            )
+        expected = [int(t) for t in ref[0, len(prompt) :]]
         eos = lm.tokenizer.eos_token_id
         if eos in expected:
             expected = expected[: expected.index(eos)]
         assert ours[: len(expected)] == expected
+
+
+def test_batched_encoding_matches_encode_pair(model_dir: Path) -> None:
+    from safescale.evals import encode_pair, encode_pairs
+
+    lm = load_local_model(LocalModelConfig(model_dir))
+    requests = [
+        ("Question: How many towers does Vesh have?\nAnswer:", [" 12", " 7", " 93"]),
+        ("The river of Zorbia is ", ["red", "blue and lies near Quell"]),  # trailing space
+        ("", ["Zorbia", " Quell"]),  # empty context: the prefix token stands in
+        ("Ondel has  ", [" 4", "12 towers"]),
+    ]
+    batched = encode_pairs(lm.tokenizer, requests)
+    for (context, conts), pairs in zip(requests, batched, strict=True):
+        assert pairs == [encode_pair(lm.tokenizer, context, c) for c in conts]
+
+
+def test_shared_contexts_are_scored_once_and_agree(model_dir: Path, mc_small: Path) -> None:
+    # The same question twice, a question split over two requests, a group wider than the
+    # batch: merged and split inside the engine, every score still matches the reference.
+    lm = load_local_model(LocalModelConfig(model_dir, batch_size=3))
+    groups = _groups(lm, mc_small)[:6]
+    ctx, conts = groups[0].context, groups[0].continuations
+    extra = [
+        groups[0],
+        LoglikelihoodGroup(ctx, conts[:2]),
+        LoglikelihoodGroup(ctx, (*conts[2:], tuple(lm.encode(" Zorbia has 12 towers")))),
+    ]
+    scores = lm.loglikelihood([*groups, *extra])
+    seen: list[tuple[int, int]] = []
+    scores_partial = lm.loglikelihood(groups, progress=lambda d, t: seen.append((d, t)))
+    # 4 choices, at most 3 per merged group: each distinct context makes two groups
+    assert seen[-1][0] == seen[-1][1] == 2 * len({g.context for g in groups})
+    assert [d for d, _ in seen] == sorted(d for d, _ in seen)
+    for g, s in zip([*groups, *extra], scores, strict=True):
+        for cont, score in zip(g.continuations, s, strict=True):
+            ref = lm.loglikelihood_reference(g.context, cont)
+            assert score.logprob == pytest.approx(ref.logprob, abs=1e-4)
+            assert score.is_greedy == ref.is_greedy
+    assert [x.logprob for x in scores[0]] == [x.logprob for x in scores[len(groups)]]
+    assert [len(x) for x in scores_partial] == [4] * len(groups)

@@ -201,3 +201,37 @@ def test_bad_model_folders(
     err = capsys.readouterr().err.strip()
     assert code == 2 and "model has no tokenizer" in err and len(err.splitlines()) == 1
     assert workspace.evidence() == []
+
+
+def test_prefetched_run_matches_sample_by_sample_run(
+    model_dir: Path, mc_small: Path, tmp_path: Path
+) -> None:
+    """The fast path (every request scored before the samples run) against the simple one
+    (each sample's request batched as it arrives), both real Inspect runs."""
+    from inspect_ai import eval as inspect_eval
+    from inspect_ai.log import read_eval_log
+    from inspect_ai.model import get_model
+
+    from safescale.evals import build_task, load_jsonl_task
+
+    fast = run_suite(str(mc_small), str(model_dir), log_dir=tmp_path / "fast")
+    task = build_task(load_jsonl_task(mc_small), "mc")
+    (slow,) = inspect_eval(
+        task,
+        model=get_model(f"safescale/{model_dir}", memoize=False),
+        log_dir=str(tmp_path / "slow"),
+        display="none",
+    )
+
+    def lls(log_path: str) -> dict[int | str, list[float]]:
+        return {s.id: s.metadata["loglikelihoods"] for s in read_eval_log(log_path).samples}
+
+    a, b = lls(str(fast.log_path)), lls(str(slow.location))
+    assert a.keys() == b.keys() and len(a) == 24
+    for k in a:
+        assert a[k] == pytest.approx(b[k], abs=1e-5)
+        assert max(range(4), key=a[k].__getitem__) == max(range(4), key=b[k].__getitem__)
+    # each sample's model call is in its transcript, with the scores it returned
+    sample = read_eval_log(str(fast.log_path)).samples[0]
+    (event,) = [e for e in sample.events if e.event == "model"]
+    assert event.output.metadata["loglikelihoods"] == sample.metadata["loglikelihoods"]

@@ -20,8 +20,11 @@ from safescale.evals._lm import (
     LocalLM,
     LocalModelConfig,
     LoglikelihoodGroup,
+    ScoredText,
     encode_pair,
+    encode_pairs,
     load_local_model,
+    unload_local_models,
 )
 from safescale.evals._mc import (
     DEFAULT_TEMPLATE,
@@ -46,10 +49,12 @@ __all__ = [
     "MCPrediction",
     "MetricEstimate",
     "ModelServer",
+    "ScoredText",
     "Suite",
     "TaskData",
     "build_task",
     "encode_pair",
+    "encode_pairs",
     "evidence_from_eval_log",
     "evidence_from_lm_eval_results",
     "evidence_from_log",
@@ -64,5 +69,6 @@ __all__ = [
     "record_evidence",
     "resolve_task",
     "run_suite",
+    "unload_local_models",
     "wilson_interval",
 ]

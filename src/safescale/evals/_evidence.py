@@ -68,12 +68,12 @@ def metric_estimates(values: Mapping[str, list[float]]) -> list[MetricEstimate]:
     return out
 
 
-def _sample_values(log: Any) -> dict[str, list[float]]:
+def _sample_values(samples: Iterable[Any]) -> dict[str, list[float]]:
     from inspect_ai.scorer import value_to_float
 
     to_float = value_to_float()
     values: dict[str, list[float]] = {}
-    for sample in log.samples or []:
+    for sample in samples:
         for scorer_name, score in (sample.scores or {}).items():
             if isinstance(score.value, dict):
                 for key, v in score.value.items():
@@ -94,8 +94,14 @@ def evidence_from_eval_log(
     *,
     model_id: str | None = None,
     evaluation_id: str | None = None,
+    summaries: Iterable[Any] | None = None,
 ) -> tuple[list[MetricEstimate], list[Evidence]]:
-    """Metrics and Evidence records from a read Inspect ``EvalLog`` (pure: no files touched)."""
+    """Metrics and Evidence records from a read Inspect ``EvalLog`` (pure: no files touched).
+
+    Per-sample scores come from ``summaries`` (Inspect's ``EvalSampleSummary`` records, as
+    ``read_eval_log_sample_summaries`` reads them) when given, else from ``log.samples``. Both
+    hold the same scores; the summaries are read without the samples' transcripts.
+    """
     if log.status != "success":
         raise UserError(
             Problem(
@@ -104,7 +110,9 @@ def evidence_from_eval_log(
             )
         )
     ours: dict[str, Any] = dict((log.eval.metadata or {}).get(META_KEY) or {})
-    metrics = metric_estimates(_sample_values(log))
+    metrics = metric_estimates(
+        _sample_values(log.samples or [] if summaries is None else summaries)
+    )
     if not metrics:
         raise UserError(Problem("the log holds no scored samples", source=log.location))
     subject = evaluation_id or ours.get("evaluation_id") or log.eval.task
@@ -265,15 +273,18 @@ def read_log_evidence(
                 "expected an Inspect .eval/.json log or an lm-eval results .json", source=str(path)
             )
         )
-    from inspect_ai.log import read_eval_log
+    from inspect_ai.log import read_eval_log, read_eval_log_sample_summaries
 
     try:
-        log = read_eval_log(str(path))
+        log = read_eval_log(str(path), header_only=True)
+        summaries = read_eval_log_sample_summaries(str(path))
     except Exception as exc:
         raise UserError(
             Problem(f"cannot read as an Inspect log ({type(exc).__name__})", source=str(path))
         ) from None
-    return evidence_from_eval_log(log, sha, model_id=model_id, evaluation_id=evaluation_id)
+    return evidence_from_eval_log(
+        log, sha, model_id=model_id, evaluation_id=evaluation_id, summaries=summaries
+    )
 
 
 def find_workspace(path: Path | None) -> Any | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -164,18 +164,61 @@ class LocalLM:
 
     # -- log-likelihood -----------------------------------------------------------------------
 
-    def loglikelihood(self, groups: Sequence[LoglikelihoodGroup]) -> list[list[ContinuationScore]]:
+    def loglikelihood(
+        self,
+        groups: Sequence[LoglikelihoodGroup],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[list[ContinuationScore]]:
         """Score every continuation of every group; results in the order given.
 
-        Groups are sorted longest first and packed into micro-batches of at most
-        ``batch_size`` continuations. A group whose longest context + continuation exceeds
-        ``max_length + 1`` tokens is scored by the reference path, which left-truncates each
-        request separately as lm-eval does.
+        Groups that share a context (the same question asked twice, a question split over
+        several requests) are merged first and each (context, continuation) is scored once, as
+        lm-eval's logits cache does for identical inputs; a merged group holds at most
+        ``batch_size`` continuations. Groups are then sorted longest first and packed into
+        micro-batches of at most ``batch_size`` continuations. A group whose longest context +
+        continuation exceeds ``max_length + 1`` tokens is scored by the reference path, which
+        left-truncates each request separately as lm-eval does. ``progress`` is called after
+        each micro-batch with (distinct groups done, distinct groups in all).
         """
-        import torch
-
         for g in groups:
             self._check_group(g)
+        # context -> [continuations of each merged group], dicts as insertion-ordered sets
+        merged: dict[tuple[int, ...], list[dict[tuple[int, ...], None]]] = {}
+        for g in groups:
+            slots = merged.setdefault(g.context, [{}])
+            for c in g.continuations:
+                if any(c in slot for slot in slots):
+                    continue
+                if len(slots[-1]) >= self.config.batch_size:
+                    slots.append({})
+                slots[-1][c] = None
+        unique = [
+            LoglikelihoodGroup(ctx, tuple(slot)) for ctx, slots in merged.items() for slot in slots
+        ]
+        table = {
+            (u.context, c): score
+            for u, scores in zip(
+                unique, self._loglikelihood_distinct(unique, progress), strict=True
+            )
+            for c, score in zip(u.continuations, scores, strict=True)
+        }
+        return [[table[g.context, c] for c in g.continuations] for g in groups]
+
+    def _loglikelihood_distinct(
+        self,
+        groups: Sequence[LoglikelihoodGroup],
+        progress: Callable[[int, int], None] | None,
+    ) -> list[list[ContinuationScore]]:
+        import torch
+
+        done = 0
+
+        def advance(n: int) -> None:
+            nonlocal done
+            done += n
+            if progress is not None:
+                progress(done, len(groups))
+
         out: list[list[ContinuationScore] | None] = [None] * len(groups)
         fits = []
         for i, g in enumerate(groups):
@@ -184,6 +227,7 @@ class LocalLM:
                 fits.append(i)
             else:
                 out[i] = [self.loglikelihood_reference(g.context, c) for c in g.continuations]
+                advance(1)
         # Longest first, as lm-eval does: padding within a batch stays small and the first
         # batch shows the worst-case memory.
         fits.sort(key=lambda i: -(len(groups[i].context) + max(map(len, groups[i].continuations))))
@@ -194,11 +238,13 @@ class LocalLM:
                 m = len(groups[i].continuations)
                 if batch and width + m > self.config.batch_size:
                     self._score_batch(groups, batch, out)
+                    advance(len(batch))
                     batch, width = [], 0
                 batch.append(i)
                 width += m
             if batch:
                 self._score_batch(groups, batch, out)
+                advance(len(batch))
         return [r if r is not None else [] for r in out]
 
     def _check_group(self, g: LoglikelihoodGroup) -> None:
@@ -224,15 +270,14 @@ class LocalLM:
 
         dev = self.device
         ctxs = [groups[i].context for i in idx]
-        lens = torch.tensor([len(c) for c in ctxs], device=dev)
-        B, Lc = len(ctxs), int(lens.max())
+        lens_list = [len(c) for c in ctxs]
+        B, Lc = len(ctxs), max(lens_list)
+        lens = torch.tensor(lens_list, device=dev)
         # Step 1: the contexts, right-padded: (B, Lc). Padding sits after every real token, so
-        # under the causal mask it changes nothing a real position sees.
-        ids = torch.zeros((B, Lc), dtype=torch.long, device=dev)
-        mask = torch.zeros((B, Lc), dtype=torch.long, device=dev)
-        for b, c in enumerate(ctxs):
-            ids[b, : len(c)] = torch.tensor(c, device=dev)
-            mask[b, : len(c)] = 1
+        # under the causal mask it changes nothing a real position sees. Tensors are built from
+        # padded lists in one call each: per-row copies cost a Python round trip apiece.
+        ids = torch.tensor([list(c) + [0] * (Lc - len(c)) for c in ctxs], device=dev)
+        mask = torch.tensor([[1] * n + [0] * (Lc - n) for n in lens_list], device=dev)
         base = self.model.base_model
         head = self.model.get_output_embeddings()
         res = base(input_ids=ids, attention_mask=mask, use_cache=True)
@@ -241,25 +286,27 @@ class LocalLM:
         last_h = res.last_hidden_state[torch.arange(B, device=dev), lens - 1]
         first_lp = F.log_softmax(head(last_h).float(), dim=-1)
 
+        # Every continuation's first token is predicted by its context's last position: (N,).
+        conts = [(b, c) for b, i in enumerate(idx) for c in groups[i].continuations]
+        row_b = torch.tensor([b for b, _ in conts], device=dev)
+        first_tok = torch.tensor([c[0] for _, c in conts], device=dev)
+        first_vals = first_lp[row_b, first_tok]
+        first_greedy = first_lp.argmax(dim=-1)[row_b] == first_tok
+
         # Step 2: every continuation of length >= 2 runs its tokens but the last against its
         # group's cached context: rows (R, Lc + Tk), positions continuing from the context.
-        conts = [(b, c) for b, i in enumerate(idx) for c in groups[i].continuations]
         long_rows = [r for r, (_, c) in enumerate(conts) if len(c) > 1]
-        rest_lp: torch.Tensor | None = None
-        row_of: dict[int, int] = {}
+        rest_vals: list[list[float]] = []
+        rest_greedy: list[list[bool]] = []
         if long_rows:
             Tk = max(len(conts[r][1]) - 1 for r in long_rows)
-            R = len(long_rows)
-            sel = torch.tensor([conts[r][0] for r in long_rows], device=dev)
+            sel = row_b[long_rows]
             cache = res.past_key_values
             cache.batch_select_indices(sel)
-            cids = torch.zeros((R, Tk), dtype=torch.long, device=dev)
-            cmask = torch.zeros((R, Tk), dtype=torch.long, device=dev)
-            for j, r in enumerate(long_rows):
-                toks = conts[r][1][:-1]
-                cids[j, : len(toks)] = torch.tensor(toks, device=dev)
-                cmask[j, : len(toks)] = 1
-                row_of[r] = j
+            inputs = [list(conts[r][1][:-1]) for r in long_rows]
+            targets = [list(conts[r][1][1:]) for r in long_rows]
+            cids = torch.tensor([t + [0] * (Tk - len(t)) for t in inputs], device=dev)
+            cmask = torch.tensor([[1] * len(t) + [0] * (Tk - len(t)) for t in inputs], device=dev)
             pos = lens[sel].unsqueeze(1) + torch.arange(Tk, device=dev).unsqueeze(0)
             full_mask = torch.cat([mask[sel], cmask], dim=1)
             res2 = base(
@@ -270,15 +317,26 @@ class LocalLM:
                 use_cache=True,
             )
             rest_lp = F.log_softmax(head(res2.last_hidden_state).float(), dim=-1)  # (R, Tk, V)
+            # Padded targets gather a real (ignored) value; only the first len - 1 are read.
+            tgt = torch.tensor([t + [0] * (Tk - len(t)) for t in targets], device=dev)
+            rest_vals = rest_lp.gather(2, tgt.unsqueeze(2)).squeeze(2).tolist()
+            rest_greedy = (rest_lp.argmax(dim=-1) == tgt).tolist()
 
+        # One transfer to Python per tensor, then plain lists: (N,) and (R, Tk).
+        fv, fg = first_vals.tolist(), first_greedy.tolist()
+        row_of = {r: j for j, r in enumerate(long_rows)}
         scores: list[list[ContinuationScore]] = [[] for _ in idx]
         for r, (b, c) in enumerate(conts):
-            target = torch.tensor(c, device=dev)
-            dist = first_lp[b : b + 1]
+            values, greedy = [float(fv[r])], bool(fg[r])
             if len(c) > 1:
-                assert rest_lp is not None
-                dist = torch.cat([dist, rest_lp[row_of[r], : len(c) - 1]], dim=0)  # (len(c), V)
-            scores[b].append(_score(dist, target))
+                j = row_of[r]
+                values += rest_vals[j][: len(c) - 1]
+                greedy = greedy and all(rest_greedy[j][: len(c) - 1])
+            scores[b].append(
+                ContinuationScore(
+                    logprob=sum(values), is_greedy=greedy, token_logprobs=tuple(values)
+                )
+            )
         for b, i in enumerate(idx):
             out[i] = scores[b]
 
@@ -394,6 +452,83 @@ def encode_pair(tokenizer: Any, context: str, continuation: str) -> tuple[list[i
     return ctx, whole[len(ctx) :]
 
 
+def encode_pairs(
+    tokenizer: Any, requests: Sequence[tuple[str, Sequence[str]]]
+) -> list[list[tuple[list[int], list[int]]]]:
+    """:func:`encode_pair` for many (context, continuations) requests in one tokenizer call.
+
+    Each request's context is encoded once and each ``context + continuation`` once, all in a
+    single batched call (a fast tokenizer runs it in Rust, without a Python round trip per
+    string); the split is :func:`encode_pair`'s. Empty contexts take :func:`encode_pair` itself.
+    Returns, per request, one (context ids, continuation ids) pair per continuation.
+    """
+    texts: list[str] = []
+    plan: list[tuple[int, list[int]] | None] = []
+    for context, continuations in requests:
+        if context == "":
+            plan.append(None)
+            continue
+        n_spaces = len(context) - len(context.rstrip())
+        head, tail = (context[:-n_spaces], context[-n_spaces:]) if n_spaces else (context, "")
+        start = len(texts)
+        texts.append(head)
+        texts.extend(head + tail + c for c in continuations)
+        plan.append((start, list(range(start + 1, start + 1 + len(continuations)))))
+    ids = list(tokenizer(texts)["input_ids"]) if texts else []
+    out: list[list[tuple[list[int], list[int]]]] = []
+    for (context, continuations), step in zip(requests, plan, strict=True):
+        if step is None:
+            out.append([encode_pair(tokenizer, context, c) for c in continuations])
+            continue
+        ctx = list(ids[step[0]])
+        out.append([(ctx, list(ids[j])[len(ctx) :]) for j in step[1]])
+    return out
+
+
+@dataclass(frozen=True)
+class PairGroups:
+    """Encoded (context, continuation) pairs of one request, grouped by their context ids."""
+
+    groups: tuple[LoglikelihoodGroup, ...]
+    """Usually one group: every continuation shares the context's ids (the context is encoded
+    on its own); an empty context can split them."""
+    index: tuple[tuple[int, ...], ...]
+    """For each group, the position in the request of each of its continuations."""
+
+    @classmethod
+    def of(cls, pairs: Sequence[tuple[Sequence[int], Sequence[int]]]) -> PairGroups:
+        """Group the pairs :func:`encode_pairs` gives for one request."""
+        by_ctx: dict[tuple[int, ...], list[int]] = {}
+        for i, (ctx, _) in enumerate(pairs):
+            by_ctx.setdefault(tuple(ctx), []).append(i)
+        return cls(
+            groups=tuple(
+                LoglikelihoodGroup(ctx, tuple(tuple(pairs[i][1]) for i in idx))
+                for ctx, idx in by_ctx.items()
+            ),
+            index=tuple(tuple(idx) for idx in by_ctx.values()),
+        )
+
+    def scored(self, scores: Sequence[Sequence[ContinuationScore]]) -> ScoredText:
+        """The request's result from its groups' scores (in the order of :attr:`groups`)."""
+        out: list[ContinuationScore | None] = [None] * sum(map(len, self.index))
+        for idx, group_scores in zip(self.index, scores, strict=True):
+            for i, score in zip(idx, group_scores, strict=True):
+                out[i] = score
+        tokens = sum(len(g.context) + sum(map(len, g.continuations)) for g in self.groups)
+        return ScoredText(tuple(s for s in out if s is not None), tokens)
+
+
+@dataclass(frozen=True)
+class ScoredText:
+    """The scores of one (context, continuations) request."""
+
+    scores: tuple[ContinuationScore, ...]
+    """One score per continuation, in the order given."""
+    input_tokens: int
+    """Tokens the model read: each distinct context once, plus every continuation."""
+
+
 _CACHE: dict[LocalModelConfig, LocalLM] = {}
 _CACHE_LOCK = threading.Lock()
 
@@ -408,3 +543,10 @@ def load_local_model(config: LocalModelConfig) -> LocalLM:
         if key not in _CACHE:
             _CACHE[key] = LocalLM(key)
         return _CACHE[key]
+
+
+def unload_local_models() -> None:
+    """Forget every model :func:`load_local_model` has loaded (their memory is freed when
+    nothing else holds them); the next load reads the folder again."""
+    with _CACHE_LOCK:
+        _CACHE.clear()

@@ -95,24 +95,16 @@ def loglikelihood_choice(template: str = DEFAULT_TEMPLATE, tokenizer: str | None
         api = model.api
         greedy: list[bool] | None = None
         if isinstance(api, LocalModelAPI):
-            pairs = [api.lm.encode_pair(context, c) for c in conts]
-            lls: list[float] = [0.0] * len(conts)
-            greedy = [False] * len(conts)
-            # The context's ids are the same for every choice (it is encoded on its own), so
-            # normally this is one request; the loop only matters for an empty context.
-            by_ctx: dict[tuple[int, ...], list[int]] = {}
-            for i, (ctx, _) in enumerate(pairs):
-                by_ctx.setdefault(tuple(ctx), []).append(i)
-            for ctx_key, idx in by_ctx.items():
-                request = {"context": list(ctx_key), "continuations": [pairs[i][1] for i in idx]}
-                out = await model.generate(
-                    [ChatMessageUser(content=context, metadata={LL_KEY: request})],
-                    config=GenerateConfig(max_tokens=1),
-                )
-                meta = out.metadata or {}
-                for j, i in enumerate(idx):
-                    lls[i] = float(meta["loglikelihoods"][j])
-                    greedy[i] = bool(meta["is_greedy"][j])
+            # One request per question: the provider scores every choice after the shared
+            # context, splitting the texts into tokens as lm-eval does.
+            payload = {"context": context, "continuations": conts}
+            out = await model.generate(
+                [ChatMessageUser(content=context, metadata={LL_KEY: payload})],
+                config=GenerateConfig(max_tokens=1),
+            )
+            meta = out.metadata or {}
+            lls = [float(v) for v in meta["loglikelihoods"]]
+            greedy = [bool(v) for v in meta["is_greedy"]]
         else:
             if tokenizer is None:
                 raise ValueError(
@@ -155,7 +147,11 @@ def _continuation_ll(output: ModelOutput, n_tokens: int) -> float:
 
 @scorer(metrics={m: [mean(), stderr()] for m in MC_METRICS})
 def loglikelihood_scorer() -> Scorer:
-    """``acc``, ``acc_norm`` and ``acc_bytes`` from ``state.metadata["loglikelihoods"]``."""
+    """``acc``, ``acc_norm`` and ``acc_bytes`` from ``state.metadata["loglikelihoods"]``.
+
+    The log-likelihoods stay in the sample's metadata only; the score carries the values and
+    the chosen letter (copying them into every score doubles what each sample logs).
+    """
 
     async def score(state: TaskState, target: Target) -> Score:
         lls = state.metadata["loglikelihoods"]
@@ -165,7 +161,6 @@ def loglikelihood_scorer() -> Scorer:
         return Score(
             value={m: float(getattr(pred, m) == gold) for m in MC_METRICS},
             answer=chr(ord("A") + pred.acc),
-            metadata={"loglikelihoods": lls, "gold": gold},
         )
 
     return score

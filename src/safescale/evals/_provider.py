@@ -4,8 +4,8 @@
 kinds of request reach :meth:`LocalModelAPI.generate`:
 
 1. a grouped log-likelihood request (message metadata ``safescale_loglikelihood`` holding a
-   context and its continuations, sent by :func:`loglikelihood_choice`): the shared context is
-   computed once for every choice;
+   context text and its continuation texts, sent by :func:`loglikelihood_choice`): the shared
+   context is computed once for every choice;
 2. ``GenerateConfig(prompt_logprobs=k)``, as Inspect's ``perplexity()`` and
    ``target_perplexity()`` scorers send it (vLLM's convention: every prompt token but the first
    gets a log-probability); pre-tokenized prompts come as ``metadata["prompt_token_ids"]``;
@@ -13,6 +13,12 @@ kinds of request reach :meth:`LocalModelAPI.generate`:
 
 Concurrent samples' requests are gathered for a few milliseconds and run as micro-batches,
 sorted by length, in a worker thread, so the event loop keeps feeding the model.
+
+When the requests of a whole task are known before it starts (a multiple-choice JSONL task),
+:meth:`LocalModelAPI.prefetch` scores them all in one batched pass first, and each sample's
+model call is then answered from that pass. This is faster than scoring while Inspect runs
+the samples: the worker thread and Inspect's per-sample Python then contend for the GIL, and
+every torch operation in a forward pass waits for its turn (up to ``sys.getswitchinterval()``).
 """
 
 from __future__ import annotations
@@ -41,11 +47,15 @@ from safescale.evals._lm import (
     LocalLM,
     LocalModelConfig,
     LoglikelihoodGroup,
+    PairGroups,
+    ScoredText,
+    encode_pairs,
     load_local_model,
 )
 
 LL_KEY = "safescale_loglikelihood"
-"""Message metadata key of a grouped log-likelihood request: {"context", "continuations"}."""
+"""Message metadata key of a grouped log-likelihood request: {"context": str,
+"continuations": [str, ...]}, texts split into tokens as lm-eval splits them."""
 
 GATHER_SECONDS = 0.003
 """How long the batcher waits for more concurrent requests before it runs a micro-batch."""
@@ -123,6 +133,7 @@ class LocalModelAPI(ModelAPI):
         self.lm: LocalLM = load_local_model(self.settings)
         self._ll = MicroBatcher(self.lm.loglikelihood)
         self._gen = MicroBatcher(self._generate_batch)
+        self._prefetched: dict[tuple[str, tuple[str, ...]], ScoredText] = {}
 
     def max_connections(self) -> int:
         # Every sample may have a request in flight; the batcher, not the connection limit,
@@ -138,13 +149,58 @@ class LocalModelAPI(ModelAPI):
     async def tokenize(self, text: str) -> list[int]:
         return self.lm.encode(text)
 
-    async def loglikelihood(self, group: LoglikelihoodGroup) -> list[ContinuationScore]:
-        """Score one group through the micro-batcher."""
+    def prefetch(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Score (context, continuations) requests now, in one batched pass.
+
+        Later calls of :meth:`score_text` for the same texts are answered from this pass until
+        :meth:`clear_prefetch`. The scores are those :meth:`score_text` would compute (same
+        engine, same token ids; only the batch composition differs, which can move a result by
+        float rounding). ``progress`` is called with (contexts done, distinct contexts in all).
+        """
+        todo = [
+            key
+            for key in dict.fromkeys((c, tuple(x)) for c, x in requests)
+            if key not in self._prefetched
+        ]
+        plans = [PairGroups.of(p) for p in encode_pairs(self.lm.tokenizer, todo)]
+        groups = [g for plan in plans for g in plan.groups]
+        for g in groups:
+            self._check(g)
+        scores = iter(self.lm.loglikelihood(groups, progress))
+        for key, plan in zip(todo, plans, strict=True):
+            self._prefetched[key] = plan.scored([next(scores) for _ in plan.groups])
+
+    def clear_prefetch(self) -> None:
+        """Forget the scores kept by :meth:`prefetch`."""
+        self._prefetched.clear()
+
+    async def score_text(self, context: str, continuations: Sequence[str]) -> ScoredText:
+        """Score each continuation after ``context``, split into tokens as lm-eval splits them.
+
+        Answered from :meth:`prefetch` when it scored these texts, else through the batcher.
+        """
+        key = (context, tuple(continuations))
+        hit = self._prefetched.get(key)
+        if hit is not None:
+            return hit
+        (pairs,) = encode_pairs(self.lm.tokenizer, [key])
+        plan = PairGroups.of(pairs)
+        return plan.scored(await asyncio.gather(*[self.loglikelihood(g) for g in plan.groups]))
+
+    def _check(self, group: LoglikelihoodGroup) -> None:
         self.lm.check_ids(group.context)
         for c in group.continuations:
             self.lm.check_ids(c)
         if any(len(c) > self.lm.max_length for c in group.continuations):
             self.lm.loglikelihood([group])  # raises the one-line error
+
+    async def loglikelihood(self, group: LoglikelihoodGroup) -> list[ContinuationScore]:
+        """Score one group of token ids through the micro-batcher."""
+        self._check(group)
         return await self._ll.submit(group)
 
     async def generate(
@@ -162,29 +218,25 @@ class LocalModelAPI(ModelAPI):
         return await self._generate(input, config)
 
     async def _grouped(self, request: dict[str, Any]) -> ModelOutput:
-        group = LoglikelihoodGroup(
-            context=tuple(int(t) for t in request["context"]),
-            continuations=tuple(tuple(int(t) for t in c) for c in request["continuations"]),
-        )
-        scores = await self.loglikelihood(group)
-        # One choice per continuation; the per-choice sums travel in the metadata. Per-token
-        # log-probabilities are left out on purpose: with them, condensing and writing each
-        # sample to the log costs more than scoring it.
-        choices = [
-            ChatCompletionChoice(
-                message=ChatMessageAssistant(content="", model=self.model_name),
-                stop_reason="max_tokens",
-            )
-            for _ in group.continuations
-        ]
-        n_tokens = len(group.context) + sum(map(len, group.continuations))
+        context = str(request["context"])
+        continuations = [str(c) for c in request["continuations"]]
+        scored = await self.score_text(context, continuations)
+        # The per-choice sums travel in the metadata. Per-token log-probabilities are left out
+        # on purpose: with them, condensing and writing each sample to the log costs more than
+        # scoring it.
+        n = scored.input_tokens
         return ModelOutput(
             model=self.model_name,
-            choices=choices,
-            usage=ModelUsage(input_tokens=n_tokens, output_tokens=0, total_tokens=n_tokens),
+            choices=[
+                ChatCompletionChoice(
+                    message=ChatMessageAssistant(content="", model=self.model_name),
+                    stop_reason="max_tokens",
+                )
+            ],
+            usage=ModelUsage(input_tokens=n, output_tokens=0, total_tokens=n),
             metadata={
-                "loglikelihoods": [s.logprob for s in scores],
-                "is_greedy": [s.is_greedy for s in scores],
+                "loglikelihoods": [s.logprob for s in scored.scores],
+                "is_greedy": [s.is_greedy for s in scored.scores],
             },
         )
 

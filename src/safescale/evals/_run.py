@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from safescale._errors import Problem, UserError
 from safescale.evals._evidence import (
@@ -14,7 +14,8 @@ from safescale.evals._evidence import (
     model_dir_sha256,
 )
 from safescale.evals._lm import check_model_dir
-from safescale.evals._mc import DEFAULT_TEMPLATE
+from safescale.evals._mc import DEFAULT_TEMPLATE, TARGET_DELIMITER
+from safescale.evals._provider import LocalModelAPI
 from safescale.evals._stats import MetricEstimate
 from safescale.evals._suites import GenScorer, resolve_task
 from safescale.policy import Evidence
@@ -64,6 +65,7 @@ def run_suite(
     model_id: str | None = None,
     display: str = "none",
     max_samples: int = 256,
+    log_format: Literal["eval", "json"] = "eval",
 ) -> EvalRunResult:
     """Evaluate ``model`` on ``task`` through Inspect and build the evidence.
 
@@ -81,8 +83,11 @@ def run_suite(
         model_id: Model id in evidence (default: the folder name or the model string).
         display: Inspect display (``none``, ``plain``, ``rich``, ``full``).
         max_samples: Samples in flight at once; the provider batches their requests.
+        log_format: Inspect log format: ``eval`` (Inspect's compressed zip, about a fifth of
+            the size) or ``json`` (one plain JSON file); measured equally fast to write here.
     """
     from inspect_ai import eval as inspect_eval
+    from inspect_ai.log import read_eval_log_sample_summaries
     from inspect_ai.model import get_model
 
     if limit is not None and limit < 1:
@@ -114,27 +119,50 @@ def run_suite(
         inspect_model = model
         meta["model_id"] = model_id or model
     meta["model_args"] = {k: str(v) for k, v in args.items()}
-    model_obj = get_model(inspect_model, **args)
-    logs = inspect_eval(
-        resolved.task,
-        model=model_obj,
-        limit=limit,
-        log_dir=str(log_dir or DEFAULT_LOG_DIR),
-        display=display,  # type: ignore[arg-type]
-        metadata={META_KEY: meta},
-        score_display=False,
-        log_samples=True,
-        log_realtime=False,
-        max_samples=max_samples,
-        log_buffer=max(100, max_samples),
-    )
+    # Not memoized by Inspect: a local folder's weights are kept by load_local_model's own
+    # cache (see unload_local_models), so Inspect's cache would only hold a second reference.
+    model_obj = get_model(inspect_model, memoize=False, **args)
+    api = model_obj.api
+    local = api if isinstance(api, LocalModelAPI) else None
+    data = resolved.data
+    if local is not None and data is not None and data.kind == "multiple_choice":
+        # Every request of the task is known now: score them in one batched pass, before
+        # Inspect runs the samples (see LocalModelAPI.prefetch for why that is faster). The
+        # texts are built exactly as loglikelihood_choice builds them; a text built otherwise
+        # would only miss the prefetched scores and be scored when its sample asks.
+        requests = [
+            (template.format(question=s.input), [TARGET_DELIMITER + c for c in s.choices or []])
+            for s in data.samples[:limit]
+        ]
+        _prefetch(local, requests, show=display != "none")
+    try:
+        logs = inspect_eval(
+            resolved.task,
+            model=model_obj,
+            limit=limit,
+            log_dir=str(log_dir or DEFAULT_LOG_DIR),
+            display=display,  # type: ignore[arg-type]
+            metadata={META_KEY: meta},
+            score_display=False,
+            log_samples=True,
+            log_realtime=False,
+            log_format=log_format,
+            max_samples=max_samples,
+            log_buffer=max(100, max_samples),
+        )
+    finally:
+        if local is not None:
+            local.clear_prefetch()
     log = logs[0]
     if log.status != "success":
         message = log.error.message if log.error else f"status {log.status}"
         raise RuntimeError(f"the evaluation failed: {message} (log: {log.location})")
     log_path = Path(str(log.location))
     sha = file_sha256(log_path)
-    metrics, evidence = evidence_from_eval_log(log, sha)
+    # The scores are read back from the written log (what a reviewer will read), through its
+    # sample summaries: the same scores as the full samples, without parsing every transcript.
+    summaries = read_eval_log_sample_summaries(str(log_path))
+    metrics, evidence = evidence_from_eval_log(log, sha, summaries=summaries)
     files = [log_path]
     artifacts = {"log": sha}
     if resolved.data is not None:
@@ -155,3 +183,23 @@ def run_suite(
         artifacts=artifacts,
         files=tuple(files),
     )
+
+
+def _prefetch(api: LocalModelAPI, requests: list[tuple[str, list[str]]], *, show: bool) -> None:
+    """``api.prefetch(requests)``, with a progress bar when ``show``."""
+    if not show:
+        api.prefetch(requests)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
+        task = bar.add_task("scoring choices", total=None)
+        api.prefetch(
+            requests, progress=lambda done, total: bar.update(task, completed=done, total=total)
+        )
