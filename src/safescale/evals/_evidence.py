@@ -81,7 +81,8 @@ def _sample_values(samples: Iterable[Any]) -> dict[str, list[float]]:
             else:
                 name = (
                     "accuracy"
-                    if scorer_name in ("match", "includes", "exact", "model_graded_qa", "choice")
+                    if scorer_name
+                    in ("match", "includes", "exact", "opening", "model_graded_qa", "choice")
                     else scorer_name
                 )
                 values.setdefault(name, []).append(float(to_float(score.value)))
