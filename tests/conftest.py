@@ -23,3 +23,14 @@ def run_cli(capsys):
         return code, out.out, out.err
 
     return run
+
+
+@pytest.fixture(scope="session")
+def smoke_ladder(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The lab's smoke ladder, trained once per session (the lab and demo tests share it)."""
+    import torch
+
+    from safescale.lab import train_ladder
+
+    torch.set_num_threads(min(2, torch.get_num_threads()))
+    return train_ladder("smoke", tmp_path_factory.mktemp("smoke"), progress=False)

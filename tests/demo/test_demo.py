@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -13,8 +14,10 @@ pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory):
+def demo(tmp_path_factory, smoke_ladder):
     out = tmp_path_factory.mktemp("demo")
+    # The session's smoke ladder stands in for training: the demo reuses finished models.
+    shutil.copytree(smoke_ladder.path, out / "ladder")
     return run_demo("smoke", out, progress=False, say=lambda _msg: None)
 
 

@@ -25,11 +25,3 @@ def small_corpus(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("corpus")
     write_corpus(out, tokens=30_000, seed=0)
     return out
-
-
-@pytest.fixture(scope="session")
-def smoke_ladder(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """The smoke ladder, trained once per session."""
-    from safescale.lab import train_ladder
-
-    return train_ladder("smoke", tmp_path_factory.mktemp("smoke"), progress=False)
