@@ -41,7 +41,9 @@ def test_demo_leaves_a_verifiable_ledger_and_a_report(demo):
         for e in ws.evidence()
         if e.subject == "lab-hazard-proxy-mc" and e.kind == "evaluation" and e.metric == "accuracy"
     ]
-    assert len(hazard) == 6  # every model of the ladder, for the forecast
+    ladder = {m.id for m in ws.models() if m.stage == "pretraining"}
+    assert len(ladder) == 6
+    assert {e.model for e in hazard} == ladder | {demo.organism.determination.model}
     assert ws.verify().ok
     page = demo.report_html.read_text()
     assert "Capability Report" in page and "Safeguards Report" in page
