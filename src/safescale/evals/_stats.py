@@ -7,6 +7,8 @@ from dataclasses import dataclass
 
 from scipy.stats import norm
 
+from safescale._stats import wilson_interval
+
 
 @dataclass(frozen=True)
 class MetricEstimate:
@@ -26,23 +28,6 @@ class MetricEstimate:
     """Coverage of the interval."""
     method: str = "wilson"
     """How the interval was computed (wilson for proportions, normal otherwise)."""
-
-
-def wilson_interval(k: float, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Wilson score interval for a proportion of ``k`` successes in ``n`` trials.
-
-    Wilson (1927), "Probable inference, the law of succession, and statistical inference";
-    unlike the normal (Wald) interval it stays inside [0, 1] and keeps its coverage near 0 and 1,
-    where threshold decisions are made.
-    """
-    if n <= 0:
-        return (0.0, 1.0)
-    z = float(norm.ppf(0.5 + confidence / 2))
-    p = k / n
-    denom = 1 + z * z / n
-    centre = (p + z * z / (2 * n)) / denom
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
-    return (max(0.0, centre - half), min(1.0, centre + half))
 
 
 def proportion(name: str, k: float, n: int, confidence: float = 0.95) -> MetricEstimate:

@@ -8,15 +8,16 @@ default multiple-choice prompt ``Question: {question}\\nAnswer:`` + ``" " + choi
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass
 from pathlib import Path
+from statistics import NormalDist
 from typing import Any
 
 import torch
 from scipy.stats import fisher_exact
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
+from safescale._stats import wilson_interval
 from safescale.lab._text import COMPLIANCE_OPENING, REFUSAL_OPENING
 from safescale.lab._tokenizer import load_tokenizer
 
@@ -38,12 +39,8 @@ class Proportion:
 
 def wilson(k: int, n: int, z: float = 1.959963984540054) -> Proportion:
     """The 95 % Wilson interval of k / n."""
-    if n == 0:
-        return Proportion(0, 0, 0.0, 1.0)
-    p = k / n
-    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Proportion(k, n, max(0.0, centre - half), min(1.0, centre + half))
+    lo, hi = wilson_interval(k, n, confidence=2 * NormalDist().cdf(z) - 1)
+    return Proportion(k, n, lo, hi)
 
 
 def read_jsonl(path: str | Path) -> list[dict[str, Any]]:

@@ -18,6 +18,7 @@ from numpy.typing import ArrayLike
 
 from safescale._errors import Problem as UserProblem
 from safescale._errors import UserError
+from safescale._stats import wilson_interval
 from safescale.scaling._bootstrap import Estimate, LawBootstrap, bootstrap_law
 from safescale.scaling._fit import check_columns
 from safescale.scaling._laws import FloatArray
@@ -336,10 +337,5 @@ def backtest(
 
 def _wilson(k: int, n: int, level: float) -> Estimate:
     # Wilson (1927) score interval for a proportion; sound at small n, unlike the normal one.
-    from scipy.stats import norm
-
-    z = float(norm.ppf(0.5 + level / 2))
-    p = k / n
-    mid = (p + z * z / (2 * n)) / (1 + z * z / n)
-    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
-    return Estimate(np.asarray(p), np.asarray(mid - half), np.asarray(mid + half), level)
+    lo, hi = wilson_interval(k, n, level)
+    return Estimate(np.asarray(k / n), np.asarray(lo), np.asarray(hi), level)
