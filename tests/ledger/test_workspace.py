@@ -123,3 +123,14 @@ def test_author_from_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
         assert ws.append_model(model(0)).author == "rso@lab.example"
     with Workspace.init(tmp_path / "v", author="ceo@lab.example") as ws:
         assert ws.append_model(model(0)).author == "ceo@lab.example"
+
+
+def test_head_is_the_last_entry_hash(tmp_path):
+    from safescale.ledger import Workspace
+    from safescale.policy import ModelRecord
+
+    ws = Workspace.init(tmp_path / "ws")
+    assert ws.head() is None
+    ws.append_model(ModelRecord(id="a", flops=1e20))
+    entry = ws.append_model(ModelRecord(id="b", flops=2e20))
+    assert ws.head() == entry.entry_hash == ws.entries()[-1].entry_hash

@@ -98,8 +98,9 @@ def assess(
     say = on_progress or (lambda _msg: None)
     records = ws.models()
     by_id = {m.id: m for m in records}
-    summaries = lineage_summary(records, ws.determinations())
-    triggers = evaluate_triggers(policy, records, ws.determinations(), as_of)
+    determinations = ws.determinations()
+    summaries = lineage_summary(records, determinations)
+    triggers = evaluate_triggers(policy, records, determinations, as_of)
     chosen = list(models) if models is not None else models_needing_assessment(triggers, summaries)
     unknown = [m for m in chosen if m not in by_id]
     if unknown:

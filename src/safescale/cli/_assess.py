@@ -13,7 +13,7 @@ from safescale.assess import Assessment, SuiteEvaluator, assess
 from safescale.cli._common import console, err_console, print_json, workspace_path
 from safescale.ledger import Workspace
 from safescale.policy import Determination, Policy, SignOffRecord, load_policy, sha256_hex, utcnow
-from safescale.report import determination_json, latest_determination, policy_for
+from safescale.report import latest_determination, policy_for
 
 app = typer.Typer(
     help="Assess models under a policy: triggers, evaluations, forecasts, determination.",
@@ -69,7 +69,7 @@ def assess_cmd(
                 on_progress=lambda msg: status.update(msg),
             )
     if as_json:
-        print_json([determination_json(a.determination) for a in results])
+        print_json([a.determination.model_dump(mode="json") for a in results])
         return
     if not results:
         console.print(

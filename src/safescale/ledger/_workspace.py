@@ -347,6 +347,12 @@ class Workspace:
             if determination is None or s.determination == determination
         ]
 
+    def head(self) -> str | None:
+        """Entry hash of the last entry (None for an empty ledger): pins the history."""
+        with self.engine.connect() as conn:
+            last = head(conn)
+        return None if last is None else last[1]
+
     def count(self) -> int:
         """Number of entries."""
         with self.engine.connect() as conn:

@@ -8,7 +8,6 @@ from safescale.report._content import (
     build_report,
 )
 from safescale.report._ledger import (
-    determination_json,
     latest_determination,
     policy_for,
     report_input,
@@ -22,7 +21,6 @@ __all__ = [
     "ReportInput",
     "TriggerLine",
     "build_report",
-    "determination_json",
     "latest_determination",
     "policy_for",
     "render",

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 from safescale._errors import UserError
 from safescale.compute import evaluate_triggers
 from safescale.ledger import Workspace
@@ -122,17 +120,6 @@ def report_input(
         previous=earlier[-1] if earlier else None,
         figures=figures,
         triggers=triggers,
-        ledger_head=_head(ws),
+        ledger_head=ws.head(),
         notes=notes,
     )
-
-
-def _head(ws: Workspace) -> str | None:
-    entries = ws.entries()
-    return entries[-1].entry_hash if entries else None
-
-
-def determination_json(det: Determination) -> dict[str, object]:
-    """A determination as plain JSON (what ``safescale assess --json`` prints)."""
-    data: dict[str, object] = json.loads(det.model_dump_json())
-    return data
