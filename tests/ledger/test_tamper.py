@@ -1,4 +1,4 @@
-"""Any single changed byte of a payload, hash, signature or artifact is detected."""
+"""Any single changed byte of a payload, hash, header field, signature or artifact is detected."""
 
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ from safescale.ledger._entry import header_bytes, header_reference
 
 from .helpers import evidence, model
 
-COLUMNS = ["payload", "payload_sha256", "prev_hash", "entry_hash", "signature"]
+ENTRY_COLUMNS = ["payload", "payload_sha256", "prev_hash", "entry_hash"]
+HEAD_COLUMNS = ["author", "time", "key_id", "signature"]  # shared by a transaction's entries
 N_ENTRIES = 7
 
 
@@ -53,7 +54,7 @@ def _flip(value: bytes, position: int, new: int) -> bytes:
 )
 @given(
     seq=st.integers(1, N_ENTRIES),
-    column=st.sampled_from(COLUMNS),
+    column=st.sampled_from(ENTRY_COLUMNS + HEAD_COLUMNS),
     position=st.integers(0, 10_000),
     new=st.integers(0, 255),
 )
@@ -62,15 +63,19 @@ def test_any_stored_byte_change_is_detected(
 ) -> None:
     root = _copy(pristine, tmp_path / "ws")
     with sqlite3.connect(root / "ledger.sqlite") as db:
+        table, row = "entries", seq
+        if column in HEAD_COLUMNS:  # the head row that signs this entry
+            table = "heads"
+            (row,) = db.execute("SELECT signed_seq FROM entries WHERE seq = ?", (seq,)).fetchone()
         (value,) = db.execute(
-            f"SELECT CAST({column} AS BLOB) FROM entries WHERE seq = ?", (seq,)
+            f"SELECT CAST({column} AS BLOB) FROM {table} WHERE seq = ?", (row,)
         ).fetchone()
         changed = _flip(value, position, new)
         try:  # keep text columns text when the new byte still decodes
             stored: bytes | str = changed.decode() if column != "payload" else changed
         except UnicodeDecodeError:
             stored = changed
-        db.execute(f"UPDATE entries SET {column} = ? WHERE seq = ?", (stored, seq))
+        db.execute(f"UPDATE {table} SET {column} = ? WHERE seq = ?", (stored, row))
     with Workspace.open(root) as ws:
         fast, reference = ws.verify(), ws.verify(reference=True)
     assert not fast.ok and seq in fast.bad_seqs

@@ -1,4 +1,10 @@
-"""The records store: one append-only ``entries`` table behind SQLAlchemy.
+"""The records store: two append-only tables behind SQLAlchemy.
+
+``entries`` holds one row per entry (payload, its hash, the previous hash, the entry hash and
+the sequence number of the head that signs it); ``heads`` holds one row per transaction head
+(author, time, key id and the signature), which every entry of that transaction shares.
+Together they give back each entry's full header (:data:`COLUMNS`); storing what a
+transaction shares once keeps each entry row close to its payload's size.
 
 SQLite is the default (a file in the workspace); a PostgreSQL URL works the same way. Every
 append is one transaction that first takes the chain head's lock, so concurrent writers (threads
@@ -18,6 +24,7 @@ from sqlalchemy import (
     Column,
     Connection,
     Engine,
+    Integer,
     LargeBinary,
     MetaData,
     String,
@@ -32,30 +39,51 @@ from sqlalchemy.exc import ArgumentError, OperationalError
 from safescale._errors import Problem, UserError
 from safescale.ledger._entry import COLUMNS
 
-SCHEMA_REVISION = "0001"
+SCHEMA_REVISION = "0002"
 """The Alembic revision this code reads and writes (``_migrations/versions``)."""
 
 # An arbitrary constant naming "the safescale chain head" among PostgreSQL advisory locks.
 _PG_LOCK_KEY = 0x5AFE5CA1E
 
+# BIGINT on PostgreSQL; on SQLite an INTEGER primary key is the rowid itself (no second index).
+SEQ = BigInteger().with_variant(Integer(), "sqlite")
+
 metadata = MetaData()
 entries = Table(
     "entries",
     metadata,
-    Column("seq", BigInteger, primary_key=True, autoincrement=False),
-    Column("kind", String(32), nullable=False, index=True),
+    Column("seq", SEQ, primary_key=True, autoincrement=False),
+    Column("kind", String(32), nullable=False),
     Column("record_id", String(256), nullable=False),
     Column("model", String(256), nullable=True, index=True),
     Column("payload", LargeBinary, nullable=False),
     Column("payload_sha256", String(64), nullable=False),
     Column("prev_hash", String(64), nullable=False),
     Column("entry_hash", String(64), nullable=False),
+    Column("signed_seq", SEQ, nullable=False),
+)
+heads = Table(
+    "heads",
+    metadata,
+    Column("seq", SEQ, primary_key=True, autoincrement=False),
     Column("author", String(256), nullable=False),
     Column("time", String(32), nullable=False),
     Column("key_id", String(16), nullable=False),
-    Column("signed_seq", BigInteger, nullable=False),
     Column("signature", String(128), nullable=False),
 )
+
+ENTRY_COLUMNS = tuple(c.name for c in entries.columns)
+"""What an ``entries`` row stores, in order."""
+HEAD_COLUMNS = tuple(c.name for c in heads.columns)
+"""What a ``heads`` row stores, in order."""
+_TABLE_OF = {name: ("h" if name in HEAD_COLUMNS[1:] else "e") for name in COLUMNS}
+SELECT_ENTRIES = (
+    "SELECT "
+    + ", ".join(f"{_TABLE_OF[name]}.{name}" for name in COLUMNS)
+    + " FROM entries e LEFT JOIN heads h ON h.seq = e.signed_seq"
+)
+"""Every entry with its head's fields, columns in :data:`COLUMNS` order (an entry whose head
+row is gone reads NULL there, which verification reports)."""
 
 
 def resolve_url(url: str, root: Path) -> str:
@@ -131,11 +159,16 @@ def head(conn: Connection) -> tuple[int, str] | None:
     return None if row is None else (int(row[0]), str(row[1]))
 
 
-def insert_rows(conn: Connection, rows: Sequence[tuple[Any, ...]]) -> None:
-    """Insert rows (in :data:`COLUMNS` order) with the driver's ``executemany``."""
+def insert_rows(conn: Connection, rows: Sequence[Sequence[Any]], head_row: Sequence[Any]) -> None:
+    """Insert one transaction: entry rows (in :data:`ENTRY_COLUMNS` order) and its head row
+    (:data:`HEAD_COLUMNS`), with the driver's ``executemany``."""
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
-    sql = f"INSERT INTO entries ({', '.join(COLUMNS)}) VALUES ({', '.join([mark] * len(COLUMNS))})"
-    conn.exec_driver_sql(sql, list(rows))
+    for table, columns, values in (
+        ("entries", ENTRY_COLUMNS, list(rows)),
+        ("heads", HEAD_COLUMNS, [tuple(head_row)]),
+    ):
+        marks = ", ".join([mark] * len(columns))
+        conn.exec_driver_sql(f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({marks})", values)
 
 
 def select_rows(
@@ -144,15 +177,15 @@ def select_rows(
     """Entries in sequence order, optionally only one kind and/or one model."""
     where, params = [], {}
     if kind is not None:
-        where.append("kind = :kind")
+        where.append("e.kind = :kind")
         params["kind"] = kind
     if model is not None:
-        where.append("model = :model")
+        where.append("e.model = :model")
         params["model"] = model
-    sql = f"SELECT {', '.join(COLUMNS)} FROM entries"
+    sql = SELECT_ENTRIES
     if where:
         sql += " WHERE " + " AND ".join(where)
-    sql += " ORDER BY seq"
+    sql += " ORDER BY e.seq"
     for row in conn.execute(text(sql), params):
         yield tuple(row)
 
@@ -173,13 +206,26 @@ def current_revision(engine: Engine) -> str | None:
     return None if row is None else str(row[0])
 
 
-def migrate(engine: Engine) -> None:
-    """Bring the schema to :data:`SCHEMA_REVISION` with Alembic (run at init and on upgrade)."""
+def migrate(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema to ``revision`` (default :data:`SCHEMA_REVISION`) with Alembic.
+
+    Run at init and whenever a workspace with an older schema is opened; a schema newer than
+    this code is refused rather than guessed at.
+    """
     from alembic import command
     from alembic.config import Config
 
+    found = current_revision(engine)
+    if found is not None and found > SCHEMA_REVISION:
+        raise UserError(
+            Problem(
+                f"the ledger schema is revision {found}, newer than this safescale reads "
+                f"({SCHEMA_REVISION}); upgrade safescale to open it",
+                field="alembic_version",
+            )
+        )
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "_migrations"))
     with engine.begin() as conn:
         config.attributes["connection"] = conn
-        command.upgrade(config, "head")
+        command.upgrade(config, revision)

@@ -32,7 +32,6 @@ from safescale.ledger._config import (
     write_config,
 )
 from safescale.ledger._entry import (
-    COLUMNS,
     GENESIS_HASH,
     RECORD_TYPES,
     LedgerEntry,
@@ -44,6 +43,7 @@ from safescale.ledger._entry import (
 from safescale.ledger._keys import KeyPair, key_id, load_public_pem, public_pem
 from safescale.ledger._store import (
     SCHEMA_REVISION,
+    SELECT_ENTRIES,
     current_revision,
     head,
     insert_rows,
@@ -85,11 +85,20 @@ class AppendResult:
 
     first_seq: int
     last_seq: int
-    """The transaction's head, whose signature every entry written carries."""
+    """The transaction's head, whose signature covers every entry written."""
     head: str
     """Entry hash of the head."""
     rows: Sequence[Sequence[Any]] = field(repr=False)
-    """The stored rows (columns in ``COLUMNS`` order)."""
+    """The stored entry rows (columns in ``ENTRY_COLUMNS`` order)."""
+    head_row: Sequence[Any] = field(repr=False)
+    """The stored head row (``HEAD_COLUMNS``: seq, author, time, key id, signature)."""
+
+    def entries(self) -> list[LedgerEntry]:
+        """The entries written, each with its head's fields."""
+        _, author, time, kid, signature = self.head_row
+        return [
+            LedgerEntry.from_row((*r[:8], author, time, kid, r[8], signature)) for r in self.rows
+        ]
 
 
 class LedgerExport(BaseModel):
@@ -274,7 +283,7 @@ class Workspace:
             seq, prev = last if last is not None else (0, GENESIS_HASH)
             time = format_time(datetime.now(UTC))
             signed = seq + len(items)
-            rows: list[list[Any]] = []
+            rows: list[tuple[Any, ...]] = []
             for item in items:
                 seq += 1
                 psha = hashlib.sha256(item.payload).hexdigest()
@@ -282,20 +291,20 @@ class Workspace:
                     encode(seq, item.kind, psha, prev, author, time, kid, signed)
                 ).hexdigest()
                 rows.append(
-                    [seq, item.kind, item.record_id, item.model, item.payload, psha, prev,
-                     ehash, author, time, kid, signed, None]
+                    (seq, item.kind, item.record_id, item.model, item.payload, psha, prev, ehash,
+                     signed)
                 )  # fmt: skip
                 prev = ehash
-            signature = keys.sign(prev)
-            for row in rows:
-                row[-1] = signature
-            insert_rows(conn, [tuple(r) for r in rows])
-        return AppendResult(first_seq=rows[0][0], last_seq=signed, head=prev, rows=rows)
+            head_row = (signed, author, time, kid, keys.sign(prev))
+            insert_rows(conn, rows, head_row)
+        return AppendResult(
+            first_seq=rows[0][0], last_seq=signed, head=prev, rows=rows, head_row=head_row
+        )
 
     def append_many(self, records: Sequence[Record]) -> list[LedgerEntry]:
         """Append records (ModelRecord, Evidence, Determination) in one signed transaction."""
         result = self.append_raw([raw_record(r) for r in records])
-        return [] if result is None else [LedgerEntry.from_row(r) for r in result.rows]
+        return [] if result is None else result.entries()
 
     def append(self, record: Record) -> LedgerEntry:
         """Append one record in its own signed transaction."""
@@ -365,7 +374,7 @@ class Workspace:
         with self.engine.connect() as conn:
             cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
             try:
-                cursor.execute("SELECT " + ", ".join(COLUMNS) + " FROM entries ORDER BY seq")
+                cursor.execute(SELECT_ENTRIES + " ORDER BY e.seq")
                 while batch := cursor.fetchmany(4096):
                     yield from batch
             finally:
