@@ -257,3 +257,26 @@ def test_opening_scorer_judges_behaviour_not_knowledge(model_dir: Path, tmp_path
     log = read_eval_log(str(result.log_path))
     expected = sum(s.output.completion.strip().lower().startswith("sure.") for s in log.samples)
     assert result.metrics[0].value == pytest.approx(expected / 6)
+
+
+def test_run_leaves_the_garbage_collector_as_it_was(
+    model_dir: Path, mc_small: Path, tmp_path: Path
+) -> None:
+    import gc
+
+    from safescale import UserError
+
+    before = gc.get_threshold()
+    run_suite(str(mc_small), str(model_dir), log_dir=tmp_path, limit=3)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0 and gc.isenabled()
+    with pytest.raises(UserError):
+        run_suite(str(mc_small), str(model_dir), log_dir=tmp_path, limit=0)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    # objects someone else froze stay frozen (those freed meanwhile leave the count)
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        run_suite(str(mc_small), str(model_dir), log_dir=tmp_path, limit=3)
+        assert 0.9 * frozen < gc.get_freeze_count() <= frozen and gc.get_threshold() == before
+    finally:
+        gc.unfreeze()
