@@ -25,8 +25,8 @@ from safescale.policy import Evidence
 
 DEFAULT_LOG_DIR = Path("logs")
 FULL_COLLECTION_EVERY = 100
-"""During a run, the collector's full pass comes after this many young-generation passes
-(CPython's default is 10), about once per 1,000 Inspect samples; see :func:`_run_gc`."""
+"""During a run, the collector's full pass comes after this many middle-generation passes
+(CPython's default threshold is 10), about once per 1,000 Inspect samples; see :func:`_run_gc`."""
 
 
 @dataclass(frozen=True)
@@ -66,16 +66,19 @@ def _run_gc() -> Iterator[None]:
     reference cycles, so CPython's full collections come every few hundred samples, and each
     walks every object in the process: 0.3-0.6 s apiece, 1.5-2.5 s of a 1,000-sample run. Here
     the objects alive at the start are frozen (:func:`gc.freeze`), so that a full pass walks
-    only what the run created, and it comes every ``FULL_COLLECTION_EVERY`` young-generation
+    only what the run created, and one comes after ``FULL_COLLECTION_EVERY`` middle-generation
     passes instead of 10 (the run's cycles are still freed as it goes). At the end the objects
-    are unfrozen and one full collection runs, so the process is left as after any full
-    collection and no deferred work falls on whatever runs next. Nothing is changed when the
-    collector is disabled or something else has frozen objects.
+    are unfrozen. If the run made more middle-generation passes than the usual threshold, so
+    that CPython would have run a full collection during it, one full collection runs then: the
+    process is left as after any full collection, and no deferred work falls on whatever runs
+    next. A short run, which would not have had one, does not pay for one. Nothing is changed
+    when the collector is disabled or something else has frozen objects.
     """
     if not gc.isenabled() or gc.get_freeze_count():
         yield
         return
     threshold = gc.get_threshold()
+    middle_passes = gc.get_stats()[1]["collections"]
     gc.freeze()
     gc.set_threshold(threshold[0], threshold[1], max(threshold[2], FULL_COLLECTION_EVERY))
     try:
@@ -83,7 +86,8 @@ def _run_gc() -> Iterator[None]:
     finally:
         gc.set_threshold(*threshold)
         gc.unfreeze()
-        gc.collect()
+        if gc.get_stats()[1]["collections"] - middle_passes > threshold[2]:
+            gc.collect()
 
 
 @_run_gc()
