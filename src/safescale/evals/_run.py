@@ -64,7 +64,7 @@ def _run_gc() -> Iterator[None]:
     A process that has imported torch, transformers and Inspect holds some 600,000 objects
     that live as long as it does. An Inspect run leaves a few hundred objects per sample in
     reference cycles, so CPython's full collections come every few hundred samples, and each
-    walks every object in the process: 0.3-0.6 s apiece, 1.5-2.5 s of a 1,000-sample run. Here
+    walks every object in the process: 0.3-0.6 s apiece, 1-2.5 s of a 1,000-sample run. Here
     the objects alive at the start are frozen (:func:`gc.freeze`), so that a full pass walks
     only what the run created, and one comes after ``FULL_COLLECTION_EVERY`` middle-generation
     passes instead of 10 (the run's cycles are still freed as it goes). At the end the objects
