@@ -257,3 +257,45 @@ def test_opening_scorer_judges_behaviour_not_knowledge(model_dir: Path, tmp_path
     log = read_eval_log(str(result.log_path))
     expected = sum(s.output.completion.strip().lower().startswith("sure.") for s in log.samples)
     assert result.metrics[0].value == pytest.approx(expected / 6)
+
+
+def test_run_leaves_the_garbage_collector_as_it_was(
+    model_dir: Path, mc_small: Path, tmp_path: Path
+) -> None:
+    import gc
+
+    from safescale import UserError
+
+    before = gc.get_threshold()
+    run_suite(str(mc_small), str(model_dir), log_dir=tmp_path, limit=1)  # imports done
+    full = gc.get_stats()[2]["collections"]
+    run_suite(str(mc_small), str(model_dir), log_dir=tmp_path, limit=3)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0 and gc.isenabled()
+    # a short run would have had no full collection, and is not given one at the end
+    assert gc.get_stats()[2]["collections"] == full
+    with pytest.raises(UserError):
+        run_suite(str(mc_small), str(model_dir), log_dir=tmp_path, limit=0)
+    assert gc.get_threshold() == before and gc.get_freeze_count() == 0
+    # objects someone else froze stay frozen (those freed meanwhile leave the count)
+    gc.freeze()
+    try:
+        frozen = gc.get_freeze_count()
+        run_suite(str(mc_small), str(model_dir), log_dir=tmp_path, limit=3)
+        assert 0.9 * frozen < gc.get_freeze_count() <= frozen and gc.get_threshold() == before
+    finally:
+        gc.unfreeze()
+
+
+def test_full_collections_wait_for_the_end_of_a_long_run() -> None:
+    import gc
+
+    from safescale.evals._run import _run_gc
+
+    full = gc.get_stats()[2]["collections"]
+    with _run_gc():
+        assert gc.get_freeze_count() > 0
+        live = [[] for _ in range(150_000)]  # some 200 young passes, 20 middle ones
+        during = gc.get_stats()[2]["collections"]
+    del live
+    assert during == full  # none during the run, one at its end
+    assert gc.get_stats()[2]["collections"] == full + 1 and gc.get_freeze_count() == 0
