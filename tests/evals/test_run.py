@@ -20,12 +20,21 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     return ws
 
 
+@pytest.mark.parametrize(
+    ("runner", "producer"), [("batched", "safescale"), ("inspect", "inspect-ai")]
+)
 def test_mc_run_logs_loglikelihoods_and_builds_evidence(
-    model_dir: Path, mc_small: Path, tmp_path: Path
+    model_dir: Path, mc_small: Path, tmp_path: Path, runner: str, producer: str
 ) -> None:
     from inspect_ai.log import read_eval_log
 
-    result = run_suite(str(mc_small), str(model_dir), log_dir=tmp_path, limit=12)
+    result = run_suite(
+        str(mc_small),
+        str(model_dir),
+        log_dir=tmp_path,
+        limit=12,
+        runner=runner,  # type: ignore[arg-type]
+    )
     names = [m.name for m in result.metrics]
     assert names == ["acc", "acc_norm", "acc_bytes"]
     for m in result.metrics:
@@ -44,7 +53,7 @@ def test_mc_run_logs_loglikelihoods_and_builds_evidence(
     )
     assert result.metrics[0].value == pytest.approx(acc)
     e = result.evidence[0]
-    assert e.kind == "evaluation" and e.subject == mc_small.stem and e.producer == "inspect-ai"
+    assert e.kind == "evaluation" and e.subject == mc_small.stem and e.producer == producer
     assert set(e.artifacts) == {"log", "dataset"}
     assert e.details["weights_sha256"] == _evidence.model_dir_sha256(model_dir)
     assert e.artifacts["log"] == _evidence.file_sha256(result.log_path)
@@ -299,3 +308,28 @@ def test_full_collections_wait_for_the_end_of_a_long_run() -> None:
     del live
     assert during == full  # none during the run, one at its end
     assert gc.get_stats()[2]["collections"] == full + 1 and gc.get_freeze_count() == 0
+
+
+def test_cli_runner_option(
+    model_dir: Path,
+    mc_small: Path,
+    tmp_path: Path,
+    workspace: Workspace,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    from inspect_ai.log import read_eval_log
+
+    args = ["eval", "run", str(mc_small), "--model", str(model_dir), "--limit", "3",
+            "--log-dir", str(tmp_path), "--json"]  # fmt: skip
+    assert main([*args, "--runner", "inspect"]) == 0
+    log = read_eval_log(json.loads(capsys.readouterr().out)["log"])
+    assert log.eval.metadata["safescale"]["runner"] == "inspect"
+    assert {e.event for e in log.samples[0].events} >= {"sample_init", "model", "score"}
+    assert main([*args, "--runner", "fast"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "--runner" in err and "unknown runner 'fast'" in err and len(err.splitlines()) == 1
+    assert main([*args, "--log-format", "yaml"]) == 2
+    assert "unknown log format 'yaml'" in capsys.readouterr().err
+    assert main([*args, "--log-format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["log"].endswith(".json")
+    assert len(workspace.evidence()) == 6  # the refused runs recorded nothing

@@ -100,12 +100,36 @@ def run(
             "-M", help="Model argument KEY=VALUE (dtype, device, batch_size, max_length)."
         ),
     ] = None,
+    runner: Annotated[
+        str,
+        typer.Option(
+            "--runner",
+            help="auto: batched where it applies; batched: a multiple-choice task on a local "
+            "folder scored in one pass, logged as an Inspect log; inspect: every sample through "
+            "Inspect's solver and scorer with its full transcript.",
+        ),
+    ] = "auto",
+    log_format: Annotated[
+        str,
+        typer.Option(
+            "--log-format", help="Inspect log format: eval (compressed) or json (larger, faster)."
+        ),
+    ] = "eval",
     as_json: Annotated[
         bool, typer.Option("--json", help="Print metrics, intervals, n and the log path as JSON.")
     ] = False,
 ) -> None:
     """Evaluate MODEL on TASK; record the evidence in the workspace ledger when there is one."""
     from safescale.evals import run_suite
+
+    if runner not in ("auto", "batched", "inspect"):
+        raise UserError(
+            Problem(f"unknown runner {runner!r}; use auto, batched or inspect", field="--runner")
+        )
+    if log_format not in ("eval", "json"):
+        raise UserError(
+            Problem(f"unknown log format {log_format!r}; use eval or json", field="--log-format")
+        )
 
     result = run_suite(
         task,
@@ -116,6 +140,8 @@ def run(
         model_args=_model_args(model_arg),
         tokenizer=tokenizer,
         display="none" if as_json else "rich",
+        runner=runner,  # type: ignore[arg-type]  # checked above
+        log_format=log_format,  # type: ignore[arg-type]  # checked above
     )
     recorded = _record(result.evidence, list(result.files))
     _report(result.metrics, result.evidence, result.log_path, as_json, recorded, result.task)

@@ -129,6 +129,8 @@ def evidence_from_eval_log(
     }
     packages = {**package_versions(), **(log.eval.packages or {})}
     elicitation = ours.get("elicitation", "")
+    # A log written by the batched runner holds safescale's scoring in Inspect's format.
+    producer = "safescale" if ours.get("runner") == "batched" else "inspect-ai"
     renamed: dict[str, str] = dict(ours.get("metric_names") or {})
     evidence = [
         Evidence(
@@ -143,8 +145,8 @@ def evidence_from_eval_log(
             else None,
             n=m.n,
             elicitation=elicitation,
-            producer="inspect-ai",
-            producer_version=str(packages.get("inspect_ai", "")),
+            producer=producer,
+            producer_version=str(packages.get(producer.replace("-", "_"), "")),
             artifacts=artifacts,
             details={
                 "task": log.eval.task,

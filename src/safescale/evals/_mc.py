@@ -65,6 +65,26 @@ def mc_predict(loglikelihoods: Sequence[float], choices: Sequence[str]) -> MCPre
     )
 
 
+def ll_request(context: str, continuations: Sequence[str]) -> ChatMessageUser:
+    """The message of one grouped log-likelihood request to the ``safescale/`` provider."""
+    payload = {"context": context, "continuations": list(continuations)}
+    return ChatMessageUser(content=context, metadata={LL_KEY: payload})
+
+
+def mc_answer(pred: MCPrediction) -> str:
+    """The chosen letter (by ``acc``'s rule), as the solver's output and the score name it."""
+    return chr(ord("A") + pred.acc)
+
+
+def mc_score(loglikelihoods: Sequence[float], choices: Sequence[str], target: str) -> Score:
+    """A sample's score: ``acc``, ``acc_norm`` and ``acc_bytes`` against the gold letter."""
+    gold = ord(target.strip()[:1]) - ord("A")
+    pred = mc_predict(loglikelihoods, choices)
+    return Score(
+        value={m: float(getattr(pred, m) == gold) for m in MC_METRICS}, answer=mc_answer(pred)
+    )
+
+
 @functools.lru_cache(maxsize=8)
 def _hf_tokenizer(path: str) -> Any:
     from transformers import AutoTokenizer
@@ -97,10 +117,8 @@ def loglikelihood_choice(template: str = DEFAULT_TEMPLATE, tokenizer: str | None
         if isinstance(api, LocalModelAPI):
             # One request per question: the provider scores every choice after the shared
             # context, splitting the texts into tokens as lm-eval does.
-            payload = {"context": context, "continuations": conts}
             out = await model.generate(
-                [ChatMessageUser(content=context, metadata={LL_KEY: payload})],
-                config=GenerateConfig(max_tokens=1),
+                [ll_request(context, conts)], config=GenerateConfig(max_tokens=1)
             )
             meta = out.metadata or {}
             lls = [float(v) for v in meta["loglikelihoods"]]
@@ -129,7 +147,7 @@ def loglikelihood_choice(template: str = DEFAULT_TEMPLATE, tokenizer: str | None
         state.metadata["loglikelihoods"] = lls
         if greedy is not None:
             state.metadata["is_greedy"] = greedy
-        state.output = ModelOutput.from_content(str(model), f"ANSWER: {chr(ord('A') + pred.acc)}")
+        state.output = ModelOutput.from_content(str(model), f"ANSWER: {mc_answer(pred)}")
         return state
 
     return solve
@@ -154,13 +172,7 @@ def loglikelihood_scorer() -> Scorer:
     """
 
     async def score(state: TaskState, target: Target) -> Score:
-        lls = state.metadata["loglikelihoods"]
         choices = [c.value for c in state.choices]
-        gold = ord(target.text.strip()[:1]) - ord("A")
-        pred = mc_predict(lls, choices)
-        return Score(
-            value={m: float(getattr(pred, m) == gold) for m in MC_METRICS},
-            answer=chr(ord("A") + pred.acc),
-        )
+        return mc_score(state.metadata["loglikelihoods"], choices, target.text)
 
     return score

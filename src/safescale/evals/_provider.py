@@ -149,6 +149,28 @@ class LocalModelAPI(ModelAPI):
     async def tokenize(self, text: str) -> list[int]:
         return self.lm.encode(text)
 
+    def score_requests(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[ScoredText]:
+        """Score (context, continuations) requests in one batched pass, in request order.
+
+        Texts are split into tokens as lm-eval splits them; each distinct request is scored
+        once. ``progress`` is called with (contexts done, distinct contexts in all).
+        """
+        distinct = list(dict.fromkeys((c, tuple(x)) for c, x in requests))
+        plans = [PairGroups.of(p) for p in encode_pairs(self.lm.tokenizer, distinct)]
+        groups = [g for plan in plans for g in plan.groups]
+        for g in groups:
+            self._check(g)
+        scores = iter(self.lm.loglikelihood(groups, progress))
+        found = {
+            key: plan.scored([next(scores) for _ in plan.groups])
+            for key, plan in zip(distinct, plans, strict=True)
+        }
+        return [found[(c, tuple(x))] for c, x in requests]
+
     def prefetch(
         self,
         requests: Sequence[tuple[str, Sequence[str]]],
@@ -161,18 +183,9 @@ class LocalModelAPI(ModelAPI):
         engine, same token ids; only the batch composition differs, which can move a result by
         float rounding). ``progress`` is called with (contexts done, distinct contexts in all).
         """
-        todo = [
-            key
-            for key in dict.fromkeys((c, tuple(x)) for c, x in requests)
-            if key not in self._prefetched
-        ]
-        plans = [PairGroups.of(p) for p in encode_pairs(self.lm.tokenizer, todo)]
-        groups = [g for plan in plans for g in plan.groups]
-        for g in groups:
-            self._check(g)
-        scores = iter(self.lm.loglikelihood(groups, progress))
-        for key, plan in zip(todo, plans, strict=True):
-            self._prefetched[key] = plan.scored([next(scores) for _ in plan.groups])
+        todo = [(c, tuple(x)) for c, x in requests if (c, tuple(x)) not in self._prefetched]
+        for (c, x), scored in zip(todo, self.score_requests(todo, progress), strict=True):
+            self._prefetched[(c, x)] = scored
 
     def clear_prefetch(self) -> None:
         """Forget the scores kept by :meth:`prefetch`."""
@@ -220,10 +233,14 @@ class LocalModelAPI(ModelAPI):
     async def _grouped(self, request: dict[str, Any]) -> ModelOutput:
         context = str(request["context"])
         continuations = [str(c) for c in request["continuations"]]
-        scored = await self.score_text(context, continuations)
-        # The per-choice sums travel in the metadata. Per-token log-probabilities are left out
-        # on purpose: with them, condensing and writing each sample to the log costs more than
-        # scoring it.
+        return self.grouped_output(await self.score_text(context, continuations))
+
+    def grouped_output(self, scored: ScoredText) -> ModelOutput:
+        """The reply to a grouped log-likelihood request: per-choice sums in the metadata.
+
+        Per-token log-probabilities are left out on purpose: with them, condensing and writing
+        each sample to the log costs more than scoring it.
+        """
         n = scored.input_tokens
         return ModelOutput(
             model=self.model_name,

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 from safescale._errors import Problem, UserError
+from safescale.evals._batched import mc_requests, run_batched
 from safescale.evals._evidence import (
     META_KEY,
     evidence_from_eval_log,
@@ -17,7 +18,7 @@ from safescale.evals._evidence import (
     model_dir_sha256,
 )
 from safescale.evals._lm import check_model_dir
-from safescale.evals._mc import DEFAULT_TEMPLATE, TARGET_DELIMITER
+from safescale.evals._mc import DEFAULT_TEMPLATE
 from safescale.evals._provider import LocalModelAPI
 from safescale.evals._stats import MetricEstimate
 from safescale.evals._suites import GenScorer, resolve_task
@@ -106,6 +107,7 @@ def run_suite(
     display: str = "none",
     max_samples: int = 256,
     log_format: Literal["eval", "json"] = "eval",
+    runner: Literal["auto", "batched", "inspect"] = "auto",
 ) -> EvalRunResult:
     """Evaluate ``model`` on ``task`` through Inspect and build the evidence.
 
@@ -124,9 +126,12 @@ def run_suite(
         display: Inspect display (``none``, ``plain``, ``rich``, ``full``).
         max_samples: Samples in flight at once; the provider batches their requests.
         log_format: Inspect log format: ``eval`` (Inspect's compressed zip, about a fifth of
-            the size) or ``json`` (one plain JSON file); measured equally fast to write here.
+            the size) or ``json`` (one plain JSON file).
+        runner: ``batched`` scores a multiple-choice task on a local folder in one pass and
+            writes its Inspect log directly (see :mod:`safescale.evals._batched`); ``inspect``
+            runs every sample through Inspect's solver, ``generate`` and scorer with its full
+            transcript; ``auto`` (default) takes ``batched`` where it applies.
     """
-    from inspect_ai import eval as inspect_eval
     from inspect_ai.log import read_eval_log_sample_summaries
     from inspect_ai.model import get_model
 
@@ -165,38 +170,51 @@ def run_suite(
     api = model_obj.api
     local = api if isinstance(api, LocalModelAPI) else None
     data = resolved.data
-    if local is not None and data is not None and data.kind == "multiple_choice":
-        # Every request of the task is known now: score them in one batched pass, before
-        # Inspect runs the samples (see LocalModelAPI.prefetch for why that is faster). The
-        # texts are built exactly as loglikelihood_choice builds them; a text built otherwise
-        # would only miss the prefetched scores and be scored when its sample asks.
-        requests = [
-            (template.format(question=s.input), [TARGET_DELIMITER + c for c in s.choices or []])
-            for s in data.samples[:limit]
-        ]
-        _prefetch(local, requests, show=display != "none")
-    try:
-        logs = inspect_eval(
-            resolved.task,
-            model=model_obj,
-            limit=limit,
-            log_dir=str(log_dir or DEFAULT_LOG_DIR),
-            display=display,  # type: ignore[arg-type]
-            metadata={META_KEY: meta},
-            score_display=False,
-            log_samples=True,
-            log_realtime=False,
-            log_format=log_format,
-            max_samples=max_samples,
-            log_buffer=max(100, max_samples),
+    batched = local is not None and data is not None and data.kind == "multiple_choice"
+    if runner == "batched" and not batched:
+        raise UserError(
+            Problem(
+                "the batched runner takes a multiple-choice task on a local model folder; "
+                "use --runner inspect (or auto)",
+                field="--runner",
+            )
         )
-    finally:
-        if local is not None:
-            local.clear_prefetch()
-    log = logs[0]
-    if log.status != "success":
-        message = log.error.message if log.error else f"status {log.status}"
-        raise RuntimeError(f"the evaluation failed: {message} (log: {log.location})")
+    show = display != "none"
+    if batched and runner != "inspect":
+        assert local is not None and data is not None
+        samples = data.samples[:limit]
+        meta["runner"] = "batched"
+        log = _with_progress(
+            show,
+            lambda progress: run_batched(
+                task_name=getattr(resolved.task, "name", resolved.name),
+                samples=samples,
+                dataset_path=data.path,
+                api=local,
+                model=str(model_obj),
+                model_args=args,
+                template=template,
+                limit=limit,
+                log_dir=log_dir or DEFAULT_LOG_DIR,
+                metadata={META_KEY: meta},
+                log_format=log_format,
+                progress=progress,
+            ),
+        )
+    else:
+        meta["runner"] = "inspect"
+        log = _inspect_run(
+            resolved.task,
+            model_obj,
+            local if batched else None,
+            requests=mc_requests(data.samples[:limit], template) if batched and data else [],
+            limit=limit,
+            log_dir=log_dir,
+            display=display,
+            meta=meta,
+            max_samples=max_samples,
+            log_format=log_format,
+        )
     log_path = Path(str(log.location))
     sha = file_sha256(log_path)
     # The scores are read back from the written log (what a reviewer will read), through its
@@ -225,11 +243,62 @@ def run_suite(
     )
 
 
-def _prefetch(api: LocalModelAPI, requests: list[tuple[str, list[str]]], *, show: bool) -> None:
-    """``api.prefetch(requests)``, with a progress bar when ``show``."""
+def _inspect_run(
+    task: Any,
+    model: Any,
+    local: LocalModelAPI | None,
+    *,
+    requests: list[tuple[str, list[str]]],
+    limit: int | None,
+    log_dir: Path | None,
+    display: str,
+    meta: dict[str, Any],
+    max_samples: int,
+    log_format: Literal["eval", "json"],
+) -> Any:
+    """Run ``task`` through Inspect's loop; with ``local``, its ``requests`` are scored first.
+
+    Every request of a multiple-choice task is known before it starts, so they are scored in
+    one batched pass (see LocalModelAPI.prefetch for why that is faster) and each sample's
+    model call is answered from it. The texts are built exactly as the solver builds them; a
+    text built otherwise would only miss the prefetched scores and be scored when asked.
+    """
+    from inspect_ai import eval as inspect_eval
+
+    if local is not None:
+        _with_progress(display != "none", lambda p: local.prefetch(requests, progress=p))
+    try:
+        logs = inspect_eval(
+            task,
+            model=model,
+            limit=limit,
+            log_dir=str(log_dir or DEFAULT_LOG_DIR),
+            display=display,  # type: ignore[arg-type]
+            metadata={META_KEY: meta},
+            score_display=False,
+            log_samples=True,
+            log_realtime=False,
+            log_format=log_format,
+            max_samples=max_samples,
+            log_buffer=max(100, max_samples),
+        )
+    finally:
+        if local is not None:
+            local.clear_prefetch()
+    log = logs[0]
+    if log.status != "success":
+        message = log.error.message if log.error else f"status {log.status}"
+        raise RuntimeError(f"the evaluation failed: {message} (log: {log.location})")
+    return log
+
+
+T = TypeVar("T")
+
+
+def _with_progress(show: bool, work: Callable[[Callable[[int, int], None] | None], T]) -> T:
+    """``work(progress)``, with a progress bar over the scoring pass when ``show``."""
     if not show:
-        api.prefetch(requests)
-        return
+        return work(None)
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
 
     with Progress(
@@ -240,6 +309,4 @@ def _prefetch(api: LocalModelAPI, requests: list[tuple[str, list[str]]], *, show
         transient=True,
     ) as bar:
         task = bar.add_task("scoring choices", total=None)
-        api.prefetch(
-            requests, progress=lambda done, total: bar.update(task, completed=done, total=total)
-        )
+        return work(lambda done, total: bar.update(task, completed=done, total=total))
