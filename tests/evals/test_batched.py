@@ -94,3 +94,18 @@ def test_batched_runner_refuses_what_it_cannot_run(model_dir: Path, tmp_path: Pa
     with pytest.raises(UserError, match="batched runner takes a multiple-choice task"):
         run_suite(str(gen), str(model_dir), log_dir=tmp_path / "logs", runner="batched")
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_failed_write_leaves_no_log(
+    model_dir: Path, mc_small: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import safescale.evals._batched as batched
+
+    def fail_midway(log: object, location: str, format: str) -> None:
+        Path(location).write_bytes(b"PK\x03\x04 half a zip")  # then the disk fills up
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(batched, "write_eval_log", fail_midway)
+    with pytest.raises(OSError, match="No space left"):
+        run_suite(str(mc_small), str(model_dir), log_dir=tmp_path / "logs", limit=3)
+    assert list((tmp_path / "logs").iterdir()) == []
