@@ -363,3 +363,35 @@ def test_conditional_scorer_asks_both_prompts(model_dir: Path, tmp_path: Path) -
         run_suite(str(task), str(model_dir), log_dir=tmp_path / "logs2", scorer="conditional")
     assert info.value.problems[0].line == 1
     assert not (tmp_path / "logs2").exists()
+
+
+TASK_FILE = """
+from inspect_ai import Task, task
+from inspect_ai.dataset import Sample
+from inspect_ai.scorer import CORRECT, INCORRECT, Score, accuracy, scorer, stderr
+from inspect_ai.solver import generate
+
+
+@scorer(metrics=[accuracy(), stderr()])
+def says_something():
+    async def score(state, target):
+        return Score(value=CORRECT if state.output.completion.strip() else INCORRECT)
+    return score
+
+
+@task
+def tiny():
+    samples = [Sample(input=f"The river of Zorbia is {i}", target="x") for i in range(4)]
+    return Task(dataset=samples, solver=generate(max_tokens=4), scorer=says_something())
+"""
+
+
+def test_inspect_task_file_with_its_own_scorer(model_dir: Path, tmp_path: Path) -> None:
+    """A task file runs as Inspect runs it; a scorer the log declares with an ``accuracy``
+    metric is read as accuracy, whatever its name."""
+    path = tmp_path / "tiny_task.py"
+    path.write_text(TASK_FILE)
+    result = run_suite(f"{path}@tiny", str(model_dir), log_dir=tmp_path / "logs")
+    (metric,) = result.metrics
+    assert metric.name == "accuracy" and metric.n == 4
+    assert result.evidence[0].metric == "accuracy" and result.evidence[0].producer == "inspect-ai"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -68,7 +68,41 @@ def metric_estimates(values: Mapping[str, list[float]]) -> list[MetricEstimate]:
     return out
 
 
-def _sample_values(samples: Iterable[Any]) -> dict[str, list[float]]:
+ACCURACY_SCORERS = frozenset(
+    {"match", "includes", "exact", "opening", "model_graded_qa", "choice"}
+)
+"""Scorers read as ``accuracy`` in a log that does not declare its scorers' metrics."""
+
+
+def _accuracy_scorers(log: Any) -> frozenset[str]:
+    """Scorers whose single value the log reports through Inspect's ``accuracy`` metric.
+
+    Read from the log's own scorer declarations (``log.eval.scorers``), so any scorer with an
+    ``accuracy`` metric counts; :data:`ACCURACY_SCORERS` stands in for logs without them.
+    """
+    declared = getattr(log.eval, "scorers", None)
+    if not declared:
+        return ACCURACY_SCORERS
+    return frozenset(
+        spec.name
+        for spec in declared
+        if any(name.rsplit("/", 1)[-1] == "accuracy" for name in _metric_names(spec.metrics))
+    )
+
+
+def _metric_names(metrics: Any) -> Iterator[str]:
+    """Metric names in a scorer declaration (a list or a dict of lists of definitions)."""
+    if isinstance(metrics, dict):
+        for group in metrics.values():
+            yield from _metric_names(group)
+    elif isinstance(metrics, list):
+        for item in metrics:
+            yield from _metric_names(item)
+    elif metrics is not None:
+        yield str(metrics.name)
+
+
+def _sample_values(samples: Iterable[Any], accuracy: frozenset[str]) -> dict[str, list[float]]:
     from inspect_ai.scorer import value_to_float
 
     to_float = value_to_float()
@@ -79,20 +113,7 @@ def _sample_values(samples: Iterable[Any]) -> dict[str, list[float]]:
                 for key, v in score.value.items():
                     values.setdefault(key, []).append(float(to_float(v)))
             else:
-                name = (
-                    "accuracy"
-                    if scorer_name
-                    in (
-                        "match",
-                        "includes",
-                        "exact",
-                        "opening",
-                        "conditional",
-                        "model_graded_qa",
-                        "choice",
-                    )
-                    else scorer_name
-                )
+                name = "accuracy" if scorer_name in accuracy else scorer_name
                 values.setdefault(name, []).append(float(to_float(score.value)))
     return values
 
@@ -120,7 +141,9 @@ def evidence_from_eval_log(
         )
     ours: dict[str, Any] = dict((log.eval.metadata or {}).get(META_KEY) or {})
     metrics = metric_estimates(
-        _sample_values(log.samples or [] if summaries is None else summaries)
+        _sample_values(
+            log.samples or [] if summaries is None else summaries, _accuracy_scorers(log)
+        )
     )
     if not metrics:
         raise UserError(Problem("the log holds no scored samples", source=log.location))
