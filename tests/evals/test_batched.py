@@ -48,6 +48,7 @@ def test_same_samples_scores_and_metrics_as_inspects_loop(both: dict) -> None:
         assert event.input[0].metadata == theirs_event.input[0].metadata
         assert event.output.metadata["is_greedy"] == theirs_event.output.metadata["is_greedy"]
         assert event.output.usage == theirs_event.output.usage
+        assert event.config == theirs_event.config
     # the results, by Inspect's own metric functions on both sides
     assert len(batched.results.scores) == len(inspect.results.scores) == 3
     for a, b in zip(batched.results.scores, inspect.results.scores, strict=True):

@@ -33,7 +33,7 @@ from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from importlib.metadata import version
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 from inspect_ai.dataset import Sample
 from inspect_ai.event import ModelEvent
@@ -51,10 +51,10 @@ from inspect_ai.log import (
     EvalStats,
     write_eval_log,
 )
-from inspect_ai.model import ChatMessageUser, GenerateConfig, ModelOutput, ModelUsage
+from inspect_ai.model import ChatMessageUser, ModelOutput, ModelUsage
 from inspect_ai.scorer import SampleScore, Score, mean, stderr
 
-from safescale.evals._mc import MC_METRICS, TARGET_DELIMITER, ll_request, mc_score
+from safescale.evals._mc import LL_CONFIG, MC_METRICS, TARGET_DELIMITER, ll_request, mc_score
 from safescale.evals._provider import LocalModelAPI
 
 SCORER = "loglikelihood_scorer"
@@ -91,8 +91,8 @@ def run_batched(
     started = datetime.now(UTC)
     requests = mc_requests(samples, template)
     scored = api.score_requests(requests, progress)
-    config = GenerateConfig(max_tokens=1)
     rows: list[EvalSample] = []
+    per_metric: dict[str, list[SampleScore]] = {m: [] for m in MC_METRICS}
     total = 0
     for n, (sample, (context, continuations), result) in enumerate(
         zip(samples, requests, scored, strict=True), start=1
@@ -101,6 +101,10 @@ def run_batched(
         meta = reply.metadata or {}
         choices = list(sample.choices or [])
         score = mc_score(meta["loglikelihoods"], choices, str(sample.target))
+        sid = sample.id if sample.id is not None else n
+        values = cast(Mapping[str, float], score.value)  # mc_score's {metric: 0.0 or 1.0}
+        for m in MC_METRICS:
+            per_metric[m].append(SampleScore(score=Score(value=values[m]), sample_id=sid))
         usage = reply.usage or ModelUsage()
         total += usage.input_tokens
         event = ModelEvent(
@@ -108,12 +112,12 @@ def run_batched(
             input=[ll_request(context, continuations)],
             tools=[],
             tool_choice="none",
-            config=config,
+            config=LL_CONFIG,
             output=reply,
         )
         rows.append(
             EvalSample(
-                id=sample.id if sample.id is not None else n,
+                id=sid,
                 epoch=1,
                 input=sample.input,
                 choices=choices,
@@ -157,7 +161,7 @@ def run_batched(
         results=EvalResults(
             total_samples=len(rows),
             completed_samples=len(rows),
-            scores=_scores(rows),
+            scores=_scores(per_metric),
         ),
         stats=EvalStats(
             started_at=started.isoformat(),
@@ -171,22 +175,18 @@ def run_batched(
     return _write(log, log_dir, log_format)
 
 
-def _scores(rows: Sequence[EvalSample]) -> list[EvalScore]:
+def _scores(per_metric: Mapping[str, list[SampleScore]]) -> list[EvalScore]:
     """``mean`` and ``stderr`` of each metric, by Inspect's own metric functions."""
-    out = []
-    for name in MC_METRICS:
-        values = [SampleScore(score=Score(value=_value(r, name)), sample_id=r.id) for r in rows]
-        metrics = {m: EvalMetric(name=m, value=float(f()(values))) for m, f in _METRICS.items()}  # type: ignore[arg-type]
-        out.append(
-            EvalScore(
-                name=name,
-                scorer=SCORER,
-                scored_samples=len(rows),
-                unscored_samples=0,
-                metrics=metrics,
-            )
+    return [
+        EvalScore(
+            name=name,
+            scorer=SCORER,
+            scored_samples=len(values),
+            unscored_samples=0,
+            metrics={m: EvalMetric(name=m, value=float(f()(values))) for m, f in _METRICS.items()},  # type: ignore[arg-type]
         )
-    return out
+        for name, values in per_metric.items()
+    ]
 
 
 _METRICS = {"mean": mean, "stderr": stderr}
@@ -194,13 +194,6 @@ _METRICS = {"mean": mean, "stderr": stderr}
 
 def _id() -> str:
     return uuid.uuid4().hex[:22]
-
-
-def _value(row: EvalSample, name: str) -> float:
-    value = row.scores[SCORER].value if row.scores else None
-    if not isinstance(value, dict):
-        raise TypeError(f"sample {row.id} has no {SCORER} values")
-    return float(value[name])
 
 
 def log_name(spec: EvalSpec) -> str:

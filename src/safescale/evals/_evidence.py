@@ -68,9 +68,7 @@ def metric_estimates(values: Mapping[str, list[float]]) -> list[MetricEstimate]:
     return out
 
 
-ACCURACY_SCORERS = frozenset(
-    {"match", "includes", "exact", "opening", "model_graded_qa", "choice"}
-)
+ACCURACY_SCORERS = frozenset({"match", "includes", "exact", "opening", "model_graded_qa", "choice"})
 """Scorers read as ``accuracy`` in a log that does not declare its scorers' metrics."""
 
 

@@ -30,6 +30,8 @@ DEFAULT_TEMPLATE = "Question: {question}\nAnswer:"
 """lm-eval's default multiple-choice prompt; each choice follows after one space."""
 TARGET_DELIMITER = " "
 MC_METRICS = ("acc", "acc_norm", "acc_bytes")
+LL_CONFIG = GenerateConfig(max_tokens=1)
+"""The generation settings of a grouped log-likelihood request (nothing is generated)."""
 
 
 @dataclass(frozen=True)
@@ -117,9 +119,7 @@ def loglikelihood_choice(template: str = DEFAULT_TEMPLATE, tokenizer: str | None
         if isinstance(api, LocalModelAPI):
             # One request per question: the provider scores every choice after the shared
             # context, splitting the texts into tokens as lm-eval does.
-            out = await model.generate(
-                [ll_request(context, conts)], config=GenerateConfig(max_tokens=1)
-            )
+            out = await model.generate([ll_request(context, conts)], config=LL_CONFIG)
             meta = out.metadata or {}
             lls = [float(v) for v in meta["loglikelihoods"]]
             greedy = [bool(v) for v in meta["is_greedy"]]

@@ -170,8 +170,9 @@ def run_suite(
     api = model_obj.api
     local = api if isinstance(api, LocalModelAPI) else None
     data = resolved.data
-    batched = local is not None and data is not None and data.kind == "multiple_choice"
-    if runner == "batched" and not batched:
+    # Multiple choice on a local folder: every request is known before the run starts.
+    mc_local = local is not None and data is not None and data.kind == "multiple_choice"
+    if runner == "batched" and not mc_local:
         raise UserError(
             Problem(
                 "the batched runner takes a multiple-choice task on a local model folder; "
@@ -180,7 +181,7 @@ def run_suite(
             )
         )
     show = display != "none"
-    if batched and runner != "inspect":
+    if mc_local and runner != "inspect":
         assert local is not None and data is not None
         samples = data.samples[:limit]
         meta["runner"] = "batched"
@@ -206,8 +207,8 @@ def run_suite(
         log = _inspect_run(
             resolved.task,
             model_obj,
-            local if batched else None,
-            requests=mc_requests(data.samples[:limit], template) if batched and data else [],
+            local if mc_local else None,
+            requests=mc_requests(data.samples[:limit], template) if mc_local and data else [],
             limit=limit,
             log_dir=log_dir,
             display=display,
