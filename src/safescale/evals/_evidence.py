@@ -17,6 +17,7 @@ from typing import Any
 
 from safescale._errors import Problem, UserError
 from safescale._io import WEIGHT_SUFFIXES, file_sha256, weights_sha256
+from safescale.evals._degenerate import detect_degeneracy
 from safescale.evals._stats import MetricEstimate, mean_normal, proportion
 from safescale.policy import Evidence, Interval, sha256_hex
 
@@ -138,11 +139,9 @@ def evidence_from_eval_log(
             )
         )
     ours: dict[str, Any] = dict((log.eval.metadata or {}).get(META_KEY) or {})
-    metrics = metric_estimates(
-        _sample_values(
-            log.samples or [] if summaries is None else summaries, _accuracy_scorers(log)
-        )
-    )
+    samples = list(log.samples or [] if summaries is None else summaries)
+    metrics = metric_estimates(_sample_values(samples, _accuracy_scorers(log)))
+    degenerate = detect_degeneracy(samples)
     if not metrics:
         raise UserError(Problem("the log holds no scored samples", source=log.location))
     subject = evaluation_id or ours.get("evaluation_id") or log.eval.task
@@ -189,6 +188,7 @@ def evidence_from_eval_log(
                 "scorer_metric": m.name,
                 **hashes,
                 **{k: v for k, v in ours.items() if k not in ("evaluation_id", "model_id")},
+                **({"degenerate": degenerate.reason} if degenerate else {}),
             },
         )
         for m in metrics

@@ -85,10 +85,18 @@ def _bounds(ev: Evidence) -> tuple[float, float]:
     return ev.interval.lo, ev.interval.hi
 
 
+def degenerate_reason(ev: Evidence) -> str | None:
+    """Why ``ev`` was marked degenerate when it was made (its answers ignore the input)."""
+    why = ev.details.get("degenerate") if ev.details else None
+    return str(why) if why else None
+
+
 def _fmt_ev(ev: Evidence) -> str:
     iv = f" [{ev.interval.lo:.3g}, {ev.interval.hi:.3g}]" if ev.interval else " (no interval)"
     n = f", n={ev.n}" if ev.n is not None else ""
-    return f"{ev.metric} {ev.value:.3g}{iv}{n} (evidence {ev.id})"
+    why = degenerate_reason(ev)
+    flag = f"; DEGENERATE: {why}" if why else ""
+    return f"{ev.metric} {ev.value:.3g}{iv}{n} (evidence {ev.id}{flag})"
 
 
 def evaluate_binding(
@@ -375,6 +383,17 @@ def determine(
         actions += rules.below
         if not reasons:
             reasons.append("every threshold is ruled out and every baseline safeguard is met")
+
+    used = {i for s in statuses for i in s.evidence_ids}
+    used |= {i for g in safeguards for i in g.evidence_ids}
+    degenerate = [
+        f"{e.id} ({bad})" for e in usable if e.id in used and (bad := degenerate_reason(e))
+    ]
+    if degenerate:
+        reasons.append(
+            "this determination rests on degenerate evidence, whose answers do not depend on "
+            "the input: " + "; ".join(degenerate)
+        )
 
     ordered = sorted(set(actions), key=lambda a: -OUTCOME_SEVERITY[a])
     ident = sha256_hex(
