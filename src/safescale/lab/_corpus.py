@@ -15,7 +15,7 @@ from safescale.lab._tokenizer import load_tokenizer, train_tokenizer
 from safescale.lab._world import WorldConfig, build_world
 from safescale.policy import sha256_hex
 
-GENERATOR_VERSION = "2"
+GENERATOR_VERSION = "3"
 """Bumped whenever the same seed would render different text."""
 DOC_SEPARATOR = "\n\n"
 """Documents in ``train.txt`` / ``val.txt`` are separated by one blank line."""
