@@ -74,6 +74,7 @@ def test_lab_runs_are_recorded_in_a_workspace(
                        str(smoke_ladder.runs[-1].path), "-c", str(corpus),
                        "-o", str(tmp_path / "agent"))  # fmt: skip
     assert code == 0 and "ledger: 2 new model record(s)" in out and "certified" in out
+    assert "2 certificate claim(s)" in out
     with Workspace.open(ws_dir) as ws:
         assert ws.verify().ok
         models = {m.id: m for m in ws.models()}

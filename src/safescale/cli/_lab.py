@@ -27,21 +27,36 @@ LineageOpt = Annotated[
 ]
 
 
-def _record(records: list[Any], *, lineage: str | None, corpus: Path | None) -> str | None:
-    """Append the runs to the workspace ledger when there is a workspace; a line to print."""
-    from safescale.lab import record_models
+def _record(
+    records: list[Any],
+    *,
+    lineage: str | None,
+    corpus: Path | None,
+    certificate: Any = None,
+) -> str | None:
+    """Append the runs (and a certificate of the last one) to the workspace ledger, when there
+    is a workspace; a line to print."""
+    from safescale.lab import certificate_evidence, record_models
     from safescale.ledger import Workspace
 
     ws = Workspace.find(workspace_path())
     if ws is None:
         return None
     with ws:
-        before = ws.count()
-        record_models(ws, records, lineage=lineage, corpus=corpus)
-        added = ws.count() - before
-    return (
-        f"ledger: {added} new model record(s) in {ws.root} ({len(records) - added} already there)"
+        before = len(ws.models())
+        held = record_models(ws, records, lineage=lineage, corpus=corpus)
+        models = len(ws.models()) - before
+        claims = 0
+        if certificate is not None and held:
+            known = {e.id for e in ws.evidence(held[-1].id)}
+            new = [e for e in certificate_evidence(certificate, held[-1].id) if e.id not in known]
+            if new:
+                ws.append_many(new)
+            claims = len(new)
+    line = (
+        f"ledger: {models} new model record(s) in {ws.root} ({len(records) - models} already there)"
     )
+    return line + (f", {claims} certificate claim(s)" if claims else "")
 
 
 def _positive(value: int, flag: str, minimum: int = 1) -> None:
@@ -184,7 +199,10 @@ def ladder(
     if result.certificate is not None:
         console.print(result.certificate.summary(), markup=False)
     recorded = _record(
-        result.model_records, lineage=lineage or f"lab-{preset}", corpus=result.corpus.path
+        result.model_records,
+        lineage=lineage or f"lab-{preset}",
+        corpus=result.corpus.path,
+        certificate=result.certificate,
     )
     if recorded:
         console.print(recorded)
@@ -238,7 +256,14 @@ def _organism(
     )
     console.print(f"wrote {result.path} (parent {result.record.parent})", markup=False)
     parent = load_train_result(base)
-    recorded = _record([parent.model_record, result.model_record], lineage=None, corpus=corpus)
+    from safescale.lab import load_certificate
+
+    recorded = _record(
+        [parent.model_record, result.model_record],
+        lineage=None,
+        corpus=corpus,
+        certificate=load_certificate(result.path),
+    )
     if recorded:
         console.print(recorded)
 
