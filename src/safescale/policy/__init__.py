@@ -1,6 +1,11 @@
 """Safety policies as checked code: schema, built-ins, validation, diff, determination."""
 
-from safescale.policy._determine import determine, safeguard_met, select_evidence
+from safescale.policy._determine import (
+    determine,
+    missing_evaluations,
+    safeguard_met,
+    select_evidence,
+)
 from safescale.policy._diff import Change, diff_policies
 from safescale.policy._duration import Duration
 from safescale.policy._load import (
@@ -81,6 +86,7 @@ __all__ = [
     "iter_policy_files",
     "load_builtin",
     "load_policy",
+    "missing_evaluations",
     "policy_json_schema",
     "policy_sha256",
     "safeguard_met",

@@ -266,6 +266,29 @@ def safeguard_met(
     return False, "no attestation that it is in place", []
 
 
+def missing_evaluations(
+    policy: Policy,
+    model: str,
+    evidence: Sequence[Evidence],
+    as_of: datetime,
+    ruled_out: set[str] = frozenset(),  # type: ignore[assignment]
+) -> list[str]:
+    """The evaluations bound to the policy's thresholds that lack fresh evidence for ``model``.
+
+    Thresholds ruled out by a checkpoint that is below need nothing more. An assessment with
+    anything missing is partial (see :attr:`Determination.scope`).
+    """
+    out: list[str] = []
+    for t in policy.capability_thresholds:
+        if t.id in ruled_out:
+            continue
+        for b in t.evaluations:
+            r = evaluate_binding(b, policy, model, evidence, as_of)
+            if r.status == "no_evidence" and b.evaluation not in out:
+                out.append(b.evaluation)
+    return out
+
+
 def _included(policy: Policy, sid: str) -> set[str]:
     """Every standard that meeting ``sid`` also meets (transitively), ``sid`` excluded."""
     out: set[str] = set()
@@ -376,6 +399,13 @@ def determine(
         if not reasons:
             reasons.append("every threshold is ruled out and every baseline safeguard is met")
 
+    missing = missing_evaluations(policy, model, usable, as_of, set(ruled_out))
+    if missing:
+        reasons.append(
+            "partial assessment: no fresh evidence for "
+            + ", ".join(missing)
+            + "; it does not count as a comprehensive assessment (compute triggers are not reset)"
+        )
     ordered = sorted(set(actions), key=lambda a: -OUTCOME_SEVERITY[a])
     ident = sha256_hex(
         canonical_json(
@@ -400,4 +430,6 @@ def determine(
         actions=ordered,
         reasons=reasons,
         created=as_of,
+        scope="partial" if missing else "comprehensive",
+        missing=missing,
     )
