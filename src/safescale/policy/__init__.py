@@ -4,6 +4,7 @@ from safescale.policy._determine import (
     determine,
     missing_evaluations,
     safeguard_met,
+    safeguard_test_passes,
     select_evidence,
 )
 from safescale.policy._diff import Change, diff_policies
@@ -90,6 +91,7 @@ __all__ = [
     "policy_json_schema",
     "policy_sha256",
     "safeguard_met",
+    "safeguard_test_passes",
     "select_evidence",
     "sha256_hex",
     "utcnow",
