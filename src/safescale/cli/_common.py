@@ -40,3 +40,16 @@ def print_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout, unstyled, so that it pipes into other tools."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def key_values(items: list[str] | None, flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` options (``-M``, ``-T``) as a dict; a malformed one is a usage error."""
+    from safescale._errors import Problem, UserError
+
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(Problem(f"{item!r} is not KEY=VALUE", field=flag))
+        out[key] = value
+    return out

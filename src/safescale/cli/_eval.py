@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from safescale._errors import Problem, UserError
-from safescale.cli._common import console, print_json, workspace_path
+from safescale.cli._common import console, key_values, print_json, workspace_path
 
 if TYPE_CHECKING:
     from safescale.evals import RecordedEvidence
@@ -18,18 +18,8 @@ app = typer.Typer(
 )
 
 
-def _key_values(items: list[str] | None, flag: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(Problem(f"{item!r} is not KEY=VALUE", field=flag))
-        out[key] = value
-    return out
-
-
 def _model_args(items: list[str] | None) -> dict[str, Any]:
-    return _key_values(items, "-M")
+    return key_values(items, "-M")
 
 
 def _task_args(items: list[str] | None) -> dict[str, Any]:
@@ -37,7 +27,7 @@ def _task_args(items: list[str] | None) -> dict[str, Any]:
     import yaml
 
     out = {}
-    for key, value in _key_values(items, "-T").items():
+    for key, value in key_values(items, "-T").items():
         try:
             out[key] = yaml.safe_load(value)
         except yaml.YAMLError:
