@@ -15,6 +15,7 @@ from safescale.cli._common import (
     err_console,
     key_values,
     print_json,
+    print_table,
     workspace_path,
 )
 from safescale.ledger import Workspace
@@ -151,13 +152,18 @@ def show_assessment(policy: Policy, a: Assessment) -> None:
                 )
             ),
         )
-    console.print(table)
+    print_table(table)
     style = "green" if det.outcome == "continue" else "red"
     console.print(
         f"outcome: [bold {style}]{det.outcome.replace('_', ' ')}[/] (determination {det.id})"
     )
     for reason in det.reasons:
         console.print(f"  - {reason}", markup=False)
+    # Why evidence was not found is the fix the user needs (a near-miss metric or id).
+    for st in det.thresholds:
+        if st.status == "no_evidence":
+            for reason in st.reasons:
+                console.print(f"  - {st.id}: {reason}", markup=False)
 
 
 @app.command("sign")

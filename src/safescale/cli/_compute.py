@@ -11,7 +11,7 @@ from rich.table import Table
 
 from safescale._errors import Problem, UserError
 from safescale._io import weights_sha256
-from safescale.cli._common import console, print_json, workspace_path
+from safescale.cli._common import console, print_json, print_table, workspace_path
 from safescale.compute import (
     HARDWARE_REL_UNCERTAINTY,
     evaluate_triggers,
@@ -165,7 +165,7 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
                       f"{s.cumulative_sigma / s.cumulative_flops:.0%}",
                       f"{s.effective_multiplier:g}", f"{s.effective_compute:.3g}",
                       f"{s.assessed_at:%Y-%m-%d}" if s.assessed_at else "")  # fmt: skip
-    console.print(table)
+    print_table(table)
 
 
 @app.command()
@@ -192,4 +192,4 @@ def triggers(
         value = "" if r.value is None else f"{r.value:.3g}"
         table.add_row(r.model, r.trigger, r.status, value, r.rule,
                       r.requires if r.fired else "", "; ".join(r.reasons), style=style)  # fmt: skip
-    console.print(table)
+    print_table(table)

@@ -28,6 +28,7 @@ from safescale.evals._evidence import (
 )
 from safescale.evals._identity import ModelIdentity, resolve_model_identity
 from safescale.evals._lm import (
+    ContextWarning,
     ContinuationScore,
     LocalLM,
     LocalModelConfig,
@@ -56,6 +57,7 @@ __all__ = [
     "SCORERS",
     "SUITES",
     "BatchScoring",
+    "ContextWarning",
     "ContinuationScore",
     "EvalRunResult",
     "GroupedScoring",

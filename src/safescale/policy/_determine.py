@@ -20,6 +20,7 @@ property tests in ``tests/policy/test_determine.py`` check this.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -112,6 +113,7 @@ def evaluate_binding(
         forecast_alert = f_far >= binding.alert if higher else f_far <= binding.alert
     if ev is None:
         reason = f"{binding.evaluation}: no {metric} evidence for this model"
+        reason += near_miss(binding.evaluation, metric, model, evidence)
         return BindingResult(
             binding.evaluation,
             "no_evidence",
@@ -173,6 +175,40 @@ def evaluate_binding(
         forecast,
         ev.n,
     )
+
+
+def _close(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate ``word`` was most likely meant to be: a prefix either way (``acc`` and
+    ``accuracy``), else the closest spelling."""
+    pool = sorted(set(candidates))
+    prefixed = [c for c in pool if c.startswith(word) or word.startswith(c)]
+    if prefixed:
+        return prefixed[0]
+    found = difflib.get_close_matches(word, pool, n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+def near_miss(evaluation: str, metric: str, model: str, evidence: Sequence[Evidence]) -> str:
+    """What the model's evidence holds instead, when a binding found none: the same evaluation
+    under other metric names, or a near spelling of the evaluation id; with the fix."""
+    mine = [e for e in evidence if e.kind == "evaluation" and e.model in (model, "*")]
+    metrics = sorted({e.metric for e in mine if e.subject == evaluation})
+    if metrics:
+        note = f"; its evidence for {evaluation} has metric {', '.join(metrics)}"
+        guess = _close(metric, metrics)
+        if guess is not None:
+            note += (
+                f" (did you mean {guess}? bind `metric: {guess}` in the policy, or record the "
+                f"evidence under the name {metric})"
+            )
+        return note
+    guess = _close(evaluation, (e.subject for e in mine))
+    if guess is not None:
+        return (
+            f"; it has evidence for {guess!r} (did you mean {evaluation}? import it with "
+            f"--evaluation-id {evaluation})"
+        )
+    return ""
 
 
 def _forecast_note(forecast: Evidence | None, fired: bool, binding: EvaluationBinding) -> str:
