@@ -14,10 +14,8 @@ from safescale._errors import UserError
 from safescale.evals import (
     SCORERS,
     GroupedScoring,
-    LocalModelConfig,
     ModelServer,
     ScoredText,
-    load_local_model,
     run_suite,
     select_backend,
 )
@@ -71,14 +69,6 @@ decisions: [{id: d, about: capability, decided_by: [RSO]}]
 governance: {roles: [{id: RSO, name: Responsible Scaling Officer}]}
 planned_scale_up: 4
 """
-
-
-@pytest.fixture
-def server(model_dir: Path):
-    lm = load_local_model(LocalModelConfig(model_dir))
-    srv = ModelServer(lm, name="tiny", port=0).start()
-    yield srv
-    srv.close()
 
 
 def test_assess_evaluates_a_model_behind_an_endpoint(

@@ -52,14 +52,13 @@ class Change:
         if self.kind == "removed":
             return f"- {where}: removed {_short(self.old)}"
         old, new = _short(self.old), _short(self.new)
-        line = f"~ {where}: {old} -> {new}"
-        if len(line) <= INLINE_WIDTH:
-            return line
+        if max(len(old), len(new)) <= INLINE_VALUE:
+            return f"~ {where}: {old} -> {new}"
         return f"~ {where}:\n    was: {old}\n    now: {new}"
 
 
-INLINE_WIDTH = 76
-"""A change longer than this is shown with its old and new values on lines of their own."""
+INLINE_VALUE = 40
+"""A changed value longer than this is shown, old and new, on lines of their own."""
 
 
 def _short(value: Any) -> str:
