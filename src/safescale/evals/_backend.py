@@ -70,6 +70,10 @@ class BatchScoring(Protocol):
         """Score (context, continuations) requests in one batched pass, in request order."""
         ...
 
+    def grouped_output(self, scored: ScoredText) -> Any:
+        """The ``ModelOutput`` a grouped request would have been answered with."""
+        ...
+
 
 def supports_prefetch(api: object) -> bool:
     """Whether ``api`` scores a whole multiple-choice task in one pass (:class:`BatchScoring`)."""
