@@ -177,6 +177,9 @@ def test_every_task_of_a_file_is_run_and_recorded(
     evidence = Workspace.open(workspace.root).evidence()
     assert {e.subject for e in evidence} == {"first", "second"}
     assert {e.model for e in evidence} == {"tiny"}
+    assert {e.elicitation for e in evidence} == {
+        "epochs=2, max_tokens=2, task_args={'n': '3'}, temperature=0.0"
+    }
 
 
 def test_run_options_are_checked(model_dir: Path, mc_small: Path, run_cli) -> None:

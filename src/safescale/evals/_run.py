@@ -280,6 +280,8 @@ def run_evals(
     base_meta["model_args"] = {k: str(v) for k, v in args.items()}
     if opts.changed():
         base_meta["run_options"] = opts.as_dict()
+        # How the capability was drawn out is the evidence's elicitation (DESIGN.md, Records).
+        base_meta["elicitation"] = ", ".join(f"{k}={v}" for k, v in sorted(opts.as_dict().items()))
     # Not memoized by Inspect: a local folder's weights are kept by load_local_model's own
     # cache (see unload_local_models), so Inspect's cache would only hold a second reference.
     model_obj = get_model(inspect_model, memoize=False, **args)
