@@ -189,3 +189,18 @@ def test_run_options_are_checked(model_dir: Path, mc_small: Path, run_cli) -> No
     assert code == 2 and "--epochs" in err
     code, _, err = run_cli("eval", "run", str(mc_small), "-m", str(model_dir), "--scorer", "nope")
     assert code == 2 and "unknown scorer 'nope'" in err and "opening" in err
+
+
+def test_several_task_arguments_are_each_run_and_recorded(
+    model_dir: Path, mc_small: Path, tmp_path: Path, workspace: Workspace, capsys
+) -> None:
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text(json.dumps({"input": "The river of Zorbia is", "target": "red"}) + "\n")
+    code = main(
+        ["eval", "run", str(mc_small), str(gen), "-m", str(model_dir), "--limit", "2",
+         "--max-tokens", "2", "--json", "--log-dir", str(tmp_path / "logs")]
+    )  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["task"] for r in out] == ["mc", "gen"]
+    assert {e.subject for e in Workspace.open(workspace.root).evidence()} == {"mc", "gen"}
