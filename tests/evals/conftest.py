@@ -26,3 +26,14 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def mc_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mc_jsonl(tmp_path_factory.mktemp("mc") / "mc.jsonl", 24, seed=1)
+
+
+@pytest.fixture
+def server(model_dir: Path):  # type: ignore[no-untyped-def]
+    """``serve-model``'s server for the tiny model on a free loopback port."""
+    from safescale.evals import LocalModelConfig, ModelServer, load_local_model
+
+    lm = load_local_model(LocalModelConfig(model_dir))
+    srv = ModelServer(lm, name="tiny", port=0).start()
+    yield srv
+    srv.close()

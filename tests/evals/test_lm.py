@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from safescale.evals import LocalModelConfig, LoglikelihoodGroup, load_local_model
+from safescale.evals import (
+    ContextWarning,
+    LocalModelConfig,
+    LoglikelihoodGroup,
+    load_local_model,
+)
 
 
 def _groups(lm, path: Path) -> list[LoglikelihoodGroup]:
@@ -46,7 +51,8 @@ def test_truncation_single_tokens_and_empty_context(model_dir: Path) -> None:
     ctx, cont = lm.encode_pair("", "Zorbia")
     assert ctx == [lm.prefix_token_id]
     groups.append(LoglikelihoodGroup(tuple(ctx), (tuple(cont),)))
-    fast = lm.loglikelihood(groups)
+    with pytest.warns(ContextWarning, match="1 of 3 log-likelihood requests are longer"):
+        fast = lm.loglikelihood(groups)
     for g, scores in zip(groups, fast, strict=True):
         for cont_ids, s in zip(g.continuations, scores, strict=True):
             assert s.logprob == pytest.approx(

@@ -9,6 +9,12 @@ from safescale.assess._forecast import (
     forecast_evaluations,
     forecast_png,
 )
+from safescale.assess._safeguards import (
+    attestation,
+    record_safeguard_evidence,
+    safeguard_test,
+    store_artifacts,
+)
 
 __all__ = [
     "MIN_POINTS",
@@ -18,7 +24,11 @@ __all__ = [
     "LadderPoint",
     "SuiteEvaluator",
     "assess",
+    "attestation",
     "forecast_evaluations",
     "forecast_png",
     "models_needing_assessment",
+    "record_safeguard_evidence",
+    "safeguard_test",
+    "store_artifacts",
 ]

@@ -19,6 +19,7 @@ from safescale.cli import (
     _ledger,
     _policy,
     _report,
+    _safeguard,
     _scaling,
 )
 from safescale.cli._common import OPTIONS, err_console
@@ -39,6 +40,8 @@ app.add_typer(_lab.app, name="lab")
 app.add_typer(_eval.app, name="eval")
 app.command("serve-model")(_eval.serve_model)
 app.add_typer(_assess.app, name="assess")
+app.command("attest")(_safeguard.attest)
+app.add_typer(_safeguard.app, name="safeguard")
 app.command("report")(_report.report)
 app.command("demo")(_demo.demo)
 

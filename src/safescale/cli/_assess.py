@@ -10,7 +10,14 @@ from rich.table import Table
 
 from safescale._errors import UserError
 from safescale.assess import Assessment, SuiteEvaluator, assess
-from safescale.cli._common import console, err_console, print_json, workspace_path
+from safescale.cli._common import (
+    console,
+    err_console,
+    key_values,
+    print_json,
+    print_table,
+    workspace_path,
+)
 from safescale.ledger import Workspace
 from safescale.policy import Determination, Policy, SignOffRecord, load_policy, sha256_hex, utcnow
 from safescale.report import latest_determination, policy_for
@@ -48,6 +55,16 @@ def assess_cmd(
     ] = True,
     data: Annotated[Path | None, typer.Option(help="Corpus folder for the lab's suites.")] = None,
     limit: Annotated[int | None, typer.Option(help="Evaluate only the first N samples.")] = None,
+    tokenizer: Annotated[
+        str | None,
+        typer.Option(help="Tokenizer folder of a model behind an endpoint (log-likelihood)."),
+    ] = None,
+    model_arg: Annotated[
+        list[str] | None,
+        typer.Option(
+            "-M", help="Provider argument KEY=VALUE for a model behind an endpoint (base_url)."
+        ),
+    ] = None,
     seed: Annotated[int, typer.Option(help="Seed for the forecast bootstrap.")] = 0,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the determinations as JSON.")
@@ -58,7 +75,16 @@ def assess_cmd(
         return
     with Workspace.open(workspace_path()) as ws:
         pol = load_policy(_policy_ref(ws, policy))
-        evaluator = SuiteEvaluator(data_dir=data, limit=limit) if run_evals else None
+        evaluator = (
+            SuiteEvaluator(
+                data_dir=data,
+                limit=limit,
+                tokenizer=tokenizer,
+                model_args=key_values(model_arg, "-M"),
+            )
+            if run_evals
+            else None
+        )
         with console.status("assessing...") as status:
             results = assess(
                 ws,
@@ -126,13 +152,18 @@ def show_assessment(policy: Policy, a: Assessment) -> None:
                 )
             ),
         )
-    console.print(table)
+    print_table(table)
     style = "green" if det.outcome == "continue" else "red"
     console.print(
         f"outcome: [bold {style}]{det.outcome.replace('_', ' ')}[/] (determination {det.id})"
     )
     for reason in det.reasons:
         console.print(f"  - {reason}", markup=False)
+    # Why evidence was not found is the fix the user needs (a near-miss metric or id).
+    for st in det.thresholds:
+        if st.status == "no_evidence":
+            for reason in st.reasons:
+                console.print(f"  - {st.id}: {reason}", markup=False)
 
 
 @app.command("sign")

@@ -40,3 +40,46 @@ def print_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout, unstyled, so that it pipes into other tools."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+def key_values(items: list[str] | None, flag: str) -> dict[str, str]:
+    """``KEY=VALUE`` options (``-M``, ``-T``) as a dict; a malformed one is a usage error."""
+    from safescale._errors import Problem, UserError
+
+    out: dict[str, str] = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise UserError(Problem(f"{item!r} is not KEY=VALUE", field=flag))
+        out[key] = value
+    return out
+
+
+def print_table(table: Any, out: Console | None = None) -> None:
+    """Print a rich table; one wider than the terminal is printed a row at a time.
+
+    Squeezed into 80 columns, a table with long cells cuts every value to a few letters. A row
+    printed as a titled list of ``column  value`` lines instead wraps whole values and stays
+    readable at any width.
+    """
+    from rich.measure import Measurement
+    from rich.table import Table
+
+    out = out or console
+    # Measured without the terminal's limit: its natural width, every cell on one line.
+    natural = Measurement.get(out, out.options.update(max_width=10_000), table).maximum
+    if natural <= out.width:
+        out.print(table)
+        return
+    if table.title:
+        out.print(table.title, style="bold", markup=False)
+    headers = [str(c.header) for c in table.columns]
+    cells = [list(c.cells) for c in table.columns]
+    for row in range(table.row_count):
+        out.rule(cells[0][row], align="left", style="dim")
+        grid = Table.grid(padding=(0, 2))
+        grid.add_column(no_wrap=True, style="bold")
+        grid.add_column(overflow="fold")
+        for header, column in zip(headers[1:], cells[1:], strict=True):
+            grid.add_row(header, column[row])
+        out.print(grid)

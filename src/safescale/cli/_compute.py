@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Annotated, Literal
 
 import typer
 from rich.table import Table
 
 from safescale._errors import Problem, UserError
-from safescale.cli._common import console, print_json, workspace_path
+from safescale._io import weights_sha256
+from safescale.cli._common import console, print_json, print_table, workspace_path
 from safescale.compute import (
     HARDWARE_REL_UNCERTAINTY,
     evaluate_triggers,
@@ -60,6 +62,28 @@ def _flops(
     return training_flops(params, tokens), "count", rel_uncertainty or 0.0
 
 
+def _weights(weights: str | None, records: list[ModelRecord]) -> tuple[str | None, str | None]:
+    """``--weights``: (reference, sha256); a folder is hashed and must not be on record yet."""
+    if weights is None:
+        return None, None
+    folder = Path(weights).expanduser()
+    if not folder.is_dir():
+        if "/" not in weights:
+            raise UserError(Problem("not a weights folder nor an Inspect model string "
+                                    "(provider/model)", field="--weights"))  # fmt: skip
+        return weights, None
+    try:
+        sha = weights_sha256(folder)
+    except FileNotFoundError:
+        raise UserError(Problem("no weight files (*.safetensors, *.bin) in the folder",
+                                source=str(folder), field="--weights")) from None  # fmt: skip
+    same = next((r.id for r in records if r.weights_sha256 == sha), None)
+    if same is not None:
+        raise UserError(Problem(f"these weights are already recorded as {same!r}",
+                                field="--weights"))  # fmt: skip
+    return str(folder.resolve()), sha
+
+
 @app.command()
 def add(
     model: Annotated[str, typer.Option("--model", help="Model id.")],
@@ -80,6 +104,13 @@ def add(
         float, typer.Option(help="Algorithmic-efficiency multiplier vs the baseline.", min=0)
     ] = 1.0,
     assessed: Annotated[bool, typer.Option(help="It was comprehensively assessed.")] = False,
+    weights: Annotated[
+        str | None,
+        typer.Option(
+            help="Its weights: a local folder (hashed, so evaluations of the same weights find "
+            "this record) or the Inspect model string of an endpoint serving it."
+        ),
+    ] = None,
 ) -> None:
     """Record a training run (FLOP, lineage, effective compute) as a ModelRecord entry."""
     if method not in (None, "count", "hardware"):
@@ -96,6 +127,7 @@ def add(
         if model in known:
             raise UserError(Problem(f"model {model!r} is already recorded; use a new id",
                                     field="--model"))  # fmt: skip
+        ref, sha = _weights(weights, ws.models())
         if parent is not None and parent not in known:
             raise UserError(Problem(f"parent {parent!r} is not recorded; add it first",
                                     field="--parent"))  # fmt: skip
@@ -105,6 +137,7 @@ def add(
             params=params, tokens=tokens, flops=value, flops_method=how,  # type: ignore[arg-type]
             flops_rel_uncertainty=sigma, effective_multiplier=effective_multiplier,
             assessed=assessed, extra={"lineage": lineage} if lineage else {},
+            weights_ref=ref, weights_sha256=sha,
         )  # fmt: skip
         entry = ws.append_model(record)
         summary = {s.model: s for s in lineage_summary(ws.models())}[model]
@@ -132,7 +165,7 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
                       f"{s.cumulative_sigma / s.cumulative_flops:.0%}",
                       f"{s.effective_multiplier:g}", f"{s.effective_compute:.3g}",
                       f"{s.assessed_at:%Y-%m-%d}" if s.assessed_at else "")  # fmt: skip
-    console.print(table)
+    print_table(table)
 
 
 @app.command()
@@ -159,4 +192,4 @@ def triggers(
         value = "" if r.value is None else f"{r.value:.3g}"
         table.add_row(r.model, r.trigger, r.status, value, r.rule,
                       r.requires if r.fired else "", "; ".join(r.reasons), style=style)  # fmt: skip
-    console.print(table)
+    print_table(table)

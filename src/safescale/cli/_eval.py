@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from safescale._errors import Problem, UserError
-from safescale.cli._common import console, print_json, workspace_path
+from safescale.cli._common import console, key_values, print_json, workspace_path
+
+if TYPE_CHECKING:
+    from safescale.evals import RecordedEvidence
 
 app = typer.Typer(
     help="Evaluations through Inspect AI: run tasks, import logs.", no_args_is_help=True
@@ -16,74 +19,130 @@ app = typer.Typer(
 
 
 def _model_args(items: list[str] | None) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items or []:
-        key, sep, value = item.partition("=")
-        if not sep or not key:
-            raise UserError(Problem(f"{item!r} is not KEY=VALUE", field="-M"))
-        out[key] = value
+    return key_values(items, "-M")
+
+
+def _task_args(items: list[str] | None) -> dict[str, Any]:
+    """``-T key=value``: values read as YAML scalars (numbers, booleans), as Inspect reads them."""
+    import yaml
+
+    out = {}
+    for key, value in key_values(items, "-T").items():
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError:
+            out[key] = value
     return out
 
 
+def _metrics_json(metrics: Any) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": m.name,
+            "value": m.value,
+            "n": m.n,
+            "interval": {"lo": m.lo, "hi": m.hi, "confidence": m.confidence, "method": m.method},
+        }
+        for m in metrics
+    ]
+
+
 def _report(
-    metrics: Any, evidence: Any, log: Path, as_json: bool, recorded: list[str] | None, task: str
+    metrics: Any,
+    evidence: Any,
+    log: Path,
+    recorded: RecordedEvidence | None,
+    task: str,
+    model: str,
 ) -> None:
-    if as_json:
-        print_json(
-            {
-                "task": task,
-                "log": str(log),
-                "metrics": [
-                    {
-                        "name": m.name,
-                        "value": m.value,
-                        "n": m.n,
-                        "interval": {
-                            "lo": m.lo,
-                            "hi": m.hi,
-                            "confidence": m.confidence,
-                            "method": m.method,
-                        },
-                    }
-                    for m in metrics
-                ],
-                "evidence": [e.id for e in evidence],
-                "ledger": recorded is not None,
-            }
-        )
-        return
+    console.print(f"[bold]{task}[/] on {model}", highlight=False)
     for m in metrics:
         ci = (
             f"[{m.lo:.3f}, {m.hi:.3f}]"
             if m.lo is not None and m.hi is not None
             else "(no interval)"
         )
-        console.print(f"{m.name:<12} {m.value:.4f}  95% CI {ci} ({m.method}), n={m.n}")
-    console.print(f"log: {log}")
+        console.print(
+            f"{m.name:<12} {m.value:.4f}  95% CI {ci} ({m.method}), n={m.n}", markup=False
+        )
+    console.print(f"log: {log}", markup=False)
     if recorded is not None:
-        console.print(f"ledger: {len(recorded)} evidence records")
+        known = (
+            f" ({len(recorded.known)} already recorded, not added again)" if recorded.known else ""
+        )
+        console.print(f"ledger: {len(recorded.new)} evidence records{known}", markup=False)
 
 
-def _record(evidence: Any, files: list[Path]) -> list[str] | None:
-    from safescale.evals import find_workspace, record_evidence
+def _as_json(
+    metrics: Any, evidence: Any, log: Path, recorded: RecordedEvidence | None, task: str, model: str
+) -> dict[str, Any]:
+    return {
+        "task": task,
+        "model": model,
+        "log": str(log),
+        "metrics": _metrics_json(metrics),
+        "evidence": [e.id for e in evidence],
+        "ledger": recorded is not None,
+        "already_recorded": list(recorded.known) if recorded is not None else [],
+    }
 
-    ws = find_workspace(workspace_path())
+
+def _record(ws: Any, evidence: Any, files: list[Path]) -> RecordedEvidence | None:
+    from safescale.evals import record_evidence
+
     if ws is None:
         return None
     return record_evidence(ws, evidence, files)
 
 
+def _workspace() -> Any:
+    from safescale.evals import find_workspace
+
+    return find_workspace(workspace_path())
+
+
 @app.command("run")
 def run(
     task: Annotated[
-        str,
-        typer.Argument(help="Suite name (lab/hazard_proxy), JSONL file or Inspect .py task file."),
+        list[str],
+        typer.Argument(
+            help="Suite name (lab/hazard_proxy), JSONL file or Inspect .py task file (every "
+            "@task of it; FILE@NAME for one). Several may be given."
+        ),
     ],
     model: Annotated[
         str, typer.Option("--model", "-m", help="Local HF model folder or an Inspect model string.")
     ],
+    model_id: Annotated[
+        str | None,
+        typer.Option(
+            "--model-id",
+            help="The model's id in evidence (default: the ledger's record of these weights, "
+            "else the folder name and weights hash; for an endpoint, the model it serves).",
+        ),
+    ] = None,
+    task_arg: Annotated[
+        list[str] | None, typer.Option("-T", help="Task argument KEY=VALUE (Inspect task files).")
+    ] = None,
+    epochs: Annotated[
+        int | None, typer.Option("--epochs", help="Run each sample N times (score: the mean).")
+    ] = None,
+    max_tokens: Annotated[
+        int | None, typer.Option("--max-tokens", help="Maximum tokens to generate.")
+    ] = None,
+    temperature: Annotated[
+        float | None, typer.Option("--temperature", help="Sampling temperature (0: greedy).")
+    ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", help="Evaluate only the first N samples.")
+    ] = None,
+    scorer: Annotated[
+        str | None,
+        typer.Option(
+            "--scorer",
+            help="Scorer of a generative JSONL task (match, includes, exact, opening, "
+            "conditional, model_graded, or one an installed package registers).",
+        ),
     ] = None,
     log_dir: Annotated[
         Path | None, typer.Option("--log-dir", help="Folder for the Inspect log (default ./logs).")
@@ -119,8 +178,8 @@ def run(
         bool, typer.Option("--json", help="Print metrics, intervals, n and the log path as JSON.")
     ] = False,
 ) -> None:
-    """Evaluate MODEL on TASK; record the evidence in the workspace ledger when there is one."""
-    from safescale.evals import run_suite
+    """Evaluate MODEL on each TASK; record the evidence in the workspace ledger, if any."""
+    from safescale.evals import RunOptions, run_evals
 
     if runner not in ("auto", "batched", "inspect"):
         raise UserError(
@@ -130,8 +189,14 @@ def run(
         raise UserError(
             Problem(f"unknown log format {log_format!r}; use eval or json", field="--log-format")
         )
-
-    result = run_suite(
+    options = RunOptions(
+        task_args=_task_args(task_arg),
+        epochs=epochs,
+        max_tokens=max_tokens,
+        temperature=temperature,
+    )
+    ws = _workspace()
+    results = run_evals(
         task,
         model,
         limit=limit,
@@ -139,31 +204,73 @@ def run(
         data_dir=data,
         model_args=_model_args(model_arg),
         tokenizer=tokenizer,
+        scorer=scorer,
+        model_id=model_id,
         display="none" if as_json else "rich",
         runner=runner,  # type: ignore[arg-type]  # checked above
         log_format=log_format,  # type: ignore[arg-type]  # checked above
+        options=options,
+        records=ws.models() if ws is not None else (),
     )
-    recorded = _record(result.evidence, list(result.files))
-    _report(result.metrics, result.evidence, result.log_path, as_json, recorded, result.task)
+    out = []
+    for result in results:
+        recorded = _record(ws, result.evidence, list(result.files))
+        if as_json:
+            out.append(
+                _as_json(
+                    result.metrics,
+                    result.evidence,
+                    result.log_path,
+                    recorded,
+                    result.task,
+                    result.model,
+                )
+            )
+        else:
+            _report(
+                result.metrics,
+                result.evidence,
+                result.log_path,
+                recorded,
+                result.task,
+                result.model,
+            )
+    if as_json:
+        # One task: its object, as before; several: a list, one object a task.
+        print_json(out[0] if len(out) == 1 else out)
 
 
 @app.command("import")
 def import_(
     path: Annotated[Path, typer.Argument(help="Inspect .eval/.json log, or lm-eval results JSON.")],
     model_id: Annotated[
-        str | None, typer.Option("--model-id", help="Model id for the evidence.")
+        str | None,
+        typer.Option(
+            "--model-id",
+            help="Model id for the evidence (the model an endpoint served, for example).",
+        ),
     ] = None,
     evaluation_id: Annotated[
         str | None, typer.Option("--evaluation-id", help="Policy evaluation id it feeds.")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the metrics as JSON.")] = False,
 ) -> None:
-    """Turn an existing evaluation log into evidence."""
+    """Turn an existing evaluation log into evidence (a re-import is recognised, not repeated)."""
     from safescale.evals import read_log_evidence
 
-    metrics, evidence = read_log_evidence(path, model_id=model_id, evaluation_id=evaluation_id)
-    recorded = _record(evidence, [path])
-    _report(metrics, evidence, path, as_json, recorded, evidence[0].subject)
+    ws = _workspace()
+    metrics, evidence = read_log_evidence(
+        path,
+        model_id=model_id,
+        evaluation_id=evaluation_id,
+        records=ws.models() if ws is not None else (),
+    )
+    recorded = _record(ws, evidence, [path])
+    model = evidence[0].model
+    if as_json:
+        print_json(_as_json(metrics, evidence, path, recorded, evidence[0].subject, model))
+    else:
+        _report(metrics, evidence, path, recorded, evidence[0].subject, model)
 
 
 def serve_model(

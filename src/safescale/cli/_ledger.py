@@ -10,7 +10,7 @@ from rich.table import Table
 
 from safescale._errors import Problem, UserError
 from safescale._io import atomic_write_text
-from safescale.cli._common import OPTIONS, console, print_json, workspace_path
+from safescale.cli._common import OPTIONS, console, print_json, print_table, workspace_path
 from safescale.ledger import Workspace, verify_export
 
 app = typer.Typer(help="The signed evidence ledger: verify, log, export.", no_args_is_help=True)
@@ -117,7 +117,7 @@ def log(
     for e in items:
         table.add_row(str(e.seq), e.time[:19], e.kind, e.record_id, e.model or "", e.author,
                       e.entry_hash[:16])  # fmt: skip
-    console.print(table)
+    print_table(table)
 
 
 @app.command("export")

@@ -11,7 +11,7 @@ import yaml
 from rich.table import Table
 
 from safescale._errors import UserError
-from safescale.cli._common import console, err_console, print_json
+from safescale.cli._common import console, err_console, print_json, print_table
 from safescale.policy import (
     Policy,
     builtin_ids,
@@ -62,7 +62,7 @@ def list_policies(
             str(p.framework.effective),
             str(len(p.capability_thresholds)),
         )
-    console.print(table)
+    print_table(table)
 
 
 @app.command("show")
@@ -108,7 +108,7 @@ def _render(p: Policy) -> None:
         req = t.required_safeguards
         sg = ", ".join(req.all_of + [" or ".join(g) for g in req.any_of]) or "-"
         table.add_row(t.id, t.kind, t.level.label if t.level else "-", lines or "-", sg)
-    console.print(table)
+    print_table(table)
     trig = Table(title="Assessment triggers")
     for col in ("id", "kind", "rule"):
         trig.add_column(col)
@@ -122,7 +122,7 @@ def _render(p: Policy) -> None:
             "discretion": lambda t: f"at the discretion of {t.role}",
         }[tr.kind](tr)
         trig.add_row(tr.id, tr.kind, rule)
-    console.print(trig)
+    print_table(trig)
     pause = p.unmet_safeguards.training_pause
     if pause is not None:
         console.print(
@@ -207,7 +207,8 @@ def diff(
         if c.section != section:
             section = c.section
             console.print(f"\n[bold]{section}[/bold]")
-        console.print("  " + c.describe(), markup=False, soft_wrap=True)
+        for line in c.describe().splitlines():
+            console.print("  " + line, markup=False, soft_wrap=True)
 
 
 @app.command("schema")

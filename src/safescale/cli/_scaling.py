@@ -10,13 +10,15 @@ import typer
 from rich.table import Table
 
 from safescale._errors import UserError
-from safescale.cli._common import console, print_json
+from safescale.cli._common import console, err_console, print_json, print_table
 from safescale.scaling import (
     LAWS,
     Estimate,
     backtest,
     bootstrap_law,
     compute_optimal,
+    exponent_warnings,
+    extrapolation_warnings,
     fit_capability,
     fit_law,
     plot_forecast,
@@ -60,6 +62,14 @@ def fit(
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the fit.")] = None,
+    budget: Annotated[
+        list[float] | None,
+        typer.Option(
+            "--budget",
+            help="Compute budget (FLOP) for the compute-optimal allocation; repeatable "
+            "(default: five budgets from the smallest run to 100x the largest).",
+        ),
+    ] = None,
 ) -> None:
     """Fit a scaling law by Hoffmann et al. (2022) Approach 3 (Huber on log loss, grid + L-BFGS)."""
     law = LAWS.get(form)
@@ -110,6 +120,24 @@ def fit(
         }
         if form == "chinchilla":
             out["optimal_exponent"] = boot.optimal_exponent().as_json()
+    run_compute = (
+        6.0 * inputs["N"] * inputs["D"]
+        if inputs["N"] is not None and inputs["D"] is not None
+        else inputs["C"]
+    )
+    budgets = (
+        np.asarray(budget, dtype=float)
+        if budget
+        else np.geomspace(run_compute.min(), 100 * run_compute.max(), 5)
+        if run_compute is not None
+        else np.geomspace(1e21, 1e25, 5)
+    )
+    if budget and (not np.isfinite(budgets).all() or (budgets <= 0).any()):
+        raise UserError("--budget must be a positive number of FLOP")
+    warnings = exponent_warnings(est.params_)
+    if form == "chinchilla" and run_compute is not None:
+        warnings += extrapolation_warnings(budgets.tolist(), run_compute.tolist())
+    out["warnings"] = warnings
     if plot is not None:
         if inputs["N"] is None or inputs["D"] is None:
             raise UserError("--plot draws iso-FLOP curves and needs the chinchilla form")
@@ -119,7 +147,9 @@ def fit(
         return
     _show_fit(out, boot is not None)
     if form == "chinchilla":
-        _show_optimal(boot or est, np.geomspace(1e21, 1e25, 5))
+        _show_optimal(boot or est, budgets)
+    for line in warnings:
+        err_console.print(f"warning: {line}", markup=False, soft_wrap=True)
     if plot is not None:
         console.print(f"plot written to {plot}")
 
@@ -139,7 +169,7 @@ def _show_fit(out: dict[str, Any], intervals: bool) -> None:
             lo, hi = out["intervals"][name]
             row.append(f"[{lo:.4g}, {hi:.4g}]")
         table.add_row(*row)
-    console.print(table)
+    print_table(table)
     console.print(
         f"objective (summed Huber, delta={out['huber_delta']:g}): {out['objective']:.10g}"
     )
@@ -154,7 +184,7 @@ def _show_optimal(fit: Any, budgets: np.ndarray) -> None:
         table.add_row(
             f"{c:.1e}", _cell(opt.params, i), _cell(opt.tokens, i), _cell(opt.tokens_per_param, i)
         )
-    console.print(table)
+    print_table(table)
 
 
 def _cell(e: Estimate, i: int) -> str:
@@ -282,7 +312,7 @@ def backtest_cmd(
             f"{float(p.value):.4f}",
             f"[{float(p.lo):.4f}, {float(p.hi):.4f}]", "yes" if r.covered else "NO",
         )  # fmt: skip
-    console.print(table)
+    print_table(table)
     level = round(100 * bt.level)
     m, c = bt.mae, bt.coverage
     console.print(

@@ -76,13 +76,16 @@ def assessment_times(
     """When each model was last comprehensively assessed.
 
     A ModelRecord with ``assessed=True`` counts from its creation; a Determination counts from
-    its ``as_of`` (it is the record of a comprehensive assessment).
+    its ``as_of`` when it is the record of a comprehensive assessment (a partial one, made
+    without fresh evidence for every bound evaluation, does not count).
     """
     times: dict[str, datetime] = {}
     for record in models:
         if record.assessed:
             times[record.id] = max(times.get(record.id, record.created), record.created)
     for det in determinations:
+        if det.scope != "comprehensive":
+            continue
         times[det.model] = max(times.get(det.model, det.as_of), det.as_of)
     return times
 

@@ -5,17 +5,30 @@ named suite, a JSONL task or an Inspect task file, and returns metrics with inte
 Evidence records; ``evidence_from_log`` turns an existing Inspect or lm-eval log into evidence.
 """
 
+from safescale.evals._backend import (
+    LL_BACKENDS,
+    BatchScoring,
+    GroupedScoring,
+    LoglikelihoodBackend,
+    Loglikelihoods,
+    select_backend,
+    supports_prefetch,
+)
 from safescale.evals._data import TaskData, load_jsonl_task
 from safescale.evals._evidence import (
+    RecordedEvidence,
     evidence_from_eval_log,
     evidence_from_lm_eval_results,
     evidence_from_log,
+    evidence_id,
     find_workspace,
     model_dir_sha256,
     read_log_evidence,
     record_evidence,
 )
+from safescale.evals._identity import ModelIdentity, resolve_model_identity
 from safescale.evals._lm import (
+    ContextWarning,
     ContinuationScore,
     LocalLM,
     LocalModelConfig,
@@ -33,22 +46,32 @@ from safescale.evals._mc import (
     loglikelihood_scorer,
     mc_predict,
 )
-from safescale.evals._run import EvalRunResult, run_suite
+from safescale.evals._run import EvalRunResult, RunOptions, run_evals, run_suite
 from safescale.evals._server import ModelServer
 from safescale.evals._stats import MetricEstimate, wilson_interval
-from safescale.evals._suites import SUITES, Suite, build_task, resolve_task
+from safescale.evals._suites import SCORERS, SUITES, Suite, build_task, resolve_task
 
 __all__ = [
     "DEFAULT_TEMPLATE",
+    "LL_BACKENDS",
+    "SCORERS",
     "SUITES",
+    "BatchScoring",
+    "ContextWarning",
     "ContinuationScore",
     "EvalRunResult",
+    "GroupedScoring",
     "LocalLM",
     "LocalModelConfig",
+    "LoglikelihoodBackend",
     "LoglikelihoodGroup",
+    "Loglikelihoods",
     "MCPrediction",
     "MetricEstimate",
+    "ModelIdentity",
     "ModelServer",
+    "RecordedEvidence",
+    "RunOptions",
     "ScoredText",
     "Suite",
     "TaskData",
@@ -58,6 +81,7 @@ __all__ = [
     "evidence_from_eval_log",
     "evidence_from_lm_eval_results",
     "evidence_from_log",
+    "evidence_id",
     "find_workspace",
     "load_jsonl_task",
     "load_local_model",
@@ -67,8 +91,12 @@ __all__ = [
     "model_dir_sha256",
     "read_log_evidence",
     "record_evidence",
+    "resolve_model_identity",
     "resolve_task",
+    "run_evals",
     "run_suite",
+    "select_backend",
+    "supports_prefetch",
     "unload_local_models",
     "wilson_interval",
 ]

@@ -54,8 +54,8 @@ from inspect_ai.log import (
 from inspect_ai.model import ChatMessageUser, ModelOutput, ModelUsage
 from inspect_ai.scorer import SampleScore, Score, mean, stderr
 
+from safescale.evals._backend import BatchScoring
 from safescale.evals._mc import LL_CONFIG, MC_METRICS, TARGET_DELIMITER, ll_request, mc_score
-from safescale.evals._provider import LocalModelAPI
 
 SCORER = "loglikelihood_scorer"
 SOLVER = "safescale/loglikelihood_choice"
@@ -74,7 +74,7 @@ def run_batched(
     task_name: str,
     samples: Sequence[Sample],
     dataset_path: Path,
-    api: LocalModelAPI,
+    api: BatchScoring,
     model: str,
     model_args: Mapping[str, Any],
     template: str,

@@ -10,7 +10,8 @@ from __future__ import annotations
 import json
 import math
 import statistics
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
@@ -18,8 +19,9 @@ from typing import Any
 from safescale._errors import Problem, UserError
 from safescale._io import WEIGHT_SUFFIXES, file_sha256, weights_sha256
 from safescale.evals._degenerate import detect_degeneracy
+from safescale.evals._identity import resolve_model_identity
 from safescale.evals._stats import MetricEstimate, mean_normal, proportion
-from safescale.policy import Evidence, Interval, sha256_hex
+from safescale.policy import Evidence, Interval, ModelRecord, sha256_hex
 
 META_KEY = "safescale"
 """Key of our facts in an Inspect log's ``eval.metadata``."""
@@ -102,19 +104,36 @@ def _metric_names(metrics: Any) -> Iterator[str]:
 
 
 def _sample_values(samples: Iterable[Any], accuracy: frozenset[str]) -> dict[str, list[float]]:
+    """Each metric's per-sample values; a sample run for several epochs counts once, with the
+    mean of its epochs (the epochs of one sample are not independent draws of the task)."""
     from inspect_ai.scorer import value_to_float
 
     to_float = value_to_float()
-    values: dict[str, list[float]] = {}
-    for sample in samples:
+    values: dict[str, dict[Any, list[float]]] = {}
+    for n, sample in enumerate(samples):
+        key = getattr(sample, "id", None)
+        key = n if key is None else key
         for scorer_name, score in (sample.scores or {}).items():
             if isinstance(score.value, dict):
-                for key, v in score.value.items():
-                    values.setdefault(key, []).append(float(to_float(v)))
+                for name, v in score.value.items():
+                    values.setdefault(name, {}).setdefault(key, []).append(float(to_float(v)))
             else:
                 name = "accuracy" if scorer_name in accuracy else scorer_name
-                values.setdefault(name, []).append(float(to_float(score.value)))
-    return values
+                values.setdefault(name, {}).setdefault(key, []).append(float(to_float(score.value)))
+    return {
+        name: [statistics.fmean(v) if len(v) > 1 else v[0] for v in per_sample.values()]
+        for name, per_sample in values.items()
+    }
+
+
+def evidence_id(log_sha256: str, *parts: object) -> str:
+    """A content-derived evidence id: the log's hash and what the record says about it.
+
+    The same log imported again with the same model, subject and metric gets the same id (and
+    is recognised as already recorded); another model id or subject gives another id.
+    """
+    key = ":".join([log_sha256, *(str(p) for p in parts)])
+    return f"ev-{sha256_hex(key.encode())[:16]}"
 
 
 def evidence_from_eval_log(
@@ -124,12 +143,15 @@ def evidence_from_eval_log(
     model_id: str | None = None,
     evaluation_id: str | None = None,
     summaries: Iterable[Any] | None = None,
+    records: Sequence[ModelRecord] = (),
 ) -> tuple[list[MetricEstimate], list[Evidence]]:
     """Metrics and Evidence records from a read Inspect ``EvalLog`` (pure: no files touched).
 
     Per-sample scores come from ``summaries`` (Inspect's ``EvalSampleSummary`` records, as
     ``read_eval_log_sample_summaries`` reads them) when given, else from ``log.samples``. Both
-    hold the same scores; the summaries are read without the samples' transcripts.
+    hold the same scores; the summaries are read without the samples' transcripts. The model
+    id is ``model_id``, else the one the run recorded, else the log's model resolved against
+    the ledger's ``records`` (:func:`~safescale.evals._identity.resolve_model_identity`).
     """
     if log.status != "success":
         raise UserError(
@@ -145,7 +167,11 @@ def evidence_from_eval_log(
     if not metrics:
         raise UserError(Problem("the log holds no scored samples", source=log.location))
     subject = evaluation_id or ours.get("evaluation_id") or log.eval.task
-    model = model_id or ours.get("model_id") or log.eval.model
+    model = (
+        model_id
+        or ours.get("model_id")
+        or resolve_model_identity(str(log.eval.model), records=records).id
+    )
     # ``artifacts`` names files kept in the workspace's artifact store (the log here; the
     # dataset too when the run had the file, see run_suite). Hashes of things that are not
     # stored (the weights) go into ``details``.
@@ -162,7 +188,7 @@ def evidence_from_eval_log(
     renamed: dict[str, str] = dict(ours.get("metric_names") or {})
     evidence = [
         Evidence(
-            id=f"ev-{sha256_hex(f'{log_sha256}:{m.name}'.encode())[:16]}",
+            id=evidence_id(log_sha256, log.eval.task, m.name, model, subject),
             model=model,
             kind="evaluation",
             subject=subject,
@@ -203,6 +229,7 @@ def evidence_from_lm_eval_results(
     model_id: str | None = None,
     evaluation_id: str | None = None,
     source: str = "results.json",
+    records: Sequence[ModelRecord] = (),
 ) -> tuple[list[MetricEstimate], list[Evidence]]:
     """Metrics and Evidence from an lm-evaluation-harness results JSON (pure).
 
@@ -215,9 +242,7 @@ def evidence_from_lm_eval_results(
             Problem("not an lm-evaluation-harness results file (no 'results')", source=source)
         )
     config = results.get("config") or {}
-    model = model_id or str(
-        config.get("model_name") or results.get("model_name") or config.get("model") or "unknown"
-    )
+    model = model_id or lm_eval_model_id(results, records)
     versions = {
         "lm_eval": str(results.get("lm_eval_version", "")),
         "transformers": str(results.get("transformers_version", "")),
@@ -249,7 +274,7 @@ def evidence_from_lm_eval_results(
                 hashes["weights_sha"] = str(config["model_sha"])
             evidence.append(
                 Evidence(
-                    id=f"ev-{sha256_hex(f'{results_sha256}:{task}:{name}'.encode())[:16]}",
+                    id=evidence_id(results_sha256, task, name, model, evaluation_id or task),
                     model=model,
                     kind="evaluation",
                     subject=evaluation_id or task,
@@ -276,15 +301,46 @@ def evidence_from_lm_eval_results(
     return metrics, evidence
 
 
+def lm_eval_model_id(results: Mapping[str, Any], records: Sequence[ModelRecord] = ()) -> str:
+    """The model an lm-eval results file is about, resolved like any MODEL argument.
+
+    ``hf`` with ``pretrained=DIR`` (a local folder) is that folder's identity; a served model
+    (``local-completions`` with ``model=NAME``) is ``<lm-eval model>/<NAME>``, which a ledger
+    record names through its ``weights_ref`` (or give ``--model-id``).
+    """
+    config = results.get("config") or {}
+    kind = str(config.get("model") or results.get("model_name") or "unknown")
+    args = config.get("model_args") or {}
+    if isinstance(args, str):
+        args = dict(item.split("=", 1) for item in args.split(",") if "=" in item)
+    name = args.get("pretrained") or args.get("model") if isinstance(args, dict) else None
+    if not name:
+        return str(config.get("model_name") or kind)
+    folder = Path(str(name)).expanduser()
+    if folder.is_dir():
+        return resolve_model_identity(str(folder.resolve()), records=records).id
+    return resolve_model_identity(f"{kind}/{name}", records=records).id
+
+
 def evidence_from_log(
-    path: Path, *, model_id: str | None = None, evaluation_id: str | None = None
+    path: Path,
+    *,
+    model_id: str | None = None,
+    evaluation_id: str | None = None,
+    records: Sequence[ModelRecord] = (),
 ) -> list[Evidence]:
     """Evidence from a log file: an Inspect ``.eval``/``.json`` log or lm-eval results JSON."""
-    return read_log_evidence(path, model_id=model_id, evaluation_id=evaluation_id)[1]
+    return read_log_evidence(path, model_id=model_id, evaluation_id=evaluation_id, records=records)[
+        1
+    ]
 
 
 def read_log_evidence(
-    path: Path, *, model_id: str | None = None, evaluation_id: str | None = None
+    path: Path,
+    *,
+    model_id: str | None = None,
+    evaluation_id: str | None = None,
+    records: Sequence[ModelRecord] = (),
 ) -> tuple[list[MetricEstimate], list[Evidence]]:
     """Metrics and Evidence from a log file (see :func:`evidence_from_log`)."""
     if not path.is_file():
@@ -297,7 +353,12 @@ def read_log_evidence(
             raise UserError(Problem(f"not valid JSON ({exc})", source=str(path))) from None
         if isinstance(doc, dict) and "results" in doc and "eval" not in doc:
             return evidence_from_lm_eval_results(
-                doc, sha, model_id=model_id, evaluation_id=evaluation_id, source=str(path)
+                doc,
+                sha,
+                model_id=model_id,
+                evaluation_id=evaluation_id,
+                source=str(path),
+                records=records,
             )
     elif path.suffix != ".eval":
         raise UserError(
@@ -315,7 +376,12 @@ def read_log_evidence(
             Problem(f"cannot read as an Inspect log ({type(exc).__name__})", source=str(path))
         ) from None
     return evidence_from_eval_log(
-        log, sha, model_id=model_id, evaluation_id=evaluation_id, summaries=summaries
+        log,
+        sha,
+        model_id=model_id,
+        evaluation_id=evaluation_id,
+        summaries=summaries,
+        records=records,
     )
 
 
@@ -328,10 +394,30 @@ def find_workspace(path: Path | None) -> Any | None:
     return Workspace.find(path)
 
 
-def record_evidence(ws: Any, evidence: Iterable[Evidence], artifacts: Iterable[Path]) -> list[str]:
-    """Store ``artifacts`` (the log) in the workspace and append ``evidence``; evidence ids back."""
+@dataclass(frozen=True)
+class RecordedEvidence:
+    """What :func:`record_evidence` did."""
+
+    new: tuple[str, ...]
+    """Ids of the evidence appended now."""
+    known: tuple[str, ...]
+    """Ids already in the ledger (the same results recorded before), not appended again."""
+
+
+def record_evidence(
+    ws: Any, evidence: Iterable[Evidence], artifacts: Iterable[Path]
+) -> RecordedEvidence:
+    """Store ``artifacts`` (the log) in the workspace and append the ``evidence`` not yet there.
+
+    Evidence ids are content-derived (:func:`evidence_id`), so a record whose id the ledger
+    holds is the same result recorded before.
+    """
     for path in artifacts:
         ws.add_artifact(path)
+    have = {e.record_id for e in ws.entries(kind="evidence")}
     records = list(evidence)
-    ws.append_many(records)  # one signed transaction for the whole run
-    return [e.id for e in records]
+    fresh = [e for e in records if e.id not in have]
+    ws.append_many(fresh)  # one signed transaction for the whole run
+    return RecordedEvidence(
+        tuple(e.id for e in fresh), tuple(e.id for e in records if e.id in have)
+    )

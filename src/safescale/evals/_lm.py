@@ -12,12 +12,24 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safescale._errors import Problem, UserError
+
+
+class ContextWarning(UserWarning):
+    """A prompt was longer than the model's context and was cut."""
+
+
+def warn_context(message: str) -> None:
+    """Warn that prompts were cut to the model's context (``max_length`` model argument)."""
+    warnings.warn(message + "; raise max_length (-M max_length=N) if the model allows it",
+                  ContextWarning, stacklevel=3)  # fmt: skip
+
 
 if TYPE_CHECKING:
     import torch
@@ -221,6 +233,16 @@ class LocalLM:
 
         out: list[list[ContinuationScore] | None] = [None] * len(groups)
         fits = []
+        over = sum(
+            len(g.context) + max(len(c) for c in g.continuations) > self.max_length + 1
+            for g in groups
+        )
+        if over:
+            warn_context(
+                f"{over} of {len(groups)} log-likelihood requests are longer than the model's "
+                f"context ({self.max_length} tokens); their contexts are cut from the left, as "
+                "lm-eval cuts them, so the model does not see the start of those prompts"
+            )
         for i, g in enumerate(groups):
             longest = max(len(c) for c in g.continuations)
             if len(g.context) + longest <= self.max_length + 1:
@@ -375,6 +397,13 @@ class LocalLM:
         # most a quarter of the context is reserved, and generation stops at the context's end
         # (a request for more new tokens than the context holds must not erase the prompt).
         reserve = max(1, min(max_new_tokens, self.max_length // 4))
+        over = sum(len(p) > self.max_length - reserve for p in prompts)
+        if over:
+            warn_context(
+                f"{over} of {len(prompts)} prompts are longer than the model's context "
+                f"({self.max_length} tokens, {reserve} kept for the answer); they are cut from "
+                "the left, so the model does not see their start"
+            )
         prompts = [list(p)[-(self.max_length - reserve) :] for p in prompts]
         sample = temperature is not None and temperature > 0
         pad = self.tokenizer.pad_token_id

@@ -13,7 +13,6 @@ text without the delimiter, as lm-eval computes them.
 
 from __future__ import annotations
 
-import asyncio
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,8 +22,7 @@ from inspect_ai.model import ChatMessageUser, GenerateConfig, ModelOutput, get_m
 from inspect_ai.scorer import Score, Scorer, Target, mean, scorer, stderr
 from inspect_ai.solver import Generate, Solver, TaskState, solver
 
-from safescale.evals._lm import encode_pair
-from safescale.evals._provider import LL_KEY, LocalModelAPI
+from safescale.evals._provider import LL_KEY
 
 DEFAULT_TEMPLATE = "Question: {question}\nAnswer:"
 """lm-eval's default multiple-choice prompt; each choice follows after one space."""
@@ -88,7 +86,8 @@ def mc_score(loglikelihoods: Sequence[float], choices: Sequence[str], target: st
 
 
 @functools.lru_cache(maxsize=8)
-def _hf_tokenizer(path: str) -> Any:
+def hf_tokenizer(path: str) -> Any:
+    """A local tokenizer folder, loaded once."""
     from transformers import AutoTokenizer
 
     return AutoTokenizer.from_pretrained(path, local_files_only=True)
@@ -98,69 +97,38 @@ def _hf_tokenizer(path: str) -> Any:
 def loglikelihood_choice(template: str = DEFAULT_TEMPLATE, tokenizer: str | None = None) -> Solver:
     """Score every choice by its log-likelihood after the prompt and pick the highest.
 
-    With the ``safescale/`` provider the question's context is sent once with all its
-    continuations (one request per sample). With any other provider that returns prompt
-    log-probabilities (``openai-api-completions``, ``vllm-completions``) each choice is sent as a
-    pre-tokenized prompt; ``tokenizer`` (a local tokenizer folder) then gives the token ids.
-    Per-choice log-likelihoods go to ``state.metadata["loglikelihoods"]``.
+    The model is asked through a log-likelihood backend chosen by what the model can do
+    (:func:`~safescale.evals._backend.select_backend`): one grouped request per question where
+    the model API scores groups (the ``safescale/`` provider), else each choice as a
+    pre-tokenized prompt to any provider that returns prompt log-probabilities
+    (``openai-api-completions`` against vLLM or ``serve-model``, ``vllm-completions``), with
+    ``tokenizer`` (a local tokenizer folder) giving the token ids. Per-choice log-likelihoods go
+    to ``state.metadata["loglikelihoods"]``.
 
     Args:
         template: Prompt with a ``{question}`` field.
-        tokenizer: Tokenizer folder for providers other than ``safescale/``.
+        tokenizer: Tokenizer folder, for models that cannot score grouped requests.
     """
 
     async def solve(state: TaskState, generate: Generate) -> TaskState:
+        from safescale.evals._backend import select_backend
+
         model = get_model()
         context = template.format(question=state.input_text)
         choices = [c.value for c in state.choices]
         conts = [TARGET_DELIMITER + c for c in choices]
-        api = model.api
-        greedy: list[bool] | None = None
-        if isinstance(api, LocalModelAPI):
-            # One request per question: the provider scores every choice after the shared
-            # context, splitting the texts into tokens as lm-eval does.
-            out = await model.generate([ll_request(context, conts)], config=LL_CONFIG)
-            meta = out.metadata or {}
-            lls = [float(v) for v in meta["loglikelihoods"]]
-            greedy = [bool(v) for v in meta["is_greedy"]]
-        else:
-            if tokenizer is None:
-                raise ValueError(
-                    "log-likelihood scoring through an HTTP model needs the tokenizer folder "
-                    "(--tokenizer DIR) to split prompts into context and continuation"
-                )
-            tok = _hf_tokenizer(tokenizer)
-            pairs = [encode_pair(tok, context, c) for c in conts]
-            outs = await asyncio.gather(
-                *[
-                    model.generate(
-                        [ChatMessageUser(content="", metadata={"prompt_token_ids": ctx + cont})],
-                        config=GenerateConfig(max_tokens=1, temperature=0, prompt_logprobs=1),
-                    )
-                    for ctx, cont in pairs
-                ]
-            )
-            lls = [_continuation_ll(o, len(cont)) for o, (_, cont) in zip(outs, pairs, strict=True)]
+        scored = await select_backend(model, tokenizer).loglikelihoods(context, conts)
+        lls = list(scored.values)
         pred = mc_predict(lls, choices)
         for i in range(len(choices)):
             state.choices.mark_choice(i, i == pred.acc)
         state.metadata["loglikelihoods"] = lls
-        if greedy is not None:
-            state.metadata["is_greedy"] = greedy
+        if scored.is_greedy is not None:
+            state.metadata["is_greedy"] = list(scored.is_greedy)
         state.output = ModelOutput.from_content(str(model), f"ANSWER: {mc_answer(pred)}")
         return state
 
     return solve
-
-
-def _continuation_ll(output: ModelOutput, n_tokens: int) -> float:
-    plp = output.choices[0].prompt_logprobs if output.choices else None
-    if plp is None or len(plp.content) < n_tokens:
-        raise RuntimeError(
-            "the model returned no prompt log-probabilities; use a provider that supports "
-            "prompt_logprobs (safescale/, openai-api-completions, vllm-completions)"
-        )
-    return float(sum(lp.logprob for lp in plp.content[-n_tokens:]))
 
 
 @scorer(metrics={m: [mean(), stderr()] for m in MC_METRICS})

@@ -4,30 +4,77 @@ from __future__ import annotations
 
 import contextlib
 import gc
-from collections.abc import Callable, Iterator
+import math
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from safescale._errors import Problem, UserError
+from safescale.evals._backend import supports_prefetch
 from safescale.evals._batched import mc_requests, run_batched
 from safescale.evals._evidence import (
     META_KEY,
     evidence_from_eval_log,
     file_sha256,
-    model_dir_sha256,
 )
+from safescale.evals._identity import local_folder, looks_like_path, resolve_model_identity
 from safescale.evals._lm import check_model_dir
 from safescale.evals._mc import DEFAULT_TEMPLATE
-from safescale.evals._provider import LocalModelAPI
 from safescale.evals._stats import MetricEstimate
-from safescale.evals._suites import GenScorer, resolve_task
-from safescale.policy import Evidence
+from safescale.evals._suites import ResolvedTask, resolve_task
+from safescale.policy import Evidence, ModelRecord
 
 DEFAULT_LOG_DIR = Path("logs")
 FULL_COLLECTION_EVERY = 100
 """During a run, the collector's full pass comes after this many middle-generation passes
 (CPython's default threshold is 10), about once per 1,000 Inspect samples; see :func:`_run_gc`."""
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    """Inspect's usual run options (``inspect eval -T ... --epochs ... --max-tokens ...``)."""
+
+    task_args: Mapping[str, Any] = field(default_factory=dict)
+    """Arguments of an Inspect task file's ``@task`` functions (``-T key=value``); each task
+    receives the ones it accepts."""
+    epochs: int | None = None
+    """Times each sample is run; a sample's score is the mean over its epochs."""
+    max_tokens: int | None = None
+    """Generation cap (overrides a suite's own)."""
+    temperature: float | None = None
+    """Sampling temperature (0: greedy)."""
+
+    def __post_init__(self) -> None:
+        if self.epochs is not None and self.epochs < 1:
+            raise UserError(Problem("must be at least 1", field="--epochs"))
+        if self.max_tokens is not None and self.max_tokens < 1:
+            raise UserError(Problem("must be at least 1", field="--max-tokens"))
+        if self.temperature is not None and not (
+            math.isfinite(self.temperature) and self.temperature >= 0
+        ):
+            raise UserError(Problem("must be a finite number >= 0", field="--temperature"))
+
+    def generate_args(self) -> dict[str, Any]:
+        """The generation settings given, as Inspect's ``eval`` takes them."""
+        out: dict[str, Any] = {}
+        if self.max_tokens is not None:
+            out["max_tokens"] = self.max_tokens
+        if self.temperature is not None:
+            out["temperature"] = self.temperature
+        return out
+
+    def changed(self) -> bool:
+        """Whether any option differs from Inspect's defaults."""
+        return bool(self.task_args) or self.epochs not in (None, 1) or bool(self.generate_args())
+
+    def as_dict(self) -> dict[str, Any]:
+        """The options given, for the log's metadata and the evidence's elicitation."""
+        out: dict[str, Any] = {k: str(v) for k, v in self.task_args.items()}
+        out = {"task_args": out} if out else {}
+        if self.epochs is not None:
+            out["epochs"] = self.epochs
+        return {**out, **self.generate_args()}
 
 
 @dataclass(frozen=True)
@@ -50,12 +97,6 @@ class EvalRunResult:
     """Artifact name -> sha256 of the files in ``files``."""
     files: tuple[Path, ...] = ()
     """Files to keep in the workspace's artifact store: the log, and the dataset file."""
-    """Artifact name -> sha256 (log, dataset, weights)."""
-
-
-def looks_like_path(model: str) -> bool:
-    """A MODEL argument naming a folder (absolute, relative with ./, or an existing path)."""
-    return model.startswith(("/", "./", "../", "~")) or Path(model).expanduser().exists()
 
 
 @contextlib.contextmanager
@@ -102,17 +143,20 @@ def run_suite(
     model_args: dict[str, Any] | None = None,
     tokenizer: str | None = None,
     template: str = DEFAULT_TEMPLATE,
-    scorer: GenScorer | None = None,
+    scorer: str | None = None,
     model_id: str | None = None,
     display: str = "none",
     max_samples: int = 256,
     log_format: Literal["eval", "json"] = "eval",
     runner: Literal["auto", "batched", "inspect"] = "auto",
+    options: RunOptions | None = None,
+    records: Sequence[ModelRecord] = (),
 ) -> EvalRunResult:
-    """Evaluate ``model`` on ``task`` through Inspect and build the evidence.
+    """Evaluate ``model`` on one task through Inspect and build the evidence.
 
     Args:
-        task: A suite name (``lab/hazard_proxy``), a JSONL path, or an Inspect ``.py`` task file.
+        task: A suite name (``lab/hazard_proxy``), a JSONL path, or an Inspect ``.py`` task file
+            holding one task (or ``FILE@name``); :func:`run_evals` runs every task of a file.
         model: A local Hugging Face folder (run by the ``safescale/`` provider) or any Inspect
             model string (``openai-api-completions/local/m``, ``vllm/...``, ``anthropic/...``).
         limit: Evaluate only the first ``limit`` samples.
@@ -121,8 +165,9 @@ def run_suite(
         model_args: Provider arguments (``dtype``, ``device``, ``batch_size``, ``max_length``).
         tokenizer: Tokenizer folder for log-likelihood scoring through an HTTP model.
         template: Multiple-choice prompt with a ``{question}`` field.
-        scorer: Scorer for a generative JSONL task (default: the suite's, else ``match``).
-        model_id: Model id in evidence (default: the folder name or the model string).
+        scorer: Scorer for a generative JSONL task, by its name in
+            :data:`~safescale.evals.SCORERS` (default: the suite's, else ``match``).
+        model_id: Model id in evidence (default: see :mod:`safescale.evals._identity`).
         display: Inspect display (``none``, ``plain``, ``rich``, ``full``).
         max_samples: Samples in flight at once; the provider batches their requests.
         log_format: Inspect log format: ``eval`` (Inspect's compressed zip, about a fifth of
@@ -131,29 +176,98 @@ def run_suite(
             writes its Inspect log directly (see :mod:`safescale.evals._batched`); ``inspect``
             runs every sample through Inspect's solver, ``generate`` and scorer with its full
             transcript; ``auto`` (default) takes ``batched`` where it applies.
+        options: Inspect's run options (task arguments, epochs, generation settings).
+        records: The ledger's model records, against which the model's id is resolved.
     """
-    from inspect_ai.log import read_eval_log_sample_summaries
+    results = run_evals(
+        [task],
+        model,
+        limit=limit,
+        log_dir=log_dir,
+        data_dir=data_dir,
+        model_args=model_args,
+        tokenizer=tokenizer,
+        template=template,
+        scorer=scorer,
+        model_id=model_id,
+        display=display,
+        max_samples=max_samples,
+        log_format=log_format,
+        runner=runner,
+        options=options,
+        records=records,
+    )
+    if len(results) != 1:
+        names = ", ".join(r.task for r in results)
+        raise UserError(
+            Problem(
+                f"the file holds {len(results)} tasks ({names}), all run and logged; name one "
+                "with FILE@TASK, or use run_evals for every task",
+                source=task,
+            )
+        )
+    return results[0]
+
+
+@_run_gc()
+def run_evals(
+    tasks: Sequence[str],
+    model: str,
+    *,
+    limit: int | None = None,
+    log_dir: Path | None = None,
+    data_dir: Path | None = None,
+    model_args: dict[str, Any] | None = None,
+    tokenizer: str | None = None,
+    template: str = DEFAULT_TEMPLATE,
+    scorer: str | None = None,
+    model_id: str | None = None,
+    display: str = "none",
+    max_samples: int = 256,
+    log_format: Literal["eval", "json"] = "eval",
+    runner: Literal["auto", "batched", "inspect"] = "auto",
+    options: RunOptions | None = None,
+    records: Sequence[ModelRecord] = (),
+) -> tuple[EvalRunResult, ...]:
+    """Evaluate ``model`` on every task of ``tasks``; one result per task run.
+
+    A TASK is a suite name, a JSONL file or an Inspect ``.py`` file; every ``@task`` of a file
+    is run (``FILE@name`` runs one). Arguments as for :func:`run_suite`.
+    """
     from inspect_ai.model import get_model
 
+    opts = options or RunOptions()
     if limit is not None and limit < 1:
         raise UserError(Problem("must be at least 1", field="--limit"))
-    resolved = resolve_task(
-        task, data_dir=data_dir, template=template, tokenizer=tokenizer, scorer=scorer
-    )
-    meta: dict[str, Any] = {
-        "evaluation_id": resolved.evaluation_id,
-        "metric_names": dict(resolved.metric_names),
-    }
-    if resolved.data is not None:
-        meta["dataset_sha256"] = resolved.data.sha256
+    if not tasks:
+        raise UserError(Problem("name at least one task", field="TASK"))
+    resolved_all = [
+        resolve_task(
+            t,
+            data_dir=data_dir,
+            template=template,
+            tokenizer=tokenizer,
+            scorer=scorer,
+            max_tokens=opts.max_tokens,
+        )
+        for t in tasks
+    ]
+    if opts.task_args and all(r.data is not None for r in resolved_all):
+        raise UserError(
+            Problem("task arguments (-T) apply to Inspect .py task files only", field="-T")
+        )
+    folder = local_folder(model)
+    if folder is not None:
+        check_model_dir(folder)  # says what is missing before the weights are hashed
+    identity = resolve_model_identity(model, model_id=model_id, records=records)
     args = dict(model_args or {})
-    if looks_like_path(model):
-        path = Path(model).expanduser().resolve()
-        check_model_dir(path)
-        inspect_model = f"safescale/{path}"
-        meta["weights_sha256"] = model_dir_sha256(path)
-        meta["model_path"] = str(path)
-        meta["model_id"] = model_id or path.name
+    base_meta: dict[str, Any] = {"model_id": identity.id, "model_identity": identity.source}
+    if identity.path is not None:
+        # A folder runs on the local provider; an Inspect string naming one (``hf/DIR``,
+        # ``safescale/DIR``) runs on the provider it names, under the same identity.
+        inspect_model = f"safescale/{identity.path}" if looks_like_path(model) else model
+        base_meta["weights_sha256"] = identity.weights_sha256
+        base_meta["model_path"] = str(identity.path)
     else:
         if "/" not in model:
             raise UserError(
@@ -162,49 +276,102 @@ def run_suite(
                 )
             )
         inspect_model = model
-        meta["model_id"] = model_id or model
-    meta["model_args"] = {k: str(v) for k, v in args.items()}
+        base_meta["endpoint"] = model
+    base_meta["model_args"] = {k: str(v) for k, v in args.items()}
+    if opts.changed():
+        base_meta["run_options"] = opts.as_dict()
+        # How the capability was drawn out is the evidence's elicitation (DESIGN.md, Records).
+        base_meta["elicitation"] = ", ".join(f"{k}={v}" for k, v in sorted(opts.as_dict().items()))
     # Not memoized by Inspect: a local folder's weights are kept by load_local_model's own
     # cache (see unload_local_models), so Inspect's cache would only hold a second reference.
     model_obj = get_model(inspect_model, memoize=False, **args)
+    out: list[EvalRunResult] = []
+    for resolved in resolved_all:
+        out += _run_one(
+            resolved,
+            model_obj,
+            base_meta,
+            args=args,
+            limit=limit,
+            log_dir=log_dir,
+            template=template,
+            display=display,
+            max_samples=max_samples,
+            log_format=log_format,
+            runner=runner,
+            opts=opts,
+        )
+    return tuple(out)
+
+
+def _run_one(
+    resolved: ResolvedTask,
+    model_obj: Any,
+    base_meta: dict[str, Any],
+    *,
+    args: dict[str, Any],
+    limit: int | None,
+    log_dir: Path | None,
+    template: str,
+    display: str,
+    max_samples: int,
+    log_format: Literal["eval", "json"],
+    runner: Literal["auto", "batched", "inspect"],
+    opts: RunOptions,
+) -> list[EvalRunResult]:
+    """Run one resolved TASK (a task file may hold several tasks); one result per log."""
+    from inspect_ai.log import read_eval_log_sample_summaries
+
+    meta: dict[str, Any] = {
+        **base_meta,
+        "evaluation_id": resolved.evaluation_id,
+        "metric_names": dict(resolved.metric_names),
+    }
+    if resolved.data is not None:
+        meta["dataset_sha256"] = resolved.data.sha256
+    # The local provider answers grouped log-likelihood requests in one batched pass; that is
+    # a capability of the model API, not of its class (see LoglikelihoodBackend).
     api = model_obj.api
-    local = api if isinstance(api, LocalModelAPI) else None
+    local = api if supports_prefetch(api) else None
     data = resolved.data
     # Multiple choice on a local folder: every request is known before the run starts.
     mc_local = local is not None and data is not None and data.kind == "multiple_choice"
-    if runner == "batched" and not mc_local:
+    batched_ok = mc_local and opts.epochs in (None, 1)
+    if runner == "batched" and not batched_ok:
         raise UserError(
             Problem(
-                "the batched runner takes a multiple-choice task on a local model folder; "
-                "use --runner inspect (or auto)",
+                "the batched runner takes a multiple-choice task on a local model folder, "
+                "one epoch; use --runner inspect (or auto)",
                 field="--runner",
             )
         )
     show = display != "none"
-    if mc_local and runner != "inspect":
+    if batched_ok and runner != "inspect":
         assert local is not None and data is not None
         samples = data.samples[:limit]
         meta["runner"] = "batched"
-        log = _with_progress(
-            show,
-            lambda progress: run_batched(
-                task_name=getattr(resolved.task, "name", resolved.name),
-                samples=samples,
-                dataset_path=data.path,
-                api=local,
-                model=str(model_obj),
-                model_args=args,
-                template=template,
-                limit=limit,
-                log_dir=log_dir or DEFAULT_LOG_DIR,
-                metadata={META_KEY: meta},
-                log_format=log_format,
-                progress=progress,
-            ),
-        )
+        logs = [
+            _with_progress(
+                show,
+                lambda progress: run_batched(
+                    task_name=getattr(resolved.task, "name", resolved.name),
+                    samples=samples,
+                    dataset_path=data.path,
+                    api=local,
+                    model=str(model_obj),
+                    model_args=args,
+                    template=template,
+                    limit=limit,
+                    log_dir=log_dir or DEFAULT_LOG_DIR,
+                    metadata={META_KEY: meta},
+                    log_format=log_format,
+                    progress=progress,
+                ),
+            )
+        ]
     else:
         meta["runner"] = "inspect"
-        log = _inspect_run(
+        logs = _inspect_run(
             resolved.task,
             model_obj,
             local if mc_local else None,
@@ -215,39 +382,45 @@ def run_suite(
             meta=meta,
             max_samples=max_samples,
             log_format=log_format,
+            opts=opts,
         )
-    log_path = Path(str(log.location))
-    sha = file_sha256(log_path)
-    # The scores are read back from the written log (what a reviewer will read), through its
-    # sample summaries: the same scores as the full samples, without parsing every transcript.
-    summaries = read_eval_log_sample_summaries(str(log_path))
-    metrics, evidence = evidence_from_eval_log(log, sha, summaries=summaries)
-    files = [log_path]
-    artifacts = {"log": sha}
-    if resolved.data is not None:
-        # The dataset file is small and is what the numbers are about: keep it with the log.
-        files.append(resolved.data.path)
-        artifacts["dataset"] = resolved.data.sha256
-        evidence = [
-            e.model_copy(update={"artifacts": {**e.artifacts, "dataset": resolved.data.sha256}})
-            for e in evidence
-        ]
-    return EvalRunResult(
-        task=resolved.name,
-        model=str(meta["model_id"]),
-        log_path=log_path,
-        metrics=tuple(metrics),
-        evidence=tuple(evidence),
-        evaluation_id=resolved.evaluation_id,
-        artifacts=artifacts,
-        files=tuple(files),
-    )
+    results = []
+    for log in logs:
+        log_path = Path(str(log.location))
+        sha = file_sha256(log_path)
+        # The scores are read back from the written log (what a reviewer will read), through
+        # its sample summaries: the same scores as the full samples, without every transcript.
+        summaries = read_eval_log_sample_summaries(str(log_path))
+        metrics, evidence = evidence_from_eval_log(log, sha, summaries=summaries)
+        files = [log_path]
+        artifacts = {"log": sha}
+        if resolved.data is not None:
+            # The dataset file is small and is what the numbers are about: keep it with the log.
+            files.append(resolved.data.path)
+            artifacts["dataset"] = resolved.data.sha256
+            evidence = [
+                e.model_copy(update={"artifacts": {**e.artifacts, "dataset": resolved.data.sha256}})
+                for e in evidence
+            ]
+        results.append(
+            EvalRunResult(
+                task=resolved.name if resolved.data is not None else str(log.eval.task),
+                model=str(meta["model_id"]),
+                log_path=log_path,
+                metrics=tuple(metrics),
+                evidence=tuple(evidence),
+                evaluation_id=resolved.evaluation_id,
+                artifacts=artifacts,
+                files=tuple(files),
+            )
+        )
+    return results
 
 
 def _inspect_run(
     task: Any,
     model: Any,
-    local: LocalModelAPI | None,
+    local: Any | None,
     *,
     requests: list[tuple[str, list[str]]],
     limit: int | None,
@@ -256,8 +429,11 @@ def _inspect_run(
     meta: dict[str, Any],
     max_samples: int,
     log_format: Literal["eval", "json"],
-) -> Any:
+    opts: RunOptions,
+) -> list[Any]:
     """Run ``task`` through Inspect's loop; with ``local``, its ``requests`` are scored first.
+
+    Returns one log per task (an Inspect file may hold several).
 
     Every request of a multiple-choice task is known before it starts, so they are scored in
     one batched pass (see LocalModelAPI.prefetch for why that is faster) and each sample's
@@ -282,15 +458,20 @@ def _inspect_run(
             log_format=log_format,
             max_samples=max_samples,
             log_buffer=max(100, max_samples),
+            task_args=dict(opts.task_args),
+            epochs=opts.epochs,
+            **opts.generate_args(),
         )
     finally:
         if local is not None:
             local.clear_prefetch()
-    log = logs[0]
-    if log.status != "success":
-        message = log.error.message if log.error else f"status {log.status}"
-        raise RuntimeError(f"the evaluation failed: {message} (log: {log.location})")
-    return log
+    for log in logs:
+        if log.status != "success":
+            message = log.error.message if log.error else f"status {log.status}"
+            raise RuntimeError(
+                f"the evaluation of {log.eval.task} failed: {message} (log: {log.location})"
+            )
+    return list(logs)
 
 
 T = TypeVar("T")

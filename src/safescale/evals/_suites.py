@@ -8,9 +8,9 @@ a JSONL path, or an Inspect task file (``.py``), which Inspect loads itself.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
 
 from inspect_ai import Task
 from inspect_ai.dataset import MemoryDataset
@@ -37,7 +37,8 @@ from safescale._registry import Registry
 from safescale.evals._data import TaskData, load_jsonl_task
 from safescale.evals._mc import DEFAULT_TEMPLATE, loglikelihood_choice, loglikelihood_scorer
 
-GenScorer = Literal["match", "includes", "exact", "opening", "conditional", "model_graded"]
+GenScorer = str
+"""A scorer's name in :data:`SCORERS`."""
 LAB_CORPUS_ENV = "SAFESCALE_LAB_CORPUS"
 """Environment variable naming the lab corpus folder (the one holding ``eval/``)."""
 
@@ -220,6 +221,18 @@ def conditional() -> Scorer:
     return score
 
 
+SCORERS: Registry[Callable[[], Scorer]] = Registry("scorer")
+"""Scorers of generative tasks, by name (``eval run --scorer NAME``); outside packages add
+theirs through the ``safescale.scorer`` entry points (a callable returning an Inspect scorer).
+Multiple-choice tasks are always scored by log-likelihood (:func:`loglikelihood_scorer`)."""
+SCORERS.add("match", lambda: match(location="begin"))
+SCORERS.add("includes", includes)
+SCORERS.add("exact", exact)
+SCORERS.add("opening", opening)
+SCORERS.add("conditional", conditional)
+SCORERS.add("model_graded", model_graded_qa)
+
+
 def build_task(
     data: TaskData,
     name: str,
@@ -248,14 +261,7 @@ def build_task(
             scorer=perplexity(),
             name=name,
         )
-    chosen: Scorer = {
-        "match": lambda: match(location="begin"),
-        "includes": includes,
-        "exact": exact,
-        "opening": opening,
-        "conditional": conditional,
-        "model_graded": model_graded_qa,
-    }[scorer]()
+    chosen: Scorer = SCORERS.get(scorer)()
     solver = generate() if max_tokens is None else generate(max_tokens=max_tokens)
     if scorer == "conditional":
         for n, sample in enumerate(data.samples, start=1):
@@ -281,8 +287,15 @@ def resolve_task(
     template: str = DEFAULT_TEMPLATE,
     tokenizer: str | None = None,
     scorer: GenScorer | None = None,
+    max_tokens: int | None = None,
 ) -> ResolvedTask:
-    """Turn TASK (a suite name, a JSONL path, or an Inspect ``.py`` task file) into a task."""
+    """Turn TASK (a suite name, a JSONL path, or an Inspect ``.py`` task file) into a task.
+
+    ``max_tokens`` caps generation (over a suite's own cap). A task file is handed to Inspect,
+    which runs each of its ``@task`` functions (``FILE@name``: that one).
+    """
+    if scorer is not None and scorer not in SCORERS:
+        SCORERS.get(scorer)  # raises, listing the registered scorers
     if task in SUITES:
         suite = SUITES.get(task)
         corpus = data_dir or default_lab_corpus()
@@ -302,21 +315,30 @@ def resolve_task(
             scorer=scorer or suite.scorer,
             template=template,
             tokenizer=tokenizer,
-            max_tokens=suite.max_tokens,
+            max_tokens=max_tokens or suite.max_tokens,
         )
         return ResolvedTask(t, suite.name, suite.evaluation_id, data, suite.metric_names)
     path = Path(task)
     if path.suffix == ".jsonl":
         data = load_jsonl_task(path)
         t = build_task(
-            data, path.stem, scorer=scorer or "match", template=template, tokenizer=tokenizer
+            data,
+            path.stem,
+            scorer=scorer or "match",
+            template=template,
+            tokenizer=tokenizer,
+            max_tokens=max_tokens,
         )
         return ResolvedTask(t, path.stem, None, data)
     if path.suffix == ".py" or "@" in task:
-        file = Path(task.split("@", 1)[0])
+        name, at, chosen = task.partition("@")
+        file = Path(name)
         if not file.is_file():
             raise UserError(Problem("task file does not exist", source=str(file)))
-        return ResolvedTask(task, file.stem, None, None)
+        # Inspect finds a file's tasks with ``Path.glob``, which refuses absolute patterns;
+        # the same file named relative to the working folder is found.
+        spec = (os.path.relpath(file) if file.is_absolute() else name) + at + chosen
+        return ResolvedTask(spec, file.stem, None, None)
     raise UserError(
         Problem(
             "not a suite, a .jsonl file or an Inspect .py task file; suites: "

@@ -1,6 +1,12 @@
 """Safety policies as checked code: schema, built-ins, validation, diff, determination."""
 
-from safescale.policy._determine import determine, safeguard_met, select_evidence
+from safescale.policy._determine import (
+    determine,
+    missing_evaluations,
+    safeguard_met,
+    safeguard_test_passes,
+    select_evidence,
+)
 from safescale.policy._diff import Change, diff_policies
 from safescale.policy._duration import Duration
 from safescale.policy._load import (
@@ -81,9 +87,11 @@ __all__ = [
     "iter_policy_files",
     "load_builtin",
     "load_policy",
+    "missing_evaluations",
     "policy_json_schema",
     "policy_sha256",
     "safeguard_met",
+    "safeguard_test_passes",
     "select_evidence",
     "sha256_hex",
     "utcnow",

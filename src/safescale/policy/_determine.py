@@ -20,6 +20,7 @@ property tests in ``tests/policy/test_determine.py`` check this.
 
 from __future__ import annotations
 
+import difflib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,6 +39,7 @@ from safescale.policy._schema import (
     CapabilityThreshold,
     EvaluationBinding,
     Policy,
+    SafeguardStandard,
 )
 
 _STATE_RANK = {"below": 0, "cannot_rule_out": 1, "no_evidence": 1, "crossed": 2}
@@ -119,6 +121,7 @@ def evaluate_binding(
         forecast_alert = f_far >= binding.alert if higher else f_far <= binding.alert
     if ev is None:
         reason = f"{binding.evaluation}: no {metric} evidence for this model"
+        reason += near_miss(binding.evaluation, metric, model, evidence)
         return BindingResult(
             binding.evaluation,
             "no_evidence",
@@ -182,6 +185,40 @@ def evaluate_binding(
     )
 
 
+def _close(word: str, candidates: Iterable[str]) -> str | None:
+    """The candidate ``word`` was most likely meant to be: a prefix either way (``acc`` and
+    ``accuracy``), else the closest spelling."""
+    pool = sorted(set(candidates))
+    prefixed = [c for c in pool if c.startswith(word) or word.startswith(c)]
+    if prefixed:
+        return prefixed[0]
+    found = difflib.get_close_matches(word, pool, n=1, cutoff=0.75)
+    return found[0] if found else None
+
+
+def near_miss(evaluation: str, metric: str, model: str, evidence: Sequence[Evidence]) -> str:
+    """What the model's evidence holds instead, when a binding found none: the same evaluation
+    under other metric names, or a near spelling of the evaluation id; with the fix."""
+    mine = [e for e in evidence if e.kind == "evaluation" and e.model in (model, "*")]
+    metrics = sorted({e.metric for e in mine if e.subject == evaluation})
+    if metrics:
+        note = f"; its evidence for {evaluation} has metric {', '.join(metrics)}"
+        guess = _close(metric, metrics)
+        if guess is not None:
+            note += (
+                f" (did you mean {guess}? bind `metric: {guess}` in the policy, or record the "
+                f"evidence under the name {metric})"
+            )
+        return note
+    guess = _close(evaluation, (e.subject for e in mine))
+    if guess is not None:
+        return (
+            f"; it has evidence for {guess!r} (did you mean {evaluation}? import it with "
+            f"--evaluation-id {evaluation})"
+        )
+    return ""
+
+
 def _forecast_note(forecast: Evidence | None, fired: bool, binding: EvaluationBinding) -> str:
     if forecast is None:
         return ""
@@ -243,35 +280,140 @@ def evaluate_threshold(
     )
 
 
+def safeguard_test_passes(ev: Evidence) -> bool:
+    """Whether a safeguard test meets its bound: ``at_least`` judged on the interval's lower
+    bound, ``at_most`` on its upper bound (on the value when there is no interval)."""
+    lo, hi = _bounds(ev)
+    at_least, at_most = ev.details.get("at_least"), ev.details.get("at_most")
+    if at_least is None and at_most is None:
+        return bool(ev.details.get("passed", False))
+    ok = True
+    if at_least is not None:
+        ok = ok and lo >= float(at_least)
+    if at_most is not None:
+        ok = ok and hi <= float(at_most)
+    return ok
+
+
+def _latest_for(
+    evidence: Sequence[Evidence],
+    model: str,
+    subject: str,
+    kinds: Sequence[str],
+    criterion: str | None,
+) -> Evidence | None:
+    """The most recent evidence of ``kinds`` about ``subject`` and ``criterion`` (None: the
+    standard as a whole)."""
+    best: Evidence | None = None
+    for ev in evidence:
+        if ev.subject != subject or ev.kind not in kinds or ev.model not in (model, "*"):
+            continue
+        if ev.details.get("criterion") != criterion:
+            continue
+        if best is None or (ev.created, ev.id) > (best.created, best.id):
+            best = ev
+    return best
+
+
+def _describe(ev: Evidence) -> str:
+    if ev.kind == "safeguard_test":
+        bound = " and ".join(
+            f"{word} {ev.details[key]:g}"
+            for key, word in (("at_least", "at least"), ("at_most", "at most"))
+            if ev.details.get(key) is not None
+        )
+        return f"safeguard test {_fmt_ev(ev)} (needs {bound or 'a pass'})"
+    said = f": {ev.elicitation}" if ev.elicitation else ""
+    return f"attestation {ev.id}{said}"
+
+
 def safeguard_met(
     policy: Policy, sid: str, model: str, evidence: Sequence[Evidence], as_of: datetime
 ) -> tuple[bool, str, list[str]]:
-    """Whether safeguard ``sid`` is met by attested, unlapsed evidence (directly or via a
-    stronger standard that includes it); returns (met, reason, evidence ids)."""
+    """Whether safeguard ``sid`` is met, directly or via a stronger standard that includes it;
+    returns (met, reason, evidence ids).
+
+    A standard is met by an attestation of the whole standard, or criterion by criterion by
+    attestations and safeguard tests naming each criterion (``details["criterion"]``), none
+    lapsed. A failing safeguard test or a negative attestation (of the standard or of one of
+    its criteria) means not met, whatever else is on record.
+    """
     stronger = [s.id for s in policy.safeguard_standards if sid in _included(policy, s.id)]
+    gap: tuple[bool, str, list[str]] | None = None
     for candidate in [sid, *stronger]:
-        ev = select_evidence(evidence, model, candidate, kinds=("attestation",))
-        if ev is None:
-            continue
         std = policy.safeguard(candidate)
-        said = f": {ev.elicitation}" if ev.elicitation else ""
-        if ev.value < 1:
-            return False, f"attestation {ev.id} for {candidate} says it is not met{said}", [ev.id]
-        if (
-            std.reapproval_interval is not None
-            and std.reapproval_interval.add_to(ev.created) < as_of
-        ):
-            return (
-                False,
-                (
-                    f"attestation {ev.id} for {candidate} from {ev.created:%Y-%m-%d} lapsed "
-                    f"(re-approval every {std.reapproval_interval})"
-                ),
-                [ev.id],
-            )
+
+        def lapsed(ev: Evidence, std: SafeguardStandard = std) -> bool:
+            interval = std.reapproval_interval
+            return interval is not None and interval.add_to(ev.created) < as_of
+
+        whole = _latest_for(evidence, model, candidate, ("attestation",), None)
+        per = {
+            c.id: _latest_for(evidence, model, candidate, ("attestation", "safeguard_test"), c.id)
+            for c in std.criteria
+        }
+        found = [e for e in (whole, *per.values()) if e is not None]
+        if not found:
+            continue
+        ids = [e.id for e in found]
+        for cid, ev in per.items():
+            if ev is None or lapsed(ev):
+                continue
+            ok = safeguard_test_passes(ev) if ev.kind == "safeguard_test" else ev.value >= 1
+            if not ok:
+                return False, f"{candidate} / {cid}: {_describe(ev)} does not meet it", ids
         via = "" if candidate == sid else f" (via {candidate}, which includes it)"
-        return True, f"attested by {ev.id}{via}{said}", [ev.id]
-    return False, "no attestation that it is in place", []
+        if whole is not None:
+            said = f": {whole.elicitation}" if whole.elicitation else ""
+            if whole.value < 1:
+                return (
+                    False,
+                    f"attestation {whole.id} for {candidate} says it is not met{said}",
+                    [whole.id],
+                )
+            if lapsed(whole):
+                return (
+                    False,
+                    (
+                        f"attestation {whole.id} for {candidate} from {whole.created:%Y-%m-%d} "
+                        f"lapsed (re-approval every {std.reapproval_interval})"
+                    ),
+                    [whole.id],
+                )
+            return True, f"attested by {whole.id}{via}{said}", ids
+        gaps = [cid for cid, ev in per.items() if ev is None or lapsed(ev)]
+        if not gaps:
+            met = "; ".join(f"{cid}: {_describe(ev)}" for cid, ev in per.items() if ev)
+            return True, f"every criterion of {candidate} is met{via}: {met}", ids
+        gap = gap or (
+            False,
+            f"{candidate}: no unlapsed evidence yet for criteria {', '.join(gaps)}",
+            ids,
+        )
+    return gap or (False, "no attestation that it is in place", [])
+
+
+def missing_evaluations(
+    policy: Policy,
+    model: str,
+    evidence: Sequence[Evidence],
+    as_of: datetime,
+    ruled_out: set[str] = frozenset(),  # type: ignore[assignment]
+) -> list[str]:
+    """The evaluations bound to the policy's thresholds that lack fresh evidence for ``model``.
+
+    Thresholds ruled out by a checkpoint that is below need nothing more. An assessment with
+    anything missing is partial (see :attr:`Determination.scope`).
+    """
+    out: list[str] = []
+    for t in policy.capability_thresholds:
+        if t.id in ruled_out:
+            continue
+        for b in t.evaluations:
+            r = evaluate_binding(b, policy, model, evidence, as_of)
+            if r.status == "no_evidence" and b.evaluation not in out:
+                out.append(b.evaluation)
+    return out
 
 
 def _included(policy: Policy, sid: str) -> set[str]:
@@ -395,6 +537,13 @@ def determine(
             "the input: " + "; ".join(degenerate)
         )
 
+    missing = missing_evaluations(policy, model, usable, as_of, set(ruled_out))
+    if missing:
+        reasons.append(
+            "partial assessment: no fresh evidence for "
+            + ", ".join(missing)
+            + "; it does not count as a comprehensive assessment (compute triggers are not reset)"
+        )
     ordered = sorted(set(actions), key=lambda a: -OUTCOME_SEVERITY[a])
     ident = sha256_hex(
         canonical_json(
@@ -419,4 +568,6 @@ def determine(
         actions=ordered,
         reasons=reasons,
         created=as_of,
+        scope="partial" if missing else "comprehensive",
+        missing=missing,
     )

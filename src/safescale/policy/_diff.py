@@ -44,21 +44,30 @@ class Change:
     new: Any = None
 
     def describe(self) -> str:
-        """One line for people."""
+        """The change for people: one line, or for a long value the whole old and new values
+        on lines of their own (a value is never cut)."""
         where = f"{SECTION_TITLES.get(self.section, self.section)} {self.path}".strip()
         if self.kind == "added":
             return f"+ {where}: added {_short(self.new)}"
         if self.kind == "removed":
             return f"- {where}: removed {_short(self.old)}"
-        return f"~ {where}: {_short(self.old)} -> {_short(self.new)}"
+        old, new = _short(self.old), _short(self.new)
+        if max(len(old), len(new)) <= INLINE_VALUE:
+            return f"~ {where}: {old} -> {new}"
+        return f"~ {where}:\n    was: {old}\n    now: {new}"
+
+
+INLINE_VALUE = 40
+"""A changed value longer than this is shown, old and new, on lines of their own."""
 
 
 def _short(value: Any) -> str:
+    """A value as text: an object by its id or name (its fields are changes of their own),
+    anything else whole."""
     if isinstance(value, dict):
         label = value.get("id") or value.get("name")
         return f"'{label}'" if label else "{...}"
-    text = str(value)
-    return text if len(text) <= 80 else text[:77] + "..."
+    return str(value)
 
 
 def diff_policies(a: Policy, b: Policy) -> list[Change]:

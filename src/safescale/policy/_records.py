@@ -192,3 +192,8 @@ class Determination(Record):
     reasons: list[str]
     sign_offs: list[SignOff] = Field(default_factory=list)
     created: datetime = Field(default_factory=utcnow)
+    scope: Literal["comprehensive", "partial"] = "comprehensive"
+    """``comprehensive`` when every evaluation the policy binds had fresh evidence; ``partial``
+    otherwise. Only a comprehensive assessment resets the compute triggers."""
+    missing: list[str] = Field(default_factory=list)
+    """The bound evaluations without fresh evidence (what keeps the assessment partial)."""

@@ -15,6 +15,7 @@ from safescale.policy import (
     Evidence,
     ModelRecord,
     Policy,
+    safeguard_test_passes,
 )
 
 
@@ -130,6 +131,26 @@ def _num(x: float | None, digits: int = 3) -> str:
 
 def _flop(x: float | None) -> str:
     return "-" if x is None else f"{x:.3g}"
+
+
+def _safeguard_evidence_row(e: Evidence) -> Row:
+    """One attestation or safeguard test: who, what, against which criterion, what it backs."""
+    crit = e.details.get("criterion") or "(whole standard)"
+    by = str(e.details.get("by") or e.producer)
+    if e.kind == "attestation":
+        ok = e.value >= 1
+        what, result = (e.elicitation or "-"), ("in place" if ok else "NOT in place")
+    else:
+        ok = safeguard_test_passes(e)
+        bound = " and ".join(
+            f"{word} {e.details[key]:g}"
+            for key, word in (("at_least", ">="), ("at_most", "<="))
+            if e.details.get(key) is not None
+        )
+        what = f"{e.metric} {_num(e.value)} {_interval(e)}, n={e.n}"
+        result = f"{'meets' if ok else 'FAILS'} {bound}".strip()
+    arts = ", ".join(f"{k}: sha256 {v}" for k, v in sorted(e.artifacts.items())) or "-"
+    return Row((e.id, f"{e.subject} / {crit}", by, what, result, arts), "ok" if ok else "bad")
 
 
 def _interval(ev: Evidence | None) -> str:
@@ -317,6 +338,12 @@ def build_report(data: ReportInput) -> ReportDocument:
                 sg_bullets.append(
                     f"{sid} / {c.id}: {c.text} (evidence: {', '.join(c.evidence) or 'unspecified'})"
                 )
+    sg_cited = {i for s in det.safeguards for i in s.evidence_ids}
+    sg_evidence = tuple(
+        _safeguard_evidence_row(e)
+        for e in sorted(data.evidence, key=lambda e: (e.subject, e.created, e.id))
+        if e.id in sg_cited and e.kind in ("attestation", "safeguard_test")
+    )
     ladder = [
         f"{step.step.replace('_', ' ')}"
         + (f" (approved by {', '.join(step.approvers)})" if step.approvers else "")
@@ -385,6 +412,16 @@ def build_report(data: ReportInput) -> ReportDocument:
             "if the interval's bound clears the rule-out line, crossed if it lies past the "
             "threshold line; otherwise it cannot be ruled out, which this policy "
             + _uncertainty_rule(p.decision_rules.cannot_rule_out),
+            *(
+                ()
+                if det.scope == "comprehensive"
+                else (
+                    "This is a partial assessment: no fresh evidence for "
+                    + ", ".join(det.missing)
+                    + ". It does not count as a comprehensive assessment, so the policy's "
+                    "compute triggers are not reset by it.",
+                )
+            ),
         ),
         tables=(threshold_table,),
         figures=tuple(data.figures),
@@ -411,6 +448,17 @@ def build_report(data: ReportInput) -> ReportDocument:
                 "Required versus met safeguards",
                 ("safeguard", "standard", "required by", "status", "evidence"),
                 tuple(sg_rows),
+            ),
+            *(
+                (
+                    Table(
+                        "Attestations and safeguard tests",
+                        ("evidence", "safeguard / criterion", "by", "what", "result", "artifacts"),
+                        sg_evidence,
+                    ),
+                )
+                if sg_evidence
+                else ()
             ),
         ),
     )

@@ -19,6 +19,7 @@ from safescale.scaling._capability import (
     backtest,
     fit_capability,
 )
+from safescale.scaling._checks import exponent_warnings, extrapolation_warnings
 from safescale.scaling._csv import read_columns
 from safescale.scaling._fit import ScalingLaw, SearchSettings, fit_law
 from safescale.scaling._laws import LAWS, LawForm, Term
@@ -46,6 +47,8 @@ __all__ = [
     "backtest",
     "bootstrap_law",
     "compute_optimal",
+    "exponent_warnings",
+    "extrapolation_warnings",
     "fit_capability",
     "fit_law",
     "plot_forecast",

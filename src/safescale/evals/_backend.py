@@ -1,0 +1,222 @@
+"""Log-likelihood backends: how a model is asked for log P(continuation | context).
+
+The multiple-choice solver does not know which model class it talks to. It asks
+:func:`select_backend` for the first backend in :data:`LL_BACKENDS` (by ``priority``) whose
+``available`` check passes, and each check looks at what the model can do, not what it is:
+
+* ``grouped``: the model API scores one context with several continuations in one request
+  (it has a ``score_text`` method: the :class:`GroupedScoring` protocol). The in-process
+  provider does; so can any outside provider that implements the method.
+* ``prompt-logprobs``: any model that returns prompt log-probabilities for a pre-tokenized
+  prompt (Inspect's ``openai-api-completions`` against vLLM or ``safescale serve-model``,
+  ``vllm-completions``, the in-process provider too). The texts are split into context and
+  continuation tokens with a local tokenizer, exactly as lm-eval splits them, so it needs one.
+
+Outside packages add backends through the ``safescale.ll_backend`` entry points.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+from safescale._errors import Problem, UserError
+from safescale._registry import Registry
+from safescale.evals._lm import ScoredText, encode_pair
+
+
+@dataclass(frozen=True)
+class Loglikelihoods:
+    """Per-continuation log-likelihoods of one context."""
+
+    values: tuple[float, ...]
+    """log P(continuation_i | context), summed over the continuation's tokens."""
+    is_greedy: tuple[bool, ...] | None = None
+    """Whether each continuation is the greedy one (None when the backend cannot tell)."""
+
+
+@runtime_checkable
+class GroupedScoring(Protocol):
+    """A model API that scores several continuations of one context in one request."""
+
+    async def score_text(self, context: str, continuations: Sequence[str]) -> ScoredText:
+        """Scores of ``continuations`` after ``context``."""
+        ...
+
+
+@runtime_checkable
+class BatchScoring(Protocol):
+    """A model API that scores every request of a task in one pass before the task runs."""
+
+    def prefetch(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> None:
+        """Score (context, continuations) requests now; later requests are answered from it."""
+        ...
+
+    def clear_prefetch(self) -> None:
+        """Forget the prefetched scores."""
+        ...
+
+    def score_requests(
+        self,
+        requests: Sequence[tuple[str, Sequence[str]]],
+        progress: Callable[[int, int], None] | None = None,
+    ) -> list[ScoredText]:
+        """Score (context, continuations) requests in one batched pass, in request order."""
+        ...
+
+    def grouped_output(self, scored: ScoredText) -> Any:
+        """The ``ModelOutput`` a grouped request would have been answered with."""
+        ...
+
+
+def supports_prefetch(api: object) -> bool:
+    """Whether ``api`` scores a whole multiple-choice task in one pass (:class:`BatchScoring`)."""
+    return isinstance(api, BatchScoring) and isinstance(api, GroupedScoring)
+
+
+class LoglikelihoodBackend(Protocol):
+    """Scores continuations after a context through an Inspect model."""
+
+    async def loglikelihoods(self, context: str, continuations: Sequence[str]) -> Loglikelihoods:
+        """log P(c | context) for each continuation ``c``."""
+        ...
+
+
+class BackendFactory(Protocol):
+    """A kind of backend: when it applies, and how to make one."""
+
+    priority: ClassVar[int]
+    """Lower is tried first."""
+
+    @classmethod
+    def available(cls, model: Any, tokenizer: str | None) -> bool:
+        """Whether this backend can serve ``model`` (an Inspect ``Model``)."""
+        ...
+
+    @classmethod
+    def create(cls, model: Any, tokenizer: str | None) -> LoglikelihoodBackend:
+        """A backend for ``model``."""
+        ...
+
+
+LL_BACKENDS: Registry[type[BackendFactory]] = Registry("ll_backend")
+"""Log-likelihood backends; outside packages add theirs (``safescale.ll_backend`` entry points)."""
+
+
+@LL_BACKENDS.register("grouped")
+class GroupedBackend:
+    """One request per context through the model's ``generate``, answered by ``score_text``.
+
+    The request goes through Inspect's ``generate`` (so the transcript records it) as a message
+    with the texts in its metadata (:func:`~safescale.evals._mc.ll_request`).
+    """
+
+    priority: ClassVar[int] = 0
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    @classmethod
+    def available(cls, model: Any, tokenizer: str | None) -> bool:
+        """The model's API scores grouped requests (:class:`GroupedScoring`)."""
+        return isinstance(getattr(model, "api", None), GroupedScoring)
+
+    @classmethod
+    def create(cls, model: Any, tokenizer: str | None) -> GroupedBackend:
+        """A backend for ``model``."""
+        return cls(model)
+
+    async def loglikelihoods(self, context: str, continuations: Sequence[str]) -> Loglikelihoods:
+        """Per-choice sums and greedy flags from the reply's metadata."""
+        from safescale.evals._mc import LL_CONFIG, ll_request
+
+        out = await self.model.generate([ll_request(context, continuations)], config=LL_CONFIG)
+        meta = out.metadata or {}
+        return Loglikelihoods(
+            tuple(float(v) for v in meta["loglikelihoods"]),
+            tuple(bool(v) for v in meta["is_greedy"]),
+        )
+
+
+@LL_BACKENDS.register("prompt-logprobs")
+class PromptLogprobsBackend:
+    """Each choice sent as a pre-tokenized prompt; its tokens' prompt log-probabilities summed.
+
+    Works with any server that returns prompt log-probabilities (vLLM, ``safescale
+    serve-model``) through Inspect's ``openai-api-completions`` or ``vllm-completions``.
+    """
+
+    priority: ClassVar[int] = 10
+
+    def __init__(self, model: Any, tokenizer: str) -> None:
+        self.model = model
+        self.tokenizer = tokenizer
+
+    @classmethod
+    def available(cls, model: Any, tokenizer: str | None) -> bool:
+        """A tokenizer folder is given to split the texts into tokens."""
+        return tokenizer is not None
+
+    @classmethod
+    def create(cls, model: Any, tokenizer: str | None) -> PromptLogprobsBackend:
+        """A backend for ``model`` with the tokenizer folder ``tokenizer``."""
+        assert tokenizer is not None
+        return cls(model, tokenizer)
+
+    async def loglikelihoods(self, context: str, continuations: Sequence[str]) -> Loglikelihoods:
+        """Sum of the continuation tokens' prompt log-probabilities, one request per choice."""
+        from inspect_ai.model import ChatMessageUser, GenerateConfig
+
+        from safescale.evals._mc import hf_tokenizer
+
+        tok = hf_tokenizer(self.tokenizer)
+        pairs = [encode_pair(tok, context, c) for c in continuations]
+        config = GenerateConfig(max_tokens=1, temperature=0, prompt_logprobs=1)
+        outs = await asyncio.gather(
+            *[
+                self.model.generate(
+                    [ChatMessageUser(content="", metadata={"prompt_token_ids": ctx + cont})],
+                    config=config,
+                )
+                for ctx, cont in pairs
+            ]
+        )
+        return Loglikelihoods(
+            tuple(continuation_ll(o, len(cont)) for o, (_, cont) in zip(outs, pairs, strict=True))
+        )
+
+
+def continuation_ll(output: Any, n_tokens: int) -> float:
+    """Sum of the last ``n_tokens`` prompt log-probabilities of an Inspect ``ModelOutput``."""
+    plp = output.choices[0].prompt_logprobs if output.choices else None
+    if plp is None or len(plp.content) < n_tokens:
+        raise RuntimeError(
+            "the model returned no prompt log-probabilities; use a provider that supports "
+            "prompt_logprobs (safescale/, openai-api-completions, vllm-completions)"
+        )
+    return float(sum(lp.logprob for lp in plp.content[-n_tokens:]))
+
+
+def select_backend(model: Any, tokenizer: str | None = None) -> LoglikelihoodBackend:
+    """The first backend (by priority) that can serve ``model``.
+
+    Raises:
+        UserError: none can; for a model behind an endpoint, the tokenizer is missing.
+    """
+    kinds = sorted((LL_BACKENDS.get(n) for n in LL_BACKENDS.names()), key=lambda k: k.priority)
+    for kind in kinds:
+        if kind.available(model, tokenizer):
+            return kind.create(model, tokenizer)
+    raise UserError(
+        Problem(
+            f"log-likelihood scoring of {model} needs its tokenizer folder to split prompts into "
+            "context and continuation tokens; give it with --tokenizer DIR",
+            field="--tokenizer",
+        )
+    )

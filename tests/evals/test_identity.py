@@ -1,0 +1,206 @@
+"""One model identity, content-derived evidence ids, every task of a file, Inspect's options.
+
+Real parts: the tiny Llama built by the fixtures, real Inspect runs, a real SQLite workspace.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from safescale._errors import UserError
+from safescale.cli import main
+from safescale.evals import model_dir_sha256, resolve_model_identity
+from safescale.ledger import Workspace
+from safescale.policy import ModelRecord
+
+
+@pytest.fixture
+def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    ws = Workspace.init(tmp_path / "ws")
+    monkeypatch.setenv("SAFESCALE_HOME", str(ws.root))
+    return ws
+
+
+@pytest.fixture(scope="module")
+def two_finals(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``a/final`` (the fixture's weights) and ``b/final`` (the same model, other weights)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    root = tmp_path_factory.mktemp("runs")
+    a, b = root / "a" / "final", root / "b" / "final"
+    shutil.copytree(model_dir, a)
+    shutil.copytree(model_dir, b)
+    weights = load_file(str(b / "model.safetensors"))
+    name = next(k for k, v in weights.items() if v.dtype == torch.float32 and v.ndim == 2)
+    weights[name] = weights[name] * 1.01
+    save_file(weights, str(b / "model.safetensors"), metadata={"format": "pt"})
+    return a, b
+
+
+def _record(model_id: str, **kw: object) -> ModelRecord:
+    return ModelRecord(id=model_id, flops=1e12, **kw)  # type: ignore[arg-type]
+
+
+def test_same_weights_one_id_whatever_the_route(two_finals: tuple[Path, Path]) -> None:
+    a, b = two_finals
+    routes = [str(a), f"safescale/{a}", f"hf/{a}"]
+    ids = {resolve_model_identity(r).id for r in routes}
+    sha = model_dir_sha256(a)
+    assert ids == {f"final-{sha[:12]}"}
+    # Different weights under the same folder name never collide.
+    assert resolve_model_identity(str(b)).id != resolve_model_identity(str(a)).id
+    # Weights on record resolve to their record, by every route.
+    records = [_record("lab-a", weights_sha256=sha, weights_ref=str(a))]
+    assert {resolve_model_identity(r, records=records).id for r in routes} == {"lab-a"}
+    assert resolve_model_identity(str(b), records=records).id.startswith("final-")
+
+
+def test_model_id_is_chosen_once(two_finals: tuple[Path, Path]) -> None:
+    a, b = two_finals
+    records = [_record("lab-a", weights_sha256=model_dir_sha256(a))]
+    with pytest.raises(UserError, match="on record as 'lab-a'"):
+        resolve_model_identity(str(a), model_id="renamed", records=records)
+    with pytest.raises(UserError, match="on record with other weights"):
+        resolve_model_identity(str(b), model_id="lab-a", records=records)
+    assert resolve_model_identity(str(a), model_id="lab-a", records=records).source == "given"
+
+
+def test_an_endpoint_names_the_model_it_serves() -> None:
+    endpoint = "openai-api-completions/local/m"
+    assert resolve_model_identity(endpoint).id == endpoint
+    assert resolve_model_identity(endpoint, model_id="lab-a").id == "lab-a"
+    records = [_record("lab-a", weights_ref=endpoint)]
+    found = resolve_model_identity(endpoint, records=records)
+    assert (found.id, found.source, found.endpoint) == ("lab-a", "ledger", endpoint)
+
+
+def test_runs_by_path_and_by_inspect_string_land_on_the_recorded_model(
+    two_finals: tuple[Path, Path], mc_small: Path, tmp_path: Path, workspace: Workspace, capsys
+) -> None:
+    a, b = two_finals
+    workspace.append_model(_record("lab-a", weights_sha256=model_dir_sha256(a)))
+    for model in (str(a), f"safescale/{a}", str(b)):
+        code = main(
+            ["eval", "run", str(mc_small), "-m", model, "--limit", "3", "--json",
+             "--log-dir", str(tmp_path / "logs")]
+        )  # fmt: skip
+        assert code == 0
+    capsys.readouterr()
+    models = [e.model for e in Workspace.open(workspace.root).evidence()]
+    assert models[:6] == ["lab-a"] * 6
+    assert set(models[6:]) == {f"final-{model_dir_sha256(b)[:12]}"}
+
+
+LM_EVAL = {
+    "results": {"tiny_mc": {"alias": "tiny_mc", "acc,none": 0.4, "acc_norm,none": 0.2}},
+    "n-samples": {"tiny_mc": {"original": 5, "effective": 5}},
+    "config": {"model": "local-completions", "model_args": "model=m,base_url=http://x/v1"},
+    "lm_eval_version": "0.4.13",
+}
+
+
+def test_reimport_is_recognised_and_an_override_makes_new_ids(
+    tmp_path: Path, workspace: Workspace, capsys
+) -> None:
+    path = tmp_path / "results.json"
+    path.write_text(json.dumps(LM_EVAL))
+    assert main(["eval", "import", str(path), "--json"]) == 0
+    first = json.loads(capsys.readouterr().out)
+    assert main(["eval", "import", str(path), "--json"]) == 0
+    again = json.loads(capsys.readouterr().out)
+    assert again["evidence"] == first["evidence"]
+    assert again["already_recorded"] == first["evidence"]
+    ws = Workspace.open(workspace.root)
+    assert len(ws.evidence()) == 2
+    assert {e.model for e in ws.evidence()} == {"local-completions/m"}
+    assert main(["eval", "import", str(path), "--model-id", "lab-a", "--json"]) == 0
+    other = json.loads(capsys.readouterr().out)
+    assert not set(other["evidence"]) & set(first["evidence"])
+    evidence = Workspace.open(workspace.root).evidence()
+    assert len(evidence) == 4 and len({e.id for e in evidence}) == 4
+    assert main(["eval", "import", str(path)]) == 0
+    assert "2 already recorded, not added again" in capsys.readouterr().out
+
+
+TWO_TASKS = """
+from inspect_ai import Task, task
+from inspect_ai.dataset import Sample
+from inspect_ai.scorer import includes
+from inspect_ai.solver import generate
+
+
+@task
+def first(n: int = 2):
+    return Task(
+        dataset=[Sample(input=f"The river of Zorbia is {i}", target="") for i in range(n)],
+        solver=generate(),
+        scorer=includes(),
+    )
+
+
+@task
+def second():
+    return Task(
+        dataset=[Sample(input="The city of Quell", target="") for _ in range(2)],
+        solver=generate(),
+        scorer=includes(),
+    )
+"""
+
+
+def test_every_task_of_a_file_is_run_and_recorded(
+    model_dir: Path, tmp_path: Path, workspace: Workspace, capsys
+) -> None:
+    from inspect_ai.log import read_eval_log
+
+    path = tmp_path / "two_tasks.py"
+    path.write_text(TWO_TASKS)
+    assert path.is_absolute()
+    code = main(
+        ["eval", "run", str(path), "-m", str(model_dir), "-T", "n=3", "--epochs", "2",
+         "--max-tokens", "2", "--temperature", "0", "--model-id", "tiny", "--json",
+         "--log-dir", str(tmp_path / "logs")]
+    )  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["task"] for r in out] == ["first", "second"]
+    # Three samples (-T n=3), each run twice: n counts samples, not sample-epochs.
+    assert [r["metrics"][0]["n"] for r in out] == [3, 2]
+    log = read_eval_log(out[0]["log"], header_only=True)
+    assert log.eval.task_args == {"n": 3} and log.eval.config.epochs == 2
+    assert log.plan.config.max_tokens == 2 and log.plan.config.temperature == 0
+    evidence = Workspace.open(workspace.root).evidence()
+    assert {e.subject for e in evidence} == {"first", "second"}
+    assert {e.model for e in evidence} == {"tiny"}
+    assert {e.elicitation for e in evidence} == {
+        "epochs=2, max_tokens=2, task_args={'n': '3'}, temperature=0.0"
+    }
+
+
+def test_run_options_are_checked(model_dir: Path, mc_small: Path, run_cli) -> None:
+    code, _, err = run_cli("eval", "run", str(mc_small), "-m", str(model_dir), "-T", "n=3")
+    assert code == 2 and "-T: task arguments (-T) apply to Inspect .py task files only" in err
+    code, _, err = run_cli("eval", "run", str(mc_small), "-m", str(model_dir), "--epochs", "0")
+    assert code == 2 and "--epochs" in err
+    code, _, err = run_cli("eval", "run", str(mc_small), "-m", str(model_dir), "--scorer", "nope")
+    assert code == 2 and "unknown scorer 'nope'" in err and "opening" in err
+
+
+def test_several_task_arguments_are_each_run_and_recorded(
+    model_dir: Path, mc_small: Path, tmp_path: Path, workspace: Workspace, capsys
+) -> None:
+    gen = tmp_path / "gen.jsonl"
+    gen.write_text(json.dumps({"input": "The river of Zorbia is", "target": "red"}) + "\n")
+    code = main(
+        ["eval", "run", str(mc_small), str(gen), "-m", str(model_dir), "--limit", "2",
+         "--max-tokens", "2", "--json", "--log-dir", str(tmp_path / "logs")]
+    )  # fmt: skip
+    assert code == 0
+    out = json.loads(capsys.readouterr().out)
+    assert [r["task"] for r in out] == ["mc", "gen"]
+    assert {e.subject for e in Workspace.open(workspace.root).evidence()} == {"mc", "gen"}
