@@ -120,6 +120,9 @@ def store_checkpoint(path: Path, checkpoint: Checkpoint) -> bool:
 
     Appends commit in chain order but may reach this point in any order; a lock file and the
     count comparison keep the file moving forward only. Returns whether it was written.
+
+    The file is replaced atomically but not fsynced: that would cost more than the append it
+    records. After a power loss it may be an older checkpoint, which the ledger still extends.
     """
     with open(path.with_suffix(".lock"), "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
@@ -128,5 +131,5 @@ def store_checkpoint(path: Path, checkpoint: Checkpoint) -> bool:
             current = Checkpoint.model_validate_json(path.read_bytes())
         if current is not None and current.count >= checkpoint.count:
             return False
-        atomic_write_bytes(path, checkpoint_text(checkpoint).encode())
+        atomic_write_bytes(path, checkpoint_text(checkpoint).encode(), sync=False)
         return True
