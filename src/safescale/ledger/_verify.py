@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from safescale.ledger._entry import (
     GENESIS_HASH,
+    RECORD_TYPES,
     header_bytes,
     header_reference,
     header_unchecked,
@@ -209,6 +210,10 @@ def verify_ledger(
     expected, prev, n, checked, failed = 1, GENESIS_HASH, 0, 0, 0
     pending: list[tuple[Any, Any, Any]] = []  # (seq, signed_seq, signature) awaiting a head
     sha256, unchecked, last_kid = hashlib.sha256, header_unchecked, object()
+    fast_author: Any = None
+    fast_time: Any = None
+    fast_kid: Any = None
+    prev_is_digest = True  # the genesis hash is hex
     for row in rows:
         seq, kind, rid, model, payload, psha, prev_hash, ehash, author, time, kid, sseq, sig, v = (
             row
@@ -218,19 +223,36 @@ def verify_ledger(
             problems.append(VerifyProblem(seq, "sequence", f"expected {expected}, found {seq}"))
         expected = seq + 1 if type(seq) is int else expected + 1
         is_bytes = type(payload) is bytes
-        if (sha256(payload).hexdigest() if is_bytes else _sha(payload)) != psha:
+        computed = sha256(payload).hexdigest() if is_bytes else _sha(payload)
+        if computed != psha:
             problems.append(VerifyProblem(seq, "payload", "does not hash to payload_sha256"))
         if prev_hash != prev:
             problems.append(VerifyProblem(seq, "prev_hash", "does not link to the entry before"))
         # header_bytes' fast path, inlined for the common case (a version-2 entry of plain
-        # text fields): this loop runs once per entry, a million times for a large ledger.
+        # text fields), since this loop runs once per entry. Plainness is known without
+        # scanning for most fields: payload_sha256 and prev_hash when they equal hex digests
+        # computed here, the transaction's author, time and key id when they equal the
+        # previous entry's (checked once per transaction), the kind when it is one we write.
+        if author != fast_author or time != fast_time or kid != fast_kid:
+            fast_author = fast_time = fast_kid = None
+            if plain(author) and plain(time) and plain(kid):
+                fast_author, fast_time, fast_kid = author, time, kid
         try:
             covered = rid + ("" if model is None else model)
-            joined = kind + psha + prev_hash + author + time + kid + covered
         except TypeError:
-            joined = None
+            covered = None
         try:
-            if v == 2 and type(seq) is int and type(sseq) is int and plain(joined):
+            if (
+                v == 2
+                and fast_author is not None
+                and psha == computed
+                and prev_is_digest
+                and prev_hash == prev
+                and kind in RECORD_TYPES
+                and type(seq) is int
+                and type(sseq) is int
+                and plain(covered)
+            ):
                 header = unchecked(seq, kind, psha, prev_hash, author, time, kid, sseq, rid, model)
             else:
                 header = header_bytes(
@@ -239,6 +261,7 @@ def verify_ledger(
             derived = sha256(header).hexdigest()
         except TypeError:  # a column that no longer holds text (a tampered byte)
             derived = ""
+        prev_is_digest = derived == ehash
         if derived != ehash:
             problems.append(VerifyProblem(seq, "entry_hash", "header does not hash to entry_hash"))
         if v == 1 and not legacy_columns_match(kind, rid, model, payload):
