@@ -139,3 +139,24 @@ def test_fast_header_matches_reference(
         seq=seq, kind=kind, payload_sha256=psha, prev_hash=prev, author=author, time=time,
         key_id=kid, signed_seq=signed, record_id=rid, model=model, version=version,
     )  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        "UPDATE entries SET signed_seq = 7 WHERE seq = 2",  # a later head
+        "UPDATE entries SET signed_seq = 1 WHERE seq = 5",  # an earlier head: out of order
+        "UPDATE entries SET signed_seq = 'x' WHERE seq = 6",  # not a number
+        "UPDATE entries SET signed_seq = 4.5 WHERE seq = 3",
+        "DELETE FROM heads WHERE seq = 5",  # a head row gone
+        "INSERT INTO heads VALUES (99, 'a', 't', 'k', 's')",  # one no entry names
+    ],
+)
+def test_fast_row_reader_matches_the_join(pristine: Path, tmp_path: Path, change: str) -> None:
+    root = _copy(pristine, tmp_path / "ws")
+    with sqlite3.connect(root / "ledger.sqlite") as db:
+        db.execute(change)
+    with Workspace.open(root) as ws:
+        fast, joined = list(ws._raw_rows()), [tuple(r) for r in ws._raw_rows_reference()]
+        assert fast == joined and len(fast) == N_ENTRIES
+        assert not ws.verify().ok and ws.verify().bad_seqs == ws.verify(reference=True).bad_seqs

@@ -53,6 +53,8 @@ from safescale.ledger._entry import (
 )
 from safescale.ledger._keys import KeyPair, key_id, load_public_pem, public_pem
 from safescale.ledger._store import (
+    ENTRY_COLUMNS,
+    HEAD_COLUMNS,
     SCHEMA_REVISION,
     SELECT_ENTRIES,
     current_revision,
@@ -520,22 +522,53 @@ class Workspace:
             return int(conn.exec_driver_sql("SELECT COUNT(*) FROM entries").scalar_one())
 
     # -- verifying and exporting ---------------------------------------------------------
-    def _raw_rows(self) -> Iterator[tuple[Any, ...]]:
-        # The DB-API cursor directly: verification reads every row, and skipping the
-        # SQLAlchemy row wrapper halves its cost.
-        # SQLAlchemy's error handling does not see this cursor: a damaged file is named here.
+    def _raw_rows_reference(self) -> Iterator[tuple[Any, ...]]:
+        """Every entry joined to its head row (:data:`SELECT_ENTRIES`), in sequence order."""
         with self.engine.connect() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            for row in conn.exec_driver_sql(SELECT_ENTRIES + " ORDER BY e.seq"):
+                yield tuple(row)
+
+    def _raw_rows(self) -> Iterator[tuple[Any, ...]]:
+        """The rows of :meth:`_raw_rows_reference`, read faster (a test holds them equal).
+
+        Verification reads every row, so this goes to the DB-API cursors directly (skipping
+        SQLAlchemy's row wrapper halves the cost), and reads the heads in a second cursor,
+        merged in sequence order, instead of joining a head row to every entry: a
+        transaction's author, time, key id and signature are then read once, not once per
+        entry. An entry whose head is not next in order (only in a changed ledger) is looked
+        up, which gives what the join gives. One read transaction keeps both on one snapshot.
+        """
+        entry_sql = f"SELECT {', '.join(ENTRY_COLUMNS)} FROM entries ORDER BY seq"
+        head_sql = f"SELECT {', '.join(HEAD_COLUMNS)} FROM heads"
+        missing = (None, None, None, None, None)
+        with self.engine.connect() as conn, conn.begin():
+            dbapi = conn.connection.dbapi_connection
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            entries_cur, heads_cur, lookup = (dbapi.cursor() for _ in range(3))  # type: ignore[union-attr]
             try:
-                cursor.execute(SELECT_ENTRIES + " ORDER BY e.seq")
-                while batch := cursor.fetchmany(4096):
-                    yield from batch
+                heads_cur.execute(head_sql + " ORDER BY seq")
+                entries_cur.execute(entry_sql)
+                h = heads_cur.fetchone()
+                while batch := entries_cur.fetchmany(4096):
+                    for seq, kind, rid, model, payload, psha, prev, ehash, sseq, v in batch:
+                        if type(sseq) is int:
+                            while h is not None and h[0] < sseq:
+                                h = heads_cur.fetchone()
+                        if h is None or h[0] != sseq or type(sseq) is not int:
+                            lookup.execute(f"{head_sql} WHERE seq = {mark}", (sseq,))
+                            found = lookup.fetchone() or missing
+                        else:
+                            found = h
+                        yield (seq, kind, rid, model, payload, psha, prev, ehash,
+                               found[1], found[2], found[3], sseq, found[4], v)  # fmt: skip
             except sqlite3.DatabaseError as exc:
+                # SQLAlchemy's error handling does not see these cursors.
                 if "locked" in str(exc):
                     raise
                 raise damaged(str(sqlite_path(self.url)), exc) from None
             finally:
-                cursor.close()
+                for cursor in (entries_cur, heads_cur, lookup):
+                    cursor.close()
 
     def verify(
         self,
@@ -579,7 +612,8 @@ class Workspace:
                 anchors.append(given.anchor(label))
         problems.extend(self._page_problems())
         check = verify_ledger_reference if reference else verify_ledger
-        report = check(self._raw_rows(), public, self.root / self.config.artifacts, anchors)
+        rows = self._raw_rows_reference() if reference else self._raw_rows()
+        report = check(rows, public, self.root / self.config.artifacts, anchors)
         problems.extend(report.problems)
         problems.extend(self._stray_heads(report.signatures))
         return replace(report, ok=not problems, problems=tuple(problems))
