@@ -149,3 +149,5 @@ def test_a_checkpoint_file_is_validated(tmp_path: Path) -> None:
         read_checkpoint(path)
     with pytest.raises(UserError, match="cannot read"):
         read_checkpoint(tmp_path / "none.json")
+    with pytest.raises(UserError, match="larger than 65536 bytes"):
+        read_checkpoint(Path("/dev/zero"))  # read with a bound, not forever

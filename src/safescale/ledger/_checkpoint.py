@@ -30,6 +30,7 @@ from safescale.ledger._keys import KeyPair, key_id
 from safescale.ledger._verify import Anchor, VerifyProblem
 
 CHECKPOINT_VERSION = 1
+MAX_BYTES = 65536
 CHECKPOINT_NAME = "checkpoint.json"
 """The workspace's own latest checkpoint, in the workspace folder."""
 # Domain separation from entry signatures (``safescale-ledger-entry-v1:``): a signature over
@@ -97,9 +98,14 @@ def sign_checkpoint(
 def read_checkpoint(path: Path) -> Checkpoint:
     """Parse a checkpoint file; a missing or malformed one is a :class:`UserError`."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as fh:  # bounded: a checkpoint is a few hundred bytes
+            data = fh.read(MAX_BYTES + 1)
     except OSError as exc:
         raise UserError(Problem(f"cannot read ({exc.strerror})", source=str(path))) from None
+    if len(data) > MAX_BYTES:
+        raise UserError(Problem(f"larger than {MAX_BYTES} bytes: not a ledger checkpoint; give "
+                                "a file written by `safescale ledger checkpoint`",
+                                source=str(path)))  # fmt: skip
     try:
         return Checkpoint.model_validate_json(data)
     except ValidationError as exc:
