@@ -13,7 +13,7 @@ import pytest
 from sqlalchemy import text
 
 from safescale._errors import UserError
-from safescale.ledger import Workspace
+from safescale.ledger import Workspace, verify_export
 from safescale.ledger._config import CONFIG_NAME, read_config, write_config
 from safescale.ledger._entry import COLUMNS
 from safescale.ledger._store import current_revision, make_engine, migrate, resolve_url
@@ -138,3 +138,13 @@ def test_a_newer_schema_is_refused(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(UserError, match="revision 0099, newer than this safescale reads"):
         Workspace.open(tmp_path / "a")
+
+
+def test_an_export_of_old_entries_verifies_and_covers_their_model(tmp_path: Path) -> None:
+    with Workspace.open(release_copy(tmp_path / "ws")) as ws:
+        text = ws.export().model_dump_json()
+        key = ws.public_key_pem()
+    assert verify_export(text, key).ok
+    changed = text.replace('"model":"base-1"', '"model":"other"', 1)
+    assert changed != text
+    assert [(p.seq, p.what) for p in verify_export(changed, key).problems] == [(1, "columns")]
