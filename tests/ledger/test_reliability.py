@@ -116,3 +116,29 @@ def test_concurrent_compute_add_of_one_new_model_records_it_once(tmp_path: Path)
     with Workspace.open(tmp_path / "w") as ws:
         assert [m.id for m in ws.models()] == ["same"]
         assert ws.count() == 1 and ws.verify().ok
+
+
+OPEN = """
+import sys, time
+from safescale.ledger import Workspace
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+with Workspace.open(sys.argv[1]) as ws:
+    print(ws.verify().ok, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_an_old_workspace_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    from .test_migration import release_copy
+
+    root = release_copy(tmp_path / "ws")
+    start = time.time() + 4.0
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN, str(root), str(start)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]  # fmt: skip
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, results
+    assert [out.strip() for out, _ in results] == ["True"] * 4

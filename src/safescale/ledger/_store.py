@@ -272,6 +272,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         )
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "_migrations"))
-    with engine.begin() as conn:
+    # Under the chain-head lock: of processes opening an older workspace at once, one
+    # upgrades it and the others, once they get the lock, find it upgraded.
+    with write_transaction(engine) as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)
