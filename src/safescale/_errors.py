@@ -48,3 +48,13 @@ class UserError(SafescaleError):
             p if isinstance(p, Problem) else Problem(p) for p in problems
         )
         super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class IntegrityError(UserError):
+    """Stored records failed an integrity check (a damaged, emptied or rewritten ledger).
+
+    Reported like a :class:`UserError`, one line per problem with no traceback, but with exit
+    status 1: the input was well-formed, what it holds does not check out.
+    """
+
+    exit_code = 1

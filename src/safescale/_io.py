@@ -8,11 +8,13 @@ import tempfile
 from pathlib import Path
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
+def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) -> Path:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one.
 
     The temporary file lives in the target's folder so that the final ``os.replace`` is a
-    same-filesystem rename, which POSIX makes atomic.
+    same-filesystem rename, which POSIX makes atomic. ``sync=False`` skips the two fsyncs
+    (about 15 ms on a loaded disk) for files where, after a power loss, the previous version
+    is as good as the new one.
     """
     target = Path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -21,13 +23,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes) -> Path:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
-            os.fsync(fh.fileno())
+            if sync:
+                os.fsync(fh.fileno())
         os.replace(tmp, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(target.parent)
+    if sync:
+        _fsync_dir(target.parent)
     return target
 
 

@@ -86,3 +86,59 @@ def test_eight_concurrent_appenders_lose_nothing(ws: Workspace) -> None:
     assert report.entries == sum(counts.values()) > 8
     for tag, n in counts.items():
         assert sorted(e.id for e in ws.evidence(tag)) == sorted(f"{tag}-{k}" for k in range(n))
+
+
+# `safescale compute add` of one model id, started by every process at the same moment.
+ADD_SAME = """
+import sys, time
+from safescale.cli import main
+start = float(sys.argv[2])
+time.sleep(max(0.0, start - time.time()))
+sys.exit(main(["--workspace", sys.argv[1], "compute", "add", "--model", "same",
+               "--flops", "1e20"]))
+"""
+
+
+@pytest.mark.slow
+def test_concurrent_compute_add_of_one_new_model_records_it_once(tmp_path: Path) -> None:
+    Workspace.init(tmp_path / "w").close()
+    start = time.time() + 4.0  # after every interpreter has imported safescale
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", ADD_SAME, str(tmp_path / "w"), str(start)],
+                         env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(6)
+    ]  # fmt: skip
+    results = [(p.wait(timeout=120), p.stderr.read()) for p in procs]  # type: ignore[union-attr]
+    codes = sorted(code for code, _ in results)
+    assert codes == [0, 2, 2, 2, 2, 2], results
+    assert all("'same' is already recorded" in err for code, err in results if code == 2)
+    with Workspace.open(tmp_path / "w") as ws:
+        assert [m.id for m in ws.models()] == ["same"]
+        assert ws.count() == 1 and ws.verify().ok
+
+
+OPEN = """
+import sys, time
+from safescale.ledger import Workspace
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+with Workspace.open(sys.argv[1]) as ws:
+    print(ws.verify().ok, flush=True)
+"""
+
+
+@pytest.mark.slow
+def test_processes_opening_an_old_workspace_at_once_upgrade_it_once(tmp_path: Path) -> None:
+    from .test_migration import release_copy
+
+    root = release_copy(tmp_path / "ws")
+    start = time.time() + 4.0
+    env = {**os.environ, "PYTHONPATH": SRC + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    procs = [
+        subprocess.Popen([sys.executable, "-c", OPEN, str(root), str(start)], env=env,
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]  # fmt: skip
+    results = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0] * 4, results
+    assert [out.strip() for out, _ in results] == ["True"] * 4

@@ -123,14 +123,9 @@ def add(
     if not value > 0:
         raise UserError(Problem("training FLOP must be positive", field="--flops"))
     with Workspace.open(workspace_path()) as ws:
-        known = {m.id for m in ws.models()}
-        if model in known:
-            raise UserError(Problem(f"model {model!r} is already recorded; use a new id",
-                                    field="--model"))  # fmt: skip
+        # Whether the id is new (and the parent known) is checked inside the write
+        # transaction, so concurrent `compute add` of one id record it once.
         ref, sha = _weights(weights, ws.models())
-        if parent is not None and parent not in known:
-            raise UserError(Problem(f"parent {parent!r} is not recorded; add it first",
-                                    field="--parent"))  # fmt: skip
         record = ModelRecord(
             id=model, parent=parent,
             stage=stage or ("finetuning" if parent else "pretraining"),
@@ -139,7 +134,7 @@ def add(
             assessed=assessed, extra={"lineage": lineage} if lineage else {},
             weights_ref=ref, weights_sha256=sha,
         )  # fmt: skip
-        entry = ws.append_model(record)
+        entry = ws.append_new_model(record)
         summary = {s.model: s for s in lineage_summary(ws.models())}[model]
     console.print(
         f"recorded {model}: {value:.3g} FLOP ({how}, ±{sigma:.0%}), cumulative "

@@ -1,4 +1,4 @@
-"""``safescale init`` and ``safescale ledger verify|log|export``."""
+"""``safescale init`` and ``safescale ledger verify|checkpoint|keygen|log|export``."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ from rich.table import Table
 from safescale._errors import Problem, UserError
 from safescale._io import atomic_write_text
 from safescale.cli._common import OPTIONS, console, print_json, print_table, workspace_path
-from safescale.ledger import Workspace, verify_export
+from safescale.ledger import Checkpoint, KeyPair, Workspace, read_checkpoint, verify_export
 
-app = typer.Typer(help="The signed evidence ledger: verify, log, export.", no_args_is_help=True)
+app = typer.Typer(
+    help="The signed evidence ledger: verify, checkpoint, log, export.", no_args_is_help=True
+)
 
 
 def init(
@@ -57,10 +59,26 @@ def verify(
     export: Annotated[
         Path | None, typer.Option("--export", help="Verify an export file, not a workspace.")
     ] = None,
+    checkpoint: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoint",
+            help="A checkpoint file (from `ledger checkpoint`) the ledger must extend; repeatable.",
+        ),
+    ] = None,
+    checkpoint_key: Annotated[
+        Path | None,
+        typer.Option("--checkpoint-key", help="Public key that signed the --checkpoint files."),
+    ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Re-derive the whole chain, every signature and every artifact; exit 1 on any change."""
+    """Re-derive the whole chain, every signature and every artifact, and check the ledger
+    extends its checkpoints (the workspace's own and any --checkpoint); exit 1 on any change."""
     pem = _read_pem(public_key)
+    given: list[tuple[str, Checkpoint]] = [(str(f), read_checkpoint(f)) for f in checkpoint or []]
+    if export is not None and given:
+        raise UserError(Problem("--checkpoint needs a workspace; verify the export without it, "
+                                "or the workspace with it", field="--checkpoint"))  # fmt: skip
     if export is not None:
         try:
             report = verify_export(export.read_bytes(), pem)
@@ -71,7 +89,7 @@ def verify(
             raise UserError(Problem(f"not a ledger export ({first})", source=str(export))) from None
     else:
         with Workspace.open(workspace_path()) as ws:
-            report = ws.verify(pem)
+            report = ws.verify(pem, checkpoints=given, checkpoint_key_pem=_read_pem(checkpoint_key))
     if json_out:
         print_json(
             {
@@ -87,17 +105,67 @@ def verify(
     else:
         shown = report.problems if OPTIONS.debug else report.problems[:50]
         for problem in shown:
-            console.print(f"FAIL {problem}", markup=False)
+            console.print(f"FAIL {problem}", markup=False, soft_wrap=True)
         if len(shown) < len(report.problems):
-            console.print(f"... and {len(report.problems) - len(shown)} more problems")
+            console.print(
+                f"... and {len(report.problems) - len(shown)} more problems", soft_wrap=True
+            )
         verdict = "ok" if report.ok else f"FAILED ({len(report.problems)} problems)"
         console.print(
             f"{verdict}: {report.entries} entries, {report.signatures} signatures, "
             f"{report.artifacts} artifacts checked with key {report.key_id}; head {report.head}",
             markup=False,
+            soft_wrap=True,
         )
     if not report.ok:
         raise typer.Exit(1)
+
+
+@app.command("checkpoint")
+def checkpoint_cmd(
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Write the checkpoint here (default: print it)."),
+    ] = None,
+    key: Annotated[
+        Path | None,
+        typer.Option(
+            "--key",
+            help="Sign with this ed25519 private key (PEM), kept outside the workspace, instead "
+            "of the ledger's key.",
+        ),
+    ] = None,
+) -> None:
+    """Verify the ledger, then sign a checkpoint of it (entry count, head hash, time, key id) to
+    publish or hand to an auditor; `ledger verify --checkpoint FILE` later proves the ledger
+    still extends it."""
+    signer = None if key is None else KeyPair.load(key)
+    with Workspace.open(workspace_path()) as ws:
+        made = ws.checkpoint(signer)
+    text = made.model_dump_json(indent=2) + "\n"
+    if out is None:
+        typer.echo(text, nl=False)
+        return
+    atomic_write_text(out, text)
+    console.print(
+        f"checkpoint of {made.count} entries (head {made.head[:16]}…) signed with key "
+        f"{made.key_id}, written to {out}",
+        markup=False,
+    )
+
+
+@app.command()
+def keygen(
+    out: Annotated[Path, typer.Argument(help="Private key file to create (PEM, mode 600).")],
+) -> None:
+    """Create an ed25519 key pair for signing checkpoints: OUT and OUT.pub (keep OUT away from
+    the workspace; hand OUT.pub to whoever verifies the checkpoints)."""
+    if out.exists():
+        raise UserError(Problem("already exists; pick a new file name", source=str(out)))
+    pair = KeyPair.generate()
+    public = out.with_name(out.name + ".pub")
+    pair.save(out, public)
+    console.print(f"key {pair.id}: private {out}, public {public}", markup=False)
 
 
 @app.command()

@@ -2,10 +2,12 @@
 
 Every ModelRecord, Evidence and Determination is appended as a :class:`LedgerEntry` carrying
 the sha256 of its canonical JSON, the previous entry's hash and an ed25519 signature by the
-workspace key. :meth:`Workspace.verify` re-derives all of it; an export lets an outside
-reviewer do the same without our database.
+workspace key. :meth:`Workspace.verify` re-derives all of it and checks that the ledger extends
+its signed checkpoints (:class:`Checkpoint`); an export lets an outside reviewer do the same
+without our database.
 """
 
+from safescale.ledger._checkpoint import Checkpoint, read_checkpoint
 from safescale.ledger._entry import LedgerEntry
 from safescale.ledger._keys import KeyPair
 from safescale.ledger._verify import VerifyProblem, VerifyReport, verify_ledger
@@ -23,6 +25,7 @@ init_workspace = Workspace.init
 
 __all__ = [
     "AppendResult",
+    "Checkpoint",
     "KeyPair",
     "LedgerEntry",
     "LedgerExport",
@@ -32,6 +35,7 @@ __all__ = [
     "Workspace",
     "init_workspace",
     "raw_record",
+    "read_checkpoint",
     "verify_export",
     "verify_ledger",
 ]

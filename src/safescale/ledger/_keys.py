@@ -85,10 +85,15 @@ class KeyPair:
     def load(cls, private_path: Path) -> KeyPair:
         """Read the private key (PEM, PKCS8, unencrypted) written by :meth:`save`."""
         try:
-            private = serialization.load_pem_private_key(private_path.read_bytes(), password=None)
+            with open(private_path, "rb") as fh:  # bounded: a PEM key is a few hundred bytes
+                private = serialization.load_pem_private_key(fh.read(65536), password=None)
         except FileNotFoundError:
             raise UserError(
                 Problem("signing key is missing; restore it from backup", source=str(private_path))
+            ) from None
+        except OSError as exc:
+            raise UserError(
+                Problem(f"cannot read the signing key ({exc.strerror})", source=str(private_path))
             ) from None
         except (ValueError, TypeError) as exc:
             raise UserError(

@@ -14,6 +14,7 @@ transaction-scoped advisory lock on PostgreSQL. The primary key on ``seq`` is a 
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -27,19 +28,21 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    SmallInteger,
     String,
     Table,
     create_engine,
     event,
     text,
 )
+from sqlalchemy import inspect as inspect_db
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, OperationalError
+from sqlalchemy.exc import ArgumentError
 
-from safescale._errors import Problem, UserError
+from safescale._errors import IntegrityError, Problem, UserError
 from safescale.ledger._entry import COLUMNS
 
-SCHEMA_REVISION = "0002"
+SCHEMA_REVISION = "0003"
 """The Alembic revision this code reads and writes (``_migrations/versions``)."""
 
 # An arbitrary constant naming "the safescale chain head" among PostgreSQL advisory locks.
@@ -61,6 +64,7 @@ entries = Table(
     Column("prev_hash", String(64), nullable=False),
     Column("entry_hash", String(64), nullable=False),
     Column("signed_seq", SEQ, nullable=False),
+    Column("version", SmallInteger, nullable=False, server_default="1"),
 )
 heads = Table(
     "heads",
@@ -106,11 +110,49 @@ def resolve_url(url: str, root: Path) -> str:
     return url
 
 
+def sqlite_path(url: str) -> Path | None:
+    """The database file of a SQLite URL (None for PostgreSQL or an in-memory database)."""
+    parsed = make_url(url)
+    if parsed.get_backend_name() != "sqlite" or not parsed.database:
+        return None
+    if parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
+def damaged(where: str, exc: BaseException) -> IntegrityError:
+    """The one-line error for a database that cannot be read as a ledger (exit status 1)."""
+    first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+    return IntegrityError(
+        Problem(
+            f"the ledger database is damaged or not a ledger ({first}); keep a copy for "
+            "investigation and restore it from a backup",
+            source=where,
+        )
+    )
+
+
+def _is_damage(exc: BaseException) -> bool:
+    # A DatabaseError from sqlite3 that is not about locking or our own SQL: a file that is
+    # not a database, malformed pages, a missing table. Constraint violations and a lock
+    # held past busy_timeout are something else and keep their own type.
+    if not isinstance(exc, sqlite3.DatabaseError):
+        return False
+    if isinstance(exc, sqlite3.IntegrityError | sqlite3.ProgrammingError | sqlite3.InterfaceError):
+        return False
+    return "locked" not in str(exc)
+
+
 def make_engine(url: str) -> Engine:
-    """An engine whose transactions lock the chain head when asked to (``write=True``)."""
+    """An engine whose transactions lock the chain head when asked to (``write=True``).
+
+    On SQLite, an error that shows the file is not a readable ledger (not a database,
+    malformed, a table gone) becomes an :class:`IntegrityError`: one line, exit status 1.
+    """
     backend = make_url(url).get_backend_name()
     if backend == "sqlite":
         engine = create_engine(url)
+        where = str(sqlite_path(url) or url)
 
         @event.listens_for(engine, "connect")
         def _on_connect(dbapi_conn: Any, _record: Any) -> None:
@@ -119,15 +161,26 @@ def make_engine(url: str) -> Engine:
             cur = dbapi_conn.cursor()
             # WAL lets readers (verify, log) run while a writer appends; synchronous=FULL
             # makes each commit durable across power loss, not only process crashes.
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA busy_timeout=120000")
-            cur.close()
+            try:
+                cur.execute("PRAGMA journal_mode=WAL")
+                cur.execute("PRAGMA synchronous=FULL")
+                cur.execute("PRAGMA busy_timeout=120000")
+            except sqlite3.DatabaseError as exc:  # raised before SQLAlchemy wraps errors
+                if _is_damage(exc):
+                    raise damaged(where, exc) from None
+                raise
+            finally:
+                cur.close()
 
         @event.listens_for(engine, "begin")
         def _on_begin(conn: Connection) -> None:
             write = conn.get_execution_options().get("write", False)
             conn.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
+
+        @event.listens_for(engine, "handle_error")
+        def _on_error(context: Any) -> None:
+            if _is_damage(context.original_exception):
+                raise damaged(where, context.original_exception) from None
 
         return engine
     if backend == "postgresql":
@@ -191,18 +244,11 @@ def select_rows(
 
 
 def current_revision(engine: Engine) -> str | None:
-    """The schema revision recorded by Alembic, or None for an empty database."""
-    try:
-        with engine.connect() as conn:
-            row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
-    except OperationalError as exc:
-        if "no such table" in str(exc):
+    """The schema revision recorded by Alembic, or None for a database without one."""
+    with engine.connect() as conn:
+        if not inspect_db(conn).has_table("alembic_version"):
             return None
-        raise
-    except Exception as exc:  # PostgreSQL: UndefinedTable arrives as ProgrammingError
-        if "alembic_version" in str(exc) and "does not exist" in str(exc):
-            return None
-        raise
+        row = conn.exec_driver_sql("SELECT version_num FROM alembic_version").first()
     return None if row is None else str(row[0])
 
 
@@ -226,6 +272,8 @@ def migrate(engine: Engine, revision: str = "head") -> None:
         )
     config = Config()
     config.set_main_option("script_location", str(Path(__file__).parent / "_migrations"))
-    with engine.begin() as conn:
+    # Under the chain-head lock: of processes opening an older workspace at once, one
+    # upgrades it and the others, once they get the lock, find it upgraded.
+    with write_transaction(engine) as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, revision)

@@ -16,8 +16,34 @@ from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from safescale.ledger._entry import GENESIS_HASH, header_bytes, header_reference
+from safescale.ledger._entry import (
+    GENESIS_HASH,
+    RECORD_TYPES,
+    header_bytes,
+    header_reference,
+    header_unchecked,
+    legacy_columns_match,
+    plain,
+)
 from safescale.ledger._keys import key_id, verify_signature
+
+
+@dataclass(frozen=True)
+class Anchor:
+    """A point the ledger must still pass through: entry ``count`` has hash ``head``.
+
+    It comes from a signed checkpoint (the workspace's own, or one handed to an auditor); a
+    ledger *extends* the checkpoint when it has at least ``count`` entries and the
+    ``count``-th re-derives to ``head``, which, through the hash chain, pins every entry
+    before it.
+    """
+
+    name: str
+    """Where it comes from, for messages (a file name)."""
+    count: int
+    """Entries the ledger had."""
+    head: str
+    """Entry hash of entry ``count`` (the genesis hash for 0)."""
 
 
 @dataclass(frozen=True)
@@ -27,8 +53,8 @@ class VerifyProblem:
     seq: int | None
     """The entry it was found at (None for a stray artifact or a key mismatch)."""
     what: str
-    """``sequence``, ``payload``, ``prev_hash``, ``entry_hash``, ``signature``, ``artifact`` or
-    ``key``."""
+    """``sequence``, ``payload``, ``prev_hash``, ``entry_hash``, ``columns``, ``signature``,
+    ``artifact``, ``key``, ``checkpoint`` or ``heads``."""
     message: str
     """What was expected and what was found."""
 
@@ -60,6 +86,9 @@ class VerifyReport:
     def bad_seqs(self) -> set[int]:
         """Sequence numbers with at least one problem."""
         return {p.seq for p in self.problems if p.seq is not None}
+
+
+_LEGACY_MESSAGE = "record_id or model column does not match the payload"
 
 
 def _sha(data: object) -> str | None:
@@ -132,44 +161,118 @@ def _key_problems(
     ]
 
 
+def _anchor_problem(anchor: Anchor, found: object) -> VerifyProblem:
+    return VerifyProblem(
+        anchor.count,
+        "checkpoint",
+        f"{anchor.name} holds entry hash {anchor.head[:16]}… for entry {anchor.count}, the "
+        f"ledger re-derives {str(found)[:16]}…: entries up to {anchor.count} were rewritten",
+    )
+
+
+def _short_problems(anchors: Sequence[Anchor], n: int) -> list[VerifyProblem]:
+    """Anchors past the ledger's end: entries were removed (or the database replaced)."""
+    return [
+        VerifyProblem(
+            None,
+            "checkpoint",
+            f"the ledger has {n} entries, {a.name} was taken at {a.count}: entries were removed "
+            "from the end or the database was replaced; restore it from a backup",
+        )
+        for a in anchors
+        if a.count > n
+    ]
+
+
 def verify_ledger(
     rows: Iterable[Sequence[Any]],
     public: Ed25519PublicKey,
     artifacts: Path | None = None,
+    anchors: Sequence[Anchor] = (),
 ) -> VerifyReport:
     """Re-derive a ledger from its stored rows (columns in ``COLUMNS`` order, by ``seq``).
 
     Checks, for every entry: the sequence has no gap, the payload hashes to ``payload_sha256``,
-    ``prev_hash`` is the previous entry's hash, the header hashes to ``entry_hash``, and a valid
-    signature by ``public`` over its transaction head covers it. Then every artifact file under
-    ``artifacts`` is re-hashed against its name, and every referenced artifact must exist.
+    ``prev_hash`` is the previous entry's hash, the header hashes to ``entry_hash`` (for a
+    version-1 entry, whose header does not name ``record_id`` and ``model``, those columns must
+    match the payload), and a valid signature by ``public`` over its transaction head covers
+    it. Every anchor must lie on the chain. Then every artifact file under ``artifacts`` is
+    re-hashed against its name, and every referenced artifact must exist.
     """
     problems: list[VerifyProblem] = []
+    anchor_at: dict[int, list[Anchor]] = {}
+    for a in anchors:
+        if a.count == 0 and a.head != GENESIS_HASH:
+            problems.append(_anchor_problem(a, GENESIS_HASH))
+        anchor_at.setdefault(a.count, []).append(a)
     refs: dict[str, list[int]] = {}
     signer_ids: set[str] = set()
     expected, prev, n, checked, failed = 1, GENESIS_HASH, 0, 0, 0
     pending: list[tuple[Any, Any, Any]] = []  # (seq, signed_seq, signature) awaiting a head
+    sha256, unchecked, last_kid = hashlib.sha256, header_unchecked, object()
+    fast_author: Any = None
+    fast_time: Any = None
+    fast_kid: Any = None
+    prev_is_digest = True  # the genesis hash is hex
     for row in rows:
-        seq, kind, _, _, payload, psha, prev_hash, ehash, author, time, kid, sseq, sig = row
+        seq, kind, rid, model, payload, psha, prev_hash, ehash, author, time, kid, sseq, sig, v = (
+            row
+        )
         n += 1
         if seq != expected:
             problems.append(VerifyProblem(seq, "sequence", f"expected {expected}, found {seq}"))
         expected = seq + 1 if type(seq) is int else expected + 1
-        if _sha(payload) != psha:
+        is_bytes = type(payload) is bytes
+        computed = sha256(payload).hexdigest() if is_bytes else _sha(payload)
+        if computed != psha:
             problems.append(VerifyProblem(seq, "payload", "does not hash to payload_sha256"))
         if prev_hash != prev:
             problems.append(VerifyProblem(seq, "prev_hash", "does not link to the entry before"))
+        # header_bytes' fast path, inlined for the common case (a version-2 entry of plain
+        # text fields), since this loop runs once per entry. Plainness is known without
+        # scanning for most fields: payload_sha256 and prev_hash when they equal hex digests
+        # computed here, the transaction's author, time and key id when they equal the
+        # previous entry's (checked once per transaction), the kind when it is one we write.
+        if author != fast_author or time != fast_time or kid != fast_kid:
+            fast_author = fast_time = fast_kid = None
+            if plain(author) and plain(time) and plain(kid):
+                fast_author, fast_time, fast_kid = author, time, kid
         try:
-            derived = hashlib.sha256(
-                header_bytes(seq, kind, psha, prev_hash, author, time, kid, sseq)
-            ).hexdigest()
+            covered = rid + ("" if model is None else model)
+        except TypeError:
+            covered = None
+        try:
+            if (
+                v == 2
+                and fast_author is not None
+                and psha == computed
+                and prev_is_digest
+                and prev_hash == prev
+                and kind in RECORD_TYPES
+                and type(seq) is int
+                and type(sseq) is int
+                and plain(covered)
+            ):
+                header = unchecked(seq, kind, psha, prev_hash, author, time, kid, sseq, rid, model)
+            else:
+                header = header_bytes(
+                    seq, kind, psha, prev_hash, author, time, kid, sseq, rid, model, v
+                )
+            derived = sha256(header).hexdigest()
         except TypeError:  # a column that no longer holds text (a tampered byte)
             derived = ""
+        prev_is_digest = derived == ehash
         if derived != ehash:
             problems.append(VerifyProblem(seq, "entry_hash", "header does not hash to entry_hash"))
+        if v == 1 and not legacy_columns_match(kind, rid, model, payload):
+            problems.append(VerifyProblem(seq, "columns", _LEGACY_MESSAGE))
+        if n in anchor_at:
+            problems.extend(_anchor_problem(a, derived) for a in anchor_at[n] if derived != a.head)
         prev = ehash
-        signer_ids.add(str(kid))
-        if isinstance(payload, bytes | str):
+        if kid != last_kid:
+            signer_ids.add(str(kid))
+            last_kid = kid
+        if (is_bytes and b'"artifacts":{"' in payload) or type(payload) is str:
             for ref in _artifact_refs(_as_bytes(payload)):
                 refs.setdefault(ref, []).append(seq)
         # Entries of one transaction name its head's seq and carry its signature; each
@@ -193,6 +296,7 @@ def verify_ledger(
         for s, ss, _ in pending
     )
     problems.extend(_key_problems(public, signer_ids, checked, failed))
+    problems.extend(_short_problems(anchors, n))
     count = _check_artifacts(artifacts, refs, problems)
     return VerifyReport(
         ok=not problems,
@@ -209,6 +313,7 @@ def verify_ledger_reference(
     rows: Iterable[Sequence[Any]],
     public: Ed25519PublicKey,
     artifacts: Path | None = None,
+    anchors: Sequence[Anchor] = (),
 ) -> VerifyReport:
     """The plain version of :func:`verify_ledger`: each entry checked on its own.
 
@@ -225,7 +330,7 @@ def verify_ledger_reference(
     def derive(r: Sequence[Any]) -> str:
         fields = dict(
             seq=r[0], kind=r[1], payload_sha256=r[5], prev_hash=r[6], author=r[8], time=r[9],
-            key_id=r[10], signed_seq=r[11],
+            key_id=r[10], signed_seq=r[11], record_id=r[2], model=r[3], version=r[13],
         )  # fmt: skip
         try:
             return hashlib.sha256(header_reference(**fields)).hexdigest()
@@ -244,6 +349,11 @@ def verify_ledger_reference(
             problems.append(VerifyProblem(seq, "prev_hash", "does not link to the entry before"))
         if derive(r) != r[7]:
             problems.append(VerifyProblem(seq, "entry_hash", "header does not hash to entry_hash"))
+        if r[13] == 1 and not legacy_columns_match(r[1], r[2], r[3], r[4]):
+            problems.append(VerifyProblem(seq, "columns", _LEGACY_MESSAGE))
+        for a in anchors:
+            if a.count == i + 1 and derive(r) != a.head:
+                problems.append(_anchor_problem(a, derive(r)))
         for ref in _artifact_refs(_as_bytes(r[4])):
             refs.setdefault(ref, []).append(seq)
         sseq = r[11]
@@ -265,6 +375,10 @@ def verify_ledger_reference(
             failed.add(sseq)
             problems.append(VerifyProblem(seq, "signature", "not covered by a valid signature"))
     problems.extend(_key_problems(public, {str(r[10]) for r in table}, len(checked), len(failed)))
+    problems.extend(
+        _anchor_problem(a, GENESIS_HASH) for a in anchors if a.count == 0 and a.head != GENESIS_HASH
+    )
+    problems.extend(_short_problems(anchors, len(table)))
     count = _check_artifacts(artifacts, refs, problems)
     return VerifyReport(
         ok=not problems,

@@ -7,23 +7,33 @@ Layout (``safescale init``)::
       ledger.sqlite       the entries (unless the configuration names PostgreSQL)
       artifacts/ab/abcd…  content-addressed files, named by their sha256
       keys/ed25519.pem    the signing key (mode 600) and keys/ed25519.pub.pem
+      checkpoint.json     the latest signed checkpoint (entry count and head hash), rewritten
+                          after every append: the ledger must extend it
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy import Connection, text
 
-from safescale._errors import Problem, UserError
+from safescale._errors import IntegrityError, Problem, UserError
 from safescale._io import atomic_write_bytes
+from safescale.ledger._checkpoint import (
+    CHECKPOINT_NAME,
+    Checkpoint,
+    sign_checkpoint,
+    store_checkpoint,
+)
 from safescale.ledger._config import (
     CONFIG_NAME,
     WorkspaceConfig,
@@ -32,6 +42,7 @@ from safescale.ledger._config import (
     write_config,
 )
 from safescale.ledger._entry import (
+    ENTRY_VERSION,
     GENESIS_HASH,
     RECORD_TYPES,
     LedgerEntry,
@@ -42,18 +53,28 @@ from safescale.ledger._entry import (
 )
 from safescale.ledger._keys import KeyPair, key_id, load_public_pem, public_pem
 from safescale.ledger._store import (
+    ENTRY_COLUMNS,
+    HEAD_COLUMNS,
     SCHEMA_REVISION,
     SELECT_ENTRIES,
     current_revision,
+    damaged,
     head,
     insert_rows,
     make_engine,
     migrate,
     resolve_url,
     select_rows,
+    sqlite_path,
     write_transaction,
 )
-from safescale.ledger._verify import VerifyReport, verify_ledger, verify_ledger_reference
+from safescale.ledger._verify import (
+    Anchor,
+    VerifyProblem,
+    VerifyReport,
+    verify_ledger,
+    verify_ledger_reference,
+)
 from safescale.policy import (
     Determination,
     Evidence,
@@ -97,7 +118,8 @@ class AppendResult:
         """The entries written, each with its head's fields."""
         _, author, time, kid, signature = self.head_row
         return [
-            LedgerEntry.from_row((*r[:8], author, time, kid, r[8], signature)) for r in self.rows
+            LedgerEntry.from_row((*r[:8], author, time, kid, r[8], signature, r[9]))
+            for r in self.rows
         ]
 
 
@@ -178,6 +200,7 @@ class Workspace:
             KeyPair.generate().save(keys, path / config.public_key)
         ws = cls(path, config)
         migrate(ws.engine)
+        ws._write_checkpoint(0, GENESIS_HASH)
         # The configuration is written last: a workspace exists once it is complete.
         write_config(path / CONFIG_NAME, config)
         return ws
@@ -189,9 +212,26 @@ class Workspace:
         if not (root / CONFIG_NAME).exists():
             return None
         ws = cls(root, read_config(root / CONFIG_NAME))
+        database = sqlite_path(ws.url)
+        # Connecting would create an empty database in place of a deleted one, and verify
+        # would then find a valid ledger of 0 entries: refuse to open instead.
+        if database is not None and not database.exists():
+            raise IntegrityError(
+                Problem("the ledger database is missing; restore it from a backup (it is never "
+                        "re-created, so that a deleted ledger cannot pass for an empty one)",
+                        source=str(database))
+            )  # fmt: skip
         revision = current_revision(ws.engine)
+        if revision is None:  # an emptied file or another database: not ours to create
+            ws.close()
+            raise damaged(str(database or ws.url), ValueError("no ledger schema in it"))
         if revision != SCHEMA_REVISION:
             migrate(ws.engine)
+            # A workspace from before checkpoints: anchor what it holds now (when the
+            # signing key is here; a reviewer's copy without it is verified without one).
+            if not ws.checkpoint_path.exists() and (root / ws.config.private_key).exists():
+                last = ws._last()
+                ws._write_checkpoint(*(last or (0, GENESIS_HASH)))
         return ws
 
     @classmethod
@@ -266,8 +306,15 @@ class Workspace:
         """Append canonical-JSON records in one transaction; the last one is signed.
 
         The chain head is locked for the whole transaction, so concurrent writers queue up;
-        a crash at any point leaves either all of ``items`` or none of them.
+        a crash at any point leaves either all of ``items`` or none of them. The ledger must
+        still extend the workspace checkpoint (else :class:`IntegrityError`, nothing written),
+        and the checkpoint moves to the new head once the transaction has committed.
         """
+        return self._append(items, None)
+
+    def _append(
+        self, items: Sequence[RawRecord], check: Callable[[Connection], None] | None
+    ) -> AppendResult | None:
         if not items:
             return None
         for item in items:
@@ -275,35 +322,142 @@ class Workspace:
                 raise ValueError(f"unknown entry kind {item.kind!r}")
         keys, author = self.keys, self.author
         kid = keys.id
-        # Kinds are plain names; an author with quotes or control characters takes the
-        # reference encoder for every header of the transaction.
-        encode = header_unchecked if plain(author) else header_bytes
+        # Kinds are plain names; an author with quotes or control characters, or a record id
+        # or model that has them, takes the reference encoder.
+        fast = plain(author) and all(
+            plain(i.record_id) and (i.model is None or plain(i.model)) for i in items
+        )
         with write_transaction(self.engine) as conn:
             last = head(conn)
+            self._check_extends_checkpoint(conn, last)
+            if check is not None:
+                check(conn)
             seq, prev = last if last is not None else (0, GENESIS_HASH)
             time = format_time(datetime.now(UTC))
             signed = seq + len(items)
             rows: list[tuple[Any, ...]] = []
             for item in items:
                 seq += 1
+                rid, model = item.record_id, item.model
                 psha = hashlib.sha256(item.payload).hexdigest()
-                ehash = hashlib.sha256(
-                    encode(seq, item.kind, psha, prev, author, time, kid, signed)
-                ).hexdigest()
-                rows.append(
-                    (seq, item.kind, item.record_id, item.model, item.payload, psha, prev, ehash,
-                     signed)
+                header = (
+                    header_unchecked(seq, item.kind, psha, prev, author, time, kid, signed, rid,
+                                     model)
+                    if fast
+                    else header_bytes(seq, item.kind, psha, prev, author, time, kid, signed, rid,
+                                      model)
                 )  # fmt: skip
+                ehash = hashlib.sha256(header).hexdigest()
+                row = (seq, item.kind, rid, model, item.payload, psha, prev, ehash, signed)
+                rows.append((*row, ENTRY_VERSION))
                 prev = ehash
             head_row = (signed, author, time, kid, keys.sign(prev))
             insert_rows(conn, rows, head_row)
+        # After the commit: a crash before this line leaves an older checkpoint, which the
+        # ledger still extends; written before, it could name entries that never committed.
+        self._write_checkpoint(signed, prev, time)
         return AppendResult(
             first_seq=rows[0][0], last_seq=signed, head=prev, rows=rows, head_row=head_row
         )
 
+    def append_new_model(self, record: ModelRecord) -> LedgerEntry:
+        """Append a ModelRecord whose id is not recorded yet (and whose parent, if it names
+        one, is), checked inside the write transaction: of concurrent writers of the same new
+        id, exactly one records it; the others get a :class:`UserError`."""
+
+        def check(conn: Connection) -> None:
+            def known(model_id: str) -> bool:
+                sql = "SELECT 1 FROM entries WHERE model = :m AND kind = 'model' LIMIT 1"
+                return conn.execute(text(sql), {"m": model_id}).first() is not None
+
+            if known(record.id):
+                raise UserError(Problem(f"model {record.id!r} is already recorded; use a new id",
+                                        field="--model"))  # fmt: skip
+            if record.parent is not None and not known(record.parent):
+                raise UserError(Problem(f"parent {record.parent!r} is not recorded; add it first",
+                                        field="--parent"))  # fmt: skip
+
+        result = self._append([raw_record(record)], check)
+        assert result is not None
+        return result.entries()[0]
+
+    # -- checkpoints ---------------------------------------------------------------------
+    @property
+    def checkpoint_path(self) -> Path:
+        """The workspace's own latest checkpoint (``checkpoint.json``)."""
+        return self.root / CHECKPOINT_NAME
+
+    def _last(self) -> tuple[int, str] | None:
+        with self.engine.connect() as conn:
+            return head(conn)
+
+    def _write_checkpoint(self, count: int, head_hash: str, time: str | None = None) -> None:
+        keys = self.keys
+        checkpoint = sign_checkpoint(
+            keys, ledger_key_id=keys.id, count=count, head=head_hash,
+            time=time or format_time(datetime.now(UTC)),
+        )  # fmt: skip
+        store_checkpoint(self.checkpoint_path, checkpoint)
+
+    def _check_extends_checkpoint(self, conn: Connection, last: tuple[int, str] | None) -> None:
+        # Appending to a ledger cut short or rewritten would bury the damage under new,
+        # validly signed entries (and move the checkpoint past it): refuse instead.
+        try:
+            saved = Checkpoint.model_validate_json(self.checkpoint_path.read_bytes())
+        except FileNotFoundError:
+            raise IntegrityError(
+                Problem("the workspace checkpoint is missing; run `safescale ledger verify`, and "
+                        "`safescale ledger checkpoint` to write a new one if you trust the ledger",
+                        source=str(self.checkpoint_path))
+            ) from None  # fmt: skip
+        except ValueError:
+            raise IntegrityError(
+                Problem("the workspace checkpoint is not readable; run `safescale ledger verify`",
+                        source=str(self.checkpoint_path))
+            ) from None  # fmt: skip
+        if saved.count == 0:
+            return
+        found = None
+        if last is not None and last[0] >= saved.count:
+            found = conn.exec_driver_sql(
+                f"SELECT entry_hash FROM entries WHERE seq = {int(saved.count)}"
+            ).scalar()
+        if found != saved.head:
+            raise IntegrityError(
+                Problem(f"the ledger no longer extends its checkpoint of {saved.count} entries "
+                        "(entries were removed or rewritten); nothing was written: run "
+                        "`safescale ledger verify`", source=str(self.checkpoint_path))
+            )  # fmt: skip
+
+    def checkpoint(self, signer: KeyPair | None = None) -> Checkpoint:
+        """Verify the ledger, then sign a checkpoint of it (with ``signer``, or the ledger's
+        key) and move the workspace checkpoint to it.
+
+        Refuses (:class:`IntegrityError`) a ledger that does not verify, except for a missing or
+        unreadable workspace checkpoint, which this writes anew (after restoring a backup, or a
+        power loss while it was being replaced).
+        """
+        report = self.verify()
+        name = str(self.checkpoint_path)
+        lost = (f"{name} is missing", f"{name} is not a checkpoint")
+        blocking = [p for p in report.problems if not p.message.startswith(lost)]
+        if blocking:
+            raise IntegrityError(
+                Problem(f"the ledger does not verify ({blocking[0]}); run `safescale ledger "
+                        "verify` to see every problem: nothing was signed")
+            )  # fmt: skip
+        count, last = report.entries, report.head or GENESIS_HASH
+        time = format_time(datetime.now(UTC))
+        self._write_checkpoint(count, last, time)
+        if signer is None:
+            signer = self.keys
+        return sign_checkpoint(
+            signer, ledger_key_id=key_id(self.public_key()), count=count, head=last, time=time
+        )
+
     def append_many(self, records: Sequence[Record]) -> list[LedgerEntry]:
         """Append records (ModelRecord, Evidence, Determination) in one signed transaction."""
-        result = self.append_raw([raw_record(r) for r in records])
+        result = self._append([raw_record(r) for r in records], None)
         return [] if result is None else result.entries()
 
     def append(self, record: Record) -> LedgerEntry:
@@ -368,29 +522,137 @@ class Workspace:
             return int(conn.exec_driver_sql("SELECT COUNT(*) FROM entries").scalar_one())
 
     # -- verifying and exporting ---------------------------------------------------------
-    def _raw_rows(self) -> Iterator[tuple[Any, ...]]:
-        # The DB-API cursor directly: verification reads every row, and skipping the
-        # SQLAlchemy row wrapper halves its cost.
+    def _raw_rows_reference(self) -> Iterator[tuple[Any, ...]]:
+        """Every entry joined to its head row (:data:`SELECT_ENTRIES`), in sequence order."""
         with self.engine.connect() as conn:
-            cursor = conn.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+            for row in conn.exec_driver_sql(SELECT_ENTRIES + " ORDER BY e.seq"):
+                yield tuple(row)
+
+    def _raw_rows(self) -> Iterator[tuple[Any, ...]]:
+        """The rows of :meth:`_raw_rows_reference`, read faster (a test holds them equal).
+
+        Verification reads every row, so this goes to the DB-API cursors directly (skipping
+        SQLAlchemy's row wrapper halves the cost), and reads the heads in a second cursor,
+        merged in sequence order, instead of joining a head row to every entry: a
+        transaction's author, time, key id and signature are then read once, not once per
+        entry. An entry whose head is not next in order (only in a changed ledger) is looked
+        up, which gives what the join gives. One read transaction keeps both on one snapshot.
+        """
+        entry_sql = f"SELECT {', '.join(ENTRY_COLUMNS)} FROM entries ORDER BY seq"
+        head_sql = f"SELECT {', '.join(HEAD_COLUMNS)} FROM heads"
+        missing = (None, None, None, None, None)
+        with self.engine.connect() as conn, conn.begin():
+            dbapi = conn.connection.dbapi_connection
+            mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+            entries_cur, heads_cur, lookup = (dbapi.cursor() for _ in range(3))  # type: ignore[union-attr]
             try:
-                cursor.execute(SELECT_ENTRIES + " ORDER BY e.seq")
-                while batch := cursor.fetchmany(4096):
-                    yield from batch
+                heads_cur.execute(head_sql + " ORDER BY seq")
+                entries_cur.execute(entry_sql)
+                h = heads_cur.fetchone()
+                while batch := entries_cur.fetchmany(4096):
+                    for seq, kind, rid, model, payload, psha, prev, ehash, sseq, v in batch:
+                        if type(sseq) is int:
+                            while h is not None and h[0] < sseq:
+                                h = heads_cur.fetchone()
+                        if h is None or h[0] != sseq or type(sseq) is not int:
+                            lookup.execute(f"{head_sql} WHERE seq = {mark}", (sseq,))
+                            found = lookup.fetchone() or missing
+                        else:
+                            found = h
+                        yield (seq, kind, rid, model, payload, psha, prev, ehash,
+                               found[1], found[2], found[3], sseq, found[4], v)  # fmt: skip
+            except sqlite3.DatabaseError as exc:
+                # SQLAlchemy's error handling does not see these cursors.
+                if "locked" in str(exc):
+                    raise
+                raise damaged(str(sqlite_path(self.url)), exc) from None
             finally:
-                cursor.close()
+                for cursor in (entries_cur, heads_cur, lookup):
+                    cursor.close()
 
     def verify(
-        self, public_key_pem: str | bytes | None = None, *, reference: bool = False
+        self,
+        public_key_pem: str | bytes | None = None,
+        *,
+        reference: bool = False,
+        checkpoints: Sequence[tuple[str, Checkpoint]] = (),
+        checkpoint_key_pem: str | bytes | None = None,
     ) -> VerifyReport:
-        """Re-derive the chain, every signature and every artifact (see :func:`verify_ledger`).
+        """Re-derive the chain, every signature and every artifact (see :func:`verify_ledger`),
+        and check that the ledger extends the workspace checkpoint and each of ``checkpoints``
+        (``(name, checkpoint)`` pairs, e.g. files an auditor kept).
 
         ``public_key_pem`` checks against another key than the workspace's own (a reviewer's
-        copy); ``reference`` uses the plain, slow verifier.
+        copy); ``checkpoint_key_pem`` is the public key that signed ``checkpoints`` when it is
+        not the ledger's; ``reference`` uses the plain, slow verifier.
         """
         public = self.public_key() if public_key_pem is None else load_public_pem(public_key_pem)
+        ledger_key = key_id(public)
+        anchors: list[Anchor] = []
+        problems: list[VerifyProblem] = []
+        name = str(self.checkpoint_path)
+        try:
+            saved = Checkpoint.model_validate_json(self.checkpoint_path.read_bytes())
+        except FileNotFoundError:
+            problems.append(VerifyProblem(None, "checkpoint", f"{name} is missing: the ledger "
+                                          "cannot be checked for removed entries; if it was "
+                                          "lost, run `safescale ledger checkpoint`"))  # fmt: skip
+        except ValueError:
+            problems.append(VerifyProblem(None, "checkpoint", f"{name} is not a checkpoint"))
+        else:
+            found = saved.problems(public, ledger_key, name)
+            problems.extend(found)
+            if not found:
+                anchors.append(saved.anchor(name))
+        signer = public if checkpoint_key_pem is None else load_public_pem(checkpoint_key_pem)
+        for label, given in checkpoints:
+            found = given.problems(signer, ledger_key, label)
+            problems.extend(found)
+            if not found:
+                anchors.append(given.anchor(label))
+        problems.extend(self._page_problems())
         check = verify_ledger_reference if reference else verify_ledger
-        return check(self._raw_rows(), public, self.root / self.config.artifacts)
+        rows = self._raw_rows_reference() if reference else self._raw_rows()
+        report = check(rows, public, self.root / self.config.artifacts, anchors)
+        problems.extend(report.problems)
+        problems.extend(self._stray_heads(report.signatures))
+        return replace(report, ok=not problems, problems=tuple(problems))
+
+    def _page_problems(self) -> list[VerifyProblem]:
+        # Verification reads the tables, not the indexes that `ledger log --model` and the
+        # reports go through, nor free pages: SQLite's own page-level check covers those (about
+        # a tenth of the time verification takes).
+        if sqlite_path(self.url) is None:
+            return []
+        with self.engine.connect() as conn:
+            # Each answer can span lines ("*** in database main ***\nPage 4: ..."): one line each.
+            found = [
+                " ".join(str(r[0]).split()) for r in conn.exec_driver_sql("PRAGMA quick_check(5)")
+            ]
+        if found == ["ok"]:
+            return []
+        return [VerifyProblem(None, "database", f"SQLite quick_check: {f}") for f in found]
+
+    def _stray_heads(self, signatures: int) -> list[VerifyProblem]:
+        # Verification reads entries (heads joined to them); a head row that no entry names
+        # as its own is what is left of a transaction whose entries were deleted. Counting is
+        # cheap; the rows are looked up only when the counts disagree.
+        with self.engine.connect() as conn:
+            n_heads = conn.exec_driver_sql("SELECT COUNT(*) FROM heads").scalar_one()
+            if n_heads <= signatures:
+                return []
+            stray = conn.exec_driver_sql(
+                "SELECT h.seq FROM heads h LEFT JOIN entries e ON e.seq = h.seq "
+                "WHERE e.seq IS NULL OR e.signed_seq <> h.seq ORDER BY h.seq"
+            ).all()
+        return [
+            VerifyProblem(
+                int(r[0]),
+                "heads",
+                "a transaction head row with no entry (its entries were deleted)",
+            )
+            for r in stray
+        ]
 
     def export(self) -> LedgerExport:
         """Every entry with the public key, for verification without the database."""
@@ -417,7 +679,7 @@ def verify_export(
     public = load_public_pem(public_key_pem or export.public_key_pem)
     rows = (
         (e.seq, e.kind, e.record_id, e.model, e.payload.encode(), e.payload_sha256, e.prev_hash,
-         e.entry_hash, e.author, e.time, e.key_id, e.signed_seq, e.signature)
+         e.entry_hash, e.author, e.time, e.key_id, e.signed_seq, e.signature, e.version)
         for e in export.entries
     )  # fmt: skip
     return verify_ledger(rows, public)
