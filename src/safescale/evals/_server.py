@@ -1,255 +1,710 @@
 """``safescale serve-model``: a local checkpoint behind an OpenAI-compatible HTTP API.
 
-Endpoints (loopback by default):
+A Starlette application under uvicorn (asyncio, one process), loopback by default:
 
-* ``GET /v1/models``
-* ``POST /v1/completions`` with a text or token-id prompt; ``prompt_logprobs`` (vLLM's
-  extension, as Inspect's ``openai-api-completions`` and ``vllm-completions`` send it) and
-  ``echo`` + ``logprobs`` (as lm-eval's ``local-completions`` sends it) return prompt
-  log-probabilities;
-* ``POST /v1/chat/completions`` for generation.
+* ``GET /v1/models``;
+* ``POST /v1/completions``: a text or token-id prompt (or a list of them), ``n`` choices each,
+  ``stream`` (server-sent events), ``stop``, ``seed``; ``logprobs=k`` gives every returned
+  token's log-probability and its ``k`` most likely alternatives (the chosen token always among
+  them), as OpenAI's completions API defines it; with ``echo`` the prompt comes back first,
+  its first token's log-probability ``null``, so ``echo`` + ``max_tokens=1`` (how
+  lm-evaluation-harness's ``local-completions`` scores) returns every prompt token and then the
+  new one. vLLM's ``prompt_logprobs`` is answered in vLLM's shape (Inspect's
+  ``openai-api-completions`` and ``vllm-completions`` send it);
+* ``POST /v1/chat/completions``: ``logprobs`` / ``top_logprobs``, ``n``, ``stream``.
 
-Scoring uses the same engine as the in-process provider, so both give the same numbers.
+A prompt that, with ``max_tokens``, does not fit the context (``--max-length``, default the
+model's) is refused with 400; nothing is cut. A malformed request gets a 4xx naming the field;
+bodies over ``max_body_bytes`` get 413; with an API key, requests without
+``Authorization: Bearer KEY`` get 401. An omitted ``temperature`` means greedy decoding, as in
+the in-process provider (OpenAI's default is 1).
+
+Concurrent requests are batched by :class:`~safescale.evals._server_engine.BatchEngine`; the
+socket listens with a large backlog so that bursts of connections wait rather than fail.
 """
 
 from __future__ import annotations
 
+import asyncio
+import errno
+import hmac
 import json
+import logging
+import socket
 import threading
 import time
 import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-from safescale._errors import UserError
-from safescale.evals._lm import LocalLM, LoglikelihoodGroup
+from safescale._errors import Problem, UserError
+from safescale.evals._lm import LocalLM
+from safescale.evals._server_api import (
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+    parse,
+)
+from safescale.evals._server_engine import (
+    BatchEngine,
+    PromptScored,
+    SequenceRequest,
+    SequenceResult,
+    TokenLogprob,
+)
 
 API_VERSION = "v1"
+MAX_BODY_BYTES = 16 * 2**20
+"""Default request body limit (16 MiB: a full 128k-token prompt as token ids fits)."""
+BACKLOG = 4096
+"""Listen backlog: connections the kernel queues while the server is busy (capped by
+``net.core.somaxconn``)."""
+CHAT_MAX_TOKENS = 256
+"""New tokens of a chat reply when the request sets none (the in-process provider's default),
+at most what the context leaves."""
 
-
-class CompletionRequest(BaseModel):
-    """Body of ``POST /v1/completions`` (the fields we honour; others are ignored)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = ""
-    prompt: str | list[int] | list[str] | list[list[int]]
-    max_tokens: int | None = 16
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    echo: bool = False
-    logprobs: int | None = None
-    prompt_logprobs: int | None = None
-    stop: str | list[str] | None = None
-
-
-class ChatRequest(BaseModel):
-    """Body of ``POST /v1/chat/completions``."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = ""
-    messages: list[dict[str, Any]]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
+log = logging.getLogger("safescale.serve")
 
 
 class ModelServer:
-    """Serves one loaded :class:`LocalLM` over HTTP on ``host:port`` (port 0: any free port)."""
+    """Serves one loaded :class:`LocalLM` on ``host:port`` (port 0: any free port).
 
-    def __init__(self, lm: LocalLM, name: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+    The port is bound on construction, so a busy port is a :class:`UserError` before anything
+    is served.
+    """
+
+    def __init__(
+        self,
+        lm: LocalLM,
+        name: str,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        api_key: str | None = None,
+        batch_size: int | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        backlog: int = BACKLOG,
+    ) -> None:
+        import uvicorn
+
         self.lm = lm
         self.name = name
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet by default
-                pass
-
-            def do_GET(self) -> None:
-                if self.path.rstrip("/") == f"/{API_VERSION}/models":
-                    self._send(
-                        200, {"object": "list", "data": [{"id": server.name, "object": "model"}]}
-                    )
-                else:
-                    self._send(404, _error("not found"))
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                try:
-                    body = json.loads(self.rfile.read(length) or b"{}")
-                    if self.path == f"/{API_VERSION}/completions":
-                        self._send(200, server.completions(CompletionRequest.model_validate(body)))
-                    elif self.path == f"/{API_VERSION}/chat/completions":
-                        self._send(200, server.chat(ChatRequest.model_validate(body)))
-                    else:
-                        self._send(404, _error("not found"))
-                except (ValidationError, json.JSONDecodeError, ValueError, UserError) as exc:
-                    self._send(400, _error(str(exc).splitlines()[0]))
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.engine = BatchEngine(lm, batch_size or lm.config.batch_size)
+        self.app = build_app(_State(lm, name, self.engine, api_key or None, max_body_bytes))
+        self._sock = _bind(host, port, backlog)
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            backlog=backlog,
+            timeout_keep_alive=30,
+        )
+        self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
     @property
     def base_url(self) -> str:
         """``http://host:port/v1``."""
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}/{API_VERSION}"
+        host, port = self._sock.getsockname()[:2]
+        host = f"[{host}]" if ":" in str(host) else str(host)
+        return f"http://{host}:{port}/{API_VERSION}"
 
     def start(self) -> ModelServer:
-        """Serve in a background thread (for tests and embedding); returns self."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        """Serve in a background thread (for tests and embedding); returns once listening."""
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
         self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start within 30 s")
+            time.sleep(0.01)
         return self
 
     def serve_forever(self) -> None:
-        """Serve in this thread until interrupted."""
-        self.httpd.serve_forever()
+        """Serve in this thread until interrupted (Ctrl-C or SIGTERM)."""
+        try:
+            self._server.run(sockets=[self._sock])
+        finally:
+            self._shutdown()
 
     def close(self) -> None:
         """Stop serving and release the port."""
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._shutdown()
 
-    # -- endpoints ------------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        self.engine.close()
+        self._sock.close()
 
-    def _prompts(self, prompt: Any) -> list[list[int]]:
-        if isinstance(prompt, str):
-            return [self.lm.encode(prompt)]
-        if prompt and all(isinstance(t, int) for t in prompt):
-            return [list(prompt)]
-        return [self.lm.encode(p) if isinstance(p, str) else list(p) for p in prompt]
 
-    def completions(self, req: CompletionRequest) -> dict[str, Any]:
-        """The ``/v1/completions`` response for ``req``."""
-        prompts = self._prompts(req.prompt)
-        for ids in prompts:
-            if not ids:
-                raise ValueError("empty prompt")
-            self.lm.check_ids(ids, "prompt")
-        want_scores = req.prompt_logprobs is not None or (req.echo and req.logprobs is not None)
-        scores: list[tuple[float, ...]] = [() for _ in prompts]
-        if want_scores:
-            groups = [LoglikelihoodGroup((p[0],), (tuple(p[1:]),)) for p in prompts if len(p) > 1]
-            results = iter(self.lm.loglikelihood(groups))
-            scores = [next(results)[0].token_logprobs if len(p) > 1 else () for p in prompts]
-        max_new = req.max_tokens or 0
-        gens = (
-            self.lm.generate(prompts, max_new, req.temperature, req.top_p, req.seed)
-            if max_new
-            else [[] for _ in prompts]
-        )
-        choices = []
-        for i, (ids, lps, new) in enumerate(zip(prompts, scores, gens, strict=True)):
-            text = _cut(self.lm.decode(new), req.stop)
-            choice: dict[str, Any] = {
-                "index": i,
-                "text": text,
-                "finish_reason": "length" if len(new) >= max_new else "stop",
-            }
-            tokens = self.lm.token_strings(ids)
-            if req.prompt_logprobs is not None:
-                # vLLM's shape: None for the first token, then {id: {logprob, rank, decoded_token}}.
-                choice["prompt_logprobs"] = [None] + [
-                    {str(t): {"logprob": lp, "rank": 1, "decoded_token": s}}
-                    for t, lp, s in zip(ids[1:], lps, tokens[1:], strict=True)
-                ]
-            if req.echo and req.logprobs is not None:
-                choice["text"] = self.lm.decode(ids) + text
-                choice["logprobs"] = {
-                    "tokens": tokens,
-                    "token_logprobs": [None, *lps],
-                    "top_logprobs": [None]
-                    + [{s: lp} for s, lp in zip(tokens[1:], lps, strict=True)],
-                    "text_offset": [],
-                }
-            choices.append(choice)
-        n_prompt = sum(map(len, prompts))
-        n_new = sum(map(len, gens))
-        return {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": self.name,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": n_prompt,
-                "completion_tokens": n_new,
-                "total_tokens": n_prompt + n_new,
-            },
-        }
+def _bind(host: str, port: int, backlog: int) -> socket.socket:
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise UserError(
+            Problem(f"cannot resolve {host!r}: {exc.strerror}", field="--host")
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError(
+                Problem(
+                    f"port {port} on {host} is already in use; stop what holds it or choose "
+                    "another --port",
+                    field="--port",
+                )
+            ) from None
+        raise UserError(
+            Problem(f"cannot listen on {host}:{port}: {exc.strerror}", field="--host")
+        ) from None
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
 
-    def chat(self, req: ChatRequest) -> dict[str, Any]:
-        """The ``/v1/chat/completions`` response for ``req``."""
-        messages = [
-            {"role": m.get("role", "user"), "content": _content_text(m.get("content"))}
-            for m in req.messages
-        ]
-        tok = self.lm.tokenizer
-        if getattr(tok, "chat_template", None):
-            text = str(
-                tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+@dataclass
+class _State:
+    lm: LocalLM
+    name: str
+    engine: BatchEngine
+    api_key: str | None
+    max_body_bytes: int
+
+
+def build_app(state: _State) -> Any:
+    """The Starlette application for ``state``."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    def error(exc: ApiError) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    def authorize(request: Request) -> None:
+        if state.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), state.api_key.encode()
+        ):
+            raise ApiError(
+                401,
+                "missing or wrong API key; send Authorization: Bearer KEY",
+                code="invalid_api_key",
             )
-        elif len(messages) == 1:
-            text = messages[0]["content"]
-        else:
-            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-        ids = self.lm.encode(text)
-        max_new = req.max_completion_tokens or req.max_tokens or 256
-        (new,) = self.lm.generate([ids], max_new, req.temperature, req.top_p, req.seed)
-        content = _cut(self.lm.decode(new), req.stop)
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.name,
-            "choices": [
+
+    async def body(request: Request) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                raise ApiError(400, "is not a number of bytes", "Content-Length")
+            if int(length) > state.max_body_bytes:
+                raise ApiError(
+                    413,
+                    f"{int(length)} bytes is over the limit of {state.max_body_bytes}",
+                    "Content-Length",
+                )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > state.max_body_bytes:
+                raise ApiError(
+                    413, f"the request body is over the limit of {state.max_body_bytes} bytes"
+                )
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks) or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
+
+    def check_model(name: str | None) -> None:
+        if name and name != state.name:
+            raise ApiError(
+                404, f"this server serves {state.name!r}, not {name!r}", "model", "model_not_found"
+            )
+
+    async def models(request: Request) -> Response:
+        try:
+            authorize(request)
+        except ApiError as exc:
+            return error(exc)
+        card = {"id": state.name, "object": "model", "created": 0, "owned_by": "safescale"}
+        card["max_model_len"] = state.lm.max_length
+        return JSONResponse({"object": "list", "data": [card]})
+
+    async def completions(request: Request) -> Response:
+        try:
+            authorize(request)
+            req: CompletionRequest = parse(CompletionRequest, await body(request))
+            check_model(req.model)
+            job = _completion_job(state, req)
+        except ApiError as exc:
+            return error(exc)
+        if req.stream:
+            return StreamingResponse(
+                _stream(state, job, req.include_usage), media_type="text/event-stream"
+            )
+        return JSONResponse(await _answer(state, job))
+
+    async def chat(request: Request) -> Response:
+        try:
+            authorize(request)
+            req: ChatRequest = parse(ChatRequest, await body(request))
+            check_model(req.model)
+            job = _chat_job(state, req)
+        except ApiError as exc:
+            return error(exc)
+        if req.stream:
+            return StreamingResponse(
+                _stream(state, job, req.include_usage), media_type="text/event-stream"
+            )
+        return JSONResponse(await _answer(state, job))
+
+    async def health(request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error(ApiError(exc.status_code, str(exc.detail)))
+
+    return Starlette(
+        routes=[
+            Route(f"/{API_VERSION}/models", models, methods=["GET"]),
+            Route(f"/{API_VERSION}/completions", completions, methods=["POST"]),
+            Route(f"/{API_VERSION}/chat/completions", chat, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error},
+    )
+
+
+# -- jobs: a request's rows and how its answer is shaped --------------------------------------
+
+
+@dataclass
+class _Row:
+    """One choice: its sequence request, and the text shaping of its answer."""
+
+    seq: SequenceRequest
+    index: int
+    prompt_text: str
+    echo: bool = False
+
+
+@dataclass
+class _Job:
+    chat: bool
+    req: CompletionRequest | ChatRequest
+    rows: list[_Row]
+    logprobs: int | None
+    """Completions: the ``logprobs`` value; chat: ``top_logprobs`` when logprobs is true."""
+    prompt_tokens: int
+    vllm_prompt_logprobs: bool = False
+    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    created: int = field(default_factory=lambda: int(time.time()))
+
+
+def _fits(state: _State, ids: Sequence[int], max_new: int, param: str) -> None:
+    limit = state.lm.max_length
+    if len(ids) + max_new > limit:
+        log.warning(
+            "refused a prompt of %d tokens (+%d new): over the context of %d",
+            len(ids),
+            max_new,
+            limit,
+        )
+        raise ApiError(
+            400,
+            f"the prompt is {len(ids)} tokens and {max_new} new tokens were asked for: "
+            f"{len(ids) + max_new} tokens, over the model's context of {limit} "
+            "(serve-model --max-length); shorten the prompt or ask for fewer tokens",
+            param,
+            "context_length_exceeded",
+        )
+
+
+def _completion_job(state: _State, req: CompletionRequest) -> _Job:
+    lm = state.lm
+    prompts: list[tuple[list[int], str | None]]
+    p = req.prompt
+    if isinstance(p, str):
+        prompts = [(lm.encode(p), p)]
+    elif p and isinstance(p[0], int):
+        prompts = [([int(t) for t in p], None)]  # type: ignore[union-attr]
+    else:
+        prompts = [
+            (lm.encode(x), x) if isinstance(x, str) else ([int(t) for t in x], None)  # type: ignore[union-attr]
+            for x in p
+        ]
+    max_new = 16 if req.max_tokens is None else req.max_tokens
+    k = req.logprobs
+    echo_k = k if req.echo and k is not None else None
+    rows = []
+    for i, (ids, text) in enumerate(prompts):
+        field_name = "prompt" if len(prompts) == 1 else f"prompt[{i}]"
+        if not ids:
+            raise ApiError(400, "is empty", field_name)
+        try:
+            lm.check_ids(ids, field_name)
+        except UserError as exc:
+            raise ApiError(400, str(exc).partition(": ")[2], field_name) from None
+        _fits(state, ids, max_new, field_name)
+        want = req.prompt_logprobs if req.prompt_logprobs is not None else echo_k
+        for c in range(req.n):
+            seq = SequenceRequest(
+                prompt=tuple(ids),
+                max_new_tokens=max_new,
+                temperature=req.temperature or 0.0,
+                top_p=req.top_p if req.top_p is not None else 1.0,
+                seed=None if req.seed is None else req.seed + c,
+                top_logprobs=k or 0,
+                prompt_logprobs=want,
+                stop=req.stops,
+            )
+            rows.append(
+                _Row(seq, i * req.n + c, text if text is not None else lm.decode(ids), req.echo)
+            )
+    return _Job(
+        chat=False,
+        req=req,
+        rows=rows,
+        logprobs=k,
+        prompt_tokens=sum(len(ids) for ids, _ in prompts),
+        vllm_prompt_logprobs=req.prompt_logprobs is not None,
+    )
+
+
+def _chat_job(state: _State, req: ChatRequest) -> _Job:
+    lm = state.lm
+    messages = [{"role": m.role, "content": m.content or ""} for m in req.messages]
+    tok = lm.tokenizer
+    # The same prompt the in-process provider builds: the chat template when the tokenizer has
+    # one; else one message as is, a conversation as "role: text" lines.
+    if getattr(tok, "chat_template", None):
+        text = str(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    elif len(messages) == 1:
+        text = messages[0]["content"]
+    else:
+        text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
+    ids = lm.encode(text)
+    if not ids:
+        raise ApiError(400, "the conversation is empty", "messages")
+    asked = req.max_completion_tokens or req.max_tokens
+    field_name = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
+    if asked is None:
+        asked = max(1, min(CHAT_MAX_TOKENS, lm.max_length - len(ids)))
+        field_name = "messages"
+    _fits(state, ids, asked, "messages" if field_name == "messages" else field_name)
+    k = (req.top_logprobs or 0) if req.logprobs else None
+    rows = [
+        _Row(
+            SequenceRequest(
+                prompt=tuple(ids),
+                max_new_tokens=asked,
+                temperature=req.temperature or 0.0,
+                top_p=req.top_p if req.top_p is not None else 1.0,
+                seed=None if req.seed is None else req.seed + c,
+                top_logprobs=k or 0,
+                stop=req.stops,
+            ),
+            c,
+            text,
+        )
+        for c in range(req.n)
+    ]
+    return _Job(chat=True, req=req, rows=rows, logprobs=k, prompt_tokens=len(ids))
+
+
+# -- answers ----------------------------------------------------------------------------------
+
+
+class _Text:
+    """A choice's generated text as tokens arrive: stop strings cut it; streaming holds back
+    what could still turn into a stop string or an incomplete character."""
+
+    def __init__(self, lm: LocalLM, stops: tuple[str, ...]) -> None:
+        self.lm = lm
+        self.stops = stops
+        self.tokens: list[TokenLogprob] = []
+        self.sent_chars = 0
+        self.sent_tokens = 0
+        self.stopped = False
+
+    def add(self, tok: TokenLogprob) -> None:
+        if not self.stopped:
+            self.tokens.append(tok)
+
+    def text(self) -> str:
+        """The text so far, cut at the first stop string."""
+        text = self.lm.decode([t.token for t in self.tokens])
+        cut = min((text.index(s) for s in self.stops if s and s in text), default=None)
+        if cut is not None:
+            self.stopped = True
+            return text[:cut]
+        return text
+
+    def kept_tokens(self, text: str) -> list[TokenLogprob]:
+        """The tokens that make up ``text`` (a stop string's tokens fall away)."""
+        if not self.stopped:
+            return self.tokens
+        for m in range(len(self.tokens) + 1):
+            if len(self.lm.decode([t.token for t in self.tokens[:m]])) >= len(text):
+                return self.tokens[:m]
+        return self.tokens
+
+    def delta(self, final: bool) -> tuple[str, list[TokenLogprob]]:
+        """New text and tokens since the last call (all of them when ``final``)."""
+        text = self.text()
+        ready = len(text)
+        if not final and not self.stopped:
+            hold = max((len(s) - 1 for s in self.stops), default=0)
+            ready = max(self.sent_chars, len(text) - hold)
+            while ready > self.sent_chars and text[ready - 1] == "\ufffd":
+                ready -= 1  # a multi-byte character still arriving
+        kept = self.kept_tokens(text) if final or self.stopped else self.tokens
+        out = text[self.sent_chars : ready], list(kept[self.sent_tokens :])
+        self.sent_chars = max(self.sent_chars, ready)
+        self.sent_tokens = max(self.sent_tokens, len(kept))
+        return out
+
+
+def _top(lm: LocalLM, tok: TokenLogprob) -> dict[str, float]:
+    # OpenAI's completions shape: the k best and the chosen token, by decoded text.
+    out = {lm.decode([t]): lp for t, lp in tok.top}
+    out.setdefault(lm.decode([tok.token]), tok.logprob)
+    return out
+
+
+def _completion_logprobs(
+    lm: LocalLM,
+    tokens: Sequence[TokenLogprob],
+    prompt: tuple[int, ...] | None,
+    prompt_lps: Sequence[TokenLogprob] | None,
+    start: int,
+) -> dict[str, Any]:
+    strings: list[str] = []
+    values: list[float | None] = []
+    tops: list[dict[str, float] | None] = []
+    if prompt is not None:
+        strings += lm.token_strings(prompt)
+        values.append(None)
+        tops.append(None)
+        for p in prompt_lps or ():
+            values.append(p.logprob)
+            tops.append(_top(lm, p))
+    for t in tokens:
+        strings.append(lm.decode([t.token]))
+        values.append(t.logprob)
+        tops.append(_top(lm, t))
+    offsets, at = [], start
+    for s in strings:
+        offsets.append(at)
+        at += len(s)
+    return {
+        "tokens": strings,
+        "token_logprobs": values,
+        "top_logprobs": tops,
+        "text_offset": offsets,
+    }
+
+
+def _chat_logprobs(lm: LocalLM, tokens: Sequence[TokenLogprob]) -> dict[str, Any]:
+    def entry(t: int, lp: float) -> dict[str, Any]:
+        s = lm.decode([t])
+        return {"token": s, "logprob": lp, "bytes": list(s.encode())}
+
+    return {
+        "content": [
+            {**entry(t.token, t.logprob), "top_logprobs": [entry(i, v) for i, v in t.top]}
+            for t in tokens
+        ]
+    }
+
+
+def _vllm_prompt_logprobs(
+    lm: LocalLM, prompt: tuple[int, ...], lps: Sequence[TokenLogprob]
+) -> list[Any]:
+    # vLLM's shape: None for the first token, then {id: {logprob, rank, decoded_token}} holding
+    # the prompt token and the k best.
+    out: list[Any] = [None]
+    for tok_id, p in zip(prompt[1:], lps, strict=True):
+        entry: dict[str, Any] = {}
+        for rank, (t, v) in enumerate(p.top, start=1):
+            entry[str(t)] = {"logprob": v, "rank": rank, "decoded_token": lm.decode([t])}
+        if str(tok_id) not in entry:
+            rank = 1 + sum(v > p.logprob for _, v in p.top)
+            entry[str(tok_id)] = {
+                "logprob": p.logprob,
+                "rank": rank,
+                "decoded_token": lm.decode([tok_id]),
+            }
+        out.append(entry)
+    return out
+
+
+async def _run(state: _State, job: _Job, on_step: Any = None) -> list[SequenceResult]:
+    future, cancel = state.engine.submit([r.seq for r in job.rows], on_step)
+    try:
+        return await asyncio.wrap_future(future)
+    except asyncio.CancelledError:
+        cancel.set()  # the client went away: its rows stop at their next step
+        raise
+
+
+def _usage(job: _Job, results: Sequence[SequenceResult]) -> dict[str, int]:
+    new = sum(len(r.tokens) for r in results)
+    return {
+        "prompt_tokens": job.prompt_tokens,
+        "completion_tokens": new,
+        "total_tokens": job.prompt_tokens + new,
+    }
+
+
+async def _answer(state: _State, job: _Job) -> dict[str, Any]:
+    lm = state.lm
+    results = await _run(state, job)
+    choices = []
+    for row, res in zip(job.rows, results, strict=True):
+        shaped = _Text(lm, row.seq.stop)
+        for t in res.tokens:
+            shaped.add(t)
+        text, tokens = shaped.delta(final=True)
+        finish = "stop" if shaped.stopped else res.finish_reason
+        if job.chat:
+            choices.append(
                 {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "length" if len(new) >= max_new else "stop",
+                    "index": row.index,
+                    "message": {"role": "assistant", "content": text},
+                    "logprobs": _chat_logprobs(lm, tokens) if job.logprobs is not None else None,
+                    "finish_reason": finish,
                 }
-            ],
-            "usage": {
-                "prompt_tokens": len(ids),
-                "completion_tokens": len(new),
-                "total_tokens": len(ids) + len(new),
-            },
+            )
+            continue
+        choice: dict[str, Any] = {"index": row.index, "text": text, "finish_reason": finish}
+        scores = res.prompt_logprobs
+        if row.echo:
+            choice["text"] = row.prompt_text + text
+        if job.logprobs is not None:
+            choice["logprobs"] = _completion_logprobs(
+                lm,
+                tokens,
+                row.seq.prompt if row.echo else None,
+                scores,
+                0,
+            )
+        else:
+            choice["logprobs"] = None
+        if job.vllm_prompt_logprobs and scores is not None:
+            choice["prompt_logprobs"] = _vllm_prompt_logprobs(lm, row.seq.prompt, scores)
+        choices.append(choice)
+    return {
+        "id": ("chatcmpl-" if job.chat else "cmpl-") + job.id,
+        "object": "chat.completion" if job.chat else "text_completion",
+        "created": job.created,
+        "model": state.name,
+        "choices": choices,
+        "usage": _usage(job, results),
+    }
+
+
+async def _stream(state: _State, job: _Job, include_usage: bool) -> AsyncIterator[str]:
+    """Server-sent events: one chunk per released piece of text, then ``[DONE]``."""
+    lm = state.lm
+    loop = asyncio.get_running_loop()
+    events: asyncio.Queue[tuple[int, TokenLogprob | PromptScored] | None] = asyncio.Queue()
+
+    def on_step(i: int, ev: TokenLogprob | PromptScored) -> None:
+        loop.call_soon_threadsafe(events.put_nowait, (i, ev))
+
+    task = asyncio.ensure_future(_run(state, job, on_step))
+    task.add_done_callback(lambda _: events.put_nowait(None))
+    texts = [_Text(lm, r.seq.stop) for r in job.rows]
+    kind = "chat.completion.chunk" if job.chat else "text_completion"
+    ident = ("chatcmpl-" if job.chat else "cmpl-") + job.id
+
+    def chunk(
+        i: int, text: str, tokens: list[TokenLogprob], finish: str | None, first: bool = False
+    ) -> str:
+        row = job.rows[i]
+        if job.chat:
+            delta: dict[str, Any] = {"content": text}
+            if first:
+                delta["role"] = "assistant"
+            logprobs = _chat_logprobs(lm, tokens) if job.logprobs is not None else None
+            choice: dict[str, Any] = {"index": row.index, "delta": delta, "logprobs": logprobs}
+        else:
+            logprobs = (
+                _completion_logprobs(lm, tokens, None, None, texts[i].sent_chars - len(text))
+                if job.logprobs is not None
+                else None
+            )
+            choice = {"index": row.index, "text": text, "logprobs": logprobs}
+        choice["finish_reason"] = finish
+        return event([choice])
+
+    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+        payload = {
+            "id": ident,
+            "object": kind,
+            "created": job.created,
+            "model": state.name,
+            "choices": choices,
+            **extra,
         }
+        return f"data: {json.dumps(payload)}\n\n"
 
+    def echo(row: _Row, logprobs: dict[str, Any] | None) -> str:
+        return event(
+            [
+                {
+                    "index": row.index,
+                    "text": row.prompt_text,
+                    "logprobs": logprobs,
+                    "finish_reason": None,
+                }
+            ]
+        )
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
-
-
-def _cut(text: str, stop: str | list[str] | None) -> str:
-    for s in [stop] if isinstance(stop, str) else stop or []:
-        if s and s in text:
-            text = text[: text.index(s)]
-    return text
-
-
-def _error(message: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "invalid_request_error"}}
+    try:
+        for i, row in enumerate(job.rows):
+            if job.chat:
+                yield chunk(i, "", [], None, first=True)
+            elif row.echo and row.seq.prompt_logprobs is None:
+                yield echo(row, None)
+        while (item := await events.get()) is not None:
+            i, ev = item
+            row = job.rows[i]
+            if isinstance(ev, PromptScored):
+                if row.echo and not job.chat:
+                    lps = _completion_logprobs(lm, [], row.seq.prompt, ev.logprobs, 0)
+                    yield echo(row, lps)
+                continue
+            texts[i].add(ev)
+            text, tokens = texts[i].delta(final=False)
+            if text or tokens:
+                yield chunk(i, text, tokens, None)
+        results = await task
+        for i, res in enumerate(results):
+            text, tokens = texts[i].delta(final=True)
+            finish = "stop" if texts[i].stopped else res.finish_reason
+            yield chunk(i, text, tokens, finish)
+        if include_usage:
+            yield event([], usage=_usage(job, results))
+        yield "data: [DONE]\n\n"
+    finally:
+        if not task.done():
+            task.cancel()

@@ -1,0 +1,367 @@
+"""The engine behind ``serve-model``: batched prompt scoring and generation with log-probabilities.
+
+Concurrent HTTP requests become :class:`SequenceRequest` rows. A worker thread gathers the rows
+that are waiting, sorts them by prompt length and runs them in batches of at most ``batch_size``
+rows: one forward pass over the left-padded prompts (which gives every prompt token's
+log-probability when a request echoes its prompt, and the first new token's distribution), then
+one decoding step at a time for the rows still generating, against the KV cache. Rows that finish
+(EOS, a stop string, ``max_new_tokens``) leave the batch, so a short request does not pay for a
+long one's steps.
+
+Log-probabilities are those of the model's own distribution (log-softmax of the raw logits,
+before temperature or top-p), as OpenAI and vLLM report them. Greedy decoding picks the argmax
+of the same logits as ``LocalLM.generate`` (Hugging Face ``generate``) does, so both give the
+same tokens; :func:`run_batch` is tested against it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from safescale.evals._lm import LocalLM
+
+GATHER_SECONDS = 0.002
+"""How long the worker waits, after a request arrives, for others to batch with it."""
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class SequenceRequest:
+    """One sequence to score and/or extend (one choice of one HTTP request)."""
+
+    prompt: tuple[int, ...]
+    """Prompt token ids (at least one)."""
+    max_new_tokens: int = 0
+    """Tokens to generate; 0 scores the prompt only."""
+    temperature: float = 0.0
+    """0: greedy; above 0: sample from the distribution at this temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (used only when sampling)."""
+    seed: int | None = None
+    """Seed of this row's sampler; ``None``: a fresh random seed."""
+    top_logprobs: int = 0
+    """Alternatives (most likely tokens) returned with each generated token."""
+    prompt_logprobs: int | None = None
+    """``None``: no prompt scoring; ``k``: every prompt token after the first is scored, with its
+    ``k`` most likely alternatives."""
+    stop: tuple[str, ...] = ()
+    """Generation ends once the decoded new text contains one of these."""
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A token and its log-probability, with the most likely alternatives at its position."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+    """(token id, log-probability) of the most likely tokens, best first."""
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    """What :func:`run_batch` computed for one :class:`SequenceRequest`."""
+
+    prompt_logprobs: tuple[TokenLogprob, ...] | None
+    """One per prompt token after the first, when asked for."""
+    tokens: tuple[TokenLogprob, ...]
+    """The generated tokens (EOS not included)."""
+    finish_reason: FinishReason
+
+
+@dataclass(frozen=True)
+class PromptScored:
+    """A row's prompt log-probabilities, ready before its first new token (for streaming)."""
+
+    logprobs: tuple[TokenLogprob, ...]
+
+
+StepCallback = Callable[[int, "TokenLogprob | PromptScored"], None]
+"""Called with (row index, event) as each row's prompt is scored and each token is generated."""
+
+
+def eos_ids(lm: LocalLM) -> set[int]:
+    """Token ids that end generation: the generation config's EOS ids and the tokenizer's."""
+    ids: set[int] = set()
+    cfg = getattr(lm.model, "generation_config", None)
+    value = getattr(cfg, "eos_token_id", None)
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        if v is not None:
+            ids.add(int(v))
+    if lm.tokenizer.eos_token_id is not None:
+        ids.add(int(lm.tokenizer.eos_token_id))
+    return ids
+
+
+def _pad_id(lm: LocalLM) -> int:
+    tok = lm.tokenizer
+    if tok.pad_token_id is not None:
+        return int(tok.pad_token_id)
+    return int(tok.eos_token_id) if tok.eos_token_id is not None else 0
+
+
+def run_batch(
+    lm: LocalLM,
+    reqs: Sequence[SequenceRequest],
+    on_step: StepCallback | None = None,
+    cancelled: Callable[[int], bool] | None = None,
+) -> list[SequenceResult]:
+    """Score and extend ``reqs`` together (one padded batch); results in the order given.
+
+    The caller keeps ``len(prompt) + max_new_tokens`` within the model's context: nothing here
+    truncates. ``cancelled(i)`` lets a row whose client went away stop early.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    dev = lm.device
+    pad = _pad_id(lm)
+    stops_at = eos_ids(lm)
+    width = max(len(r.prompt) for r in reqs)
+    ids = torch.tensor([[pad] * (width - len(r.prompt)) + list(r.prompt) for r in reqs], device=dev)
+    mask = torch.tensor(
+        [[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in reqs], device=dev
+    )
+    # Left padding: positions count real tokens only, as Hugging Face generate sets them.
+    pos = (mask.cumsum(-1) - 1).clamp(min=0)
+    base = lm.model.base_model
+    head = lm.model.get_output_embeddings()
+    prompt_lps: list[tuple[TokenLogprob, ...] | None] = [None] * len(reqs)
+    new: list[list[TokenLogprob]] = [[] for _ in reqs]
+    finish: list[FinishReason] = ["length"] * len(reqs)
+    generators = [_generator(r, i, dev) for i, r in enumerate(reqs)]
+
+    with lm._lock, torch.inference_mode():  # the LocalLM is shared with in-process callers
+        out = base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        hidden = out.last_hidden_state  # (B, W, H)
+        for b, r in enumerate(reqs):
+            n = len(r.prompt)
+            if r.prompt_logprobs is None:
+                continue
+            if n < 2:
+                prompt_lps[b] = ()
+                continue
+            # Positions W-n .. W-2 predict prompt tokens 1 .. n-1: (n-1, V).
+            lp = F.log_softmax(head(hidden[b, width - n : width - 1]).float(), dim=-1)
+            prompt_lps[b] = _pick(lp, torch.tensor(r.prompt[1:], device=dev), r.prompt_logprobs)
+        if on_step is not None:
+            for b, scored in enumerate(prompt_lps):
+                if scored is not None:
+                    on_step(b, PromptScored(scored))
+
+        live = [b for b, r in enumerate(reqs) if r.max_new_tokens > 0]
+        if not live:
+            return _results(reqs, prompt_lps, new, finish)
+        sel = torch.tensor(live, device=dev)
+        logits = head(hidden[sel, -1]).float()  # (R, V): left padding puts every row's end last
+        cache = out.past_key_values
+        if len(live) < len(reqs):
+            cache.batch_select_indices(sel)
+        mask, last = mask[sel], pos[sel, -1]
+        while True:
+            lp = F.log_softmax(logits, dim=-1)  # (R, V)
+            chosen = _choose(logits, [reqs[b] for b in live], [generators[b] for b in live])
+            k = max(reqs[b].top_logprobs for b in live)
+            picked = _pick(lp, chosen, k)
+            keep: list[int] = []
+            for j, b in enumerate(live):
+                r, step = reqs[b], picked[j]
+                if step.token in stops_at:
+                    finish[b] = "stop"
+                    continue
+                step = TokenLogprob(step.token, step.logprob, step.top[: r.top_logprobs])
+                new[b].append(step)
+                if on_step is not None:
+                    on_step(b, step)
+                if r.stop and _hits_stop(lm, new[b], r.stop):
+                    finish[b] = "stop"
+                elif len(new[b]) >= r.max_new_tokens:
+                    finish[b] = "length"
+                elif cancelled is not None and cancelled(b):
+                    finish[b] = "stop"
+                else:
+                    keep.append(j)
+            if not keep:
+                break
+            if len(keep) < len(live):
+                ksel = torch.tensor(keep, device=dev)
+                cache.batch_select_indices(ksel)
+                mask, last, chosen = mask[ksel], last[ksel], chosen[ksel]
+                live = [live[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
+            last = last + 1
+            out = base(
+                input_ids=chosen.unsqueeze(1),
+                attention_mask=mask,
+                position_ids=last.unsqueeze(1),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = out.past_key_values
+            logits = head(out.last_hidden_state[:, -1]).float()
+    return _results(reqs, prompt_lps, new, finish)
+
+
+def _results(
+    reqs: Sequence[SequenceRequest],
+    prompt_lps: list[tuple[TokenLogprob, ...] | None],
+    new: list[list[TokenLogprob]],
+    finish: list[FinishReason],
+) -> list[SequenceResult]:
+    return [
+        SequenceResult(
+            prompt_lps[b], tuple(new[b]), finish[b] if reqs[b].max_new_tokens else "length"
+        )
+        for b in range(len(reqs))
+    ]
+
+
+def _generator(r: SequenceRequest, row: int, device: Any) -> Any:
+    if r.temperature <= 0:
+        return None
+    import torch
+
+    g = torch.Generator(device=device)
+    g.manual_seed(r.seed if r.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+    return g
+
+
+def _choose(logits: Any, reqs: Sequence[SequenceRequest], gens: Sequence[Any]) -> Any:
+    """Next token per row: argmax, or a sample at the row's temperature and top-p: (R,)."""
+    import torch
+
+    chosen = logits.argmax(dim=-1)
+    for j, (r, g) in enumerate(zip(reqs, gens, strict=True)):
+        if r.temperature <= 0:
+            continue
+        probs = torch.softmax(logits[j] / r.temperature, dim=-1)
+        if r.top_p < 1.0:
+            p, order = probs.sort(descending=True)
+            # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
+            drop = (p.cumsum(0) - p) >= r.top_p
+            p[drop] = 0.0
+            probs = torch.zeros_like(probs).scatter(0, order, p)
+        chosen[j] = torch.multinomial(probs, 1, generator=g)[0]
+    return chosen
+
+
+def _pick(lp: Any, targets: Any, k: int) -> tuple[TokenLogprob, ...]:
+    """Each target token's log-probability and its ``k`` best alternatives.
+
+    ``lp`` (T, V) log-probabilities, ``targets`` (T,) token ids.
+    """
+    values = lp.gather(1, targets.unsqueeze(1)).squeeze(1).tolist()
+    toks = targets.tolist()
+    if k > 0:
+        top_v, top_i = lp.topk(min(k, lp.shape[-1]), dim=-1)
+        tv, ti = top_v.tolist(), top_i.tolist()
+        return tuple(
+            TokenLogprob(
+                int(t), float(v), tuple(zip(map(int, ti[j]), map(float, tv[j]), strict=True))
+            )
+            for j, (t, v) in enumerate(zip(toks, values, strict=True))
+        )
+    return tuple(TokenLogprob(int(t), float(v)) for t, v in zip(toks, values, strict=True))
+
+
+def _hits_stop(lm: LocalLM, tokens: Sequence[TokenLogprob], stop: Sequence[str]) -> bool:
+    text = lm.decode([t.token for t in tokens])
+    return any(s and s in text for s in stop)
+
+
+@dataclass
+class _Job:
+    reqs: list[SequenceRequest]
+    future: concurrent.futures.Future[list[SequenceResult]]
+    on_step: StepCallback | None
+    cancel: threading.Event
+
+
+class BatchEngine:
+    """A worker thread that runs the rows of concurrent requests together (see module doc)."""
+
+    def __init__(self, lm: LocalLM, batch_size: int = 32, gather: float = GATHER_SECONDS) -> None:
+        self.lm = lm
+        self.batch_size = batch_size
+        self.gather = gather
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._thread = threading.Thread(target=self._work, name="serve-model-engine", daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, reqs: list[SequenceRequest], on_step: StepCallback | None = None
+    ) -> tuple[concurrent.futures.Future[list[SequenceResult]], threading.Event]:
+        """Queue one request's rows; returns their future and an event that cancels them."""
+        job = _Job(reqs, concurrent.futures.Future(), on_step, threading.Event())
+        self._queue.put(job)
+        return job.future, job.cancel
+
+    def close(self) -> None:
+        """Stop the worker once the queued work is done."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            rows = len(job.reqs)
+            deadline = time.monotonic() + self.gather
+            while rows < self.batch_size:
+                try:
+                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                except queue.Empty:
+                    break
+                if nxt is None:
+                    self._queue.put(None)  # finish this round, then stop
+                    break
+                jobs.append(nxt)
+                rows += len(nxt.reqs)
+            self._run(jobs)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+        rows = [(j, i) for j in jobs for i in range(len(j.reqs))]
+        rows.sort(key=lambda ji: -len(ji[0].reqs[ji[1]].prompt))  # little padding per batch
+        results: dict[tuple[int, int], SequenceResult] = {}
+        failed: dict[int, BaseException] = {}
+        for s in range(0, len(rows), self.batch_size):
+            chunk = [(j, i) for j, i in rows[s : s + self.batch_size] if id(j) not in failed]
+            if not chunk:
+                continue
+
+            def step(
+                b: int, tok: TokenLogprob | PromptScored, chunk: list[tuple[_Job, int]] = chunk
+            ) -> None:
+                j, i = chunk[b]
+                if j.on_step is not None:
+                    j.on_step(i, tok)
+
+            try:
+                out = run_batch(
+                    self.lm,
+                    [j.reqs[i] for j, i in chunk],
+                    step,
+                    lambda b, chunk=chunk: chunk[b][0].cancel.is_set(),  # type: ignore[misc]
+                )
+            except Exception as exc:  # a failed batch fails each of its requests
+                for j, _ in chunk:
+                    failed[id(j)] = exc
+                continue
+            for (j, i), res in zip(chunk, out, strict=True):
+                results[id(j), i] = res
+        for j in jobs:
+            if id(j) in failed:
+                j.future.set_exception(failed[id(j)])
+            else:
+                j.future.set_result([results[id(j), i] for i in range(len(j.reqs))])
