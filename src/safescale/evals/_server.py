@@ -85,14 +85,15 @@ class ModelServer:
         batch_size: int | None = None,
         max_body_bytes: int = MAX_BODY_BYTES,
         backlog: int = BACKLOG,
+        sock: socket.socket | None = None,
     ) -> None:
         import uvicorn
 
+        self._sock = sock if sock is not None else bind_socket(host, port, backlog)
         self.lm = lm
         self.name = name
         self.engine = BatchEngine(lm, batch_size or lm.config.batch_size)
         self.app = build_app(_State(lm, name, self.engine, api_key or None, max_body_bytes))
-        self._sock = _bind(host, port, backlog)
         config = uvicorn.Config(
             self.app,
             log_level="warning",
@@ -100,6 +101,7 @@ class ModelServer:
             lifespan="off",
             backlog=backlog,
             timeout_keep_alive=30,
+            http=_http_protocol(),
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
@@ -143,7 +145,8 @@ class ModelServer:
         self._sock.close()
 
 
-def _bind(host: str, port: int, backlog: int) -> socket.socket:
+def bind_socket(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
+    """A listening TCP socket on ``host:port``; a busy port is a one-line :class:`UserError`."""
     try:
         family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except socket.gaierror as exc:
@@ -170,6 +173,33 @@ def _bind(host: str, port: int, backlog: int) -> socket.socket:
     sock.listen(backlog)
     sock.setblocking(False)
     return sock
+
+
+def _http_protocol() -> Any:
+    """uvicorn's h11 protocol, answering a malformed request (``Content-Length: abc``) with a
+    JSON 400 that says what was wrong, instead of a bare text line."""
+    import sys
+
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):  # type: ignore[misc]
+        def send_400_response(self, msg: str) -> None:
+            # Called inside uvicorn's `except h11.RemoteProtocolError`: the error says what.
+            exc = sys.exc_info()[1]
+            detail = str(exc) if exc is not None else msg
+            param = "Content-Length" if "content-length" in detail.lower() else None
+            body = json.dumps(ApiError(400, f"malformed HTTP request ({detail})", param).body())
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=body.encode()),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+    return Protocol
 
 
 @dataclass
