@@ -348,6 +348,7 @@ def test_busy_port_is_one_line_and_exit_2(
     assert len(err) == 1 and f"port {port}" in err[0] and "--port" in err[0]
 
 
+@pytest.mark.slow
 def test_command_serves_with_the_api_key_from_the_environment(model_dir: Path) -> None:
     code = "import sys; from safescale.cli import main; sys.exit(main(sys.argv[1:]))"
     env = {**os.environ, "SAFESCALE_API_KEY": "k3y", "OMP_NUM_THREADS": "1",

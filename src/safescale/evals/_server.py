@@ -568,20 +568,16 @@ def _chat_logprobs(lm: LocalLM, tokens: Sequence[TokenLogprob]) -> dict[str, Any
 def _vllm_prompt_logprobs(
     lm: LocalLM, prompt: tuple[int, ...], lps: Sequence[TokenLogprob]
 ) -> list[Any]:
-    # vLLM's shape: None for the first token, then {id: {logprob, rank, decoded_token}} holding
-    # the prompt token and the k best.
+    # vLLM's shape: None for the first token, then {id: {logprob, rank, decoded_token}} with the
+    # prompt token first (readers such as Inspect's take the first entry), then the k best.
     out: list[Any] = [None]
     for tok_id, p in zip(prompt[1:], lps, strict=True):
-        entry: dict[str, Any] = {}
-        for rank, (t, v) in enumerate(p.top, start=1):
-            entry[str(t)] = {"logprob": v, "rank": rank, "decoded_token": lm.decode([t])}
-        if str(tok_id) not in entry:
-            rank = 1 + sum(v > p.logprob for _, v in p.top)
-            entry[str(tok_id)] = {
-                "logprob": p.logprob,
-                "rank": rank,
-                "decoded_token": lm.decode([tok_id]),
-            }
+        rank = 1 + sum(v > p.logprob for _, v in p.top)
+        entry = {
+            str(tok_id): {"logprob": p.logprob, "rank": rank, "decoded_token": lm.decode([tok_id])}
+        }
+        for r, (t, v) in enumerate(p.top, start=1):
+            entry.setdefault(str(t), {"logprob": v, "rank": r, "decoded_token": lm.decode([t])})
         out.append(entry)
     return out
 
