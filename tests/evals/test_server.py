@@ -380,3 +380,26 @@ def test_command_serves_with_the_api_key_from_the_environment(model_dir: Path) -
         t0 = time.monotonic()
         proc.wait(timeout=30)
         assert time.monotonic() - t0 < 30
+
+
+def test_shared_prefixes_are_computed_once_with_the_same_results(model_dir: Path) -> None:
+    from safescale.evals._server_engine import _share_prefixes
+
+    lm = load_local_model(LocalModelConfig(model_dir))
+    question = lm.encode(
+        "Question: What colour is the river of Zorbia, which lies near Quell?\nAnswer:"
+    )
+    rows = [tuple(question + lm.encode(c)) for c in [" red", " blue sky", " green"]]
+    rows += [tuple(lm.encode(PROMPTS[2])), tuple(question[:5])]  # one unrelated, one shorter
+    groups = _share_prefixes(rows)
+    assert sorted(len(r) for _, r in groups) == [1, 1, 3]  # the three choices share a pass
+    reqs = [SequenceRequest(r, 6, prompt_logprobs=2, top_logprobs=2) for r in rows]
+    shared = run_batch(lm, reqs)
+    alone = [run_batch(lm, [r])[0] for r in reqs]  # one row: no sharing
+    for a, b in zip(shared, alone, strict=True):
+        assert [t.token for t in a.tokens] == [t.token for t in b.tokens]
+        assert a.prompt_logprobs is not None and b.prompt_logprobs is not None
+        for x, y in zip(a.prompt_logprobs + a.tokens, b.prompt_logprobs + b.tokens, strict=True):
+            assert x.logprob == pytest.approx(y.logprob, abs=1e-5)
+            assert [t for t, _ in x.top] == [t for t, _ in y.top]
+    assert [[t.token for t in a.tokens] for a in shared] == lm.generate([list(r) for r in rows], 6)

@@ -123,16 +123,7 @@ def run_batch(
     import torch.nn.functional as F
 
     dev = lm.device
-    pad = _pad_id(lm)
     stops_at = eos_ids(lm)
-    width = max(len(r.prompt) for r in reqs)
-    ids = torch.tensor([[pad] * (width - len(r.prompt)) + list(r.prompt) for r in reqs], device=dev)
-    mask = torch.tensor(
-        [[0] * (width - len(r.prompt)) + [1] * len(r.prompt) for r in reqs], device=dev
-    )
-    # Left padding: positions count real tokens only, as Hugging Face generate sets them.
-    pos = (mask.cumsum(-1) - 1).clamp(min=0)
-    base = lm.model.base_model
     head = lm.model.get_output_embeddings()
     prompt_lps: list[tuple[TokenLogprob, ...] | None] = [None] * len(reqs)
     new: list[list[TokenLogprob]] = [[] for _ in reqs]
@@ -140,32 +131,48 @@ def run_batch(
     generators = [_generator(r, i, dev) for i, r in enumerate(reqs)]
 
     with lm._lock, torch.inference_mode():  # the LocalLM is shared with in-process callers
-        out = base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
-        hidden = out.last_hidden_state  # (B, W, H)
+        pre = _prefill(lm, [r.prompt for r in reqs])
+        # A shared prefix's own tokens (1 .. n-1) are scored once for its group; every row then
+        # scores the tokens after them. All in one pass over the stacked states.
+        jobs: list[tuple[Any, Any]] = []
+        shared: dict[int, int] = {}  # group -> index in jobs
+        for g, (n, rows) in enumerate(pre.groups):
+            if len(rows) > 1 and any(reqs[b].prompt_logprobs is not None for b in rows):
+                shared[g] = len(jobs)
+                jobs.append((pre.parts[rows[0]][0][: n - 1], reqs[rows[0]].prompt[1:n]))
+        own: dict[int, int] = {}  # row -> index in jobs
         for b, r in enumerate(reqs):
-            n = len(r.prompt)
+            if r.prompt_logprobs is not None and len(r.prompt) >= 2:
+                skip = pre.groups[pre.group_of[b]][0] - 1 if pre.group_of[b] in shared else 0
+                own[b] = len(jobs)
+                jobs.append((pre.states(b)[skip:-1], r.prompt[skip + 1 :]))
+        k = max((r.prompt_logprobs or 0) for r in reqs)
+        picked = _pick_many(head, jobs, k, dev)
+        for b, r in enumerate(reqs):
             if r.prompt_logprobs is None:
                 continue
-            if n < 2:
-                prompt_lps[b] = ()
-                continue
-            # Positions W-n .. W-2 predict prompt tokens 1 .. n-1: (n-1, V).
-            lp = F.log_softmax(head(hidden[b, width - n : width - 1]).float(), dim=-1)
-            prompt_lps[b] = _pick(lp, torch.tensor(r.prompt[1:], device=dev), r.prompt_logprobs)
+            g = pre.group_of[b]
+            parts = (picked[shared[g]] if g in shared else ()) + (
+                picked[own[b]] if b in own else ()
+            )
+            prompt_lps[b] = tuple(
+                TokenLogprob(t.token, t.logprob, t.top[: r.prompt_logprobs]) for t in parts
+            )
         if on_step is not None:
             for b, scored in enumerate(prompt_lps):
                 if scored is not None:
                     on_step(b, PromptScored(scored))
+        base = lm.model.base_model
 
         live = [b for b, r in enumerate(reqs) if r.max_new_tokens > 0]
         if not live:
             return _results(reqs, prompt_lps, new, finish)
         sel = torch.tensor(live, device=dev)
-        logits = head(hidden[sel, -1]).float()  # (R, V): left padding puts every row's end last
-        cache = out.past_key_values
+        logits = head(torch.stack([pre.states(b)[-1] for b in live])).float()  # (R, V)
+        cache = pre.cache
         if len(live) < len(reqs):
             cache.batch_select_indices(sel)
-        mask, last = mask[sel], pos[sel, -1]
+        mask, last = pre.mask[sel], pre.last[sel]
         while True:
             lp = F.log_softmax(logits, dim=-1)  # (R, V)
             chosen = _choose(logits, [reqs[b] for b in live], [generators[b] for b in live])
@@ -208,6 +215,127 @@ def run_batch(
             cache = out.past_key_values
             logits = head(out.last_hidden_state[:, -1]).float()
     return _results(reqs, prompt_lps, new, finish)
+
+
+MIN_SHARED = 8
+"""Rows of a batch whose prompts share at least this many leading tokens share one forward
+pass over them (lm-eval's choices of one question share the question)."""
+
+
+@dataclass
+class _Prefill:
+    """A batch's prompts after their forward pass: the KV cache, the attention mask over it
+    (B, L), each row's last position (B,), and each row's prompt states."""
+
+    cache: Any
+    mask: Any
+    last: Any
+    parts: list[list[Any]]
+    """Per row, hidden-state tensors that, concatenated, hold one state per prompt token."""
+    groups: list[tuple[int, list[int]]]
+    """(shared prefix length, rows) of each group of rows run together."""
+    group_of: list[int]
+    """Each row's group."""
+
+    def states(self, b: int) -> Any:
+        """Row ``b``'s hidden states, one per prompt token: (n, H)."""
+        import torch
+
+        parts = self.parts[b]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _prefill(lm: LocalLM, prompts: Sequence[tuple[int, ...]]) -> _Prefill:
+    """Run the prompts through the model, computing shared leading tokens once.
+
+    Without shared prefixes: one left-padded pass, positions counting real tokens only (as
+    Hugging Face ``generate`` sets them). With them: the distinct prefixes first (right-padded),
+    then every row's remaining tokens against its prefix's cache, positions continuing from the
+    prefix, as :meth:`LocalLM.loglikelihood` runs a question's choices against its context.
+    Padding is masked out wherever it sits, so both give the same states.
+    """
+    import torch
+
+    dev = lm.device
+    pad = _pad_id(lm)
+    base = lm.model.base_model
+    groups = _share_prefixes(prompts)
+    if all(len(rows) == 1 for _, rows in groups) or min(map(len, prompts)) < 2:
+        width = max(map(len, prompts))
+        ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=dev)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        hidden = out.last_hidden_state  # (B, W, H)
+        parts = [[hidden[b, width - len(p) :]] for b, p in enumerate(prompts)]
+        alone = [(0, [b]) for b in range(len(prompts))]
+        return _Prefill(
+            out.past_key_values, mask, pos[:, -1], parts, alone, list(range(len(prompts)))
+        )
+    # Stage 1, the prefixes: (G, Lp), right-padded.
+    lens = [n for n, _ in groups]
+    lp_ = max(lens)
+    first = [prompts[rows[0]] for _, rows in groups]
+    ids = torch.tensor(
+        [list(p[:n]) + [pad] * (lp_ - n) for p, n in zip(first, lens, strict=True)], device=dev
+    )
+    pmask = torch.tensor([[1] * n + [0] * (lp_ - n) for n in lens], device=dev)
+    out = base(input_ids=ids, attention_mask=pmask, use_cache=True)
+    h1 = out.last_hidden_state
+    # Stage 2, every row's rest against its prefix: (B, Ts).
+    group_of = [0] * len(prompts)
+    for g, (_, rows) in enumerate(groups):
+        for b in rows:
+            group_of[b] = g
+    rests = [list(p[lens[group_of[b]] :]) for b, p in enumerate(prompts)]
+    ts = max(map(len, rests))
+    sel = torch.tensor(group_of, device=dev)
+    cache = out.past_key_values
+    cache.batch_select_indices(sel)
+    rids = torch.tensor([r + [pad] * (ts - len(r)) for r in rests], device=dev)
+    rmask = torch.tensor([[1] * len(r) + [0] * (ts - len(r)) for r in rests], device=dev)
+    start = torch.tensor([lens[g] for g in group_of], device=dev)
+    pos = start.unsqueeze(1) + torch.arange(ts, device=dev).unsqueeze(0)
+    mask = torch.cat([pmask[sel], rmask], dim=1)
+    out2 = base(
+        input_ids=rids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+    )
+    h2 = out2.last_hidden_state
+    parts = [
+        [h1[group_of[b], : lens[group_of[b]]], h2[b, : len(rests[b])]] for b in range(len(prompts))
+    ]
+    last = start + torch.tensor([len(r) - 1 for r in rests], device=dev)
+    return _Prefill(out2.past_key_values, mask, last, parts, groups, group_of)
+
+
+def _share_prefixes(prompts: Sequence[tuple[int, ...]]) -> list[tuple[int, list[int]]]:
+    """Group rows by a shared leading run of tokens: (prefix length, rows) per group.
+
+    Prompts are sorted, so rows sharing a start sit together. Two rows form a group when they
+    share at least :data:`MIN_SHARED` tokens and half of the first; a row joins a larger group
+    only when it shares the group's whole prefix (a question's choices share its context).
+    Every row keeps at least one token after its prefix (its last state predicts the next
+    token); a group of one takes all its tokens but the last as its prefix.
+    """
+    order = sorted(range(len(prompts)), key=lambda b: prompts[b])
+    groups: list[tuple[int, list[int]]] = []
+    for b in order:
+        p = prompts[b]
+        if groups:
+            n, rows = groups[-1]
+            head = prompts[rows[0]]
+            shared = n if len(rows) > 1 else len(head) - 1
+            common = 0
+            limit = min(shared, len(p) - 1)
+            while common < limit and p[common] == head[common]:
+                common += 1
+            # A pair sets the shared prefix; later rows join only if they share all of it.
+            enough = common * 2 >= shared if len(rows) == 1 else common >= shared
+            if common >= MIN_SHARED and enough:
+                groups[-1] = (common, [*rows, b])
+                continue
+        groups.append((len(p) - 1, [b]))
+    return groups
 
 
 def _results(
@@ -253,6 +381,32 @@ def _choose(logits: Any, reqs: Sequence[SequenceRequest], gens: Sequence[Any]) -
     return chosen
 
 
+PICK_BLOCK = 512
+"""Positions projected onto the vocabulary at a time when scoring prompts (bounds memory)."""
+
+
+def _pick_many(
+    head: Any, jobs: Sequence[tuple[Any, Sequence[int]]], k: int, device: Any
+) -> list[tuple[TokenLogprob, ...]]:
+    """:func:`_pick` for several (states (T, H), target ids (T,)) at once, in blocks."""
+    import torch
+    import torch.nn.functional as F
+
+    if not jobs:
+        return []
+    states = torch.cat([s for s, _ in jobs])
+    targets = torch.tensor([int(x) for _, t in jobs for x in t], device=device)
+    flat: list[TokenLogprob] = []
+    for s in range(0, len(targets), PICK_BLOCK):
+        lp = F.log_softmax(head(states[s : s + PICK_BLOCK]).float(), dim=-1)
+        flat += _pick(lp, targets[s : s + PICK_BLOCK], k)
+    out, at = [], 0
+    for _, t in jobs:
+        out.append(tuple(flat[at : at + len(t)]))
+        at += len(t)
+    return out
+
+
 def _pick(lp: Any, targets: Any, k: int) -> tuple[TokenLogprob, ...]:
     """Each target token's log-probability and its ``k`` best alternatives.
 
@@ -261,7 +415,10 @@ def _pick(lp: Any, targets: Any, k: int) -> tuple[TokenLogprob, ...]:
     values = lp.gather(1, targets.unsqueeze(1)).squeeze(1).tolist()
     toks = targets.tolist()
     if k > 0:
-        top_v, top_i = lp.topk(min(k, lp.shape[-1]), dim=-1)
+        if k == 1:  # max is several times faster than topk(1) on CPU
+            top_v, top_i = lp.max(dim=-1, keepdim=True)
+        else:
+            top_v, top_i = lp.topk(min(k, lp.shape[-1]), dim=-1)
         tv, ti = top_v.tolist(), top_i.tolist()
         return tuple(
             TokenLogprob(
