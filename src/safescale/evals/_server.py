@@ -26,6 +26,7 @@ socket listens with a large backlog so that bursts of connections wait rather th
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import errno
 import hmac
 import json
@@ -277,32 +278,40 @@ def build_app(state: _State) -> Any:
         return JSONResponse({"object": "list", "data": [card]})
 
     async def completions(request: Request) -> Response:
+        state.engine.expect()  # the engine may wait for this one to batch it with others
         try:
             authorize(request)
             req: CompletionRequest = parse(CompletionRequest, await body(request))
             check_model(req.model)
             job = _completion_job(state, req)
+            submitted = _submit(state, job)
         except ApiError as exc:
             return error(exc)
+        finally:
+            state.engine.expect(-1)
         if req.stream:
             return StreamingResponse(
-                _stream(state, job, req.include_usage), media_type="text/event-stream"
+                _stream(state, job, submitted, req.include_usage), media_type="text/event-stream"
             )
-        return JSONResponse(await _answer(state, job))
+        return JSONResponse(await _answer(state, job, submitted))
 
     async def chat(request: Request) -> Response:
+        state.engine.expect()  # the engine may wait for this one to batch it with others
         try:
             authorize(request)
             req: ChatRequest = parse(ChatRequest, await body(request))
             check_model(req.model)
             job = _chat_job(state, req)
+            submitted = _submit(state, job)
         except ApiError as exc:
             return error(exc)
+        finally:
+            state.engine.expect(-1)
         if req.stream:
             return StreamingResponse(
-                _stream(state, job, req.include_usage), media_type="text/event-stream"
+                _stream(state, job, submitted, req.include_usage), media_type="text/event-stream"
             )
-        return JSONResponse(await _answer(state, job))
+        return JSONResponse(await _answer(state, job, submitted))
 
     async def health(request: Request) -> Response:
         return Response(status_code=200)
@@ -582,12 +591,35 @@ def _vllm_prompt_logprobs(
     return out
 
 
-async def _run(state: _State, job: _Job, on_step: Any = None) -> list[SequenceResult]:
+@dataclass
+class _Submitted:
+    """A job in the engine: its future, what cancels it, and (streaming) its token events."""
+
+    future: concurrent.futures.Future[list[SequenceResult]]
+    cancel: threading.Event
+    events: asyncio.Queue[tuple[int, TokenLogprob | PromptScored] | None] | None = None
+
+
+def _submit(state: _State, job: _Job) -> _Submitted:
+    events: asyncio.Queue[tuple[int, TokenLogprob | PromptScored] | None] | None = None
+    on_step = None
+    if job.req.stream:
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[tuple[int, TokenLogprob | PromptScored] | None] = asyncio.Queue()
+        events = queue
+
+        def on_step(i: int, ev: TokenLogprob | PromptScored) -> None:  # the engine's thread
+            loop.call_soon_threadsafe(queue.put_nowait, (i, ev))
+
     future, cancel = state.engine.submit([r.seq for r in job.rows], on_step)
+    return _Submitted(future, cancel, events)
+
+
+async def _wait(sub: _Submitted) -> list[SequenceResult]:
     try:
-        return await asyncio.wrap_future(future)
+        return await asyncio.wrap_future(sub.future)
     except asyncio.CancelledError:
-        cancel.set()  # the client went away: its rows stop at their next step
+        sub.cancel.set()  # the client went away: its rows stop at their next step
         raise
 
 
@@ -600,9 +632,9 @@ def _usage(job: _Job, results: Sequence[SequenceResult]) -> dict[str, int]:
     }
 
 
-async def _answer(state: _State, job: _Job) -> dict[str, Any]:
+async def _answer(state: _State, job: _Job, sub: _Submitted) -> dict[str, Any]:
     lm = state.lm
-    results = await _run(state, job)
+    results = await _wait(sub)
     choices = []
     for row, res in zip(job.rows, results, strict=True):
         shaped = _Text(lm, row.seq.stop)
@@ -647,16 +679,14 @@ async def _answer(state: _State, job: _Job) -> dict[str, Any]:
     }
 
 
-async def _stream(state: _State, job: _Job, include_usage: bool) -> AsyncIterator[str]:
+async def _stream(
+    state: _State, job: _Job, sub: _Submitted, include_usage: bool
+) -> AsyncIterator[str]:
     """Server-sent events: one chunk per released piece of text, then ``[DONE]``."""
     lm = state.lm
-    loop = asyncio.get_running_loop()
-    events: asyncio.Queue[tuple[int, TokenLogprob | PromptScored] | None] = asyncio.Queue()
-
-    def on_step(i: int, ev: TokenLogprob | PromptScored) -> None:
-        loop.call_soon_threadsafe(events.put_nowait, (i, ev))
-
-    task = asyncio.ensure_future(_run(state, job, on_step))
+    events = sub.events
+    assert events is not None
+    task = asyncio.ensure_future(_wait(sub))
     task.add_done_callback(lambda _: events.put_nowait(None))
     texts = [_Text(lm, r.seq.stop) for r in job.rows]
     kind = "chat.completion.chunk" if job.chat else "text_completion"

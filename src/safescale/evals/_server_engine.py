@@ -27,8 +27,9 @@ from typing import Any, Literal
 
 from safescale.evals._lm import LocalLM
 
-GATHER_SECONDS = 0.002
-"""How long the worker waits, after a request arrives, for others to batch with it."""
+GATHER_SECONDS = 0.01
+"""The longest the worker waits for requests that are being read (see :meth:`BatchEngine.expect`)
+to batch them with those already queued; it never waits when none is on its way."""
 
 FinishReason = Literal["stop", "length"]
 
@@ -147,21 +148,21 @@ def run_batch(
                 own[b] = len(jobs)
                 jobs.append((pre.states(b)[skip:-1], r.prompt[skip + 1 :]))
         k = max((r.prompt_logprobs or 0) for r in reqs)
-        picked = _pick_many(head, jobs, k, dev)
+        scored = _pick_many(head, jobs, k, dev)
         for b, r in enumerate(reqs):
             if r.prompt_logprobs is None:
                 continue
             g = pre.group_of[b]
-            parts = (picked[shared[g]] if g in shared else ()) + (
-                picked[own[b]] if b in own else ()
+            parts = (scored[shared[g]] if g in shared else ()) + (
+                scored[own[b]] if b in own else ()
             )
             prompt_lps[b] = tuple(
                 TokenLogprob(t.token, t.logprob, t.top[: r.prompt_logprobs]) for t in parts
             )
         if on_step is not None:
-            for b, scored in enumerate(prompt_lps):
-                if scored is not None:
-                    on_step(b, PromptScored(scored))
+            for b, lps in enumerate(prompt_lps):
+                if lps is not None:
+                    on_step(b, PromptScored(lps))
         base = lm.model.base_model
 
         live = [b for b, r in enumerate(reqs) if r.max_new_tokens > 0]
@@ -450,8 +451,16 @@ class BatchEngine:
         self.batch_size = batch_size
         self.gather = gather
         self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._arriving = 0
+        self._arriving_lock = threading.Lock()
         self._thread = threading.Thread(target=self._work, name="serve-model-engine", daemon=True)
         self._thread.start()
+
+    def expect(self, n: int = 1) -> None:
+        """Announce ``n`` requests being read (``-n``: read, or dropped): while any is on its
+        way, the worker waits for it (up to ``gather`` seconds) to run it in the same batch."""
+        with self._arriving_lock:
+            self._arriving += n
 
     def submit(
         self, reqs: list[SequenceRequest], on_step: StepCallback | None = None
@@ -476,9 +485,15 @@ class BatchEngine:
             deadline = time.monotonic() + self.gather
             while rows < self.batch_size:
                 try:
-                    nxt = self._queue.get(timeout=max(0.0, deadline - time.monotonic()))
+                    nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    break
+                    # Wait only for requests already being read; none: run what we have.
+                    if self._arriving <= 0 or time.monotonic() >= deadline:
+                        break
+                    try:
+                        nxt = self._queue.get(timeout=0.0005)
+                    except queue.Empty:
+                        continue
                 if nxt is None:
                     self._queue.put(None)  # finish this round, then stop
                     break
