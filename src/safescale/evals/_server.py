@@ -31,10 +31,11 @@ import errno
 import hmac
 import json
 import logging
+import random
 import socket
 import threading
 import time
-import uuid
+import weakref
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -353,7 +354,7 @@ class _Job:
     """Completions: the ``logprobs`` value; chat: ``top_logprobs`` when logprobs is true."""
     prompt_tokens: int
     vllm_prompt_logprobs: bool = False
-    id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    id: str = field(default_factory=lambda: f"{random.getrandbits(96):024x}")  # not a secret
     created: int = field(default_factory=lambda: int(time.time()))
 
 
@@ -521,10 +522,23 @@ class _Text:
         return out
 
 
+_TOKEN_TEXT: weakref.WeakKeyDictionary[LocalLM, dict[int, str]] = weakref.WeakKeyDictionary()
+
+
+def _tok(lm: LocalLM, token: int) -> str:
+    """One token's text, remembered: answers with log-probabilities name every token, and a
+    tokenizer's ``decode`` costs a Python round trip each time."""
+    table = _TOKEN_TEXT.setdefault(lm, {})
+    text = table.get(token)
+    if text is None:
+        text = table[token] = lm.decode([token])
+    return text
+
+
 def _top(lm: LocalLM, tok: TokenLogprob) -> dict[str, float]:
     # OpenAI's completions shape: the k best and the chosen token, by decoded text.
-    out = {lm.decode([t]): lp for t, lp in tok.top}
-    out.setdefault(lm.decode([tok.token]), tok.logprob)
+    out = {_tok(lm, t): lp for t, lp in tok.top}
+    out.setdefault(_tok(lm, tok.token), tok.logprob)
     return out
 
 
@@ -539,14 +553,14 @@ def _completion_logprobs(
     values: list[float | None] = []
     tops: list[dict[str, float] | None] = []
     if prompt is not None:
-        strings += lm.token_strings(prompt)
+        strings += [_tok(lm, t) for t in prompt]
         values.append(None)
         tops.append(None)
         for p in prompt_lps or ():
             values.append(p.logprob)
             tops.append(_top(lm, p))
     for t in tokens:
-        strings.append(lm.decode([t.token]))
+        strings.append(_tok(lm, t.token))
         values.append(t.logprob)
         tops.append(_top(lm, t))
     offsets, at = [], start
@@ -563,7 +577,7 @@ def _completion_logprobs(
 
 def _chat_logprobs(lm: LocalLM, tokens: Sequence[TokenLogprob]) -> dict[str, Any]:
     def entry(t: int, lp: float) -> dict[str, Any]:
-        s = lm.decode([t])
+        s = _tok(lm, t)
         return {"token": s, "logprob": lp, "bytes": list(s.encode())}
 
     return {
@@ -583,10 +597,10 @@ def _vllm_prompt_logprobs(
     for tok_id, p in zip(prompt[1:], lps, strict=True):
         rank = 1 + sum(v > p.logprob for _, v in p.top)
         entry = {
-            str(tok_id): {"logprob": p.logprob, "rank": rank, "decoded_token": lm.decode([tok_id])}
+            str(tok_id): {"logprob": p.logprob, "rank": rank, "decoded_token": _tok(lm, tok_id)}
         }
         for r, (t, v) in enumerate(p.top, start=1):
-            entry.setdefault(str(t), {"logprob": v, "rank": r, "decoded_token": lm.decode([t])})
+            entry.setdefault(str(t), {"logprob": v, "rank": r, "decoded_token": _tok(lm, t)})
         out.append(entry)
     return out
 
