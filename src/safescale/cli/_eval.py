@@ -201,14 +201,13 @@ def serve_model(
 ) -> None:
     """Serve a local checkpoint with an OpenAI-compatible API (/v1/completions, /v1/chat/...)."""
     from safescale.evals import LocalModelConfig, ModelServer, load_local_model
-    from safescale.evals._server import bind_socket
 
     if port < 0 or port > 65535:
         raise UserError(Problem(f"{port} is not a TCP port (0-65535)", field="--port"))
     config = LocalModelConfig(
         path=model_dir, dtype=dtype, device=device, batch_size=batch_size, max_length=max_length
     )
-    sock = bind_socket(host, port)  # a busy port fails before the weights are read
+    sock = ModelServer.bind(host, port)  # a busy port fails before the weights are read
     try:
         lm = load_local_model(config)
     except BaseException:
@@ -230,9 +229,10 @@ def serve_model(
     server = ModelServer(
         lm, name=name or model_dir.name, api_key=api_key, batch_size=batch_size, sock=sock
     )
+    key = ", API key required" if api_key else ""
     console.print(
         f"serving {model_dir} as {server.name!r} at {server.base_url} "
-        f"(context {lm.max_length} tokens{', API key required' if api_key else ''}; Ctrl-C to stop)",
+        f"(context {lm.max_length} tokens{key}; Ctrl-C to stop)",
         soft_wrap=True,
     )
     server.serve_forever()

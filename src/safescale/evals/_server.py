@@ -108,6 +108,12 @@ class ModelServer:
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
 
+    @staticmethod
+    def bind(host: str = "127.0.0.1", port: int = 8000, backlog: int = BACKLOG) -> socket.socket:
+        """Listen on ``host:port`` now, before a model is loaded (pass it back as ``sock``); a
+        busy port is a one-line :class:`UserError`."""
+        return bind_socket(host, port, backlog)
+
     @property
     def base_url(self) -> str:
         """``http://host:port/v1``."""
