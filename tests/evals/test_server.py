@@ -403,3 +403,23 @@ def test_shared_prefixes_are_computed_once_with_the_same_results(model_dir: Path
             assert x.logprob == pytest.approx(y.logprob, abs=1e-5)
             assert [t for t, _ in x.top] == [t for t, _ in y.top]
     assert [[t.token for t in a.tokens] for a in shared] == lm.generate([list(r) for r in rows], 6)
+
+
+def test_a_model_failure_is_a_json_500(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from safescale.evals import _server_engine
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        raise RuntimeError("out of memory")
+
+    lm = load_local_model(LocalModelConfig(model_dir))
+    srv = ModelServer(lm, name="tiny", port=0).start()
+    try:
+        monkeypatch.setattr(_server_engine, "run_batch", broken)
+        with pytest.raises(urllib.error.HTTPError) as exc:
+            post(srv, "/completions", {"prompt": "a", "max_tokens": 1})
+        assert exc.value.code == 500
+        assert "out of memory" in json.loads(exc.value.read())["error"]["message"]
+        monkeypatch.undo()
+        assert post(srv, "/completions", {"prompt": "a", "max_tokens": 1})["choices"]
+    finally:
+        srv.close()

@@ -327,6 +327,11 @@ def build_app(state: _State) -> Any:
         assert isinstance(exc, HTTPException)
         return error(ApiError(exc.status_code, str(exc.detail)))
 
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # A failure in the model (out of memory, a device error): the client gets JSON too.
+        log.error("request failed: %s: %s", type(exc).__name__, exc)
+        return error(ApiError(500, f"the model failed: {type(exc).__name__}: {exc}"))
+
     return Starlette(
         routes=[
             Route(f"/{API_VERSION}/models", models, methods=["GET"]),
@@ -334,7 +339,7 @@ def build_app(state: _State) -> Any:
             Route(f"/{API_VERSION}/chat/completions", chat, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
         ],
-        exception_handlers={HTTPException: http_error},
+        exception_handlers={HTTPException: http_error, Exception: server_error},
     )
 
 
