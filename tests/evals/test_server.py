@@ -423,3 +423,34 @@ def test_a_model_failure_is_a_json_500(model_dir: Path, monkeypatch: pytest.Monk
         assert post(srv, "/completions", {"prompt": "a", "max_tokens": 1})["choices"]
     finally:
         srv.close()
+
+
+def test_a_client_leaving_a_stream_stops_its_generation(
+    server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.client
+
+    futures: list[Any] = []
+    submit = server.engine.submit
+
+    def recording(*args: Any, **kwargs: Any) -> Any:
+        future, cancel = submit(*args, **kwargs)
+        futures.append(future)
+        return future, cancel
+
+    monkeypatch.setattr(server.engine, "submit", recording)
+    host, port = server.base_url.split("//")[1].split("/")[0].rsplit(":", 1)
+    conn = http.client.HTTPConnection(host, int(port), timeout=30)
+    body = {"messages": [{"role": "user", "content": "The"}], "max_tokens": 240,
+            "stream": True}  # fmt: skip
+    conn.request("POST", "/v1/chat/completions", json.dumps(body),
+                 {"Content-Type": "application/json"})  # fmt: skip
+    response = conn.getresponse()
+    assert response.status == 200
+    assert response.read1(64).startswith(b"data: ")
+    conn.close()  # gone after the first chunk
+    (result,) = futures[0].result(timeout=60)
+    assert result.finish_reason == "stop" and len(result.tokens) < 240
+    # Left alone, the same request runs to its length: the early stop was the disconnect.
+    whole = post(server, "/chat/completions", {**body, "stream": False})
+    assert whole["choices"][0]["finish_reason"] == "length"

@@ -426,9 +426,8 @@ def _completion_job(state: _State, req: CompletionRequest) -> _Job:
                 prompt_logprobs=want,
                 stop=req.stops,
             )
-            rows.append(
-                _Row(seq, i * req.n + c, text if text is not None else lm.decode(ids), req.echo)
-            )
+            shown = text if text is not None else (lm.decode(ids) if req.echo else "")
+            rows.append(_Row(seq, i * req.n + c, shown, req.echo))
     return _Job(
         chat=False,
         req=req,
@@ -456,10 +455,10 @@ def _chat_job(state: _State, req: ChatRequest) -> _Job:
         raise ApiError(400, "the conversation is empty", "messages")
     asked = req.max_completion_tokens or req.max_tokens
     field_name = "max_completion_tokens" if req.max_completion_tokens else "max_tokens"
-    if asked is None:
+    if asked is None:  # as many as the context leaves, up to the in-process default
         asked = max(1, min(CHAT_MAX_TOKENS, lm.max_length - len(ids)))
         field_name = "messages"
-    _fits(state, ids, asked, "messages" if field_name == "messages" else field_name)
+    _fits(state, ids, asked, field_name)
     k = (req.top_logprobs or 0) if req.logprobs else None
     rows = [
         _Row(
