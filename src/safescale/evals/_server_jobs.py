@@ -97,6 +97,27 @@ def _fits(state: ServerState, ids: Sequence[int], max_new: int, param: str) -> N
         )
 
 
+def _sequence(
+    req: CompletionRequest | ChatRequest,
+    ids: Sequence[int],
+    max_new: int,
+    choice: int,
+    top_logprobs: int,
+    prompt_logprobs: int | None,
+) -> SequenceRequest:
+    # Choice i of a seeded request samples with seed + i: n choices differ, and repeat exactly.
+    return SequenceRequest(
+        prompt=tuple(ids),
+        max_new_tokens=max_new,
+        temperature=req.temperature or 0.0,
+        top_p=req.top_p if req.top_p is not None else 1.0,
+        seed=None if req.seed is None else req.seed + choice,
+        top_logprobs=top_logprobs,
+        prompt_logprobs=prompt_logprobs,
+        stop=req.stops,
+    )
+
+
 def completion_job(state: ServerState, req: CompletionRequest) -> Job:
     """The rows of a ``/v1/completions`` request: ``n`` per prompt; each prompt checked against
     the vocabulary and the context (:class:`ApiError` naming the prompt otherwise)."""
@@ -127,16 +148,7 @@ def completion_job(state: ServerState, req: CompletionRequest) -> Job:
         _fits(state, ids, max_new, field_name)
         want = req.prompt_logprobs if req.prompt_logprobs is not None else echo_k
         for c in range(req.n):
-            seq = SequenceRequest(
-                prompt=tuple(ids),
-                max_new_tokens=max_new,
-                temperature=req.temperature or 0.0,
-                top_p=req.top_p if req.top_p is not None else 1.0,
-                seed=None if req.seed is None else req.seed + c,
-                top_logprobs=k or 0,
-                prompt_logprobs=want,
-                stop=req.stops,
-            )
+            seq = _sequence(req, ids, max_new, c, k or 0, want)
             shown = text if text is not None else (lm.decode(ids) if req.echo else "")
             rows.append(Row(seq, i * req.n + c, shown, req.echo))
     return Job(
@@ -172,22 +184,7 @@ def chat_job(state: ServerState, req: ChatRequest) -> Job:
         field_name = "messages"
     _fits(state, ids, asked, field_name)
     k = (req.top_logprobs or 0) if req.logprobs else None
-    rows = [
-        Row(
-            SequenceRequest(
-                prompt=tuple(ids),
-                max_new_tokens=asked,
-                temperature=req.temperature or 0.0,
-                top_p=req.top_p if req.top_p is not None else 1.0,
-                seed=None if req.seed is None else req.seed + c,
-                top_logprobs=k or 0,
-                stop=req.stops,
-            ),
-            c,
-            text,
-        )
-        for c in range(req.n)
-    ]
+    rows = [Row(_sequence(req, ids, asked, c, k or 0, None), c, text) for c in range(req.n)]
     return Job(chat=True, req=req, rows=rows, logprobs=k, prompt_tokens=len(ids))
 
 
