@@ -2,8 +2,9 @@
 
 Concurrent HTTP requests become :class:`SequenceRequest` rows. A worker thread gathers the rows
 that are waiting, sorts them by prompt length and runs them in batches of at most ``batch_size``
-rows: one forward pass over the left-padded prompts (which gives every prompt token's
-log-probability when a request echoes its prompt, and the first new token's distribution), then
+rows: a forward pass over the prompts, which gives every prompt token's log-probability when a
+request echoes its prompt and the first new token's distribution (rows whose prompts share a
+start, such as a question's choices, run it once: :func:`_prefill`), then
 one decoding step at a time for the rows still generating, against the KV cache. Rows that finish
 (EOS, a stop string, ``max_new_tokens``) leave the batch, so a short request does not pay for a
 long one's steps.
@@ -129,7 +130,7 @@ def run_batch(
     prompt_lps: list[tuple[TokenLogprob, ...] | None] = [None] * len(reqs)
     new: list[list[TokenLogprob]] = [[] for _ in reqs]
     finish: list[FinishReason] = ["length"] * len(reqs)
-    generators = [_generator(r, i, dev) for i, r in enumerate(reqs)]
+    generators = [_generator(r, dev) for r in reqs]
 
     with lm._lock, torch.inference_mode():  # the LocalLM is shared with in-process callers
         pre = _prefill(lm, [r.prompt for r in reqs])
@@ -353,7 +354,7 @@ def _results(
     ]
 
 
-def _generator(r: SequenceRequest, row: int, device: Any) -> Any:
+def _generator(r: SequenceRequest, device: Any) -> Any:
     if r.temperature <= 0:
         return None
     import torch
