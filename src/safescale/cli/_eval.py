@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from safescale._errors import Problem, UserError
-from safescale.cli._common import console, key_values, print_json, workspace_path
+from safescale.cli._common import console, err_console, key_values, print_json, workspace_path
 
 if TYPE_CHECKING:
     from safescale.evals import RecordedEvidence
@@ -283,16 +283,63 @@ def serve_model(
         str, typer.Option("--dtype", help="float32, bfloat16, float16 or auto.")
     ] = "float32",
     device: Annotated[str, typer.Option("--device", help="torch device.")] = "cpu",
+    max_length: Annotated[
+        int | None,
+        typer.Option(
+            "--max-length",
+            help="Context limit in tokens (default: the model's); longer requests get HTTP 400.",
+        ),
+    ] = None,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", help="Most sequences per forward pass.")
+    ] = 32,
+    name: Annotated[
+        str | None,
+        typer.Option("--name", help="Model name clients send (default: the folder's name)."),
+    ] = None,
+    api_key: Annotated[
+        str | None,
+        typer.Option(
+            "--api-key",
+            envvar="SAFESCALE_API_KEY",
+            help="Require 'Authorization: Bearer KEY' on every request.",
+        ),
+    ] = None,
 ) -> None:
-    """Serve a local checkpoint with OpenAI-compatible /v1/completions and /v1/chat/completions."""
+    """Serve a local checkpoint with an OpenAI-compatible API (/v1/completions, /v1/chat/...)."""
     from safescale.evals import LocalModelConfig, ModelServer, load_local_model
 
-    lm = load_local_model(LocalModelConfig(path=model_dir, dtype=dtype, device=device))
-    server = ModelServer(lm, name=model_dir.name, host=host, port=port)
-    console.print(f"serving {model_dir} at {server.base_url} (Ctrl-C to stop)")
+    if port < 0 or port > 65535:
+        raise UserError(Problem(f"{port} is not a TCP port (0-65535)", field="--port"))
+    config = LocalModelConfig(
+        path=model_dir, dtype=dtype, device=device, batch_size=batch_size, max_length=max_length
+    )
+    sock = ModelServer.bind(host, port)  # a busy port fails before the weights are read
     try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.close()
+        lm = load_local_model(config)
+    except BaseException:
+        sock.close()
+        raise
+    trained = getattr(lm.model.config, "max_position_embeddings", None)
+    if max_length is not None and trained is not None and max_length > int(trained):
+        err_console.print(
+            f"warning: --max-length {max_length} is over the {trained} positions the model was "
+            "built for; scores past them are not to be trusted",
+            style="yellow",
+        )
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        err_console.print(
+            f"warning: serving on {host} without --api-key: anyone who can reach it can use "
+            "the model",
+            style="yellow",
+        )
+    server = ModelServer(
+        lm, name=name or model_dir.name, api_key=api_key, batch_size=batch_size, sock=sock
+    )
+    key = ", API key required" if api_key else ""
+    console.print(
+        f"serving {model_dir} as {server.name!r} at {server.base_url} "
+        f"(context {lm.max_length} tokens{key}; Ctrl-C to stop)",
+        soft_wrap=True,
+    )
+    server.serve_forever()

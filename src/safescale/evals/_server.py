@@ -1,255 +1,316 @@
 """``safescale serve-model``: a local checkpoint behind an OpenAI-compatible HTTP API.
 
-Endpoints (loopback by default):
+A Starlette application under uvicorn (asyncio, one process), loopback by default:
 
-* ``GET /v1/models``
-* ``POST /v1/completions`` with a text or token-id prompt; ``prompt_logprobs`` (vLLM's
-  extension, as Inspect's ``openai-api-completions`` and ``vllm-completions`` send it) and
-  ``echo`` + ``logprobs`` (as lm-eval's ``local-completions`` sends it) return prompt
-  log-probabilities;
-* ``POST /v1/chat/completions`` for generation.
+* ``GET /v1/models``;
+* ``POST /v1/completions``: a text or token-id prompt (or a list of them), ``n`` choices each,
+  ``stream`` (server-sent events), ``stop``, ``seed``; ``logprobs=k`` gives every returned
+  token's log-probability and its ``k`` most likely alternatives (the chosen token always among
+  them), as OpenAI's completions API defines it; with ``echo`` the prompt comes back first,
+  its first token's log-probability ``null``, so ``echo`` + ``max_tokens=1`` (how
+  lm-evaluation-harness's ``local-completions`` scores) returns every prompt token and then the
+  new one. vLLM's ``prompt_logprobs`` is answered in vLLM's shape (Inspect's
+  ``openai-api-completions`` and ``vllm-completions`` send it);
+* ``POST /v1/chat/completions``: ``logprobs`` / ``top_logprobs``, ``n``, ``stream``.
 
-Scoring uses the same engine as the in-process provider, so both give the same numbers.
+A prompt that, with ``max_tokens``, does not fit the context (``--max-length``, default the
+model's) is refused with 400; nothing is cut. A malformed request gets a 4xx naming the field;
+bodies over ``max_body_bytes`` get 413; with an API key, requests without
+``Authorization: Bearer KEY`` get 401. An omitted ``temperature`` means greedy decoding, as in
+the in-process provider (OpenAI's default is 1).
+
+Concurrent requests are batched by :class:`~safescale.evals._server_engine.BatchEngine`; the
+socket listens with a large backlog so that bursts of connections wait rather than fail.
 """
 
 from __future__ import annotations
 
+import errno
+import hmac
 import json
+import logging
+import socket
 import threading
 import time
-import uuid
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError
-
-from safescale._errors import UserError
-from safescale.evals._lm import LocalLM, LoglikelihoodGroup
+from safescale._errors import Problem, UserError
+from safescale.evals._lm import LocalLM
+from safescale.evals._server_api import (
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+    parse,
+)
+from safescale.evals._server_engine import BatchEngine
+from safescale.evals._server_jobs import (
+    ServerState,
+    answer,
+    chat_job,
+    completion_job,
+    stream_events,
+    submit,
+)
 
 API_VERSION = "v1"
+MAX_BODY_BYTES = 16 * 2**20
+"""Default request body limit (16 MiB: a full 128k-token prompt as token ids fits)."""
+BACKLOG = 4096
+"""Listen backlog: connections the kernel queues while the server is busy (capped by
+``net.core.somaxconn``)."""
 
-
-class CompletionRequest(BaseModel):
-    """Body of ``POST /v1/completions`` (the fields we honour; others are ignored)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = ""
-    prompt: str | list[int] | list[str] | list[list[int]]
-    max_tokens: int | None = 16
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    echo: bool = False
-    logprobs: int | None = None
-    prompt_logprobs: int | None = None
-    stop: str | list[str] | None = None
-
-
-class ChatRequest(BaseModel):
-    """Body of ``POST /v1/chat/completions``."""
-
-    model_config = ConfigDict(extra="allow")
-
-    model: str = ""
-    messages: list[dict[str, Any]]
-    max_tokens: int | None = None
-    max_completion_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    seed: int | None = None
-    stop: str | list[str] | None = None
+log = logging.getLogger("safescale.serve")
 
 
 class ModelServer:
-    """Serves one loaded :class:`LocalLM` over HTTP on ``host:port`` (port 0: any free port)."""
+    """Serves one loaded :class:`LocalLM` on ``host:port`` (port 0: any free port).
 
-    def __init__(self, lm: LocalLM, name: str, host: str = "127.0.0.1", port: int = 8000) -> None:
+    The port is bound on construction, so a busy port is a :class:`UserError` before anything
+    is served.
+    """
+
+    def __init__(
+        self,
+        lm: LocalLM,
+        name: str,
+        host: str = "127.0.0.1",
+        port: int = 8000,
+        *,
+        api_key: str | None = None,
+        batch_size: int | None = None,
+        max_body_bytes: int = MAX_BODY_BYTES,
+        backlog: int = BACKLOG,
+        sock: socket.socket | None = None,
+    ) -> None:
+        import uvicorn
+
+        self._sock = sock if sock is not None else bind_socket(host, port, backlog)
         self.lm = lm
         self.name = name
-        server = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, format: str, *args: Any) -> None:  # quiet by default
-                pass
-
-            def do_GET(self) -> None:
-                if self.path.rstrip("/") == f"/{API_VERSION}/models":
-                    self._send(
-                        200, {"object": "list", "data": [{"id": server.name, "object": "model"}]}
-                    )
-                else:
-                    self._send(404, _error("not found"))
-
-            def do_POST(self) -> None:
-                length = int(self.headers.get("Content-Length") or 0)
-                try:
-                    body = json.loads(self.rfile.read(length) or b"{}")
-                    if self.path == f"/{API_VERSION}/completions":
-                        self._send(200, server.completions(CompletionRequest.model_validate(body)))
-                    elif self.path == f"/{API_VERSION}/chat/completions":
-                        self._send(200, server.chat(ChatRequest.model_validate(body)))
-                    else:
-                        self._send(404, _error("not found"))
-                except (ValidationError, json.JSONDecodeError, ValueError, UserError) as exc:
-                    self._send(400, _error(str(exc).splitlines()[0]))
-
-            def _send(self, status: int, payload: dict[str, Any]) -> None:
-                data = json.dumps(payload).encode()
-                self.send_response(status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-        self.httpd = ThreadingHTTPServer((host, port), Handler)
-        self.httpd.daemon_threads = True
+        self.engine = BatchEngine(lm, batch_size or lm.config.batch_size)
+        self.app = build_app(ServerState(lm, name, self.engine, api_key or None, max_body_bytes))
+        config = uvicorn.Config(
+            self.app,
+            log_level="warning",
+            access_log=False,
+            lifespan="off",
+            backlog=backlog,
+            timeout_keep_alive=30,
+            http=_http_protocol(),
+        )
+        self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
+
+    @staticmethod
+    def bind(host: str = "127.0.0.1", port: int = 8000, backlog: int = BACKLOG) -> socket.socket:
+        """Listen on ``host:port`` now, before a model is loaded (pass it back as ``sock``); a
+        busy port is a one-line :class:`UserError`."""
+        return bind_socket(host, port, backlog)
 
     @property
     def base_url(self) -> str:
         """``http://host:port/v1``."""
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host!s}:{port}/{API_VERSION}"
+        host, port = self._sock.getsockname()[:2]
+        host = f"[{host}]" if ":" in str(host) else str(host)
+        return f"http://{host}:{port}/{API_VERSION}"
 
     def start(self) -> ModelServer:
-        """Serve in a background thread (for tests and embedding); returns self."""
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        """Serve in a background thread (for tests and embedding); returns once listening."""
+        self._thread = threading.Thread(
+            target=self._server.run, kwargs={"sockets": [self._sock]}, daemon=True
+        )
         self._thread.start()
+        deadline = time.monotonic() + 30
+        while not self._server.started and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                raise RuntimeError("the server did not start within 30 s")
+            time.sleep(0.01)
         return self
 
     def serve_forever(self) -> None:
-        """Serve in this thread until interrupted."""
-        self.httpd.serve_forever()
+        """Serve in this thread until interrupted (Ctrl-C or SIGTERM)."""
+        try:
+            self._server.run(sockets=[self._sock])
+        finally:
+            self._shutdown()
 
     def close(self) -> None:
         """Stop serving and release the port."""
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        self._shutdown()
 
-    # -- endpoints ------------------------------------------------------------------------------
+    def _shutdown(self) -> None:
+        self.engine.close()
+        self._sock.close()
 
-    def _prompts(self, prompt: Any) -> list[list[int]]:
-        if isinstance(prompt, str):
-            return [self.lm.encode(prompt)]
-        if prompt and all(isinstance(t, int) for t in prompt):
-            return [list(prompt)]
-        return [self.lm.encode(p) if isinstance(p, str) else list(p) for p in prompt]
 
-    def completions(self, req: CompletionRequest) -> dict[str, Any]:
-        """The ``/v1/completions`` response for ``req``."""
-        prompts = self._prompts(req.prompt)
-        for ids in prompts:
-            if not ids:
-                raise ValueError("empty prompt")
-            self.lm.check_ids(ids, "prompt")
-        want_scores = req.prompt_logprobs is not None or (req.echo and req.logprobs is not None)
-        scores: list[tuple[float, ...]] = [() for _ in prompts]
-        if want_scores:
-            groups = [LoglikelihoodGroup((p[0],), (tuple(p[1:]),)) for p in prompts if len(p) > 1]
-            results = iter(self.lm.loglikelihood(groups))
-            scores = [next(results)[0].token_logprobs if len(p) > 1 else () for p in prompts]
-        max_new = req.max_tokens or 0
-        gens = (
-            self.lm.generate(prompts, max_new, req.temperature, req.top_p, req.seed)
-            if max_new
-            else [[] for _ in prompts]
-        )
-        choices = []
-        for i, (ids, lps, new) in enumerate(zip(prompts, scores, gens, strict=True)):
-            text = _cut(self.lm.decode(new), req.stop)
-            choice: dict[str, Any] = {
-                "index": i,
-                "text": text,
-                "finish_reason": "length" if len(new) >= max_new else "stop",
-            }
-            tokens = self.lm.token_strings(ids)
-            if req.prompt_logprobs is not None:
-                # vLLM's shape: None for the first token, then {id: {logprob, rank, decoded_token}}.
-                choice["prompt_logprobs"] = [None] + [
-                    {str(t): {"logprob": lp, "rank": 1, "decoded_token": s}}
-                    for t, lp, s in zip(ids[1:], lps, tokens[1:], strict=True)
-                ]
-            if req.echo and req.logprobs is not None:
-                choice["text"] = self.lm.decode(ids) + text
-                choice["logprobs"] = {
-                    "tokens": tokens,
-                    "token_logprobs": [None, *lps],
-                    "top_logprobs": [None]
-                    + [{s: lp} for s, lp in zip(tokens[1:], lps, strict=True)],
-                    "text_offset": [],
-                }
-            choices.append(choice)
-        n_prompt = sum(map(len, prompts))
-        n_new = sum(map(len, gens))
-        return {
-            "id": f"cmpl-{uuid.uuid4().hex}",
-            "object": "text_completion",
-            "created": int(time.time()),
-            "model": self.name,
-            "choices": choices,
-            "usage": {
-                "prompt_tokens": n_prompt,
-                "completion_tokens": n_new,
-                "total_tokens": n_prompt + n_new,
-            },
-        }
+def bind_socket(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
+    """A listening TCP socket on ``host:port``; a busy port is a one-line :class:`UserError`."""
+    try:
+        family, kind, proto, _, addr = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except socket.gaierror as exc:
+        raise UserError(
+            Problem(f"cannot resolve {host!r}: {exc.strerror}", field="--host")
+        ) from None
+    sock = socket.socket(family, kind, proto)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind(addr)
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise UserError(
+                Problem(
+                    f"port {port} on {host} is already in use; stop what holds it or choose "
+                    "another --port",
+                    field="--port",
+                )
+            ) from None
+        raise UserError(
+            Problem(f"cannot listen on {host}:{port}: {exc.strerror}", field="--host")
+        ) from None
+    sock.listen(backlog)
+    sock.setblocking(False)
+    return sock
 
-    def chat(self, req: ChatRequest) -> dict[str, Any]:
-        """The ``/v1/chat/completions`` response for ``req``."""
-        messages = [
-            {"role": m.get("role", "user"), "content": _content_text(m.get("content"))}
-            for m in req.messages
-        ]
-        tok = self.lm.tokenizer
-        if getattr(tok, "chat_template", None):
-            text = str(
-                tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+def _http_protocol() -> Any:
+    """uvicorn's h11 protocol, answering a malformed request (``Content-Length: abc``) with a
+    JSON 400 that says what was wrong, instead of a bare text line."""
+    import sys
+
+    import h11
+    from uvicorn.protocols.http.h11_impl import H11Protocol
+
+    class Protocol(H11Protocol):  # type: ignore[misc]
+        def send_400_response(self, msg: str) -> None:
+            # Called inside uvicorn's `except h11.RemoteProtocolError`: the error says what.
+            exc = sys.exc_info()[1]
+            detail = str(exc) if exc is not None else msg
+            param = "Content-Length" if "content-length" in detail.lower() else None
+            body = json.dumps(ApiError(400, f"malformed HTTP request ({detail})", param).body())
+            headers = [(b"content-type", b"application/json"), (b"connection", b"close")]
+            for event in (
+                h11.Response(status_code=400, headers=headers, reason=b"Bad Request"),
+                h11.Data(data=body.encode()),
+                h11.EndOfMessage(),
+            ):
+                self.transport.write(self.conn.send(event))
+            self.transport.close()
+
+    return Protocol
+
+
+def build_app(state: ServerState) -> Any:
+    """The Starlette application for ``state``."""
+    from starlette.applications import Starlette
+    from starlette.exceptions import HTTPException
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse, Response, StreamingResponse
+    from starlette.routing import Route
+
+    def error(exc: ApiError) -> Response:
+        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+    def authorize(request: Request) -> None:
+        if state.api_key is None:
+            return
+        given = request.headers.get("authorization", "")
+        scheme, _, token = given.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), state.api_key.encode()
+        ):
+            raise ApiError(
+                401,
+                "missing or wrong API key; send Authorization: Bearer KEY",
+                code="invalid_api_key",
             )
-        elif len(messages) == 1:
-            text = messages[0]["content"]
-        else:
-            text = "".join(f"{m['role']}: {m['content']}\n" for m in messages) + "assistant:"
-        ids = self.lm.encode(text)
-        max_new = req.max_completion_tokens or req.max_tokens or 256
-        (new,) = self.lm.generate([ids], max_new, req.temperature, req.top_p, req.seed)
-        content = _cut(self.lm.decode(new), req.stop)
-        return {
-            "id": f"chatcmpl-{uuid.uuid4().hex}",
-            "object": "chat.completion",
-            "created": int(time.time()),
-            "model": self.name,
-            "choices": [
-                {
-                    "index": 0,
-                    "message": {"role": "assistant", "content": content},
-                    "finish_reason": "length" if len(new) >= max_new else "stop",
-                }
-            ],
-            "usage": {
-                "prompt_tokens": len(ids),
-                "completion_tokens": len(new),
-                "total_tokens": len(ids) + len(new),
-            },
-        }
 
+    async def body(request: Request) -> Any:
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.strip().isdigit():
+                raise ApiError(400, "is not a number of bytes", "Content-Length")
+            if int(length) > state.max_body_bytes:
+                raise ApiError(
+                    413,
+                    f"{int(length)} bytes is over the limit of {state.max_body_bytes}",
+                    "Content-Length",
+                )
+        chunks, size = [], 0
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > state.max_body_bytes:
+                raise ApiError(
+                    413, f"the request body is over the limit of {state.max_body_bytes} bytes"
+                )
+            chunks.append(chunk)
+        try:
+            return json.loads(b"".join(chunks) or b"null")
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
 
-def _content_text(content: Any) -> str:
-    if isinstance(content, str):
-        return content
-    if isinstance(content, list):
-        return "".join(str(p.get("text", "")) for p in content if isinstance(p, dict))
-    return ""
+    def check_model(name: str | None) -> None:
+        if name and name != state.name:
+            raise ApiError(
+                404, f"this server serves {state.name!r}, not {name!r}", "model", "model_not_found"
+            )
 
+    async def models(request: Request) -> Response:
+        try:
+            authorize(request)
+        except ApiError as exc:
+            return error(exc)
+        card = {"id": state.name, "object": "model", "created": 0, "owned_by": "safescale"}
+        card["max_model_len"] = state.lm.max_length
+        return JSONResponse({"object": "list", "data": [card]})
 
-def _cut(text: str, stop: str | list[str] | None) -> str:
-    for s in [stop] if isinstance(stop, str) else stop or []:
-        if s and s in text:
-            text = text[: text.index(s)]
-    return text
+    async def generate(
+        request: Request, kind: type[CompletionRequest] | type[ChatRequest]
+    ) -> Response:
+        state.engine.expect()  # the engine may wait for this one to batch it with others
+        try:
+            authorize(request)
+            req = parse(kind, await body(request))
+            check_model(req.model)
+            job = completion_job(state, req) if kind is CompletionRequest else chat_job(state, req)
+            submitted = submit(state, job)
+        except ApiError as exc:
+            return error(exc)
+        finally:
+            state.engine.expect(-1)
+        if req.stream:
+            events = stream_events(state, job, submitted, req.include_usage)
+            return StreamingResponse(events, media_type="text/event-stream")
+        return JSONResponse(await answer(state, job, submitted))
 
+    async def completions(request: Request) -> Response:
+        return await generate(request, CompletionRequest)
 
-def _error(message: str) -> dict[str, Any]:
-    return {"error": {"message": message, "type": "invalid_request_error"}}
+    async def chat(request: Request) -> Response:
+        return await generate(request, ChatRequest)
+
+    async def health(request: Request) -> Response:
+        return Response(status_code=200)
+
+    async def http_error(request: Request, exc: Exception) -> Response:
+        assert isinstance(exc, HTTPException)
+        return error(ApiError(exc.status_code, str(exc.detail)))
+
+    async def server_error(request: Request, exc: Exception) -> Response:
+        # A failure in the model (out of memory, a device error): the client gets JSON too.
+        log.error("request failed: %s: %s", type(exc).__name__, exc)
+        return error(ApiError(500, f"the model failed: {type(exc).__name__}: {exc}"))
+
+    return Starlette(
+        routes=[
+            Route(f"/{API_VERSION}/models", models, methods=["GET"]),
+            Route(f"/{API_VERSION}/completions", completions, methods=["POST"]),
+            Route(f"/{API_VERSION}/chat/completions", chat, methods=["POST"]),
+            Route("/health", health, methods=["GET"]),
+        ],
+        exception_handlers={HTTPException: http_error, Exception: server_error},
+    )

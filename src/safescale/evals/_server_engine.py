@@ -1,0 +1,540 @@
+"""The engine behind ``serve-model``: batched prompt scoring and generation with log-probabilities.
+
+Concurrent HTTP requests become :class:`SequenceRequest` rows. A worker thread gathers the rows
+that are waiting, sorts them by prompt length and runs them in batches of at most ``batch_size``
+rows: a forward pass over the prompts, which gives every prompt token's log-probability when a
+request echoes its prompt and the first new token's distribution (rows whose prompts share a
+start, such as a question's choices, run it once: :func:`_prefill`), then
+one decoding step at a time for the rows still generating, against the KV cache. Rows that finish
+(EOS, a stop string, ``max_new_tokens``) leave the batch, so a short request does not pay for a
+long one's steps.
+
+Log-probabilities are those of the model's own distribution (log-softmax of the raw logits,
+before temperature or top-p), as OpenAI and vLLM report them. Greedy decoding picks the argmax
+of the same logits as ``LocalLM.generate`` (Hugging Face ``generate``) does, so both give the
+same tokens; :func:`run_batch` is tested against it.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import os
+import queue
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from safescale.evals._lm import LocalLM
+
+GATHER_SECONDS = 0.01
+"""The longest the worker waits for requests that are being read (see :meth:`BatchEngine.expect`)
+to batch them with those already queued; it never waits when none is on its way."""
+
+FinishReason = Literal["stop", "length"]
+
+
+@dataclass(frozen=True)
+class SequenceRequest:
+    """One sequence to score and/or extend (one choice of one HTTP request)."""
+
+    prompt: tuple[int, ...]
+    """Prompt token ids (at least one)."""
+    max_new_tokens: int = 0
+    """Tokens to generate; 0 scores the prompt only."""
+    temperature: float = 0.0
+    """0: greedy; above 0: sample from the distribution at this temperature."""
+    top_p: float = 1.0
+    """Nucleus sampling mass (used only when sampling)."""
+    seed: int | None = None
+    """Seed of this row's sampler; ``None``: a fresh random seed."""
+    top_logprobs: int = 0
+    """Alternatives (most likely tokens) returned with each generated token."""
+    prompt_logprobs: int | None = None
+    """``None``: no prompt scoring; ``k``: every prompt token after the first is scored, with its
+    ``k`` most likely alternatives."""
+    stop: tuple[str, ...] = ()
+    """Generation ends once the decoded new text contains one of these."""
+
+
+@dataclass(frozen=True)
+class TokenLogprob:
+    """A token and its log-probability, with the most likely alternatives at its position."""
+
+    token: int
+    logprob: float
+    top: tuple[tuple[int, float], ...] = ()
+    """(token id, log-probability) of the most likely tokens, best first."""
+
+
+@dataclass(frozen=True)
+class SequenceResult:
+    """What :func:`run_batch` computed for one :class:`SequenceRequest`."""
+
+    prompt_logprobs: tuple[TokenLogprob, ...] | None
+    """One per prompt token after the first, when asked for."""
+    tokens: tuple[TokenLogprob, ...]
+    """The generated tokens (EOS not included)."""
+    finish_reason: FinishReason
+
+
+@dataclass(frozen=True)
+class PromptScored:
+    """A row's prompt log-probabilities, ready before its first new token (for streaming)."""
+
+    logprobs: tuple[TokenLogprob, ...]
+
+
+StepCallback = Callable[[int, "TokenLogprob | PromptScored"], None]
+"""Called with (row index, event) as each row's prompt is scored and each token is generated."""
+
+
+def eos_ids(lm: LocalLM) -> set[int]:
+    """Token ids that end generation: the generation config's EOS ids and the tokenizer's."""
+    ids: set[int] = set()
+    cfg = getattr(lm.model, "generation_config", None)
+    value = getattr(cfg, "eos_token_id", None)
+    for v in value if isinstance(value, (list, tuple)) else [value]:
+        if v is not None:
+            ids.add(int(v))
+    if lm.tokenizer.eos_token_id is not None:
+        ids.add(int(lm.tokenizer.eos_token_id))
+    return ids
+
+
+def _pad_id(lm: LocalLM) -> int:
+    tok = lm.tokenizer
+    if tok.pad_token_id is not None:
+        return int(tok.pad_token_id)
+    return int(tok.eos_token_id) if tok.eos_token_id is not None else 0
+
+
+def run_batch(
+    lm: LocalLM,
+    reqs: Sequence[SequenceRequest],
+    on_step: StepCallback | None = None,
+    cancelled: Callable[[int], bool] | None = None,
+) -> list[SequenceResult]:
+    """Score and extend ``reqs`` together (one padded batch); results in the order given.
+
+    The caller keeps ``len(prompt) + max_new_tokens`` within the model's context: nothing here
+    truncates. ``cancelled(i)`` lets a row whose client went away stop early.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    dev = lm.device
+    stops_at = eos_ids(lm)
+    head = lm.model.get_output_embeddings()
+    prompt_lps: list[tuple[TokenLogprob, ...] | None] = [None] * len(reqs)
+    new: list[list[TokenLogprob]] = [[] for _ in reqs]
+    finish: list[FinishReason] = ["length"] * len(reqs)
+    generators = [_generator(r, dev) for r in reqs]
+
+    with lm._lock, torch.inference_mode():  # the LocalLM is shared with in-process callers
+        pre = _prefill(lm, [r.prompt for r in reqs])
+        # A shared prefix's own tokens (1 .. n-1) are scored once for its group; every row then
+        # scores the tokens after them. All in one pass over the stacked states.
+        jobs: list[tuple[Any, Any]] = []
+        shared: dict[int, int] = {}  # group -> index in jobs
+        for g, (n, rows) in enumerate(pre.groups):
+            if len(rows) > 1 and any(reqs[b].prompt_logprobs is not None for b in rows):
+                shared[g] = len(jobs)
+                jobs.append((pre.parts[rows[0]][0][: n - 1], reqs[rows[0]].prompt[1:n]))
+        own: dict[int, int] = {}  # row -> index in jobs
+        for b, r in enumerate(reqs):
+            if r.prompt_logprobs is not None and len(r.prompt) >= 2:
+                skip = pre.groups[pre.group_of[b]][0] - 1 if pre.group_of[b] in shared else 0
+                own[b] = len(jobs)
+                jobs.append((pre.states(b)[skip:-1], r.prompt[skip + 1 :]))
+        k = max((r.prompt_logprobs or 0) for r in reqs)
+        scored = _pick_many(head, jobs, k, dev)
+        for b, r in enumerate(reqs):
+            if r.prompt_logprobs is None:
+                continue
+            g = pre.group_of[b]
+            parts = (scored[shared[g]] if g in shared else ()) + (
+                scored[own[b]] if b in own else ()
+            )
+            prompt_lps[b] = tuple(
+                TokenLogprob(t.token, t.logprob, t.top[: r.prompt_logprobs]) for t in parts
+            )
+        if on_step is not None:
+            for b, lps in enumerate(prompt_lps):
+                if lps is not None:
+                    on_step(b, PromptScored(lps))
+        base = lm.model.base_model
+
+        live = [b for b, r in enumerate(reqs) if r.max_new_tokens > 0]
+        if not live:
+            return _results(reqs, prompt_lps, new, finish)
+        sel = torch.tensor(live, device=dev)
+        logits = head(torch.stack([pre.states(b)[-1] for b in live])).float()  # (R, V)
+        cache = pre.cache
+        if len(live) < len(reqs):
+            cache.batch_select_indices(sel)
+        mask, last = pre.mask[sel], pre.last[sel]
+        while True:
+            lp = F.log_softmax(logits, dim=-1)  # (R, V)
+            chosen = _choose(logits, [reqs[b] for b in live], [generators[b] for b in live])
+            k = max(reqs[b].top_logprobs for b in live)
+            picked = _pick(lp, chosen, k)
+            keep: list[int] = []
+            for j, b in enumerate(live):
+                r, step = reqs[b], picked[j]
+                if step.token in stops_at:
+                    finish[b] = "stop"
+                    continue
+                step = TokenLogprob(step.token, step.logprob, step.top[: r.top_logprobs])
+                new[b].append(step)
+                if on_step is not None:
+                    on_step(b, step)
+                if r.stop and _hits_stop(lm, new[b], r.stop):
+                    finish[b] = "stop"
+                elif len(new[b]) >= r.max_new_tokens:
+                    finish[b] = "length"
+                elif cancelled is not None and cancelled(b):
+                    finish[b] = "stop"
+                else:
+                    keep.append(j)
+            if not keep:
+                break
+            if len(keep) < len(live):
+                ksel = torch.tensor(keep, device=dev)
+                cache.batch_select_indices(ksel)
+                mask, last, chosen = mask[ksel], last[ksel], chosen[ksel]
+                live = [live[j] for j in keep]
+            mask = torch.cat([mask, mask.new_ones((len(live), 1))], dim=1)
+            last = last + 1
+            out = base(
+                input_ids=chosen.unsqueeze(1),
+                attention_mask=mask,
+                position_ids=last.unsqueeze(1),
+                past_key_values=cache,
+                use_cache=True,
+            )
+            cache = out.past_key_values
+            logits = head(out.last_hidden_state[:, -1]).float()
+    return _results(reqs, prompt_lps, new, finish)
+
+
+MIN_SHARED = 8
+"""Rows of a batch whose prompts share at least this many leading tokens share one forward
+pass over them (lm-eval's choices of one question share the question)."""
+
+
+@dataclass
+class _Prefill:
+    """A batch's prompts after their forward pass: the KV cache, the attention mask over it
+    (B, L), each row's last position (B,), and each row's prompt states."""
+
+    cache: Any
+    mask: Any
+    last: Any
+    parts: list[list[Any]]
+    """Per row, hidden-state tensors that, concatenated, hold one state per prompt token."""
+    groups: list[tuple[int, list[int]]]
+    """(shared prefix length, rows) of each group of rows run together."""
+    group_of: list[int]
+    """Each row's group."""
+
+    def states(self, b: int) -> Any:
+        """Row ``b``'s hidden states, one per prompt token: (n, H)."""
+        import torch
+
+        parts = self.parts[b]
+        return parts[0] if len(parts) == 1 else torch.cat(parts)
+
+
+def _prefill(lm: LocalLM, prompts: Sequence[tuple[int, ...]]) -> _Prefill:
+    """Run the prompts through the model, computing shared leading tokens once.
+
+    Without shared prefixes: one left-padded pass, positions counting real tokens only (as
+    Hugging Face ``generate`` sets them). With them: the distinct prefixes first (right-padded),
+    then every row's remaining tokens against its prefix's cache, positions continuing from the
+    prefix, as :meth:`LocalLM.loglikelihood` runs a question's choices against its context.
+    Padding is masked out wherever it sits, so both give the same states.
+    """
+    import torch
+
+    dev = lm.device
+    pad = _pad_id(lm)
+    base = lm.model.base_model
+    groups = _share_prefixes(prompts)
+    if all(len(rows) == 1 for _, rows in groups) or min(map(len, prompts)) < 2:
+        width = max(map(len, prompts))
+        ids = torch.tensor([[pad] * (width - len(p)) + list(p) for p in prompts], device=dev)
+        mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=dev)
+        pos = (mask.cumsum(-1) - 1).clamp(min=0)
+        out = base(input_ids=ids, attention_mask=mask, position_ids=pos, use_cache=True)
+        hidden = out.last_hidden_state  # (B, W, H)
+        parts = [[hidden[b, width - len(p) :]] for b, p in enumerate(prompts)]
+        alone = [(0, [b]) for b in range(len(prompts))]
+        return _Prefill(
+            out.past_key_values, mask, pos[:, -1], parts, alone, list(range(len(prompts)))
+        )
+    # Stage 1, the prefixes: (G, Lp), right-padded.
+    lens = [n for n, _ in groups]
+    lp_ = max(lens)
+    first = [prompts[rows[0]] for _, rows in groups]
+    ids = torch.tensor(
+        [list(p[:n]) + [pad] * (lp_ - n) for p, n in zip(first, lens, strict=True)], device=dev
+    )
+    pmask = torch.tensor([[1] * n + [0] * (lp_ - n) for n in lens], device=dev)
+    out = base(input_ids=ids, attention_mask=pmask, use_cache=True)
+    h1 = out.last_hidden_state
+    # Stage 2, every row's rest against its prefix: (B, Ts).
+    group_of = [0] * len(prompts)
+    for g, (_, rows) in enumerate(groups):
+        for b in rows:
+            group_of[b] = g
+    rests = [list(p[lens[group_of[b]] :]) for b, p in enumerate(prompts)]
+    ts = max(map(len, rests))
+    sel = torch.tensor(group_of, device=dev)
+    cache = out.past_key_values
+    cache.batch_select_indices(sel)
+    rids = torch.tensor([r + [pad] * (ts - len(r)) for r in rests], device=dev)
+    rmask = torch.tensor([[1] * len(r) + [0] * (ts - len(r)) for r in rests], device=dev)
+    start = torch.tensor([lens[g] for g in group_of], device=dev)
+    pos = start.unsqueeze(1) + torch.arange(ts, device=dev).unsqueeze(0)
+    mask = torch.cat([pmask[sel], rmask], dim=1)
+    out2 = base(
+        input_ids=rids, attention_mask=mask, position_ids=pos, past_key_values=cache, use_cache=True
+    )
+    h2 = out2.last_hidden_state
+    parts = [
+        [h1[group_of[b], : lens[group_of[b]]], h2[b, : len(rests[b])]] for b in range(len(prompts))
+    ]
+    last = start + torch.tensor([len(r) - 1 for r in rests], device=dev)
+    return _Prefill(out2.past_key_values, mask, last, parts, groups, group_of)
+
+
+def _share_prefixes(prompts: Sequence[tuple[int, ...]]) -> list[tuple[int, list[int]]]:
+    """Group rows by a shared leading run of tokens: (prefix length, rows) per group.
+
+    Prompts are sorted, so rows sharing a start sit together. Two rows form a group when they
+    share at least :data:`MIN_SHARED` tokens and half of the first; a row joins a larger group
+    only when it shares the group's whole prefix (a question's choices share its context).
+    Every row keeps at least one token after its prefix (its last state predicts the next
+    token); a group of one takes all its tokens but the last as its prefix.
+    """
+    order = sorted(range(len(prompts)), key=lambda b: prompts[b])
+    groups: list[tuple[int, list[int]]] = []
+    for b in order:
+        p = prompts[b]
+        if groups:
+            n, rows = groups[-1]
+            head = prompts[rows[0]]
+            shared = n if len(rows) > 1 else len(head) - 1
+            common = 0
+            limit = min(shared, len(p) - 1)
+            while common < limit and p[common] == head[common]:
+                common += 1
+            # A pair sets the shared prefix; later rows join only if they share all of it.
+            enough = common * 2 >= shared if len(rows) == 1 else common >= shared
+            if common >= MIN_SHARED and enough:
+                groups[-1] = (common, [*rows, b])
+                continue
+        groups.append((len(p) - 1, [b]))
+    return groups
+
+
+def _results(
+    reqs: Sequence[SequenceRequest],
+    prompt_lps: list[tuple[TokenLogprob, ...] | None],
+    new: list[list[TokenLogprob]],
+    finish: list[FinishReason],
+) -> list[SequenceResult]:
+    return [
+        SequenceResult(
+            prompt_lps[b], tuple(new[b]), finish[b] if reqs[b].max_new_tokens else "length"
+        )
+        for b in range(len(reqs))
+    ]
+
+
+def _generator(r: SequenceRequest, device: Any) -> Any:
+    if r.temperature <= 0:
+        return None
+    import torch
+
+    g = torch.Generator(device=device)
+    g.manual_seed(r.seed if r.seed is not None else int.from_bytes(os.urandom(8), "little") >> 1)
+    return g
+
+
+def _choose(logits: Any, reqs: Sequence[SequenceRequest], gens: Sequence[Any]) -> Any:
+    """Next token per row: argmax, or a sample at the row's temperature and top-p: (R,)."""
+    import torch
+
+    chosen = logits.argmax(dim=-1)
+    for j, (r, g) in enumerate(zip(reqs, gens, strict=True)):
+        if r.temperature <= 0:
+            continue
+        probs = torch.softmax(logits[j] / r.temperature, dim=-1)
+        if r.top_p < 1.0:
+            p, order = probs.sort(descending=True)
+            # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
+            drop = (p.cumsum(0) - p) >= r.top_p
+            p[drop] = 0.0
+            probs = torch.zeros_like(probs).scatter(0, order, p)
+        chosen[j] = torch.multinomial(probs, 1, generator=g)[0]
+    return chosen
+
+
+PICK_BLOCK = 512
+"""Positions projected onto the vocabulary at a time when scoring prompts (bounds memory)."""
+
+
+def _pick_many(
+    head: Any, jobs: Sequence[tuple[Any, Sequence[int]]], k: int, device: Any
+) -> list[tuple[TokenLogprob, ...]]:
+    """:func:`_pick` for several (states (T, H), target ids (T,)) at once, in blocks."""
+    import torch
+    import torch.nn.functional as F
+
+    if not jobs:
+        return []
+    states = torch.cat([s for s, _ in jobs])
+    targets = torch.tensor([int(x) for _, t in jobs for x in t], device=device)
+    flat: list[TokenLogprob] = []
+    for s in range(0, len(targets), PICK_BLOCK):
+        lp = F.log_softmax(head(states[s : s + PICK_BLOCK]).float(), dim=-1)
+        flat += _pick(lp, targets[s : s + PICK_BLOCK], k)
+    out, at = [], 0
+    for _, t in jobs:
+        out.append(tuple(flat[at : at + len(t)]))
+        at += len(t)
+    return out
+
+
+def _pick(lp: Any, targets: Any, k: int) -> tuple[TokenLogprob, ...]:
+    """Each target token's log-probability and its ``k`` best alternatives.
+
+    ``lp`` (T, V) log-probabilities, ``targets`` (T,) token ids.
+    """
+    values = lp.gather(1, targets.unsqueeze(1)).squeeze(1).tolist()
+    toks = targets.tolist()
+    if k > 0:
+        if k == 1:  # max is several times faster than topk(1) on CPU
+            top_v, top_i = lp.max(dim=-1, keepdim=True)
+        else:
+            top_v, top_i = lp.topk(min(k, lp.shape[-1]), dim=-1)
+        tv, ti = top_v.tolist(), top_i.tolist()
+        return tuple(
+            TokenLogprob(
+                int(t), float(v), tuple(zip(map(int, ti[j]), map(float, tv[j]), strict=True))
+            )
+            for j, (t, v) in enumerate(zip(toks, values, strict=True))
+        )
+    return tuple(TokenLogprob(int(t), float(v)) for t, v in zip(toks, values, strict=True))
+
+
+def _hits_stop(lm: LocalLM, tokens: Sequence[TokenLogprob], stop: Sequence[str]) -> bool:
+    text = lm.decode([t.token for t in tokens])
+    return any(s and s in text for s in stop)
+
+
+@dataclass
+class _Job:
+    reqs: list[SequenceRequest]
+    future: concurrent.futures.Future[list[SequenceResult]]
+    on_step: StepCallback | None
+    cancel: threading.Event
+
+
+class BatchEngine:
+    """A worker thread that runs the rows of concurrent requests together (see module doc)."""
+
+    def __init__(self, lm: LocalLM, batch_size: int = 32, gather: float = GATHER_SECONDS) -> None:
+        self.lm = lm
+        self.batch_size = batch_size
+        self.gather = gather
+        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        self._arriving = 0
+        self._arriving_lock = threading.Lock()
+        self._thread = threading.Thread(target=self._work, name="serve-model-engine", daemon=True)
+        self._thread.start()
+
+    def expect(self, n: int = 1) -> None:
+        """Announce ``n`` requests being read (``-n``: read, or dropped): while any is on its
+        way, the worker waits for it (up to ``gather`` seconds) to run it in the same batch."""
+        with self._arriving_lock:
+            self._arriving += n
+
+    def submit(
+        self, reqs: list[SequenceRequest], on_step: StepCallback | None = None
+    ) -> tuple[concurrent.futures.Future[list[SequenceResult]], threading.Event]:
+        """Queue one request's rows; returns their future and an event that cancels them."""
+        job = _Job(reqs, concurrent.futures.Future(), on_step, threading.Event())
+        self._queue.put(job)
+        return job.future, job.cancel
+
+    def close(self) -> None:
+        """Stop the worker once the queued work is done."""
+        self._queue.put(None)
+        self._thread.join(timeout=30)
+
+    def _work(self) -> None:
+        while True:
+            job = self._queue.get()
+            if job is None:
+                return
+            jobs = [job]
+            rows = len(job.reqs)
+            deadline = time.monotonic() + self.gather
+            while rows < self.batch_size:
+                try:
+                    nxt = self._queue.get_nowait()
+                except queue.Empty:
+                    # Wait only for requests already being read; none: run what we have.
+                    if self._arriving <= 0 or time.monotonic() >= deadline:
+                        break
+                    try:
+                        nxt = self._queue.get(timeout=0.0005)
+                    except queue.Empty:
+                        continue
+                if nxt is None:
+                    self._queue.put(None)  # finish this round, then stop
+                    break
+                jobs.append(nxt)
+                rows += len(nxt.reqs)
+            self._run(jobs)
+
+    def _run(self, jobs: list[_Job]) -> None:
+        jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
+        rows = [(j, i) for j in jobs for i in range(len(j.reqs))]
+        rows.sort(key=lambda ji: -len(ji[0].reqs[ji[1]].prompt))  # little padding per batch
+        results: dict[tuple[int, int], SequenceResult] = {}
+        failed: dict[int, BaseException] = {}
+        for s in range(0, len(rows), self.batch_size):
+            chunk = [(j, i) for j, i in rows[s : s + self.batch_size] if id(j) not in failed]
+            if not chunk:
+                continue
+
+            def step(
+                b: int, tok: TokenLogprob | PromptScored, chunk: list[tuple[_Job, int]] = chunk
+            ) -> None:
+                j, i = chunk[b]
+                if j.on_step is not None:
+                    j.on_step(i, tok)
+
+            try:
+                out = run_batch(
+                    self.lm,
+                    [j.reqs[i] for j, i in chunk],
+                    step,
+                    lambda b, chunk=chunk: chunk[b][0].cancel.is_set(),  # type: ignore[misc]
+                )
+            except Exception as exc:  # a failed batch fails each of its requests
+                for j, _ in chunk:
+                    failed[id(j)] = exc
+                continue
+            for (j, i), res in zip(chunk, out, strict=True):
+                results[id(j), i] = res
+        for j in jobs:
+            if id(j) in failed:
+                j.future.set_exception(failed[id(j)])
+            else:
+                j.future.set_result([results[id(j), i] for i in range(len(j.reqs))])
