@@ -25,10 +25,9 @@ def demo(
     ] = "auto",
 ) -> None:
     """Run the whole loop on the lab: train, record, evaluate, forecast, assess, report, verify."""
+    from safescale.cli._lab import _precision
     from safescale.demo import DEMO_POLICY, run_demo
     from safescale.policy import load_builtin
-
-    from safescale.cli._lab import _precision
 
     result = run_demo(
         preset,
