@@ -121,7 +121,8 @@ def run(
         tgt: Any = stack
     else:
         tgt = make_target(target, device=device)
-    white_box = getattr(tgt, "lm", None) or getattr(getattr(stack, "model", None), "lm", None)
+    # The local model (gradient attacks); for a stack, its model layer.
+    white_box = stack.model if stack is not None else tgt
     options = {"attacker": attacker} if attacker else {}
     cfg = CampaignConfig(budget=budget, seed=seed, held_out=tuple(_csv(held_out)), options=options)
     result = run_campaign(

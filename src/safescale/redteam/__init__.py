@@ -36,6 +36,8 @@ from safescale.redteam._campaign import (
     CampaignResult,
     run_campaign,
 )
+from safescale.redteam._gcg import GCG, GCGSearch
+from safescale.redteam._pair import PAIR, parse_attacker
 from safescale.redteam._evidence import CriterionRule, campaign_evidence, criterion_rule
 from safescale.redteam._garak import GarakResult, garak_evidence, read_garak_report
 from safescale.redteam._judges import (
@@ -69,6 +71,9 @@ __all__ = [
     "AUGMENTATIONS",
     "CLASSIFIERS",
     "DIRECT",
+    "GCG",
+    "PAIR",
+    "GCGSearch",
     "JUDGES",
     "TEMPLATES",
     "Attack",
@@ -116,6 +121,7 @@ __all__ = [
     "make_classifier",
     "make_judge",
     "make_target",
+    "parse_attacker",
     "rate",
     "read_garak_report",
     "run_campaign",

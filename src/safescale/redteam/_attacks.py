@@ -151,13 +151,16 @@ def all_framings(families: Sequence[str] = COMPOSABLE) -> list[str]:
 
 
 class _ListRun:
-    """A run that sends a fixed list of proposals, in order, until success or exhaustion."""
+    """A run that sends a fixed list of proposals, one a round, until success or exhaustion.
+
+    One a round, so that a success stops the run before the remaining framings are spent (the
+    campaign still batches each round across every behaviour and attack)."""
 
     def __init__(self, proposals: list[Proposal]) -> None:
         self.todo = proposals
 
     def propose(self, n: int) -> list[Proposal]:
-        out, self.todo = self.todo[:n], self.todo[n:]
+        out, self.todo = self.todo[: min(n, 1)], self.todo[min(n, 1) :]
         return out
 
     def observe(self, feedback: Sequence[Feedback]) -> None:
@@ -256,12 +259,13 @@ def augment(text: str, ops: Sequence[str], seed: int) -> str:
 class _BestOfNRun:
     def __init__(self, request: str, rng: random.Random, budget: int) -> None:
         self.request, self.rng, self.left, self.done = request, rng, budget, False
+        self.per_round = 8  # samples a round: big batches, little spent after a success
 
     def propose(self, n: int) -> list[Proposal]:
         if self.done:
             return []
         out = []
-        for _ in range(min(n, self.left)):
+        for _ in range(min(n, self.left, self.per_round)):
             # Each sample draws which augmentations to stack (at least one) and their seed.
             ops = [op for op in AUGMENTATIONS if self.rng.random() < 0.5] or [
                 self.rng.choice(list(AUGMENTATIONS))
