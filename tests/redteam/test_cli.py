@@ -15,10 +15,31 @@ def test_redteam_run_on_a_stack_records_evidence_in_the_ledger(run_cli, lab_mode
         f"name: cli\nmodel: {lab_model}\nlayers:\n  - {{name: leak, stage: output, classifier: lab-leak}}\n"
     )
     code, out, err = run_cli(
-        "--workspace", str(ws), "redteam", "run", "--target", str(stack), "--behaviours", "lab:6",
-        "--attacks", "role-play,best-of-n", "--budget", "3", "--held-out", "best-of-n",
-        "--benign", "lab", "--safeguard", "LAB-DEPLOY-2", "--model-id", "s3",
-        "--log-dir", str(tmp_path / "logs"), "--plot", str(tmp_path / "stack.png"), "--json",
+        "--workspace",
+        str(ws),
+        "redteam",
+        "run",
+        "--target",
+        str(stack),
+        "--behaviours",
+        "lab:6",
+        "--attacks",
+        "role-play,best-of-n",
+        "--budget",
+        "3",
+        "--held-out",
+        "best-of-n",
+        "--benign",
+        "lab",
+        "--safeguard",
+        "LAB-DEPLOY-2",
+        "--model-id",
+        "s3",
+        "--log-dir",
+        str(tmp_path / "logs"),
+        "--plot",
+        str(tmp_path / "stack.png"),
+        "--json",
     )
     assert code == 0, err
     doc = json.loads(out)
@@ -39,11 +60,15 @@ def test_redteam_run_on_a_stack_records_evidence_in_the_ledger(run_cli, lab_mode
 def test_redteam_user_errors_are_one_line_with_status_2(run_cli, tmp_path):
     bad = tmp_path / "b.jsonl"
     bad.write_text('{"id": "a"}\n')
-    code, out, err = run_cli("redteam", "run", "--target", "mockllm/model", "--behaviours", str(bad))
+    code, out, err = run_cli(
+        "redteam", "run", "--target", "mockllm/model", "--behaviours", str(bad)
+    )
     assert code == 2 and "b.jsonl:1: behaviour" in err and len(err.strip().splitlines()) == 1
     code, _, err = run_cli("redteam", "run", "--target", "nowhere", "--behaviours", "lab:2")
     assert code == 2 and "target" in err
-    code, _, err = run_cli("redteam", "run", "--target", "mockllm/model", "-b", "lab:2", "-a", "nope")
+    code, _, err = run_cli(
+        "redteam", "run", "--target", "mockllm/model", "-b", "lab:2", "-a", "nope"
+    )
     assert code == 2 and "unknown attacks 'nope'" in err
 
 
@@ -55,6 +80,18 @@ def test_behaviours_attacks_and_garak_commands(run_cli, tmp_path):
     code, out, _ = run_cli("redteam", "attacks")
     assert code == 0 and "best-of-n" in out and "gcg" in out
     report = tmp_path / "g.jsonl"
-    report.write_text(json.dumps({"entry_type": "eval", "probe": "p", "detector": "d", "passed": 7, "total": 10}) + "\n")
-    code, out, _ = run_cli("redteam", "import-garak", str(report), "--model-id", "m", "--safeguard", "LAB-DEPLOY-2", "--json")
+    report.write_text(
+        json.dumps({"entry_type": "eval", "probe": "p", "detector": "d", "passed": 7, "total": 10})
+        + "\n"
+    )
+    code, out, _ = run_cli(
+        "redteam",
+        "import-garak",
+        str(report),
+        "--model-id",
+        "m",
+        "--safeguard",
+        "LAB-DEPLOY-2",
+        "--json",
+    )
     assert code == 0 and json.loads(out)["evidence"][0]["value"] == 0.3

