@@ -120,5 +120,5 @@ def test_a_garak_report_becomes_safeguard_test_evidence(tmp_path):
     assert pooled.producer == "garak" and pooled.producer_version == "0.13.1"
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"entry_type": "eval", "probe": "p"}\n')
-    with pytest.raises(UserError, match="bad.jsonl:1"):
+    with pytest.raises(UserError, match=r"bad\.jsonl:1"):
         garak_evidence(bad, model_id="m", safeguard="X")

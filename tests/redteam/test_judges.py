@@ -86,5 +86,5 @@ def test_calibration_counts_agreement_with_labels(tmp_path):
     assert cal.agreement.lo < 0.75 < cal.agreement.hi
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"behaviour": "x", "response": "y", "label": "yes"}\n')
-    with pytest.raises(UserError, match="bad.jsonl:1: label"):
+    with pytest.raises(UserError, match=r"bad\.jsonl:1: label"):
         load_labelled(bad)

@@ -251,7 +251,8 @@ def _print(
         )
         return
     console.print(
-        f"target {result.target}, judge {result.judge}, {result.queries} queries, {result.input_tokens + result.output_tokens} tokens, {result.seconds:.1f} s"
+        f"target {result.target}, judge {result.judge}, {result.queries} queries, "
+        f"{result.input_tokens + result.output_tokens} tokens, {result.seconds:.1f} s"
     )
     console.print(f"attack success rate (family x behaviour pairs): {result.overall}")
     for fam, r in result.by_family.items():
@@ -267,7 +268,8 @@ def _print(
     if sres is not None:
         for layer in sres.layers:
             console.print(
-                f"  layer {layer.name}: catch {layer.catch_rate} of {layer.reached} reaching it; over-refusal {layer.over_refusal}"
+                f"  layer {layer.name}: catch {layer.catch_rate} of {layer.reached} reaching "
+                f"it; over-refusal {layer.over_refusal}"
             )
         rr = sres.ratio
         ci = (
@@ -278,7 +280,8 @@ def _print(
         ratio = f"{rr.value:.2f}" if rr.value is not None else "undefined"
         console.print(f"joint {sres.joint} vs independent {sres.product:.4f}: ratio {ratio} {ci}")
         console.print(
-            f"over-refusal {sres.over_refusal}; added latency {sres.added_latency * 1000:.2f} ms/prompt ({sres.added_fraction:.1%})"
+            f"over-refusal {sres.over_refusal}; added latency "
+            f"{sres.added_latency * 1000:.2f} ms/prompt ({sres.added_fraction:.1%})"
         )
     console.print(f"log: {log}")
     if evidence:
@@ -335,7 +338,8 @@ def calibrate(
         )
         return
     console.print(
-        f"judge {cal.judge}: agreement {cal.agreement}; sensitivity {cal.sensitivity}; specificity {cal.specificity}; unscored {cal.unscored}"
+        f"judge {cal.judge}: agreement {cal.agreement}; sensitivity {cal.sensitivity}; "
+        f"specificity {cal.specificity}; unscored {cal.unscored}"
     )
 
 

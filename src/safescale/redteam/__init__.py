@@ -36,10 +36,9 @@ from safescale.redteam._campaign import (
     CampaignResult,
     run_campaign,
 )
-from safescale.redteam._gcg import GCG, GCGSearch
-from safescale.redteam._pair import PAIR, parse_attacker
 from safescale.redteam._evidence import CriterionRule, campaign_evidence, criterion_rule
 from safescale.redteam._garak import GarakResult, garak_evidence, read_garak_report
+from safescale.redteam._gcg import GCG, GCGSearch
 from safescale.redteam._judges import (
     JUDGES,
     Judge,
@@ -54,6 +53,7 @@ from safescale.redteam._judges import (
 )
 from safescale.redteam._layers import CLASSIFIERS, Classifier, make_classifier
 from safescale.redteam._log import write_campaign_log
+from safescale.redteam._pair import PAIR, parse_attacker
 from safescale.redteam._stack import (
     LayerResult,
     StackResult,
@@ -72,9 +72,8 @@ __all__ = [
     "CLASSIFIERS",
     "DIRECT",
     "GCG",
-    "PAIR",
-    "GCGSearch",
     "JUDGES",
+    "PAIR",
     "TEMPLATES",
     "Attack",
     "AttackContext",
@@ -87,6 +86,7 @@ __all__ = [
     "Classifier",
     "CriterionRule",
     "Feedback",
+    "GCGSearch",
     "GarakResult",
     "Generation",
     "InspectTarget",

@@ -50,7 +50,7 @@ def read_garak_report(path: str | Path) -> tuple[list[GarakResult], str]:
             continue
         try:
             passed = int(row["passed"])
-            total = int(row.get("total_evaluated", row.get("total")))
+            total = int(row["total_evaluated"] if "total_evaluated" in row else row["total"])
             fails = int(row.get("fails", total - passed))
             probe, detector = str(row["probe"]), str(row["detector"])
         except (KeyError, TypeError, ValueError):
