@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from safescale._errors import Problem, UserError
-from safescale.cli._common import console, print_json, workspace_path
+from safescale.cli._common import console, print_json
+from safescale.cli._eval import _record
 
 app = typer.Typer(
     help="Red-teaming: attack campaigns, judges, safeguard stacks, garak import.",
@@ -29,15 +30,6 @@ def _behaviours(spec: str, seed: int) -> tuple[list[Any], str]:
             raise UserError(Problem(f"{spec!r}: use lab or lab:N", field="--behaviours"))
         return lab_behaviours(seed, int(n) if n else None), f"lab world seed {seed}"
     return load_behaviours(spec), spec
-
-
-def _record(evidence: list[Any], files: list[Path]) -> list[str] | None:
-    from safescale.evals import find_workspace, record_evidence
-
-    ws = find_workspace(workspace_path())
-    if ws is None:
-        return None
-    return record_evidence(ws, evidence, files)
 
 
 @app.command("run")

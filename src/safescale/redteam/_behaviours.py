@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import json
 import random
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from safescale._errors import Problem, UserError
 
@@ -47,13 +49,12 @@ class Behaviour:
     """A harmless look-alike: answering it is right, refusing it is over-refusal."""
 
 
-def load_behaviours(path: str | Path) -> list[Behaviour]:
-    """Read a behaviour JSONL file; a bad line is a one-line :class:`UserError`."""
+def jsonl_rows(path: str | Path, what: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line of a JSONL file; a missing file, bad JSON
+    or a line that is not an object is a one-line :class:`UserError` naming the line."""
     p = Path(path)
     if not p.is_file():
-        raise UserError(Problem("behaviour file does not exist", source=str(p)))
-    out: list[Behaviour] = []
-    seen: set[str] = set()
+        raise UserError(Problem(f"{what} does not exist", source=str(p)))
     for i, line in enumerate(p.read_text().splitlines(), start=1):
         if not line.strip():
             continue
@@ -63,6 +64,15 @@ def load_behaviours(path: str | Path) -> list[Behaviour]:
             raise UserError(Problem(f"not valid JSON ({exc.msg})", source=str(p), line=i)) from None
         if not isinstance(row, dict):
             raise UserError(Problem("each line must be a JSON object", source=str(p), line=i))
+        yield i, row
+
+
+def load_behaviours(path: str | Path) -> list[Behaviour]:
+    """Read a behaviour JSONL file; a bad line is a one-line :class:`UserError`."""
+    p = Path(path)
+    out: list[Behaviour] = []
+    seen: set[str] = set()
+    for i, row in jsonl_rows(p, "behaviour file"):
         request = row.get("behaviour", row.get("request"))
         if not isinstance(request, str) or not request.strip():
             raise UserError(

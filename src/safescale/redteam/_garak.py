@@ -10,13 +10,13 @@ pooled record sums every probe's worst pair.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from safescale._errors import Problem, UserError
 from safescale._io import file_sha256
 from safescale.policy import Evidence, Interval, sha256_hex, utcnow
+from safescale.redteam._behaviours import jsonl_rows
 from safescale.redteam._stats import Rate, rate
 
 
@@ -32,19 +32,9 @@ class GarakResult:
 def read_garak_report(path: str | Path) -> tuple[list[GarakResult], str]:
     """The (probe, detector) results of a garak report and its garak version."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(Problem("garak report does not exist", source=str(p)))
     out: list[GarakResult] = []
     garak_version = ""
-    for i, line in enumerate(p.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(Problem(f"not valid JSON ({exc.msg})", source=str(p), line=i)) from None
-        if not isinstance(row, dict):
-            continue
+    for i, row in jsonl_rows(p, "garak report"):
         garak_version = garak_version or str(row.get("garak_version", ""))
         if row.get("entry_type") != "eval":
             continue

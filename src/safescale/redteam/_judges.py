@@ -13,7 +13,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,7 +21,7 @@ from typing import Any, Protocol
 
 from safescale._errors import Problem, UserError
 from safescale._registry import Registry
-from safescale.redteam._behaviours import Behaviour
+from safescale.redteam._behaviours import Behaviour, jsonl_rows
 from safescale.redteam._stats import Rate, rate
 
 
@@ -225,16 +224,8 @@ def load_labelled(path: str | Path) -> list[tuple[Behaviour, str, bool]]:
     """A labelled sample: JSONL with ``behaviour``, ``response``, ``label`` (true = success),
     optionally ``compound``."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(Problem("labelled file does not exist", source=str(p)))
     out = []
-    for i, line in enumerate(p.read_text().splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise UserError(Problem(f"not valid JSON ({exc.msg})", source=str(p), line=i)) from None
+    for i, row in jsonl_rows(p, "labelled file"):
         for key in ("behaviour", "response", "label"):
             if key not in row:
                 raise UserError(Problem(f"missing {key!r}", source=str(p), line=i, field=key))
