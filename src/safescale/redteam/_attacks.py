@@ -386,9 +386,9 @@ class AttackSearch:
 
 
 def attack_families(names: Sequence[str]) -> list[tuple[str, Attack]]:
-    """The attacks called ``names`` (``all`` for every built-in family but PAIR and GCG)."""
-    if list(names) == ["all"]:
-        names = [*TEMPLATES, "composition", "best-of-n", "search"]
+    """The attacks called ``names`` (``all``: every built-in family but PAIR and GCG)."""
+    every = [*TEMPLATES, "composition", "best-of-n", "search"]
+    names = list(dict.fromkeys(n for name in names for n in (every if name == "all" else [name])))
     out = []
     for name in names:
         factory = ATTACKS.get(name)

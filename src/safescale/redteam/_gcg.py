@@ -127,7 +127,7 @@ class _GCGRun:
             self.search.step()
         self.left -= 1
         s = self.search
-        return [Proposal(s.prompt(self.request), f"gcg:loss={s.loss:.3f}:forwards={s.forwards}")]
+        return [Proposal(s.prompt(self.request), f"gcg@loss={s.loss:.3f}:forwards={s.forwards}")]
 
     def observe(self, feedback: Sequence[Feedback]) -> None:
         self.done = any(f.verdict.success for f in feedback)

@@ -65,7 +65,7 @@ class _PairRun:
         prompt = parse_attacker(asyncio.run(ask())) or self.behaviour.request
         self.step += 1
         self.left -= 1
-        return [Proposal(prompt, f"pair:{self.step}")]
+        return [Proposal(prompt, f"pair@{self.step}")]
 
     def observe(self, feedback: Sequence[Feedback]) -> None:
         if feedback:
