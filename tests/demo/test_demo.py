@@ -83,3 +83,19 @@ def test_rerunning_the_demo_reuses_finished_work(demo, run_cli):
         "--json",
     )
     assert code == 0 and json.loads(out)[0]["model"] == demo.candidate
+
+
+def test_the_deployment_safeguard_is_decided_by_red_team_evidence(demo):
+    ws = Workspace.open(demo.workspace)
+    for det in (demo.assessment.determination, demo.organism.determination):
+        tests = [
+            e
+            for e in ws.evidence(det.model)
+            if e.kind == "safeguard_test" and e.subject == "LAB-DEPLOY-2"
+        ]
+        assert {e.details["criterion"] for e in tests} == {"refusal", "jailbreak"}
+        assert all(e.interval is not None and e.n for e in tests)
+        status = next(s for s in det.safeguards if "LAB-DEPLOY-2" in s.id)
+        cited = [e for e in ws.evidence(det.model) if e.id in status.evidence_ids]
+        assert cited and all(e.producer == "safescale redteam" for e in cited)
+        assert status.met == all(e.details["met"] for e in tests)
