@@ -105,3 +105,10 @@ def test_bad_stack_files_are_one_line_errors(tmp_path):
     )
     with pytest.raises(UserError, match="unique"):
         load_stack(path)
+
+
+def test_independence_ratio_with_nothing_through_every_layer_is_bounded_not_zero_width():
+    rows = [(True, False)] * 50 + [(False, True)] * 50
+    r = independence_ratio(rows, seed=0)
+    assert r.value == 0 and r.method == "wilson-bound"
+    assert r.lo == 0 and r.hi == pytest.approx(0.0362 / 0.25, rel=0.05)

@@ -46,6 +46,10 @@ class Ratio:
     hi: float | None
     n: int
     resamples: int
+    method: str = "bootstrap"
+    """``bootstrap`` (percentile), or ``wilson-bound`` when no attempt passed every layer: the
+    bootstrap then only ever sees 0, so the upper bound is the joint rate's Wilson upper bound
+    over the product instead."""
 
 
 def independence_ratio(
@@ -72,6 +76,13 @@ def independence_ratio(
         return joint / product if product > 0 else None
 
     value = ratio(rows)
+    joint = sum(all(r) for r in rows)
+    if n and joint == 0 and value is not None:
+        product = 1.0
+        for j in range(len(rows[0])):
+            product *= sum(r[j] for r in rows) / n
+        hi = wilson_interval(0, n)[1] / product
+        return Ratio(value, 0.0, hi, n, 0, "wilson-bound")
     rng = random.Random(f"safescale-independence-{seed}")
     boots = []
     for _ in range(resamples if n else 0):

@@ -62,6 +62,7 @@ class _StreamWatch:
     def __init__(
         self,
         lm: Any,
+        rows: list[int],
         prompts: Sequence[str],
         width: int,
         classifiers: Sequence[tuple[Classifier, int]],
@@ -70,10 +71,12 @@ class _StreamWatch:
     ) -> None:
         import torch
 
-        self.lm, self.prompts, self.width = lm, list(prompts), width
+        self.lm, self.rows, self.width = lm, rows, width
+        self.prompts = [prompts[i] for i in rows]
+        """The batch's prompts in its row order (``rows``: their indices in the call)."""
         self.classifiers, self.stop, self.stats = classifiers, stop, stats
-        self.flags: list[dict[str, int]] = [{} for _ in prompts]
-        self.flagged = torch.zeros(len(prompts), dtype=torch.bool)
+        self.flags: list[dict[str, int]] = [{} for _ in rows]
+        self.flagged = torch.zeros(len(rows), dtype=torch.bool)
         self.steps = 0
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
@@ -144,14 +147,8 @@ class LocalTarget:
             crit = [self._newline]
             if self.output_layers:
                 w = _StreamWatch(
-                    self.lm,
-                    [prompts[i] for i in rows],
-                    width,
-                    self.output_layers,
-                    self.stop,
-                    self.stream,
+                    self.lm, rows, prompts, width, self.output_layers, self.stop, self.stream
                 )
-                w.rows = rows  # type: ignore[attr-defined]
                 watches.append(w)
                 crit.append(w)
             return StoppingCriteriaList(crit)
@@ -165,7 +162,7 @@ class LocalTarget:
         new = self.lm.generate(ids, self.max_new_tokens, stopping=self._stops(watches, prompts))
         flags: list[dict[str, int]] = [{} for _ in prompts]
         for w in watches:
-            for j, i in enumerate(w.rows):  # type: ignore[attr-defined]
+            for j, i in enumerate(w.rows):
                 flags[i] = w.flags[j]
         out = []
         for i, toks in enumerate(new):
