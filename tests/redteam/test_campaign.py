@@ -170,29 +170,10 @@ def test_pair_uses_an_inspect_attacker():
 
     from inspect_ai.model import get_model
 
-    get_model("mockllm/model", custom_outputs=attacker, memoize=False)
     target = InspectTarget("mockllm/model", model_args={"custom_outputs": oracle()})
-    b = lab_behaviours(0, 1)
-    import safescale.redteam._pair as pair
-
-    real = pair.PAIR.start
-
-    def start(self, behaviour, rng, context):
-        run = real(self, behaviour, rng, context)
-        run.model = get_model("mockllm/model", custom_outputs=attacker, memoize=False)
-        return run
-
-    pair.PAIR.start = start  # type: ignore[method-assign]
-    try:
-        result = run_campaign(
-            target,
-            attack_families(["pair"]),
-            b,
-            LabJudge(0),
-            CampaignConfig(budget=5, options={"attacker": "mockllm/model"}),
-        )
-    finally:
-        pair.PAIR.start = real  # type: ignore[method-assign]
+    model = get_model("mockllm/model", custom_outputs=attacker, memoize=False)
+    cfg = CampaignConfig(budget=5, options={"attacker": model})  # a string works too
+    result = run_campaign(target, attack_families(["pair"]), lab_behaviours(0, 1), LabJudge(0), cfg)
     attempts = [a for a in result.attempts if a.attack == "pair"]
     assert [a.success for a in attempts] == [False, True]  # stops at the first success
     assert "replied" in seen[1] and "I can't" in seen[1]  # the attacker saw the response

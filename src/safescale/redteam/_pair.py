@@ -83,7 +83,7 @@ class PAIR:
         """One attacker-driven stream for ``behaviour``."""
         from inspect_ai.model import get_model
 
-        attacker = context.options.get("attacker")
+        attacker = context.options.get("attacker")  # an Inspect model string or Model
         if not attacker:
             raise UserError(
                 Problem("the pair attack needs an attacker model (--attacker)", field="attacker")
