@@ -13,7 +13,8 @@ Inspect log written. The responses must agree with the pipeline's (printed: the 
 
 Second line: streaming output classification (``lab-leak`` checking every new token of every
 row, shadow mode so no row stops early) against the same generation without it: at most 20 %
-added. Interleaved rounds, best of each; torch on ``THREADS`` threads on both sides.
+added; the time spent inside the classifier hook is printed too (less noisy than the
+difference of two timings). Interleaved rounds, best of each; torch on ``THREADS`` threads on both sides.
 
 Target: ours at least 5x the pipeline's prompts per second.
 """
@@ -31,6 +32,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 TARGET = 5.0
 STREAM_TARGET = 1.20
 ROUNDS = 2
+STREAM_ROUNDS = 3
 MAX_NEW = 24
 THREADS = int(os.environ.get("SAFESCALE_BENCH_THREADS", "1"))
 
@@ -101,6 +103,8 @@ def main() -> bool:
 
         leak = make_classifier("lab-leak", {})
 
+        hook_seconds: list[float] = []
+
         def generation(stream: bool, prompts: list[str]) -> float:
             layers = [(leak, 1)] if stream else []
             target = LocalTarget(
@@ -108,6 +112,8 @@ def main() -> bool:
             )
             t0 = time.perf_counter()
             target.generate(prompts)
+            if stream:
+                hook_seconds.append(target.stream.seconds)
             return time.perf_counter() - t0
 
         t_ours, t_ref, t_plain, t_stream = [], [], [], []
@@ -119,8 +125,9 @@ def main() -> bool:
             prompts = [a.prompt for a in result.attempts]  # type: ignore[attr-defined]
             s, ref_texts = reference(prompts)
             t_ref.append(s)
-            t_plain.append(generation(False, prompts))
-            t_stream.append(generation(True, prompts))
+            for _ in range(STREAM_ROUNDS):  # cheap, and noisier than the main line: more rounds
+                t_plain.append(generation(False, prompts))
+                t_stream.append(generation(True, prompts))
         assert result is not None
         n = len(result.attempts)  # type: ignore[attr-defined]
         same = sum(a.response == r for a, r in zip(result.attempts, ref_texts, strict=True))  # type: ignore[attr-defined]
@@ -140,6 +147,10 @@ def main() -> bool:
             f"streaming output classifier: {min(t_stream):.2f} s vs {min(t_plain):.2f} s without "
             f"(+{stream - 1:.1%}, target <= +{STREAM_TARGET - 1:.0%}): "
             f"{'met' if stream <= STREAM_TARGET else 'MISSED'}"
+        )
+        print(
+            f"time inside the classifier hook: {min(hook_seconds):.3f} s "
+            f"({min(hook_seconds) / min(t_plain):.1%} of generation without it)"
         )
         return ratio >= TARGET and stream <= STREAM_TARGET
 

@@ -78,20 +78,37 @@ class _StreamWatch:
         self.flags: list[dict[str, int]] = [{} for _ in rows]
         self.flagged = torch.zeros(len(rows), dtype=torch.bool)
         self.steps = 0
+        self.closed: set[int] = set()
+        self.text = [""] * len(rows)
 
     def __call__(self, input_ids: Any, scores: Any, **kwargs: Any) -> Any:
         import torch
 
         self.steps += 1
         t0 = time.perf_counter()
-        new = input_ids[:, self.width :].tolist()
+        # Rows whose turn has ended (a line break, or end of text) were scored on their final
+        # text already; re-reading them every step would cost quadratic time for nothing.
+        live = [i for i in range(len(self.rows)) if i not in self.closed]
+        if live:
+            ids = input_ids[live, self.width :].tolist()
+            texts = self.lm.tokenizer.batch_decode(ids, skip_special_tokens=True)
+            eos = self.lm.tokenizer.eos_token_id
+            for i, row_ids, text in zip(live, ids, texts, strict=True):
+                if "\n" in text or (eos is not None and eos in row_ids):
+                    self.closed.add(i)
+                self.text[i] = text.split("\n", 1)[0]
         for clf, every in self.classifiers:
-            if self.steps % every:
-                continue
-            rows = [i for i in range(len(new)) if clf.name not in self.flags[i]]
+            last = self.steps % every == 0
+            rows = [
+                i
+                for i in range(len(self.rows))
+                if clf.name not in self.flags[i]
+                and (i in live)
+                and (last or i in self.closed)  # a row's final text is always checked
+            ]
             if not rows:
                 continue
-            texts = [self.lm.tokenizer.decode(new[i], skip_special_tokens=True) for i in rows]
+            texts = [self.text[i] for i in rows]
             values = clf.scores(texts, [self.prompts[i] for i in rows])
             self.stats.calls += 1
             for i, text, v in zip(rows, texts, values, strict=True):
@@ -101,7 +118,7 @@ class _StreamWatch:
         self.stats.seconds += time.perf_counter() - t0
         if self.stop:
             return self.flagged.clone().to(input_ids.device)
-        return torch.zeros(len(new), dtype=torch.bool, device=input_ids.device)
+        return torch.zeros(len(self.rows), dtype=torch.bool, device=input_ids.device)
 
 
 class LocalTarget:
