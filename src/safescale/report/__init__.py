@@ -1,6 +1,8 @@
 """Capability and Safeguards Reports rendered from ledger records (Markdown, HTML)."""
 
+from safescale.report import _redteam  # noqa: F401  (registers its section)
 from safescale.report._content import (
+    SECTIONS,
     Figure,
     ReportDocument,
     ReportInput,
@@ -16,6 +18,7 @@ from safescale.report._render import RENDERERS, render, render_html, render_mark
 
 __all__ = [
     "RENDERERS",
+    "SECTIONS",
     "Figure",
     "ReportDocument",
     "ReportInput",

@@ -7,9 +7,10 @@ anyone holding a ledger export can rebuild it. The Markdown and HTML renderers w
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from safescale._registry import Registry
 from safescale.policy import (
     Determination,
     Evidence,
@@ -159,19 +160,48 @@ def _interval(ev: Evidence | None) -> str:
     return f"[{ev.interval.lo:.3g}, {ev.interval.hi:.3g}]"
 
 
+SectionBuilder = Callable[[ReportInput], Section | None]
+
+SECTIONS: Registry[SectionBuilder] = Registry("report_sections")
+"""Report sections in order: each builds one :class:`Section` from the input (or None to leave
+it out). Names sort into the report's order (``050-safeguards``); an outside package adds a
+section through the entry-point group ``safescale.report_sections`` with a name that sorts
+where it belongs. Adding a section touches no other."""
+
+
 def build_report(data: ReportInput) -> ReportDocument:
     """Lay out the Capability Report and the Safeguards Report for one determination."""
     p, det = data.policy, data.determination
-    by_id = {e.id: e for e in data.evidence}
-    term = p.framework.terminology
-    threshold_word = term.get("threshold", "capability threshold")
     outcome_words = ", ".join(a.replace("_", " ") for a in det.actions)
     headline = (
         f"Outcome: {det.outcome.replace('_', ' ')} (all actions called for: {outcome_words}).",
         *det.reasons,
     )
+    sections = []
+    for name in SECTIONS.names():
+        section = SECTIONS.get(name)(data)
+        if section is not None:
+            sections.append(section)
+    return ReportDocument(
+        title=f"Capability and Safeguards Report: {det.model}",
+        subtitle=f"{p.framework.name} {p.version} ({p.framework.developer}) - {det.as_of:%Y-%m-%d}",
+        outcome=det.outcome,
+        outcome_tone=_tone_for_outcome(det.outcome),
+        headline=headline,
+        sections=tuple(sections),
+    )
 
-    # -- thresholds ----------------------------------------------------------------------
+
+def _threshold_word(p: Policy) -> str:
+    return p.framework.terminology.get("threshold", "capability threshold")
+
+
+@SECTIONS.register("010-capability")
+def capability_section(data: ReportInput) -> Section:
+    """The thresholds: metric, interval, n, lines, status, forecast."""
+    p, det = data.policy, data.determination
+    by_id = {e.id: e for e in data.evidence}
+    threshold_word = _threshold_word(p)
     rows = []
     for st in det.thresholds:
         t = p.threshold(st.id)
@@ -224,12 +254,45 @@ def build_report(data: ReportInput) -> ReportDocument:
         ),
         tuple(rows),
     )
+    return Section(
+        f"Capability Report: {det.model}",
+        paragraphs=(
+            f"Determination {det.id} under {p.framework.name} {p.version} "
+            f"({p.framework.developer}; policy sha256 {det.policy_sha256[:16]}...), as of "
+            f"{det.as_of:%Y-%m-%d %H:%M} UTC. Rule: a {threshold_word.lower()} is ruled out only "
+            "if the interval's bound clears the rule-out line, crossed if it lies past the "
+            "threshold line; otherwise it cannot be ruled out, which this policy "
+            + _uncertainty_rule(p.decision_rules.cannot_rule_out),
+            *(
+                ()
+                if det.scope == "comprehensive"
+                else (
+                    "This is a partial assessment: no fresh evidence for "
+                    + ", ".join(det.missing)
+                    + ". It does not count as a comprehensive assessment, so the policy's "
+                    "compute triggers are not reset by it.",
+                )
+            ),
+        ),
+        tables=(threshold_table,),
+        figures=tuple(data.figures),
+    )
+
+
+@SECTIONS.register("020-reasons")
+def reasons_section(data: ReportInput) -> Section:
+    """Each threshold's reasons, in words."""
+    p, det = data.policy, data.determination
     detail_bullets = []
     for st in det.thresholds:
         t = p.threshold(st.id)
         detail_bullets.append(f"{st.id} ({t.name}; {t.kind}): " + "; ".join(st.reasons) + ".")
+    return Section("Reasons, threshold by threshold", bullets=tuple(detail_bullets))
 
-    # -- lineage and compute -------------------------------------------------------------
+
+@SECTIONS.register("030-compute")
+def compute_section(data: ReportInput) -> Section:
+    """Lineage, training compute and assessment triggers."""
     cumulative = 0.0
     lineage_rows = []
     for m in data.lineage:
@@ -273,8 +336,16 @@ def build_report(data: ReportInput) -> ReportDocument:
             for t in data.triggers
         ),
     )
+    return Section(
+        "Model lineage and compute",
+        tables=(lineage_table, trigger_table) if data.triggers else (lineage_table,),
+    )
 
-    # -- what changed --------------------------------------------------------------------
+
+@SECTIONS.register("040-changes")
+def changes_section(data: ReportInput) -> Section:
+    """What changed since the previous determination."""
+    det = data.determination
     changes: list[str] = []
     if data.previous is None:
         changes.append("First assessment recorded for this model under this policy.")
@@ -306,10 +377,14 @@ def build_report(data: ReportInput) -> ReportDocument:
                 f"No change since determination {data.previous.id} "
                 f"({data.previous.as_of:%Y-%m-%d})."
             )
+    return Section("What changed since the last assessment", bullets=tuple(changes))
 
-    # -- safeguards ----------------------------------------------------------------------
+
+@SECTIONS.register("050-safeguards")
+def safeguards_section(data: ReportInput) -> Section:
+    """Required versus met safeguards, and the unmet-safeguards ladder."""
+    p, det = data.policy, data.determination
     sg_rows = []
-    sg_bullets = []
     for s in det.safeguards:
         names = []
         for sid in s.id.split(" | "):
@@ -329,21 +404,6 @@ def build_report(data: ReportInput) -> ReportDocument:
                 "ok" if s.met else "bad",
             )
         )
-        for sid in s.id.split(" | "):
-            try:
-                std = p.safeguard(sid)
-            except KeyError:
-                continue
-            for c in std.criteria:
-                sg_bullets.append(
-                    f"{sid} / {c.id}: {c.text} (evidence: {', '.join(c.evidence) or 'unspecified'})"
-                )
-    sg_cited = {i for s in det.safeguards for i in s.evidence_ids}
-    sg_evidence = tuple(
-        _safeguard_evidence_row(e)
-        for e in sorted(data.evidence, key=lambda e: (e.subject, e.created, e.id))
-        if e.id in sg_cited and e.kind in ("attestation", "safeguard_test")
-    )
     ladder = [
         f"{step.step.replace('_', ' ')}"
         + (f" (approved by {', '.join(step.approvers)})" if step.approvers else "")
@@ -351,88 +411,13 @@ def build_report(data: ReportInput) -> ReportDocument:
         for step in p.unmet_safeguards.ladder
     ]
     unmet = [s.id for s in det.safeguards if not s.met]
-
-    # -- evidence appendix ---------------------------------------------------------------
-    cited = {i for st in det.thresholds for i in st.evidence_ids}
-    cited |= {i for s in det.safeguards for i in s.evidence_ids}
-    ev_rows = []
-    for e in sorted(data.evidence, key=lambda e: (e.kind, e.subject, e.id)):
-        if e.id not in cited:
-            continue
-        arts = ", ".join(f"{k}:{v[:12]}" for k, v in sorted(e.artifacts.items())) or "-"
-        ev_rows.append(
-            Row(
-                (
-                    e.id,
-                    e.kind,
-                    e.subject,
-                    e.metric,
-                    _num(e.value),
-                    _interval(e),
-                    str(e.n) if e.n is not None else "-",
-                    f"{e.producer} {e.producer_version}".strip(),
-                    arts,
-                    f"{e.created:%Y-%m-%d %H:%M}",
-                )
-            )
-        )
-
-    signoffs = [
-        f"{s.role} ({s.identity}): {s.decision}" + (f": {s.text}" if s.text else "")
-        for s in det.sign_offs
-    ]
-    decisions = [
-        f"{d.id}: decided by {', '.join(d.decided_by)}"
-        + (f"; notify {', '.join(d.notify)}" if d.notify else "")
-        + (" before proceeding" if d.notify_before_proceeding else "")
-        for d in p.decisions
-        if d.about in ("capability", "safeguards")
-    ]
-
-    limitations = (
-        "Each interval is a 95% interval for the metric on the evaluation set used; it does not "
-        "cover differences between the evaluation set and the capability it stands for.",
-        "An evaluation measures the capability under the elicitation recorded with the evidence; "
-        "stronger elicitation (fine-tuning, scaffolding, expert prompting) can only raise it, so "
-        "a measured score is a lower bound on what a determined actor could draw out.",
-        "Forecasts extrapolate a fitted trend to the next planned scale-up; their prediction "
-        "intervals assume the trend holds and do not cover a change of regime (emergence, a "
-        "new training method).",
-        "Safeguards count as met only through attested evidence; an attestation records who "
-        "vouched, not an independent audit.",
-        *data.notes,
+    sg_cited = {i for s in det.safeguards for i in s.evidence_ids}
+    sg_evidence = tuple(
+        _safeguard_evidence_row(e)
+        for e in sorted(data.evidence, key=lambda e: (e.subject, e.created, e.id))
+        if e.id in sg_cited and e.kind in ("attestation", "safeguard_test")
     )
-
-    capability = Section(
-        f"Capability Report: {det.model}",
-        paragraphs=(
-            f"Determination {det.id} under {p.framework.name} {p.version} "
-            f"({p.framework.developer}; policy sha256 {det.policy_sha256[:16]}...), as of "
-            f"{det.as_of:%Y-%m-%d %H:%M} UTC. Rule: a {threshold_word.lower()} is ruled out only "
-            "if the interval's bound clears the rule-out line, crossed if it lies past the "
-            "threshold line; otherwise it cannot be ruled out, which this policy "
-            + _uncertainty_rule(p.decision_rules.cannot_rule_out),
-            *(
-                ()
-                if det.scope == "comprehensive"
-                else (
-                    "This is a partial assessment: no fresh evidence for "
-                    + ", ".join(det.missing)
-                    + ". It does not count as a comprehensive assessment, so the policy's "
-                    "compute triggers are not reset by it.",
-                )
-            ),
-        ),
-        tables=(threshold_table,),
-        figures=tuple(data.figures),
-    )
-    reasons = Section("Reasons, threshold by threshold", bullets=tuple(detail_bullets))
-    compute = Section(
-        "Model lineage and compute",
-        tables=(lineage_table, trigger_table) if data.triggers else (lineage_table,),
-    )
-    changed = Section("What changed since the last assessment", bullets=tuple(changes))
-    safeguards = Section(
+    return Section(
         "Safeguards Report",
         paragraphs=(
             (
@@ -462,13 +447,120 @@ def build_report(data: ReportInput) -> ReportDocument:
             ),
         ),
     )
-    criteria = Section("Safeguard criteria and the evidence each needs", bullets=tuple(sg_bullets))
-    governance = Section(
+
+
+@SECTIONS.register("015-certificates")
+def certificates_section(data: ReportInput) -> Section | None:
+    """The lab organism's certificate: the planted truth the model was shown to have."""
+    prefix = "lab-certificate/"
+    certs = [
+        e
+        for e in data.evidence
+        if e.model == data.determination.model and e.subject.startswith(prefix)
+    ]
+    if not certs:
+        return None
+    rows = tuple(
+        Row(
+            (
+                e.subject.removeprefix(prefix),
+                str(e.details.get("claim", e.metric)),
+                _num(e.value),
+                _interval(e),
+                str(e.n),
+                "holds" if e.details.get("passed") else "FAILS",
+            ),
+            "ok" if e.details.get("passed") else "bad",
+        )
+        for e in sorted(certs, key=lambda e: (e.subject, e.metric))
+    )
+    ok = all(e.details.get("certificate_passed") for e in certs)
+    return Section(
+        "Model organism certificate",
+        paragraphs=(
+            "This is a lab model organism whose planted behaviour was measured against its "
+            "written specification on held-out requests after training "
+            + ("and holds" if ok else "and DOES NOT hold: nothing should rely on it")
+            + ". The evaluations below are scored against that known truth.",
+        ),
+        tables=(
+            Table(
+                "Certified claims",
+                ("organism", "claim", "value", "95% interval", "n", "status"),
+                rows,
+            ),
+        ),
+    )
+
+
+@SECTIONS.register("060-criteria")
+def criteria_section(data: ReportInput) -> Section:
+    """Each required safeguard's criteria and the evidence they need."""
+    p, det = data.policy, data.determination
+    sg_bullets = []
+    for s in det.safeguards:
+        for sid in s.id.split(" | "):
+            try:
+                std = p.safeguard(sid)
+            except KeyError:
+                continue
+            for c in std.criteria:
+                sg_bullets.append(
+                    f"{sid} / {c.id}: {c.text} (evidence: {', '.join(c.evidence) or 'unspecified'})"
+                )
+    return Section("Safeguard criteria and the evidence each needs", bullets=tuple(sg_bullets))
+
+
+@SECTIONS.register("080-governance")
+def governance_section(data: ReportInput) -> Section:
+    """Who decides, and the sign-offs recorded."""
+    p, det = data.policy, data.determination
+    signoffs = [
+        f"{s.role} ({s.identity}): {s.decision}" + (f": {s.text}" if s.text else "")
+        for s in det.sign_offs
+    ]
+    decisions = [
+        f"{d.id}: decided by {', '.join(d.decided_by)}"
+        + (f"; notify {', '.join(d.notify)}" if d.notify else "")
+        + (" before proceeding" if d.notify_before_proceeding else "")
+        for d in p.decisions
+        if d.about in ("capability", "safeguards")
+    ]
+    return Section(
         "Decision and sign-off",
         bullets=tuple(decisions)
         + (tuple(signoffs) if signoffs else ("No sign-off recorded yet (safescale assess sign).",)),
     )
-    evidence = Section(
+
+
+@SECTIONS.register("090-evidence")
+def evidence_section(data: ReportInput) -> Section:
+    """The evidence the determination cites, with hashes."""
+    det = data.determination
+    cited = {i for st in det.thresholds for i in st.evidence_ids}
+    cited |= {i for s in det.safeguards for i in s.evidence_ids}
+    ev_rows = []
+    for e in sorted(data.evidence, key=lambda e: (e.kind, e.subject, e.id)):
+        if e.id not in cited:
+            continue
+        arts = ", ".join(f"{k}:{v[:12]}" for k, v in sorted(e.artifacts.items())) or "-"
+        ev_rows.append(
+            Row(
+                (
+                    e.id,
+                    e.kind,
+                    e.subject,
+                    e.metric,
+                    _num(e.value),
+                    _interval(e),
+                    str(e.n) if e.n is not None else "-",
+                    f"{e.producer} {e.producer_version}".strip(),
+                    arts,
+                    f"{e.created:%Y-%m-%d %H:%M}",
+                )
+            )
+        )
+    return Section(
         "Evidence cited",
         tables=(
             Table(
@@ -494,22 +586,22 @@ def build_report(data: ReportInput) -> ReportDocument:
             else "",
         ),
     )
-    limits = Section("What these numbers do not show", bullets=limitations)
-    return ReportDocument(
-        title=f"Capability and Safeguards Report: {det.model}",
-        subtitle=f"{p.framework.name} {p.version} ({p.framework.developer}) - {det.as_of:%Y-%m-%d}",
-        outcome=det.outcome,
-        outcome_tone=_tone_for_outcome(det.outcome),
-        headline=headline,
-        sections=(
-            capability,
-            reasons,
-            compute,
-            changed,
-            safeguards,
-            criteria,
-            governance,
-            evidence,
-            limits,
-        ),
+
+
+@SECTIONS.register("100-limitations")
+def limitations_section(data: ReportInput) -> Section:
+    """What the numbers do not show."""
+    limitations = (
+        "Each interval is a 95% interval for the metric on the evaluation set used; it does not "
+        "cover differences between the evaluation set and the capability it stands for.",
+        "An evaluation measures the capability under the elicitation recorded with the evidence; "
+        "stronger elicitation (fine-tuning, scaffolding, expert prompting) can only raise it, so "
+        "a measured score is a lower bound on what a determined actor could draw out.",
+        "Forecasts extrapolate a fitted trend to the next planned scale-up; their prediction "
+        "intervals assume the trend holds and do not cover a change of regime (emergence, a "
+        "new training method).",
+        "Safeguards count as met only through attested evidence; an attestation records who "
+        "vouched, not an independent audit.",
+        *data.notes,
     )
+    return Section("What these numbers do not show", bullets=limitations)

@@ -1,0 +1,105 @@
+"""garak's report JSONL in, as safeguard-test evidence.
+
+garak writes one ``eval`` row per (probe, detector) pair once it has scored it: ``passed``
+outputs, ``fails`` (newer reports) and ``total_evaluated`` (older: ``total``); ``nones`` are
+outputs the detector could not score and are left out of n, not counted as passes. The attack
+success rate of a pair is fails / evaluated, with a Wilson interval; a probe's rate is its
+worst detector's (the harshest reading, as garak's own aggregation by minimum does). The
+pooled record sums every probe's worst pair.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from safescale._errors import Problem, UserError
+from safescale._io import file_sha256
+from safescale.policy import Evidence, Interval, sha256_hex, utcnow
+from safescale.redteam._behaviours import jsonl_rows
+from safescale.redteam._stats import Rate, rate
+
+
+@dataclass(frozen=True)
+class GarakResult:
+    """One probe x detector pair of a garak report."""
+
+    probe: str
+    detector: str
+    asr: Rate
+
+
+def read_garak_report(path: str | Path) -> tuple[list[GarakResult], str]:
+    """The (probe, detector) results of a garak report and its garak version."""
+    p = Path(path)
+    out: list[GarakResult] = []
+    garak_version = ""
+    for i, row in jsonl_rows(p, "garak report"):
+        garak_version = garak_version or str(row.get("garak_version", ""))
+        if row.get("entry_type") != "eval":
+            continue
+        try:
+            passed = int(row["passed"])
+            total = int(row["total_evaluated"] if "total_evaluated" in row else row["total"])
+            fails = int(row.get("fails", total - passed))
+            probe, detector = str(row["probe"]), str(row["detector"])
+        except (KeyError, TypeError, ValueError):
+            raise UserError(
+                Problem(
+                    "an eval row needs probe, detector, passed and total_evaluated (or total)",
+                    source=str(p),
+                    line=i,
+                )
+            ) from None
+        if not 0 <= fails <= total:
+            raise UserError(
+                Problem(f"fails {fails} is not within total {total}", source=str(p), line=i)
+            )
+        out.append(GarakResult(probe, detector, rate(fails, total)))
+    if not out:
+        raise UserError(
+            Problem("no eval rows: is this a garak report.jsonl of a finished run?", source=str(p))
+        )
+    return out, garak_version
+
+
+def garak_evidence(path: str | Path, *, model_id: str, safeguard: str) -> list[Evidence]:
+    """``safeguard_test`` evidence from a garak report: per pair, per probe and pooled."""
+    results, garak_version = read_garak_report(path)
+    sha = file_sha256(Path(path))
+    now = utcnow()
+    worst: dict[str, GarakResult] = {}
+    for r in results:
+        if r.probe not in worst or r.asr.value > worst[r.probe].asr.value:
+            worst[r.probe] = r
+    pooled = rate(sum(r.asr.k for r in worst.values()), sum(r.asr.n for r in worst.values()))
+
+    def record(key: str, metric: str, r: Rate, details: dict[str, object]) -> Evidence:
+        return Evidence(
+            id=f"st-{sha256_hex(f'{sha}:{key}'.encode())[:16]}",
+            model=model_id,
+            kind="safeguard_test",
+            subject=safeguard,
+            metric=metric,
+            value=r.value,
+            interval=Interval(lo=r.lo, hi=r.hi, confidence=0.95, method="wilson"),
+            n=r.n,
+            elicitation="garak scan",
+            producer="garak",
+            producer_version=garak_version,
+            artifacts={"log": sha},
+            created=now,
+            details={"source": str(path), **details},
+        )
+
+    out = [
+        record(
+            f"{r.probe}:{r.detector}",
+            "attack_success_rate",
+            r.asr,
+            {"probe": r.probe, "detector": r.detector},
+        )
+        for r in results
+    ]
+    out.append(record("pooled", "attack_success_rate", pooled, {"pooled_over": sorted(worst)}))
+    return out
