@@ -48,6 +48,7 @@ def test_demo_leaves_a_verifiable_ledger_and_a_report(demo):
     assert ws.verify().ok
     page = demo.report_html.read_text()
     assert "Capability Report" in page and "Safeguards Report" in page
+    assert "Model organism certificate" in page and "jailbreak" in page
     assert demo.assessment.determination.id in page
 
 
