@@ -13,12 +13,14 @@ from safescale._errors import UserError
 from safescale.cli._common import console, print_json
 from safescale.scaling import (
     LAWS,
+    METHODS,
     Estimate,
     backtest,
     bootstrap_law,
     compute_optimal,
     fit_capability,
     fit_law,
+    plot_calibration,
     plot_forecast,
     plot_law,
     read_columns,
@@ -34,7 +36,15 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for the bootstrap.")]
 ChanceOpt = Annotated[float, typer.Option("--chance", help="Score of random guessing (floor).")]
 CeilOpt = Annotated[float, typer.Option("--ceiling", help="Best possible score.")]
 LossCol = Annotated[
-    str | None, typer.Option("--loss", help="Loss column: forecast by the two-step method.")
+    str | None, typer.Option("--loss", help="Loss column: enables the two-step method.")
+]
+MethodOpt = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        help="Forecast method: auto (smallest leave-future-out error), "
+        + ", ".join(METHODS.names()),
+    ),
 ]
 
 
@@ -107,6 +117,8 @@ def fit(
             "seed": seed,
             "level": boot.level,
             "converged": boot.converged,
+            "converged_share": boot.converged_share,
+            "warning": boot.warning,
         }
         if form == "chinchilla":
             out["optimal_exponent"] = boot.optimal_exponent().as_json()
@@ -118,6 +130,8 @@ def fit(
         print_json(out)
         return
     _show_fit(out, boot is not None)
+    if boot is not None:
+        _show_convergence(boot.converged, boot.n_boot, boot.warning)
     if form == "chinchilla":
         _show_optimal(boot or est, np.geomspace(1e21, 1e25, 5))
     if plot is not None:
@@ -143,6 +157,15 @@ def _show_fit(out: dict[str, Any], intervals: bool) -> None:
     console.print(
         f"objective (summed Huber, delta={out['huber_delta']:g}): {out['objective']:.10g}"
     )
+
+
+def _show_convergence(converged: int, n_boot: int, warning: str | None) -> None:
+    console.print(
+        f"bootstrap: {converged} of {n_boot} replicates refitted to their own optimum "
+        f"({100 * converged / max(n_boot, 1):.1f}%)"
+    )
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {warning}")
 
 
 def _show_optimal(fit: Any, budgets: np.ndarray) -> None:
@@ -180,6 +203,7 @@ def forecast(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write a PNG of the forecast.")
     ] = None,
+    method: MethodOpt = "auto",
 ) -> None:
     """Forecast a benchmark score at a planned compute, with a prediction interval."""
     if at <= 0:
@@ -189,7 +213,7 @@ def forecast(
     data = _score_data(csv, compute, score, loss)
     fc = fit_capability(
         data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
-        n_boot=bootstrap, seed=seed, names=_names(compute, score, loss),
+        n_boot=bootstrap, seed=seed, names=_names(compute, score, loss), method=method,
     )  # fmt: skip
     p = fc.predict(at)
     out: dict[str, Any] = {
@@ -209,7 +233,14 @@ def forecast(
         "n_boot": bootstrap,
         "seed": seed,
         "rise_observed": fc.rise_observed,
+        "method": fc.method,
+        "calibrated": fc.calibrated,
+        "calibration": None if fc.calibration is None else fc.calibration.as_json(),
+        "distance_decades": float(fc.distance(at)),
+        "method_errors": dict(fc.method_errors),
     }
+    if fc.loss_law is not None:
+        out["loss_bootstrap"] = fc.loss_law.convergence_json()
     if line is not None:
         out["line"] = line
         out["prob_exceeds"] = float(fc.prob_exceeds(at, line))
@@ -221,12 +252,27 @@ def forecast(
     level = round(100 * fc.level)
     console.print(
         f"score at C = {at:.3g} FLOP: {out['score']:.4f}, {level}% prediction interval "
-        f"[{p.lo:.4f}, {p.hi:.4f}]  (n = {fc.n_points} models, against {fc.against})"
+        f"[{p.lo:.4f}, {p.hi:.4f}]  (n = {fc.n_points} models, method {fc.method}, "
+        f"{out['distance_decades']:.2f} decades past the largest)"
     )
-    if line is not None:
+    if fc.calibration is not None:
+        cal = fc.calibration
+        tried = ", ".join(f"{m} {e:.4f}" for m, e in fc.method_errors)
         console.print(
-            f"P(score >= {line:g}) = {out['prob_exceeds']:.3f}  ({bootstrap} bootstrap draws)"
+            f"interval calibrated on {len(cal.errors)} leave-future-out errors from {cal.n_cuts} "
+            f"ladder cuts (error scale {cal.s0:.4f} + {cal.growth:.4f}/decade); "
+            f"out-of-sample MAE: {tried}"
         )
+    else:
+        console.print(
+            "[bold yellow]warning:[/] too few models to calibrate on the ladder's own "
+            "backtests; the interval is the bootstrap's and may be too narrow"
+        )
+    if fc.loss_law is not None:
+        _show_convergence(fc.loss_law.converged, fc.loss_law.n_boot, fc.loss_law.warning)
+    if line is not None:
+        how = "calibrated" if fc.calibrated else f"{bootstrap} bootstrap draws"
+        console.print(f"P(score >= {line:g}) = {out['prob_exceeds']:.3f}  ({how})")
     if plot is not None:
         console.print(f"plot written to {plot}")
 
@@ -245,18 +291,57 @@ def backtest_cmd(
     ] = 400,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
+    method: MethodOpt = "auto",
+    lines: Annotated[
+        list[float] | None,
+        typer.Option("--line", help="Score line for the Brier score (repeatable)."),
+    ] = None,
+    max_distance: Annotated[
+        float | None,
+        typer.Option("--max-distance", help="Predict at most this many decades past a cut."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG calibration plot.")
+    ] = None,
 ) -> None:
-    """Fit on the smaller models, predict the larger ones; report errors and interval coverage."""
+    """Fit on the smaller models, predict the larger ones; choose the method with the smallest
+    error; report coverage by extrapolation distance and the Brier score of P(score >= line)."""
     data = _score_data(csv, compute, score, loss)
+    if method != "auto" and METHODS.get(method).needs_loss and not loss:
+        raise UserError(f"--method {method} needs --loss COLUMN")
     bt = backtest(
         data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
         min_train=min_train, n_boot=bootstrap, seed=seed, names=_names(compute, score, loss),
+        methods=None if method == "auto" else (method,),
+        lines=tuple(lines) if lines else None, max_distance=max_distance,
     )  # fmt: skip
+    if plot is not None:
+        plot_calibration(bt, plot)
     out = {
         "n": bt.n,
         "level": bt.level,
+        "method": bt.method,
         "mae": bt.mae.as_json(),
         "coverage": bt.coverage.as_json(),
+        "methods": [
+            {
+                "method": m.method,
+                "n": m.n,
+                "mae": m.mae.as_json(),
+                "coverage": m.coverage.as_json(),
+            }
+            for m in bt.methods
+        ],
+        "by_distance": [
+            {
+                "decades": [d.lo, None if np.isinf(d.hi) else d.hi],
+                "n": d.n,
+                "coverage": d.coverage.as_json(),
+            }
+            for d in bt.by_distance
+        ],
+        "lines": list(bt.lines),
+        "brier": None if bt.brier is None else bt.brier.as_json(),
         "rows": [
             {
                 "train_max_compute": r.train_max_compute,
@@ -265,6 +350,9 @@ def backtest_cmd(
                 "predicted": float(r.predicted.value),
                 "interval": [float(r.predicted.lo), float(r.predicted.hi)],
                 "covered": r.covered,
+                "distance_decades": r.distance,
+                "pit": r.pit,
+                "prob_exceeds": list(r.probs),
             }
             for r in bt.rows
         ],
@@ -293,6 +381,31 @@ def backtest_cmd(
         f"[{float(c.lo):.2f}, {float(c.hi):.2f}] "
         f"(n = {bt.n}; rows share fits, so these intervals are optimistic)"
     )
+    methods = Table(title=f"methods (chosen: {bt.method}, smallest MAE)", title_justify="left")
+    for col in ("method", "n", "MAE", f"coverage of {level}%"):
+        methods.add_column(col, justify="right")
+    for ms in bt.methods:
+        methods.add_row(
+            ms.method + (" *" if ms.method == bt.method else ""), str(ms.n),
+            _est(ms.mae, 4), _est(ms.coverage, 2),
+        )  # fmt: skip
+    console.print(methods)
+    dist = Table(title="coverage by extrapolation distance", title_justify="left")
+    for col in ("decades past the cut", "n", f"coverage of {level}%"):
+        dist.add_column(col, justify="right")
+    for d in bt.by_distance:
+        hi = "" if np.isinf(d.hi) else f"{d.hi:g}"
+        dist.add_row(f"({d.lo:g}, {hi}]", str(d.n), _est(d.coverage, 2))
+    console.print(dist)
+    if bt.brier is not None:
+        shown = ", ".join(f"{ln:g}" for ln in bt.lines)
+        console.print(f"Brier score of P(score >= line), lines {shown}: {_est(bt.brier, 4)}")
+    if plot is not None:
+        console.print(f"calibration plot written to {plot}")
+
+
+def _est(e: Estimate, digits: int) -> str:
+    return f"{float(e.value):.{digits}f} [{float(e.lo):.{digits}f}, {float(e.hi):.{digits}f}]"
 
 
 def _score_data(csv: Path, compute: str, score: str, loss: str | None) -> dict[str, np.ndarray]:
