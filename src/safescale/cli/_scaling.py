@@ -24,6 +24,7 @@ from safescale.scaling import (
     plot_forecast,
     plot_law,
     read_columns,
+    select_law,
 )
 
 app = typer.Typer(
@@ -70,10 +71,20 @@ def fit(
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the fit.")] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="Comma-separated forms to choose among by leave-the-largest-out backtest "
+            "(the 20% largest-compute runs held out); overrides --form.",
+        ),
+    ] = None,
 ) -> None:
     """Fit a scaling law by Hoffmann et al. (2022) Approach 3 (Huber on log loss, grid + L-BFGS)."""
-    law = LAWS.get(form)
-    if tokens and flops and "D" in law.variables:
+    candidates = [f.strip() for f in compare.split(",") if f.strip()] if compare else [form]
+    needed = {v for f in candidates for v in LAWS.get(f).variables}
+    law = LAWS.get(candidates[0])
+    if tokens and flops and "D" in needed:
         raise UserError("give --tokens or --flops, not both")
     if bootstrap < 0 or bootstrap == 1:
         raise UserError("--bootstrap must be 0 or at least 2")
@@ -85,12 +96,26 @@ def fit(
     ):
         if col:
             wanted[key] = col
-        elif key in law.variables and not (key == "D" and flops and params):
-            raise UserError(f"the {form} law needs {flag} COLUMN")
+        elif key in needed and not (key == "D" and flops and params):
+            which = next(f for f in candidates if key in LAWS.get(f).variables)
+            raise UserError(f"the {which} law needs {flag} COLUMN")
     data = read_columns(csv, wanted, positive=tuple(wanted))
     inputs = {v: data.get(v) for v in ("N", "D", "C")}
-    if "D" in law.variables and inputs["D"] is None:
+    if "D" in needed and inputs["D"] is None:
         inputs["D"] = data["C"] / (6.0 * data["N"])
+    n_col, d_col = inputs["N"], inputs["D"]
+    if "C" in needed and inputs["C"] is None and n_col is not None and d_col is not None:
+        inputs["C"] = 6.0 * n_col * d_col
+    selection = None
+    if compare:
+        selection = select_law(
+            tuple(candidates), data["loss"], params=inputs["N"], tokens=inputs["D"],
+            compute=inputs["C"],
+        )  # fmt: skip
+        form = selection.chosen
+        law = LAWS.get(form)
+    else:
+        form = candidates[0]
     inputs = {v: (a if v in law.variables else None) for v, a in inputs.items()}
     names = dict(wanted)
     if "D" not in wanted and "C" in wanted:
@@ -122,6 +147,12 @@ def fit(
         }
         if form == "chinchilla":
             out["optimal_exponent"] = boot.optimal_exponent().as_json()
+    if selection is not None:
+        out["selection"] = {
+            "chosen": selection.chosen,
+            "n_holdout": selection.n_holdout,
+            "forms": [_form_json(sc) for sc in selection.scores],
+        }
     if plot is not None:
         if inputs["N"] is None or inputs["D"] is None:
             raise UserError("--plot draws iso-FLOP curves and needs the chinchilla form")
@@ -129,6 +160,8 @@ def fit(
     if as_json:
         print_json(out)
         return
+    if selection is not None:
+        _show_selection(out["selection"])
     _show_fit(out, boot is not None)
     if boot is not None:
         _show_convergence(boot.converged, boot.n_boot, boot.warning)
@@ -157,6 +190,31 @@ def _show_fit(out: dict[str, Any], intervals: bool) -> None:
     console.print(
         f"objective (summed Huber, delta={out['huber_delta']:g}): {out['objective']:.10g}"
     )
+
+
+def _form_json(sc: Any) -> dict[str, Any]:
+    return {
+        "form": sc.form,
+        "holdout_error": sc.holdout_error,
+        "holdout_bias": sc.holdout_bias,
+        "weight": sc.weight,
+    }
+
+
+def _show_selection(sel: dict[str, Any]) -> None:
+    table = Table(
+        title=f"forms by leave-the-largest-out backtest ({sel['n_holdout']} largest runs held "
+        f"out); chosen: {sel['chosen']}",
+        title_justify="left",
+    )
+    for col in ("form", "held-out |log error|", "bias (pred - obs)", "mixture weight"):
+        table.add_column(col, justify="right")
+    for f in sel["forms"]:
+        table.add_row(
+            f["form"] + (" *" if f["form"] == sel["chosen"] else ""),
+            f"{f['holdout_error']:.4f}", f"{f['holdout_bias']:+.4f}", f"{f['weight']:.3f}",
+        )  # fmt: skip
+    console.print(table)
 
 
 def _show_convergence(converged: int, n_boot: int, warning: str | None) -> None:

@@ -31,6 +31,7 @@ from safescale.scaling._methods import METHODS, ForecastMethod, ScoreData
 from safescale.scaling._objective import HUBER_DELTA
 from safescale.scaling._plot import plot_calibration, plot_forecast, plot_law
 from safescale.scaling._reference import ReferenceFit, reference_fit
+from safescale.scaling._select import FormScore, LawSelection, select_law
 from safescale.scaling._synthetic import CHINCHILLA, Ladder, Runs, synthetic_ladder, synthetic_runs
 
 __all__ = [
@@ -47,9 +48,11 @@ __all__ = [
     "DistanceCoverage",
     "Estimate",
     "ForecastMethod",
+    "FormScore",
     "Ladder",
     "LawBootstrap",
     "LawForm",
+    "LawSelection",
     "MethodScore",
     "ReferenceFit",
     "Runs",
@@ -68,6 +71,7 @@ __all__ = [
     "plot_law",
     "read_columns",
     "reference_fit",
+    "select_law",
     "synthetic_ladder",
     "synthetic_runs",
 ]

@@ -114,7 +114,8 @@ class LawBootstrap:
         law = self.estimate.law
         j = law.param_names.index(name)
         col = self.thetas[:, j]
-        return np.exp(col) if j < len(law.terms) else col
+        with np.errstate(over="ignore"):  # a replicate that ran a coefficient to the edge
+            return np.exp(col) if j < len(law.terms) else col
 
     def optimal_exponent(self) -> Estimate:
         """``beta / (alpha + beta)``: N_opt grows as C to this power (Chinchilla form)."""

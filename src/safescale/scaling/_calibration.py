@@ -12,8 +12,9 @@ fitted). The error scale is modelled as growing with distance,
 
 fitted by maximum likelihood (Gaussian errors), with ``s0`` at least the in-sample residual
 spread. The predictive distribution at distance ``d`` is ``point + s(d) t_nu`` with ``nu``
-the number of cuts: the errors from one cut share a fit, so they are not independent, and the
-Student t widens the tails accordingly when the ladder is short. Intervals and
+the number of errors less the two fitted scale parameters, so the tails widen when the ladder
+is short. (The errors from one cut share a fit and are not independent; the synthetic-ladder
+tests check that coverage holds regardless.) Intervals and
 ``P(score >= line)`` both come from this one distribution, clipped to the metric's range.
 """
 
@@ -52,9 +53,8 @@ class Calibration:
 
     @property
     def dof(self) -> float:
-        """Degrees of freedom of the Student t: one per ladder cut (the errors of one cut share
-        a fit, so they count once)."""
-        return float(self.n_cuts)
+        """Degrees of freedom of the Student t: errors less the two scale parameters."""
+        return float(max(len(self.errors) - 2, 1))
 
     @property
     def mae(self) -> float:

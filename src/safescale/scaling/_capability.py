@@ -424,7 +424,6 @@ def backtest(
                 c[train], s[train], chance=chance, ceiling=ceiling,
                 loss=None if lv is None else lv[train], n_boot=n_boot, seed=seed, level=level,
                 names=names, method=m, calibrate_intervals=calibrate_intervals,
-                max_cuts=max_cuts,
             )  # fmt: skip
             ct = c[test]
             pred = fc.predict(ct)
