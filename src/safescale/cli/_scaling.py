@@ -39,6 +39,14 @@ CeilOpt = Annotated[float, typer.Option("--ceiling", help="Best possible score."
 LossCol = Annotated[
     str | None, typer.Option("--loss", help="Loss column: enables the two-step method.")
 ]
+WithOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--with",
+        help="Another benchmark's score column, as COLUMN or COLUMN:CHANCE (repeatable): "
+        "enables the multi-benchmark capability-pc method.",
+    ),
+]
 MethodOpt = Annotated[
     str,
     typer.Option(
@@ -262,6 +270,7 @@ def forecast(
         Path | None, typer.Option("--plot", help="Write a PNG of the forecast.")
     ] = None,
     method: MethodOpt = "auto",
+    with_: WithOpt = None,
 ) -> None:
     """Forecast a benchmark score at a planned compute, with a prediction interval."""
     if at <= 0:
@@ -269,9 +278,11 @@ def forecast(
     if bootstrap < 2:
         raise UserError("--bootstrap must be at least 2")
     data = _score_data(csv, compute, score, loss)
+    others, others_chance = _other_scores(csv, with_)
     fc = fit_capability(
         data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
         n_boot=bootstrap, seed=seed, names=_names(compute, score, loss), method=method,
+        others=others, others_chance=others_chance,
     )  # fmt: skip
     p = fc.predict(at)
     out: dict[str, Any] = {
@@ -361,17 +372,20 @@ def backtest_cmd(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write a PNG calibration plot.")
     ] = None,
+    with_: WithOpt = None,
 ) -> None:
     """Fit on the smaller models, predict the larger ones; choose the method with the smallest
     error; report coverage by extrapolation distance and the Brier score of P(score >= line)."""
     data = _score_data(csv, compute, score, loss)
     if method != "auto" and METHODS.get(method).needs_loss and not loss:
         raise UserError(f"--method {method} needs --loss COLUMN")
+    others, others_chance = _other_scores(csv, with_)
     bt = backtest(
         data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
         min_train=min_train, n_boot=bootstrap, seed=seed, names=_names(compute, score, loss),
         methods=None if method == "auto" else (method,),
         lines=tuple(lines) if lines else None, max_distance=max_distance,
+        others=others, others_chance=others_chance,
     )  # fmt: skip
     if plot is not None:
         plot_calibration(bt, plot)
@@ -469,6 +483,26 @@ def _est(e: Estimate, digits: int) -> str:
 def _score_data(csv: Path, compute: str, score: str, loss: str | None) -> dict[str, np.ndarray]:
     cols = {"C": compute, "s": score} | ({"L": loss} if loss else {})
     return read_columns(csv, cols, positive=("C", "L"))
+
+
+def _other_scores(
+    csv: Path, specs: list[str] | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if not specs:
+        return None, None
+    cols: dict[str, str] = {}
+    chance: list[float] = []
+    for i, spec in enumerate(specs):
+        name, _, level = spec.partition(":")
+        try:
+            chance.append(float(level) if level else 0.0)
+        except ValueError:
+            raise UserError(
+                f"--with {spec}: the chance level after ':' must be a number (COLUMN:0.25)"
+            ) from None
+        cols[f"o{i}"] = name
+    data = read_columns(csv, cols)
+    return np.column_stack([data[f"o{i}"] for i in range(len(specs))]), np.asarray(chance)
 
 
 def _names(compute: str, score: str, loss: str | None) -> dict[str, str]:

@@ -178,6 +178,8 @@ def fit_capability(
     method: str = "auto",
     calibrate_intervals: bool = True,
     max_cuts: int = 8,
+    others: ArrayLike | None = None,
+    others_chance: ArrayLike | None = None,
 ) -> CapabilityForecast:
     """Fit a score forecast: point method, calibrated intervals, bootstrap fallback.
 
@@ -196,6 +198,9 @@ def fit_capability(
         calibrate_intervals: calibrate intervals on the ladder's own backtests (default);
             False keeps the bootstrap intervals.
         max_cuts: most ladder cuts the calibration fits.
+        others: ``(n, B)`` scores of other benchmarks on the same models, for the
+            multi-benchmark ``capability-pc`` method.
+        others_chance: ``(B,)`` chance levels of the other benchmarks (default 0).
 
     Raises:
         UserError: bad values (column and row named), too few models, chance >= ceiling,
@@ -230,7 +235,8 @@ def fit_capability(
     noise = rng.normal(0.0, sigma, size=n_boot)
     ends = sigmoid(np.array([x.min(), x.max()]), full[0], full[1], chance, ceiling)
     rise = abs(float(ends[1] - ends[0])) >= 0.1 * (ceiling - chance)
-    data = ScoreData(c, s, None if loss is None else x, chance, ceiling)
+    oth, oth_chance = _others(others, others_chance, n)
+    data = ScoreData(c, s, None if loss is None else x, chance, ceiling, oth, oth_chance)
     chosen, cal, tried = _choose(data, method, sigma, calibrate_intervals, max_cuts)
     point = METHODS.get(chosen).fit(data) if cal is not None else None
     return CapabilityForecast(
@@ -244,13 +250,15 @@ def _choose(
     data: ScoreData, method: str, sigma: float, enabled: bool, max_cuts: int
 ) -> tuple[str, Calibration | None, tuple[tuple[str, float], ...]]:
     """The method to use, its calibration (None if impossible) and every method's error."""
-    has_loss = data.loss is not None
+    has_loss, has_others = data.loss is not None, data.others is not None
     if method != "auto":
         if METHODS.get(method).needs_loss and not has_loss:
             raise UserError(UserProblem(f"method {method!r} needs a loss column (--loss)"))
+        if METHODS.get(method).needs_others and not has_others:
+            raise UserError(UserProblem(f"method {method!r} needs other benchmarks (--with)"))
         names = [method]
     else:
-        names = available_methods(has_loss)
+        names = available_methods(has_loss, has_others)
     if not enabled:
         return names[0], None, ()
     cals = {m: calibrate(m, data, sigma=sigma, max_cuts=max_cuts) for m in names}
@@ -263,6 +271,20 @@ def _choose(
 
 DISTANCE_BINS = (0.0, 0.5, 1.0, 2.0, np.inf)
 """Extrapolation distances (orders of magnitude of compute) coverage is reported by."""
+
+
+def _others(
+    others: ArrayLike | None, chance: ArrayLike | None, n: int
+) -> tuple[FloatArray | None, FloatArray | None]:
+    if others is None:
+        return None, None
+    o = np.asarray(others, dtype=float).reshape(n, -1)
+    if not np.all(np.isfinite(o)):
+        raise UserError(UserProblem("other benchmarks' scores must be finite numbers"))
+    ch = np.zeros(o.shape[1]) if chance is None else np.asarray(chance, dtype=float).ravel()
+    if ch.shape != (o.shape[1],):
+        raise UserError(UserProblem("give one chance level per other benchmark"))
+    return o, ch
 
 
 @dataclass(frozen=True)
@@ -380,6 +402,8 @@ def backtest(
     max_cuts: int = 8,
     max_distance: float | None = None,
     calibrate_intervals: bool = True,
+    others: ArrayLike | None = None,
+    others_chance: ArrayLike | None = None,
 ) -> BacktestResult:
     """Fit on the smaller models, predict the larger ones, at each cut of the compute ladder.
 
@@ -399,6 +423,7 @@ def backtest(
         max_cuts: most cuts of the ladder (spread evenly); each cut is one fit per method.
         max_distance: predict only models at most this many orders of magnitude past the cut.
         calibrate_intervals: False backtests the bootstrap intervals instead.
+        others, others_chance: other benchmarks on the same models (``capability-pc``).
     """
     c = np.asarray(compute, dtype=float).ravel()
     s = np.asarray(score, dtype=float).ravel()
@@ -412,7 +437,8 @@ def backtest(
                 f"too few compute levels to backtest (need {min_train} models below a larger one)"
             )
         )
-    names_tried = list(methods) if methods else available_methods(lv is not None)
+    oth, oth_chance = _others(others, others_chance, len(c))
+    names_tried = list(methods) if methods else available_methods(lv is not None, oth is not None)
     results: dict[str, list[BacktestRow]] = {m: [] for m in names_tried}
     for cut in cuts:
         train = c <= cut
@@ -424,6 +450,7 @@ def backtest(
                 c[train], s[train], chance=chance, ceiling=ceiling,
                 loss=None if lv is None else lv[train], n_boot=n_boot, seed=seed, level=level,
                 names=names, method=m, calibrate_intervals=calibrate_intervals,
+                others=None if oth is None else oth[train], others_chance=oth_chance,
             )  # fmt: skip
             ct = c[test]
             pred = fc.predict(ct)

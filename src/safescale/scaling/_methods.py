@@ -10,6 +10,11 @@ Each method fits the models it is given and returns a predictor of the score at 
   the same sigmoid in predicted loss. Needs a loss (or bits-per-byte) per model.
 * ``logistic-4p``: the plain four-parameter logistic in ``log10 C`` (floor and ceiling free),
   fitted by scipy least squares; the baseline the others must beat.
+* ``capability-pc``: several benchmarks at once, after Ruan et al. (2024), "Observational
+  Scaling Laws and the Predictability of Language Model Performance". Each benchmark's score
+  is put on a logit scale above its chance level, the first principal component of the
+  standardised logits is a one-dimensional capability measure, the measure is fitted as linear
+  in ``log10 C``, and the target benchmark as a sigmoid of the measure. Needs other benchmarks.
 """
 
 from __future__ import annotations
@@ -42,11 +47,19 @@ class ScoreData:
     """Score of a model that knows nothing (floor)."""
     ceiling: float
     """Best possible score."""
+    others: FloatArray | None = None
+    """``(n, B)`` scores of other benchmarks on the same models (for ``capability-pc``)."""
+    others_chance: FloatArray | None = None
+    """``(B,)`` chance level of each other benchmark (ceilings are taken as 1)."""
 
     def subset(self, keep: FloatArray) -> ScoreData:
         """The models selected by the boolean mask ``keep``."""
         loss = None if self.loss is None else self.loss[keep]
-        return ScoreData(self.compute[keep], self.score[keep], loss, self.chance, self.ceiling)
+        others = None if self.others is None else self.others[keep]
+        return ScoreData(
+            self.compute[keep], self.score[keep], loss, self.chance, self.ceiling, others,
+            self.others_chance,
+        )  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -61,6 +74,8 @@ class ForecastMethod:
     """Whether the method needs a loss per model."""
     fit: Callable[[ScoreData], Predictor]
     """Fit on the data; return the predictor."""
+    needs_others: bool = False
+    """Whether the method needs other benchmarks' scores."""
 
 
 METHODS: Registry[ForecastMethod] = Registry("forecaster")
@@ -188,6 +203,31 @@ def _fit_logistic_4p(data: ScoreData) -> Predictor:
     return lambda c: sigmoid(np.log10(c), x0, k, lo, hi)
 
 
+def _logit_scores(scores: FloatArray, chance: FloatArray, ceiling: FloatArray) -> FloatArray:
+    # Normalised above chance, clipped off 0 and 1 so the logit stays finite.
+    p = (scores - chance) / (ceiling - chance)
+    p = np.clip(p, 0.01, 0.99)
+    return np.asarray(np.log(p / (1 - p)))
+
+
+def _fit_capability_pc(data: ScoreData) -> Predictor:
+    assert data.others is not None and data.others_chance is not None
+    scores = np.column_stack([data.score, data.others])
+    chance = np.r_[data.chance, data.others_chance]
+    ceiling = np.r_[data.ceiling, np.ones(len(data.others_chance))]
+    z = _logit_scores(scores, chance, ceiling)
+    mu, sd = z.mean(axis=0), np.maximum(z.std(axis=0), 1e-6)
+    zs = (z - mu) / sd
+    # First principal component, signed so that capability grows with the mean logit.
+    _, _, vt = np.linalg.svd(zs, full_matrices=False)
+    v = vt[0] * (1.0 if vt[0].sum() >= 0 else -1.0)
+    cap = zs @ v
+    x = np.log10(data.compute)
+    slope, icept = np.polyfit(x, cap, 1)
+    x0, k = best_sigmoid(cap, data.score, data.chance, data.ceiling)
+    return lambda c: sigmoid(icept + slope * np.log10(c), x0, k, data.chance, data.ceiling)
+
+
 for _m in (
     ForecastMethod(
         "sigmoid", "sigmoid in log10 compute between chance and ceiling", False, _fit_sigmoid_method
@@ -199,6 +239,14 @@ for _m in (
         _fit_two_step,
     ),
     ForecastMethod(
+        "capability-pc",
+        "sigmoid of a 1-D capability measure (first principal component of all benchmarks' "
+        "logits, linear in log10 compute; Ruan et al. 2024)",
+        False,
+        _fit_capability_pc,
+        needs_others=True,
+    ),
+    ForecastMethod(
         "logistic-4p",
         "plain 4-parameter logistic in log10 compute (scipy)",
         False,
@@ -208,6 +256,11 @@ for _m in (
     METHODS.add(_m.name, _m)
 
 
-def available_methods(has_loss: bool) -> list[str]:
+def available_methods(has_loss: bool, has_others: bool = False) -> list[str]:
     """Registered methods the data can use."""
-    return [m for m in METHODS.names() if has_loss or not METHODS.get(m).needs_loss]
+    out = []
+    for name in METHODS.names():
+        m = METHODS.get(name)
+        if (has_loss or not m.needs_loss) and (has_others or not m.needs_others):
+            out.append(name)
+    return out
