@@ -121,7 +121,8 @@ class CapabilityForecast:
         c = np.asarray(compute, dtype=float)
         if self.calibration is not None:
             rng = np.random.default_rng(self.draw_seed)
-            z = rng.standard_t(self.calibration.dof, size=(len(self.noise),) + (1,) * c.ndim)
+            r = max(len(self.noise), 1000)
+            z = rng.standard_t(self.calibration.dof, size=(r,) + (1,) * c.ndim)
             draws = self._point(c)[None] + self.calibration.scale(self.distance(c))[None] * z
             return np.clip(draws, self._low(), self.ceiling)
         x = self._x(c, replicates=True)
@@ -180,6 +181,7 @@ def fit_capability(
     max_cuts: int = 8,
     others: ArrayLike | None = None,
     others_chance: ArrayLike | None = None,
+    bootstrap_calibrated: bool = True,
 ) -> CapabilityForecast:
     """Fit a score forecast: point method, calibrated intervals, bootstrap fallback.
 
@@ -201,6 +203,8 @@ def fit_capability(
         others: ``(n, B)`` scores of other benchmarks on the same models, for the
             multi-benchmark ``capability-pc`` method.
         others_chance: ``(B,)`` chance levels of the other benchmarks (default 0).
+        bootstrap_calibrated: also bootstrap a calibrated forecast (its replicates are kept
+            for the record; backtests skip them, as calibrated intervals do not use them).
 
     Raises:
         UserError: bad values (column and row named), too few models, chance >= ceiling,
@@ -217,28 +221,32 @@ def fit_capability(
     check_columns(columns, shown, min_rows=3 if loss is None else 4)
     check_columns({"compute": c, "score": s}, shown, min_rows=3, positive=False)
     n = len(s)
-    rng = np.random.default_rng(seed)
-    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
-    loss_law = None
-    if loss is None:
-        x = np.log10(c)
-    else:
-        x = columns["loss"]
-        loss_law = bootstrap_law(
-            compute=c, loss=x, form="compute", n_boot=n_boot, seed=seed, level=level,
-            names={"C": shown["compute"], "loss": shown["loss"]},
-        )  # fmt: skip
+    x = np.log10(c) if loss is None else columns["loss"]
     full = best_sigmoid(x, s, chance, ceiling)
     resid = s - sigmoid(x, full[0], full[1], chance, ceiling)
     sigma = float(np.sqrt(np.sum(resid**2) / max(n - 2, 1)))
-    draws = _fit_sigmoid(x, s, counts, chance, ceiling, np.repeat(full[None], n_boot, axis=0))
-    noise = rng.normal(0.0, sigma, size=n_boot)
     ends = sigmoid(np.array([x.min(), x.max()]), full[0], full[1], chance, ceiling)
     rise = abs(float(ends[1] - ends[0])) >= 0.1 * (ceiling - chance)
     oth, oth_chance = _others(others, others_chance, n)
     data = ScoreData(c, s, None if loss is None else x, chance, ceiling, oth, oth_chance)
     chosen, cal, tried = _choose(data, method, sigma, calibrate_intervals, max_cuts)
     point = METHODS.get(chosen).fit(data) if cal is not None else None
+    if cal is not None and not bootstrap_calibrated:
+        # Calibrated and no bootstrap asked for (backtests): skip the replicates.
+        return CapabilityForecast(
+            float(full[0]), float(full[1]), chance, ceiling, sigma, np.empty((0, 2)),
+            np.empty(0), n, level, None, rise, chosen, point, cal, float(c.max()), tried, seed,
+        )  # fmt: skip
+    rng = np.random.default_rng(seed)
+    counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
+    loss_law = None
+    if loss is not None:
+        loss_law = bootstrap_law(
+            compute=c, loss=x, form="compute", n_boot=n_boot, seed=seed, level=level,
+            names={"C": shown["compute"], "loss": shown["loss"]},
+        )  # fmt: skip
+    draws = _fit_sigmoid(x, s, counts, chance, ceiling, np.repeat(full[None], n_boot, axis=0))
+    noise = rng.normal(0.0, sigma, size=n_boot)
     return CapabilityForecast(
         float(full[0]), float(full[1]), chance, ceiling, sigma, draws, noise, n, level, loss_law,
         rise, chosen if cal is not None else ("two-step" if loss is not None else "sigmoid"),
@@ -448,7 +456,8 @@ def backtest(
         for m in names_tried:
             fc = fit_capability(
                 c[train], s[train], chance=chance, ceiling=ceiling,
-                loss=None if lv is None else lv[train], n_boot=n_boot, seed=seed, level=level,
+                loss=None if lv is None else lv[train], seed=seed, level=level,
+                n_boot=n_boot, bootstrap_calibrated=False,
                 names=names, method=m, calibrate_intervals=calibrate_intervals,
                 others=None if oth is None else oth[train], others_chance=oth_chance,
             )  # fmt: skip

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 from scipy.optimize import least_squares
@@ -148,7 +149,7 @@ def fit_sigmoid_batch(
         ft = cost(trial, wa)
         fa = f[active]
         ok = np.isfinite(ft) & (ft <= fa)
-        done = ok & (fa - ft <= 1e-14 * np.maximum(fa, 1e-300))
+        done = ok & (fa - ft <= 1e-12 * np.maximum(fa, 1e-300))
         theta[active[ok]], f[active[ok]] = trial[ok], ft[ok]
         mu[active] = np.where(ok, mu[active] / 5.0, mu[active] * 10.0)
         active = active[~(done | (mu[active] > 1e12))]
@@ -166,9 +167,16 @@ def sigmoid_starts(x: FloatArray) -> FloatArray:
     return np.array([(m, sg * k) for m in mids for k in slopes for sg in (1.0, -1.0)])
 
 
-def best_sigmoid(x: FloatArray, s: FloatArray, floor: float, ceiling: float) -> FloatArray:
-    """Least-squares ``(x0, k)`` from every start of :func:`sigmoid_starts`, best kept."""
+def best_sigmoid(
+    x: FloatArray, s: FloatArray, floor: float, ceiling: float, keep: int = 16
+) -> FloatArray:
+    """Least-squares ``(x0, k)`` from the ``keep`` best starts of :func:`sigmoid_starts`
+    (ranked by their cost before any step), best end point kept."""
     starts = sigmoid_starts(x)
+    k_max = max_slope(x)
+    clipped = np.c_[starts[:, 0], np.clip(starts[:, 1], -k_max, k_max)]
+    cost0 = np.sum((sigmoid(x[None], clipped[:, :1], clipped[:, 1:], floor, ceiling) - s) ** 2, 1)
+    starts = starts[np.argsort(cost0, kind="stable")[:keep]]
     fits = fit_sigmoid_batch(x, s, np.ones((len(starts), len(x))), floor, ceiling, starts)
     r = sigmoid(x[None], fits[:, :1], fits[:, 1:], floor, ceiling) - s[None]
     return np.asarray(fits[int(np.argmin(np.sum(r**2, axis=1)))])
@@ -179,13 +187,33 @@ def _fit_sigmoid_method(data: ScoreData) -> Predictor:
     return lambda c: sigmoid(np.log10(c), x0, k, data.chance, data.ceiling)
 
 
-def _fit_two_step(data: ScoreData) -> Predictor:
+@lru_cache(maxsize=256)
+def _compute_law(compute: bytes, loss: bytes) -> FloatArray:
+    # The first step depends only on (compute, loss): backtests of several benchmarks on one
+    # ladder, and nested cuts, refit the same subsets; fit each once.
     from safescale.scaling._fit import fit_law
 
+    law = fit_law(compute=np.frombuffer(compute), loss=np.frombuffer(loss), form="compute")
+    return np.asarray(law.theta_)
+
+
+def _fit_two_step(data: ScoreData) -> Predictor:
+    from safescale.scaling._laws import LAWS
+
     assert data.loss is not None
-    law = fit_law(compute=data.compute, loss=data.loss, form="compute")
+    theta = _compute_law(
+        np.ascontiguousarray(data.compute, dtype=float).tobytes(),
+        np.ascontiguousarray(data.loss, dtype=float).tobytes(),
+    )
+    form = LAWS.get("compute")
     x0, k = best_sigmoid(data.loss, data.score, data.chance, data.ceiling)
-    return lambda c: sigmoid(law.predict(c), x0, k, data.chance, data.ceiling)
+
+    def predict(c: FloatArray) -> FloatArray:
+        cc = np.asarray(c, dtype=float)
+        loss = np.exp(form.log_predict(theta, np.log(cc).reshape(-1, 1))).reshape(cc.shape)
+        return sigmoid(loss, x0, k, data.chance, data.ceiling)
+
+    return predict
 
 
 def _fit_logistic_4p(data: ScoreData) -> Predictor:
@@ -195,10 +223,15 @@ def _fit_logistic_4p(data: ScoreData) -> Predictor:
     def resid(p: FloatArray) -> FloatArray:
         return np.asarray(sigmoid(x, p[0], p[1], p[2], p[3]) - s)
 
+    def jac(p: FloatArray) -> FloatArray:
+        q = 1.0 / (1.0 + np.exp(-np.clip(p[1] * (x - p[0]), -700, 700)))
+        dq = (p[3] - p[2]) * q * (1 - q)
+        return np.column_stack([-p[1] * dq, (x - p[0]) * dq, 1 - q, q])
+
     start = np.array([float(np.median(x)), 4.0 / spread, float(s.min()), float(s.max())])
     if start[3] - start[2] < 1e-6:
         start[3] = start[2] + 1e-3
-    res = least_squares(resid, start, method="trf", max_nfev=2000)
+    res = least_squares(resid, start, jac=jac, method="trf", max_nfev=400)
     x0, k, lo, hi = res.x
     return lambda c: sigmoid(np.log10(c), x0, k, lo, hi)
 
