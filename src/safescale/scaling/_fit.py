@@ -128,7 +128,13 @@ def search_batch(
     n_rep, n = w.shape
     per_run = grid_run_values(form, problem)  # (S, n)
     scores = per_run @ w.T  # (S, R)
-    picks = [np.flatnonzero(_pick_starts(form, grid, scores[:, r], cfg)) for r in range(n_rep)]
+    if cfg.per_cell == 0:
+        # Only the best starts overall: one partial sort of every column at once.
+        top = min(cfg.top, len(grid))
+        best = np.argpartition(scores, top - 1, axis=0)[:top].T  # (R, top)
+        picks = [row[np.isfinite(scores[row, r])] for r, row in enumerate(best)]
+    else:
+        picks = [np.flatnonzero(_pick_starts(form, grid, scores[:, r], cfg)) for r in range(n_rep)]
     p = grid.shape[1]
     step = max(1, chunk // max(1, n * p * (max(len(k) for k in picks) + cfg.polish)))
     theta = np.empty((n_rep, p))
