@@ -250,3 +250,24 @@ def test_fit_compare_chooses_a_form_by_leave_the_largest_out(runs_csv: Path, cap
         "--compare", "chinchilla,kaplan-nd",
     )  # fmt: skip
     assert code == 0 and "leave-the-largest-out" in out
+
+
+def test_forecast_with_other_benchmarks(tmp_path: Path, capsys) -> None:
+    from safescale.scaling import synthetic_ladder
+
+    lad = synthetic_ladder(1, n_models=12, n_benchmarks=3)
+    rows = zip(lad.compute, *lad.scores.T, strict=True)
+    path = _write(tmp_path / "multi.csv", ["flops", "a", "b", "c"], rows)
+    args = ["forecast", path, "--compute", "flops", "--score", "a", "--at",
+            str(lad.compute.max() * 4), "--chance", str(lad.chance[0]),
+            "--with", f"b:{lad.chance[1]}", "--with", f"c:{lad.chance[2]}",
+            "--bootstrap", "20", "--line", "0.6"]  # fmt: skip
+    code, out, _ = _run(capsys, *args, "--method", "capability-pc", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["method"] == "capability-pc" and doc["calibrated"]
+    assert doc["calibration"]["n_cuts"] >= 2 and 0 <= doc["prob_exceeds"] <= 1
+    code, out, _ = _run(capsys, *args)
+    assert code == 0 and "calibrated on" in out and "capability-pc" in out
+    code, _, err = _run(capsys, *args[:-4], "--with", "b:x")
+    assert code == 2 and "chance level" in err
