@@ -492,12 +492,7 @@ def backtest(
 
 
 def _score(method: str, rows: list[BacktestRow], level: float, seed: int) -> MethodScore:
-    err = np.abs([r.error for r in rows])
-    rng = np.random.default_rng(seed)
-    boot = err[rng.integers(0, len(err), size=(1000, len(err)))].mean(axis=1)
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.percentile(boot, [tail, 100 - tail])
-    mae = Estimate(np.asarray(err.mean()), lo, hi, level)
+    mae = _mean_with_interval(np.abs([r.error for r in rows]), level, seed)
     hits = sum(r.covered for r in rows)
     return MethodScore(method, mae, _wilson(hits, len(rows), level), len(rows))
 
@@ -521,12 +516,16 @@ def _brier(
         return None
     p = np.array([r.probs for r in rows])  # (n, lines)
     y = np.array([[r.actual >= ln for ln in lines] for r in rows], dtype=float)
-    per_row = np.mean((p - y) ** 2, axis=1)
+    return _mean_with_interval(np.mean((p - y) ** 2, axis=1), level, seed)
+
+
+def _mean_with_interval(values: FloatArray, level: float, seed: int) -> Estimate:
+    # Mean over rows with a percentile bootstrap interval (1,000 resamples of the rows).
     rng = np.random.default_rng(seed)
-    boot = per_row[rng.integers(0, len(per_row), size=(1000, len(per_row)))].mean(axis=1)
+    boot = values[rng.integers(0, len(values), size=(1000, len(values)))].mean(axis=1)
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(boot, [tail, 100 - tail])
-    return Estimate(np.asarray(per_row.mean()), lo, hi, level)
+    return Estimate(np.asarray(values.mean()), lo, hi, level)
 
 
 def _wilson(k: int, n: int, level: float) -> Estimate:
