@@ -176,7 +176,10 @@ def test_forecast_two_step_and_backtest(ladder_csv: Path, capsys) -> None:
         "100",
         "--json",
     )
-    assert code == 0 and json.loads(out)["against"] == "loss"
+    doc = json.loads(out)
+    assert code == 0 and doc["against"] == "loss"
+    assert doc["loss_bootstrap"]["n_boot"] == 100 and "converged" in doc["loss_bootstrap"]
+    assert doc["method"] in ("sigmoid", "two-step", "logistic-4p")
     code, out, _ = _run(
         capsys,
         "backtest",
@@ -194,3 +197,77 @@ def test_forecast_two_step_and_backtest(ladder_csv: Path, capsys) -> None:
     doc = json.loads(out)
     assert code == 0 and doc["n"] == len(doc["rows"]) > 0
     assert 0 <= doc["coverage"]["value"] <= 1
+
+
+def test_fit_table_reports_convergence(runs_csv: Path, capsys) -> None:
+    code, out, _ = _run(
+        capsys, "fit", runs_csv, "--params", "n", "--tokens", "d", "--loss", "loss",
+        "--bootstrap", "20",
+    )  # fmt: skip
+    assert code == 0 and "replicates refitted to their own optimum" in out
+
+
+def test_backtest_chooses_a_method_and_draws_calibration(tmp_path: Path, capsys) -> None:
+    from safescale.scaling import synthetic_ladder
+
+    lad = synthetic_ladder(3, n_models=12)
+    path = _write(
+        tmp_path / "lad.csv", ["flops", "score", "loss"],
+        zip(lad.compute, lad.scores[:, 0], lad.loss, strict=True),
+    )  # fmt: skip
+    png = tmp_path / "cal.png"
+    args = ["backtest", path, "--compute", "flops", "--score", "score", "--loss", "loss",
+            "--chance", str(lad.chance[0]), "--bootstrap", "20", "--min-train", "6"]  # fmt: skip
+    code, out, _ = _run(capsys, *args, "--json", "--plot", png)
+    assert code == 0
+    doc = json.loads(out)
+    names = {m["method"] for m in doc["methods"]}
+    assert names == {"sigmoid", "two-step", "logistic-4p"}
+    best = min(doc["methods"], key=lambda m: m["mae"]["value"])
+    assert doc["method"] == best["method"]
+    assert sum(d["n"] for d in doc["by_distance"]) == doc["n"]
+    assert 0 <= doc["brier"]["value"] <= 1 and len(doc["lines"]) == 3
+    assert all(0 <= r["pit"] <= 1 for r in doc["rows"])
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = _run(capsys, *args)
+    assert code == 0 and "chosen: " + doc["method"] in out and "Brier" in out
+    code, _, err = _run(capsys, *args[:6], "--method", "two-step")
+    assert code == 2 and "--loss" in err
+
+
+def test_fit_compare_chooses_a_form_by_leave_the_largest_out(runs_csv: Path, capsys) -> None:
+    code, out, _ = _run(
+        capsys, "fit", runs_csv, "--params", "n", "--tokens", "d", "--loss", "loss",
+        "--compare", "chinchilla,kaplan-nd", "--json",
+    )  # fmt: skip
+    assert code == 0
+    doc = json.loads(out)
+    sel = doc["selection"]
+    assert {f["form"] for f in sel["forms"]} == {"chinchilla", "kaplan-nd"}
+    assert doc["form"] == sel["chosen"] == "chinchilla"  # the runs come from a Chinchilla law
+    code, out, _ = _run(
+        capsys, "fit", runs_csv, "--params", "n", "--tokens", "d", "--loss", "loss",
+        "--compare", "chinchilla,kaplan-nd",
+    )  # fmt: skip
+    assert code == 0 and "leave-the-largest-out" in out
+
+
+def test_forecast_with_other_benchmarks(tmp_path: Path, capsys) -> None:
+    from safescale.scaling import synthetic_ladder
+
+    lad = synthetic_ladder(1, n_models=12, n_benchmarks=3)
+    rows = zip(lad.compute, *lad.scores.T, strict=True)
+    path = _write(tmp_path / "multi.csv", ["flops", "a", "b", "c"], rows)
+    args = ["forecast", path, "--compute", "flops", "--score", "a", "--at",
+            str(lad.compute.max() * 4), "--chance", str(lad.chance[0]),
+            "--with", f"b:{lad.chance[1]}", "--with", f"c:{lad.chance[2]}",
+            "--bootstrap", "20", "--line", "0.6"]  # fmt: skip
+    code, out, _ = _run(capsys, *args, "--method", "capability-pc", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["method"] == "capability-pc" and doc["calibrated"]
+    assert doc["calibration"]["n_cuts"] >= 2 and 0 <= doc["prob_exceeds"] <= 1
+    code, out, _ = _run(capsys, *args)
+    assert code == 0 and "calibrated on" in out and "capability-pc" in out
+    code, _, err = _run(capsys, *args[:-4], "--with", "b:x")
+    assert code == 2 and "chance level" in err

@@ -1,7 +1,8 @@
 """Capability forecasts for the next planned scale-up, as evidence the determination can use.
 
 For each evaluation a threshold binds, the latest score of every model in the target's lineage
-is fitted against effective compute (a sigmoid with the evaluation's chance floor; see
+is fitted against effective compute (the method with the smallest leave-future-out error, its
+interval calibrated on the ladder's own backtests when the ladder is long enough; see
 :func:`safescale.scaling.fit_capability`), and the score is predicted at
 ``policy.planned_scale_up`` times the target model's effective compute. The prediction and its
 interval become an Evidence record of kind ``forecast``; the determination rule raises an
@@ -117,7 +118,11 @@ def forecast_evaluations(
                 lo=float(pred.lo),
                 hi=float(pred.hi),
                 confidence=pred.level,
-                method="bootstrap prediction interval",
+                method=(
+                    f"prediction interval calibrated on leave-future-out backtests ({fit.method})"
+                    if fit.calibrated
+                    else "bootstrap prediction interval (ladder too short to calibrate)"
+                ),
             )
             p_alert = float(fit.prob_exceeds(at, b.alert)) if b.alert is not None else None
             p_thr = float(fit.prob_exceeds(at, b.threshold)) if b.threshold is not None else None
@@ -130,7 +135,7 @@ def forecast_evaluations(
                 value=float(pred.value),
                 interval=interval,
                 n=len(points),
-                elicitation=f"sigmoid in log effective compute over {len(points)} ladder models",
+                elicitation=f"{fit.method} forecast over {len(points)} ladder models",
                 producer="safescale.scaling",
                 details={
                     "at_effective_compute": at,
@@ -140,6 +145,13 @@ def forecast_evaluations(
                     "points": [[p.model, p.effective_compute, p.value] for p in points],
                     "chance": spec.chance,
                     "rise_observed": bool(fit.rise_observed),
+                    "method": fit.method,
+                    "calibrated": fit.calibrated,
+                    "calibration": (None if fit.calibration is None else fit.calibration.as_json()),
+                    "distance_decades": float(fit.distance(at)),
+                    "loss_bootstrap": (
+                        None if fit.loss_law is None else fit.loss_law.convergence_json()
+                    ),
                 },
             )
             out.append(

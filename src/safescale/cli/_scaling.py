@@ -13,6 +13,7 @@ from safescale._errors import UserError
 from safescale.cli._common import console, err_console, print_json, print_table
 from safescale.scaling import (
     LAWS,
+    METHODS,
     Estimate,
     backtest,
     bootstrap_law,
@@ -21,9 +22,11 @@ from safescale.scaling import (
     extrapolation_warnings,
     fit_capability,
     fit_law,
+    plot_calibration,
     plot_forecast,
     plot_law,
     read_columns,
+    select_law,
 )
 
 app = typer.Typer(
@@ -36,7 +39,23 @@ SeedOpt = Annotated[int, typer.Option("--seed", help="Seed for the bootstrap.")]
 ChanceOpt = Annotated[float, typer.Option("--chance", help="Score of random guessing (floor).")]
 CeilOpt = Annotated[float, typer.Option("--ceiling", help="Best possible score.")]
 LossCol = Annotated[
-    str | None, typer.Option("--loss", help="Loss column: forecast by the two-step method.")
+    str | None, typer.Option("--loss", help="Loss column: enables the two-step method.")
+]
+WithOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--with",
+        help="Another benchmark's score column, as COLUMN or COLUMN:CHANCE (repeatable): "
+        "enables the multi-benchmark capability-pc method.",
+    ),
+]
+MethodOpt = Annotated[
+    str,
+    typer.Option(
+        "--method",
+        help="Forecast method: auto (smallest leave-future-out error), "
+        + ", ".join(METHODS.names()),
+    ),
 ]
 
 
@@ -70,10 +89,20 @@ def fit(
             "(default: five budgets from the smallest run to 100x the largest).",
         ),
     ] = None,
+    compare: Annotated[
+        str | None,
+        typer.Option(
+            "--compare",
+            help="Comma-separated forms to choose among by leave-the-largest-out backtest "
+            "(the 20% largest-compute runs held out); overrides --form.",
+        ),
+    ] = None,
 ) -> None:
     """Fit a scaling law by Hoffmann et al. (2022) Approach 3 (Huber on log loss, grid + L-BFGS)."""
-    law = LAWS.get(form)
-    if tokens and flops and "D" in law.variables:
+    candidates = [f.strip() for f in compare.split(",") if f.strip()] if compare else [form]
+    needed = {v for f in candidates for v in LAWS.get(f).variables}
+    law = LAWS.get(candidates[0])
+    if tokens and flops and "D" in needed:
         raise UserError("give --tokens or --flops, not both")
     if bootstrap < 0 or bootstrap == 1:
         raise UserError("--bootstrap must be 0 or at least 2")
@@ -85,12 +114,26 @@ def fit(
     ):
         if col:
             wanted[key] = col
-        elif key in law.variables and not (key == "D" and flops and params):
-            raise UserError(f"the {form} law needs {flag} COLUMN")
+        elif key in needed and not (key == "D" and flops and params):
+            which = next(f for f in candidates if key in LAWS.get(f).variables)
+            raise UserError(f"the {which} law needs {flag} COLUMN")
     data = read_columns(csv, wanted, positive=tuple(wanted))
     inputs = {v: data.get(v) for v in ("N", "D", "C")}
-    if "D" in law.variables and inputs["D"] is None:
+    if "D" in needed and inputs["D"] is None:
         inputs["D"] = data["C"] / (6.0 * data["N"])
+    n_col, d_col = inputs["N"], inputs["D"]
+    if "C" in needed and inputs["C"] is None and n_col is not None and d_col is not None:
+        inputs["C"] = 6.0 * n_col * d_col
+    selection = None
+    if compare:
+        selection = select_law(
+            tuple(candidates), data["loss"], params=inputs["N"], tokens=inputs["D"],
+            compute=inputs["C"],
+        )  # fmt: skip
+        form = selection.chosen
+        law = LAWS.get(form)
+    else:
+        form = candidates[0]
     inputs = {v: (a if v in law.variables else None) for v, a in inputs.items()}
     names = dict(wanted)
     if "D" not in wanted and "C" in wanted:
@@ -117,6 +160,8 @@ def fit(
             "seed": seed,
             "level": boot.level,
             "converged": boot.converged,
+            "converged_share": boot.converged_share,
+            "warning": boot.warning,
         }
         if form == "chinchilla":
             out["optimal_exponent"] = boot.optimal_exponent().as_json()
@@ -138,6 +183,12 @@ def fit(
     if form == "chinchilla" and run_compute is not None:
         warnings += extrapolation_warnings(budgets.tolist(), run_compute.tolist())
     out["warnings"] = warnings
+    if selection is not None:
+        out["selection"] = {
+            "chosen": selection.chosen,
+            "n_holdout": selection.n_holdout,
+            "forms": [_form_json(sc) for sc in selection.scores],
+        }
     if plot is not None:
         if inputs["N"] is None or inputs["D"] is None:
             raise UserError("--plot draws iso-FLOP curves and needs the chinchilla form")
@@ -145,7 +196,11 @@ def fit(
     if as_json:
         print_json(out)
         return
+    if selection is not None:
+        _show_selection(out["selection"])
     _show_fit(out, boot is not None)
+    if boot is not None:
+        _show_convergence(boot.converged, boot.n_boot, boot.warning)
     if form == "chinchilla":
         _show_optimal(boot or est, budgets)
     for line in warnings:
@@ -173,6 +228,40 @@ def _show_fit(out: dict[str, Any], intervals: bool) -> None:
     console.print(
         f"objective (summed Huber, delta={out['huber_delta']:g}): {out['objective']:.10g}"
     )
+
+
+def _form_json(sc: Any) -> dict[str, Any]:
+    return {
+        "form": sc.form,
+        "holdout_error": sc.holdout_error,
+        "holdout_bias": sc.holdout_bias,
+        "weight": sc.weight,
+    }
+
+
+def _show_selection(sel: dict[str, Any]) -> None:
+    table = Table(
+        title=f"forms by leave-the-largest-out backtest ({sel['n_holdout']} largest runs held "
+        f"out); chosen: {sel['chosen']}",
+        title_justify="left",
+    )
+    for col in ("form", "held-out |log error|", "bias (pred - obs)", "mixture weight"):
+        table.add_column(col, justify="right")
+    for f in sel["forms"]:
+        table.add_row(
+            f["form"] + (" *" if f["form"] == sel["chosen"] else ""),
+            f"{f['holdout_error']:.4f}", f"{f['holdout_bias']:+.4f}", f"{f['weight']:.3f}",
+        )  # fmt: skip
+    console.print(table)
+
+
+def _show_convergence(converged: int, n_boot: int, warning: str | None) -> None:
+    console.print(
+        f"bootstrap: {converged} of {n_boot} replicates refitted to their own optimum "
+        f"({100 * converged / max(n_boot, 1):.1f}%)"
+    )
+    if warning:
+        console.print(f"[bold yellow]warning:[/] {warning}")
 
 
 def _show_optimal(fit: Any, budgets: np.ndarray) -> None:
@@ -210,6 +299,8 @@ def forecast(
     plot: Annotated[
         Path | None, typer.Option("--plot", help="Write a PNG of the forecast.")
     ] = None,
+    method: MethodOpt = "auto",
+    with_: WithOpt = None,
 ) -> None:
     """Forecast a benchmark score at a planned compute, with a prediction interval."""
     if at <= 0:
@@ -217,9 +308,11 @@ def forecast(
     if bootstrap < 2:
         raise UserError("--bootstrap must be at least 2")
     data = _score_data(csv, compute, score, loss)
+    others, others_chance = _other_scores(csv, with_)
     fc = fit_capability(
         data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
-        n_boot=bootstrap, seed=seed, names=_names(compute, score, loss),
+        n_boot=bootstrap, seed=seed, names=_names(compute, score, loss), method=method,
+        others=others, others_chance=others_chance,
     )  # fmt: skip
     p = fc.predict(at)
     out: dict[str, Any] = {
@@ -239,7 +332,14 @@ def forecast(
         "n_boot": bootstrap,
         "seed": seed,
         "rise_observed": fc.rise_observed,
+        "method": fc.method,
+        "calibrated": fc.calibrated,
+        "calibration": None if fc.calibration is None else fc.calibration.as_json(),
+        "distance_decades": float(fc.distance(at)),
+        "method_errors": dict(fc.method_errors),
     }
+    if fc.loss_law is not None:
+        out["loss_bootstrap"] = fc.loss_law.convergence_json()
     if line is not None:
         out["line"] = line
         out["prob_exceeds"] = float(fc.prob_exceeds(at, line))
@@ -251,12 +351,27 @@ def forecast(
     level = round(100 * fc.level)
     console.print(
         f"score at C = {at:.3g} FLOP: {out['score']:.4f}, {level}% prediction interval "
-        f"[{p.lo:.4f}, {p.hi:.4f}]  (n = {fc.n_points} models, against {fc.against})"
+        f"[{p.lo:.4f}, {p.hi:.4f}]  (n = {fc.n_points} models, method {fc.method}, "
+        f"{out['distance_decades']:.2f} decades past the largest)"
     )
-    if line is not None:
+    if fc.calibration is not None:
+        cal = fc.calibration
+        tried = ", ".join(f"{m} {e:.4f}" for m, e in fc.method_errors)
         console.print(
-            f"P(score >= {line:g}) = {out['prob_exceeds']:.3f}  ({bootstrap} bootstrap draws)"
+            f"interval calibrated on {len(cal.errors)} leave-future-out errors from {cal.n_cuts} "
+            f"ladder cuts (error scale {cal.s0:.4f} + {cal.growth:.4f}/decade); "
+            f"out-of-sample MAE: {tried}"
         )
+    else:
+        console.print(
+            "[bold yellow]warning:[/] too few models to calibrate on the ladder's own "
+            "backtests; the interval is the bootstrap's and may be too narrow"
+        )
+    if fc.loss_law is not None:
+        _show_convergence(fc.loss_law.converged, fc.loss_law.n_boot, fc.loss_law.warning)
+    if line is not None:
+        how = "calibrated" if fc.calibrated else f"{bootstrap} bootstrap draws"
+        console.print(f"P(score >= {line:g}) = {out['prob_exceeds']:.3f}  ({how})")
     if plot is not None:
         console.print(f"plot written to {plot}")
 
@@ -275,18 +390,60 @@ def backtest_cmd(
     ] = 400,
     seed: SeedOpt = 0,
     as_json: JsonOpt = False,
+    method: MethodOpt = "auto",
+    lines: Annotated[
+        list[float] | None,
+        typer.Option("--line", help="Score line for the Brier score (repeatable)."),
+    ] = None,
+    max_distance: Annotated[
+        float | None,
+        typer.Option("--max-distance", help="Predict at most this many decades past a cut."),
+    ] = None,
+    plot: Annotated[
+        Path | None, typer.Option("--plot", help="Write a PNG calibration plot.")
+    ] = None,
+    with_: WithOpt = None,
 ) -> None:
-    """Fit on the smaller models, predict the larger ones; report errors and interval coverage."""
+    """Fit on the smaller models, predict the larger ones; choose the method with the smallest
+    error; report coverage by extrapolation distance and the Brier score of P(score >= line)."""
     data = _score_data(csv, compute, score, loss)
+    if method != "auto" and METHODS.get(method).needs_loss and not loss:
+        raise UserError(f"--method {method} needs --loss COLUMN")
+    others, others_chance = _other_scores(csv, with_)
     bt = backtest(
         data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
         min_train=min_train, n_boot=bootstrap, seed=seed, names=_names(compute, score, loss),
+        methods=None if method == "auto" else (method,),
+        lines=tuple(lines) if lines else None, max_distance=max_distance,
+        others=others, others_chance=others_chance,
     )  # fmt: skip
+    if plot is not None:
+        plot_calibration(bt, plot)
     out = {
         "n": bt.n,
         "level": bt.level,
+        "method": bt.method,
         "mae": bt.mae.as_json(),
         "coverage": bt.coverage.as_json(),
+        "methods": [
+            {
+                "method": m.method,
+                "n": m.n,
+                "mae": m.mae.as_json(),
+                "coverage": m.coverage.as_json(),
+            }
+            for m in bt.methods
+        ],
+        "by_distance": [
+            {
+                "decades": [d.lo, None if np.isinf(d.hi) else d.hi],
+                "n": d.n,
+                "coverage": d.coverage.as_json(),
+            }
+            for d in bt.by_distance
+        ],
+        "lines": list(bt.lines),
+        "brier": None if bt.brier is None else bt.brier.as_json(),
         "rows": [
             {
                 "train_max_compute": r.train_max_compute,
@@ -295,6 +452,9 @@ def backtest_cmd(
                 "predicted": float(r.predicted.value),
                 "interval": [float(r.predicted.lo), float(r.predicted.hi)],
                 "covered": r.covered,
+                "distance_decades": r.distance,
+                "pit": r.pit,
+                "prob_exceeds": list(r.probs),
             }
             for r in bt.rows
         ],
@@ -323,11 +483,56 @@ def backtest_cmd(
         f"[{float(c.lo):.2f}, {float(c.hi):.2f}] "
         f"(n = {bt.n}; rows share fits, so these intervals are optimistic)"
     )
+    methods = Table(title=f"methods (chosen: {bt.method}, smallest MAE)", title_justify="left")
+    for col in ("method", "n", "MAE", f"coverage of {level}%"):
+        methods.add_column(col, justify="right")
+    for ms in bt.methods:
+        methods.add_row(
+            ms.method + (" *" if ms.method == bt.method else ""), str(ms.n),
+            _est(ms.mae, 4), _est(ms.coverage, 2),
+        )  # fmt: skip
+    console.print(methods)
+    dist = Table(title="coverage by extrapolation distance", title_justify="left")
+    for col in ("decades past the cut", "n", f"coverage of {level}%"):
+        dist.add_column(col, justify="right")
+    for d in bt.by_distance:
+        hi = "" if np.isinf(d.hi) else f"{d.hi:g}"
+        dist.add_row(f"({d.lo:g}, {hi}]", str(d.n), _est(d.coverage, 2))
+    console.print(dist)
+    if bt.brier is not None:
+        shown = ", ".join(f"{ln:g}" for ln in bt.lines)
+        console.print(f"Brier score of P(score >= line), lines {shown}: {_est(bt.brier, 4)}")
+    if plot is not None:
+        console.print(f"calibration plot written to {plot}")
+
+
+def _est(e: Estimate, digits: int) -> str:
+    return f"{float(e.value):.{digits}f} [{float(e.lo):.{digits}f}, {float(e.hi):.{digits}f}]"
 
 
 def _score_data(csv: Path, compute: str, score: str, loss: str | None) -> dict[str, np.ndarray]:
     cols = {"C": compute, "s": score} | ({"L": loss} if loss else {})
     return read_columns(csv, cols, positive=("C", "L"))
+
+
+def _other_scores(
+    csv: Path, specs: list[str] | None
+) -> tuple[np.ndarray | None, np.ndarray | None]:
+    if not specs:
+        return None, None
+    cols: dict[str, str] = {}
+    chance: list[float] = []
+    for i, spec in enumerate(specs):
+        name, _, level = spec.partition(":")
+        try:
+            chance.append(float(level) if level else 0.0)
+        except ValueError:
+            raise UserError(
+                f"--with {spec}: the chance level after ':' must be a number (COLUMN:0.25)"
+            ) from None
+        cols[f"o{i}"] = name
+    data = read_columns(csv, cols)
+    return np.column_stack([data[f"o{i}"] for i in range(len(specs))]), np.asarray(chance)
 
 
 def _names(compute: str, score: str, loss: str | None) -> dict[str, str]:

@@ -2,7 +2,8 @@
 
 Fit ``L(N, D) = E + A/N^alpha + B/D^beta`` (and other registered forms) by Hoffmann et al.
 (2022) Approach 3, bootstrap it over runs, allocate compute, forecast a benchmark score at a
-planned compute with a prediction interval, and backtest those forecasts.
+planned compute with a prediction interval calibrated on the ladder's own leave-future-out
+backtests, and backtest those forecasts (coverage by distance, Brier score, method choice).
 """
 
 from safescale.scaling._bootstrap import (
@@ -12,10 +13,14 @@ from safescale.scaling._bootstrap import (
     bootstrap_law,
     compute_optimal,
 )
+from safescale.scaling._calibration import Calibration, calibrate
 from safescale.scaling._capability import (
+    DISTANCE_BINS,
     BacktestResult,
     BacktestRow,
     CapabilityForecast,
+    DistanceCoverage,
+    MethodScore,
     backtest,
     fit_capability,
 )
@@ -23,37 +28,53 @@ from safescale.scaling._checks import exponent_warnings, extrapolation_warnings
 from safescale.scaling._csv import read_columns
 from safescale.scaling._fit import ScalingLaw, SearchSettings, fit_law
 from safescale.scaling._laws import LAWS, LawForm, Term
+from safescale.scaling._methods import METHODS, ForecastMethod, ScoreData
 from safescale.scaling._objective import HUBER_DELTA
-from safescale.scaling._plot import plot_forecast, plot_law
+from safescale.scaling._plot import plot_calibration, plot_forecast, plot_law
 from safescale.scaling._reference import ReferenceFit, reference_fit
-from safescale.scaling._synthetic import CHINCHILLA, Runs, synthetic_runs
+from safescale.scaling._select import FormScore, LawSelection, select_law
+from safescale.scaling._synthetic import CHINCHILLA, Ladder, Runs, synthetic_ladder, synthetic_runs
 
 __all__ = [
     "CHINCHILLA",
+    "DISTANCE_BINS",
     "HUBER_DELTA",
     "LAWS",
+    "METHODS",
     "BacktestResult",
     "BacktestRow",
+    "Calibration",
     "CapabilityForecast",
     "ComputeOptimal",
+    "DistanceCoverage",
     "Estimate",
+    "ForecastMethod",
+    "FormScore",
+    "Ladder",
     "LawBootstrap",
     "LawForm",
+    "LawSelection",
+    "MethodScore",
     "ReferenceFit",
     "Runs",
     "ScalingLaw",
+    "ScoreData",
     "SearchSettings",
     "Term",
     "backtest",
     "bootstrap_law",
+    "calibrate",
     "compute_optimal",
     "exponent_warnings",
     "extrapolation_warnings",
     "fit_capability",
     "fit_law",
+    "plot_calibration",
     "plot_forecast",
     "plot_law",
     "read_columns",
     "reference_fit",
+    "select_law",
+    "synthetic_ladder",
     "synthetic_runs",
 ]

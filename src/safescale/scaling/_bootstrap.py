@@ -2,9 +2,12 @@
 
 Each replicate resamples the runs with replacement (Efron & Tibshirani 1993). Resampling is
 the same as giving each run an integer weight (how often it was drawn), so all replicates are
-refitted at once by the batched Newton solver, each starting from the full-data optimum. That
-warm start is the usual shortcut; ``converged`` reports how many replicates reached a point
-with a vanishing gradient, and the tests check replicates against a full grid search.
+refitted at once. Each replicate is refitted to its own optimum: the Approach 3 grid is scored
+under its weights, its own best starts are refined and polished (``search_batch``), and the
+full-data optimum is one more start. Starting only from the full-data optimum, the usual
+shortcut, leaves many replicates in a nearby basin and narrows the intervals. ``converged``
+counts replicates whose end point is stationary (Newton decrement below 1e-9 of the objective);
+the tests check replicates against a fresh full search on each resample.
 """
 
 from __future__ import annotations
@@ -16,10 +19,17 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import ArrayLike
 
-from safescale.scaling._fit import Method, ScalingLaw, prepare
+from safescale.scaling._fit import Method, ScalingLaw, SearchSettings, prepare, search_batch
 from safescale.scaling._laws import FloatArray
-from safescale.scaling._newton import newton_batch
 from safescale.scaling._objective import HUBER_DELTA, Problem
+
+QUICK_SEARCH = SearchSettings(per_cell=0, top=6, irls_iter=20, polish=3)
+"""First pass of each replicate's refit: its four best grid starts and the full-data optimum.
+Replicates whose two routes disagree get the full search (the tests check the result against
+a fresh full search on each resample)."""
+
+CONVERGED_WARNING = 0.95
+"""Below this share of replicates reaching a stationary optimum, outputs carry a warning."""
 
 
 @dataclass(frozen=True)
@@ -69,6 +79,31 @@ class LawBootstrap:
         """Number of replicates."""
         return len(self.thetas)
 
+    @property
+    def converged_share(self) -> float:
+        """Share of replicates that reached a stationary optimum of their own."""
+        return self.converged / max(self.n_boot, 1)
+
+    @property
+    def warning(self) -> str | None:
+        """A one-line caution when fewer than 95% of replicates converged, else None."""
+        if self.converged_share >= CONVERGED_WARNING:
+            return None
+        return (
+            f"only {self.converged} of {self.n_boot} bootstrap replicates reached a stationary "
+            f"optimum ({100 * self.converged_share:.0f}% < {100 * CONVERGED_WARNING:.0f}%): "
+            "the others ran a parameter to the edge (e.g. E -> 0); the intervals are unreliable"
+        )
+
+    def convergence_json(self) -> dict[str, object]:
+        """``converged``, ``n_boot``, ``share`` and ``warning`` for JSON and evidence."""
+        return {
+            "converged": self.converged,
+            "n_boot": self.n_boot,
+            "share": self.converged_share,
+            "warning": self.warning,
+        }
+
     def _estimate(self, full: FloatArray, draws: FloatArray) -> Estimate:
         tail = 100 * (1 - self.level) / 2
         lo, hi = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
@@ -79,7 +114,8 @@ class LawBootstrap:
         law = self.estimate.law
         j = law.param_names.index(name)
         col = self.thetas[:, j]
-        return np.exp(col) if j < len(law.terms) else col
+        with np.errstate(over="ignore"):  # a replicate that ran a coefficient to the edge
+            return np.exp(col) if j < len(law.terms) else col
 
     def optimal_exponent(self) -> Estimate:
         """``beta / (alpha + beta)``: N_opt grows as C to this power (Chinchilla form)."""
@@ -127,6 +163,7 @@ def bootstrap_law(
     huber_delta: float = HUBER_DELTA,
     method: Method = "fast",
     names: dict[str, str] | None = None,
+    search: SearchSettings | None = None,
 ) -> LawBootstrap:
     """Fit a law and bootstrap it over runs (arguments as :func:`fit_law`).
 
@@ -135,6 +172,7 @@ def bootstrap_law(
         seed: seed of the resampling.
         level: interval coverage.
         names: column names for messages, keyed ``N``, ``D``, ``C``, ``loss``.
+        search: the full search given to replicates the quick pass cannot settle.
 
     Returns:
         The full fit, the replicates and percentile intervals for every parameter.
@@ -151,16 +189,23 @@ def bootstrap_law(
     rng = np.random.default_rng(seed)
     n = len(y)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
-    thetas, grads = [], []
-    for chunk in np.array_split(np.arange(n_boot), max(1, n_boot // 250)):
-        start = np.repeat(est.theta_[None], len(chunk), axis=0)
-        res = newton_batch(problem, start, counts[chunk], max_iter=200, rtol=1e-13)
-        thetas.append(res.theta)
-        grads.append(res.grad_norm / np.maximum(res.value, 1e-300))
-    theta = np.concatenate(thetas)
-    rel_grad = np.concatenate(grads)
+    # Every replicate gets a fresh search of its own (grid scored under its weights, its own
+    # starts, IRLS, Newton polish), plus the full-data optimum as one more start: a replicate
+    # warm-started only from the full-data optimum can stop in a nearby basin.
+    res = search_batch(law, problem, counts, QUICK_SEARCH, extra_starts=est.theta_)
+    theta, ok = res.theta, res.converged
+    # Where the quick search's two routes (its best grid starts, the full-data optimum) end at
+    # different optima, the landscape has several basins for that replicate: search it fully.
+    redo = np.flatnonzero(~res.agreed | ~res.converged)
+    if redo.size:
+        full = search_batch(
+            law, problem, counts[redo], search or SearchSettings(), extra_starts=est.theta_
+        )
+        better = full.value < res.value[redo]
+        theta[redo[better]] = full.theta[better]
+        ok[redo] = np.where(better, full.converged, ok[redo])
     residuals = y - law.log_predict(est.theta_, logs)
-    boot = LawBootstrap(est, theta, residuals, int(np.sum(rel_grad < 1e-6)), level, seed)
+    boot = LawBootstrap(est, theta, residuals, int(np.sum(ok)), level, seed)
     intervals = {
         name: boot._estimate(np.asarray(est.params_[name]), boot.natural(name))
         for name in law.param_names

@@ -4,13 +4,19 @@ The score follows a sigmoid between a floor (chance) and a ceiling,
 ``s(x) = floor + (ceiling - floor) / (1 + exp(-k (x - x0)))``. With ``x = log10 C`` this is the
 usual one-step fit; with ``x = loss`` it is the second step of the two-step method of Bhagia et
 al. (2024), "Establishing Task Scaling Laws via Compute-Efficient Model Ladders" (OLMo), whose
-first step is a compute law ``L(C) = E + A / C^alpha`` fitted to the same models. Intervals
-come from a bootstrap over models (both steps refitted on the same resample) plus residual noise,
-so they describe the score a new model at that compute would show.
+first step is a compute law ``L(C) = E + A / C^alpha`` fitted to the same models.
+
+Point forecasts come from a registered method (``sigmoid``, ``two-step``, ``logistic-4p``;
+``auto`` picks the one with the smallest leave-future-out error on this ladder). Intervals and
+``P(score >= line)`` are calibrated on the ladder's own rolling-origin backtests, so they widen
+with extrapolation distance (:mod:`safescale.scaling._calibration`). A ladder too short to
+calibrate (fewer than two cuts) falls back to the bootstrap over models (both steps refitted
+on the same resample) plus residual noise, and says so (``calibration is None``).
 """
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,89 +26,18 @@ from safescale._errors import Problem as UserProblem
 from safescale._errors import UserError
 from safescale._stats import wilson_interval
 from safescale.scaling._bootstrap import Estimate, LawBootstrap, bootstrap_law
+from safescale.scaling._calibration import Calibration, calibrate, ladder_cuts
 from safescale.scaling._fit import check_columns
 from safescale.scaling._laws import FloatArray
-from safescale.scaling._newton import solve_batch
-
-
-def sigmoid(
-    x: FloatArray | float,
-    x0: FloatArray | float,
-    k: FloatArray | float,
-    floor: float,
-    ceiling: float,
-) -> FloatArray:
-    """The floor-to-ceiling sigmoid; broadcasts over parameter draws."""
-    z = np.clip(k * (x - x0), -700, 700)
-    return floor + (ceiling - floor) / (1.0 + np.exp(-z))
-
-
-def _fit_sigmoid(
-    x: FloatArray, s: FloatArray, w: FloatArray, floor: float, ceiling: float, start: FloatArray
-) -> FloatArray:
-    """Weighted least-squares sigmoid fits, batched: one per row of ``w`` and ``start``.
-
-    Levenberg-Marquardt on ``(x0, k)`` with a per-row damping (Nocedal & Wright 2006, ch. 10).
-
-    Args:
-        x: ``(n,)`` predictor; s: ``(n,)`` scores.
-        w: ``(R, n)`` weights (bootstrap counts, or ones).
-        start: ``(R, 2)`` starting ``(x0, k)``.
-
-    Returns:
-        ``(R, 2)`` fitted ``(x0, k)``.
-    """
-    theta = np.array(start, dtype=float)
-    span = ceiling - floor
-    k_max = max_slope(x)
-    theta[:, 1] = np.clip(theta[:, 1], -k_max, k_max)
-
-    def cost(t: FloatArray) -> FloatArray:
-        r = sigmoid(x[None], t[:, :1], t[:, 1:], floor, ceiling) - s[None]
-        return np.sum(w * r * r, axis=1)
-
-    f = cost(theta)
-    mu = np.full(len(theta), 1e-3)
-    for _ in range(200):
-        z = np.clip(theta[:, 1:] * (x[None] - theta[:, :1]), -700, 700)
-        q = 1.0 / (1.0 + np.exp(-z))
-        r = floor + span * q - s[None]  # (R, n)
-        dq = span * q * (1.0 - q)
-        jac = np.stack([-theta[:, 1:] * dq, (x[None] - theta[:, :1]) * dq], axis=2)  # (R, n, 2)
-        jw = jac * w[:, :, None]
-        h = jw.transpose(0, 2, 1) @ jac
-        g = np.einsum("rnj,rn->rj", jw, r)
-        diag = np.maximum(np.einsum("rjj->rj", h), 1e-300)
-        damp = (mu[:, None] * diag + 1e-12)[:, :, None] * np.eye(2)
-        step = solve_batch(h + damp, -g)
-        trial = theta + step
-        trial[:, 1] = np.clip(trial[:, 1], -k_max, k_max)
-        ft = cost(trial)
-        ok = np.isfinite(ft) & (ft <= f)
-        done = ok & (f - ft <= 1e-14 * np.maximum(f, 1e-300))
-        theta[ok], f[ok] = trial[ok], ft[ok]
-        mu = np.where(ok, mu / 5.0, mu * 10.0)
-        if np.all(done | (mu > 1e12)):
-            break
-    return theta
-
-
-def max_slope(x: FloatArray) -> float:
-    """Steepest slope allowed: the rise from 12% to 88% of the way (``4 / k``) must take at
-    least the median gap between distinct predictor values. Steeper curves cannot be told
-    apart by the data and would let a fit put a cliff just beyond the largest model."""
-    gaps = np.diff(np.unique(x))
-    return 4.0 / float(np.median(gaps)) if len(gaps) else 1.0
-
-
-def _starts(x: FloatArray) -> FloatArray:
-    # Midpoints across and beyond the data, slopes of both signs and several steepnesses: the
-    # sigmoid is flat far from x0, so a single start can stall on a plateau.
-    spread = max(float(np.ptp(x)), 1e-9)
-    mids = np.linspace(x.min() - 0.5 * spread, x.max() + 0.5 * spread, 9)
-    slopes = np.array([0.5, 2.0, 8.0, 32.0]) / spread
-    grid = np.array([(m, sg * k) for m in mids for k in slopes for sg in (1.0, -1.0)])
-    return grid
+from safescale.scaling._methods import (
+    METHODS,
+    Predictor,
+    ScoreData,
+    available_methods,
+    best_sigmoid,
+    sigmoid,
+)
+from safescale.scaling._methods import fit_sigmoid_batch as _fit_sigmoid
 
 
 @dataclass(frozen=True)
@@ -134,6 +69,28 @@ class CapabilityForecast:
     data. If not, the data cannot say where a rise would start, and neither the interval nor
     ``prob_exceeds`` beyond the largest model can be trusted: an emergent capability can appear
     without warning."""
+    method: str = "sigmoid"
+    """Point-forecast method (a name in ``METHODS``)."""
+    point: Predictor | None = None
+    """The method's predictor fitted on all models (None: the bootstrap sigmoid's curve)."""
+    calibration: Calibration | None = None
+    """Leave-future-out calibration of the method; None when the ladder is too short."""
+    train_max_compute: float = 0.0
+    """Largest compute fitted: extrapolation distance is counted from here."""
+    method_errors: tuple[tuple[str, float], ...] = ()
+    """Leave-future-out mean absolute error of every method tried, ``(name, mae)``."""
+    draw_seed: int = 0
+    """Seed of the predictive draws of a calibrated forecast."""
+
+    @property
+    def calibrated(self) -> bool:
+        """Whether intervals and probabilities come from the ladder's own backtests."""
+        return self.calibration is not None
+
+    def distance(self, compute: ArrayLike) -> FloatArray:
+        """Orders of magnitude of compute past the largest model fitted (0 inside the data)."""
+        c = np.asarray(compute, dtype=float)
+        return np.asarray(np.maximum(np.log10(c / self.train_max_compute), 0.0))
 
     @property
     def against(self) -> str:
@@ -150,28 +107,62 @@ class CapabilityForecast:
             return np.exp(law.log_predict(self.loss_law.thetas, logs)).reshape((-1, *c.shape))
         return self.loss_law.estimate.predict(c)
 
+    def _low(self) -> float:
+        # A score cannot pass its ceiling, nor fall below zero (or the floor, if lower).
+        return min(0.0, self.chance)
+
+    def _point(self, c: FloatArray) -> FloatArray:
+        if self.point is not None:
+            return np.asarray(self.point(c))
+        return sigmoid(self._x(c, replicates=False), self.x0, self.slope, self.chance, self.ceiling)
+
     def sample(self, compute: ArrayLike) -> FloatArray:
         """``(R, ...)`` predictive draws of the score a new model at ``compute`` would get."""
         c = np.asarray(compute, dtype=float)
+        if self.calibration is not None:
+            rng = np.random.default_rng(self.draw_seed)
+            r = max(len(self.noise), 1000)
+            z = rng.standard_t(self.calibration.dof, size=(r,) + (1,) * c.ndim)
+            draws = self._point(c)[None] + self.calibration.scale(self.distance(c))[None] * z
+            return np.clip(draws, self._low(), self.ceiling)
         x = self._x(c, replicates=True)
         extra = (slice(None),) + (None,) * c.ndim
         x0, k = self.draws[:, 0][extra], self.draws[:, 1][extra]
         draws = sigmoid(x, x0, k, self.chance, self.ceiling) + self.noise[extra]
-        # A score cannot pass its ceiling, nor fall below zero (or the floor, if lower): clip
-        # the residual noise so the prediction band stays on the metric's scale.
-        return np.clip(draws, min(0.0, self.chance), self.ceiling)
+        return np.clip(draws, self._low(), self.ceiling)
 
-    def predict(self, compute: ArrayLike) -> Estimate:
-        """Score at ``compute`` (FLOP) with a prediction interval."""
+    def predict(self, compute: ArrayLike, level: float | None = None) -> Estimate:
+        """Score at ``compute`` (FLOP) with a prediction interval (at ``level``, default the
+        forecast's own)."""
         c = np.asarray(compute, dtype=float)
-        full = sigmoid(self._x(c, replicates=False), self.x0, self.slope, self.chance, self.ceiling)
-        tail = 100 * (1 - self.level) / 2
-        lo, hi = np.percentile(self.sample(c), [tail, 100 - tail], axis=0)
-        return Estimate(np.asarray(full), lo, hi, self.level)
+        lv = self.level if level is None else level
+        full = self._point(c)
+        tail = (1 - lv) / 2
+        if self.calibration is not None:
+            d = self.distance(c)
+            lo = np.clip(self.calibration.quantile(full, d, tail), self._low(), self.ceiling)
+            hi = np.clip(self.calibration.quantile(full, d, 1 - tail), self._low(), self.ceiling)
+            return Estimate(np.asarray(full), np.asarray(lo), np.asarray(hi), lv)
+        lo, hi = np.percentile(self.sample(c), [100 * tail, 100 * (1 - tail)], axis=0)
+        return Estimate(np.asarray(full), lo, hi, lv)
 
     def prob_exceeds(self, compute: ArrayLike, line: float) -> FloatArray:
         """Probability that a new model at ``compute`` scores at or above ``line``."""
-        return np.mean(self.sample(compute) >= line, axis=0)
+        c = np.asarray(compute, dtype=float)
+        if self.calibration is not None:
+            if line <= self._low():
+                return np.ones(c.shape)
+            if line > self.ceiling:
+                return np.zeros(c.shape)
+            return 1.0 - self.calibration.cdf(self._point(c), self.distance(c), line)
+        return np.mean(self.sample(c) >= line, axis=0)
+
+    def pit(self, compute: ArrayLike, actual: ArrayLike) -> FloatArray:
+        """Probability integral transform ``P(score <= actual)``: uniform when calibrated."""
+        c = np.asarray(compute, dtype=float)
+        if self.calibration is not None:
+            return self.calibration.cdf(self._point(c), self.distance(c), actual)
+        return np.mean(self.sample(c) <= np.asarray(actual), axis=0)
 
 
 def fit_capability(
@@ -185,8 +176,14 @@ def fit_capability(
     seed: int = 0,
     level: float = 0.95,
     names: dict[str, str] | None = None,
+    method: str = "auto",
+    calibrate_intervals: bool = True,
+    max_cuts: int = 8,
+    others: ArrayLike | None = None,
+    others_chance: ArrayLike | None = None,
+    bootstrap_calibrated: bool = True,
 ) -> CapabilityForecast:
-    """Fit a score-versus-compute sigmoid (or the two-step loss method when ``loss`` is given).
+    """Fit a score forecast: point method, calibrated intervals, bootstrap fallback.
 
     Args:
         compute: training FLOP per model.
@@ -198,9 +195,20 @@ def fit_capability(
         seed: seed for resampling and residual draws.
         level: interval coverage.
         names: column names for messages, keyed ``compute``, ``score``, ``loss``.
+        method: a name in ``METHODS``, or ``auto``: the method with the smallest
+            leave-future-out mean absolute error on these models.
+        calibrate_intervals: calibrate intervals on the ladder's own backtests (default);
+            False keeps the bootstrap intervals.
+        max_cuts: most ladder cuts the calibration fits.
+        others: ``(n, B)`` scores of other benchmarks on the same models, for the
+            multi-benchmark ``capability-pc`` method.
+        others_chance: ``(B,)`` chance levels of the other benchmarks (default 0).
+        bootstrap_calibrated: also bootstrap a calibrated forecast (its replicates are kept
+            for the record; backtests skip them, as calibrated intervals do not use them).
 
     Raises:
-        UserError: bad values (column and row named), too few models, chance >= ceiling.
+        UserError: bad values (column and row named), too few models, chance >= ceiling,
+            an unknown method or one that needs ``loss`` without it.
     """
     c = np.asarray(compute, dtype=float).ravel()
     s = np.asarray(score, dtype=float).ravel()
@@ -213,31 +221,78 @@ def fit_capability(
     check_columns(columns, shown, min_rows=3 if loss is None else 4)
     check_columns({"compute": c, "score": s}, shown, min_rows=3, positive=False)
     n = len(s)
+    x = np.log10(c) if loss is None else columns["loss"]
+    full = best_sigmoid(x, s, chance, ceiling)
+    resid = s - sigmoid(x, full[0], full[1], chance, ceiling)
+    sigma = float(np.sqrt(np.sum(resid**2) / max(n - 2, 1)))
+    ends = sigmoid(np.array([x.min(), x.max()]), full[0], full[1], chance, ceiling)
+    rise = abs(float(ends[1] - ends[0])) >= 0.1 * (ceiling - chance)
+    oth, oth_chance = _others(others, others_chance, n)
+    data = ScoreData(c, s, None if loss is None else x, chance, ceiling, oth, oth_chance)
+    chosen, cal, tried = _choose(data, method, sigma, calibrate_intervals, max_cuts)
+    point = METHODS.get(chosen).fit(data) if cal is not None else None
+    if cal is not None and not bootstrap_calibrated:
+        # Calibrated and no bootstrap asked for (backtests): skip the replicates.
+        return CapabilityForecast(
+            float(full[0]), float(full[1]), chance, ceiling, sigma, np.empty((0, 2)),
+            np.empty(0), n, level, None, rise, chosen, point, cal, float(c.max()), tried, seed,
+        )  # fmt: skip
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
     loss_law = None
-    if loss is None:
-        x = np.log10(c)
-    else:
-        x = columns["loss"]
+    if loss is not None:
         loss_law = bootstrap_law(
             compute=c, loss=x, form="compute", n_boot=n_boot, seed=seed, level=level,
             names={"C": shown["compute"], "loss": shown["loss"]},
         )  # fmt: skip
-    starts = _starts(x)
-    fits = _fit_sigmoid(x, s, np.ones((len(starts), n)), chance, ceiling, starts)
-    r_all = sigmoid(x[None], fits[:, :1], fits[:, 1:], chance, ceiling) - s[None]
-    full = fits[int(np.argmin(np.sum(r_all**2, axis=1)))]
-    resid = s - sigmoid(x, full[0], full[1], chance, ceiling)
-    sigma = float(np.sqrt(np.sum(resid**2) / max(n - 2, 1)))
     draws = _fit_sigmoid(x, s, counts, chance, ceiling, np.repeat(full[None], n_boot, axis=0))
     noise = rng.normal(0.0, sigma, size=n_boot)
-    ends = sigmoid(np.array([x.min(), x.max()]), full[0], full[1], chance, ceiling)
-    rise = abs(float(ends[1] - ends[0])) >= 0.1 * (ceiling - chance)
     return CapabilityForecast(
         float(full[0]), float(full[1]), chance, ceiling, sigma, draws, noise, n, level, loss_law,
-        rise,
+        rise, chosen if cal is not None else ("two-step" if loss is not None else "sigmoid"),
+        point, cal, float(c.max()), tried, seed,
     )  # fmt: skip
+
+
+def _choose(
+    data: ScoreData, method: str, sigma: float, enabled: bool, max_cuts: int
+) -> tuple[str, Calibration | None, tuple[tuple[str, float], ...]]:
+    """The method to use, its calibration (None if impossible) and every method's error."""
+    has_loss, has_others = data.loss is not None, data.others is not None
+    if method != "auto":
+        if METHODS.get(method).needs_loss and not has_loss:
+            raise UserError(UserProblem(f"method {method!r} needs a loss column (--loss)"))
+        if METHODS.get(method).needs_others and not has_others:
+            raise UserError(UserProblem(f"method {method!r} needs other benchmarks (--with)"))
+        names = [method]
+    else:
+        names = available_methods(has_loss, has_others)
+    if not enabled:
+        return names[0], None, ()
+    cals = {m: calibrate(m, data, sigma=sigma, max_cuts=max_cuts) for m in names}
+    ok = {m: c for m, c in cals.items() if c is not None}
+    if not ok:
+        return names[0], None, ()
+    best = min(ok, key=lambda m: ok[m].mae)
+    return best, ok[best], tuple((m, c.mae) for m, c in ok.items())
+
+
+DISTANCE_BINS = (0.0, 0.5, 1.0, 2.0, np.inf)
+"""Extrapolation distances (orders of magnitude of compute) coverage is reported by."""
+
+
+def _others(
+    others: ArrayLike | None, chance: ArrayLike | None, n: int
+) -> tuple[FloatArray | None, FloatArray | None]:
+    if others is None:
+        return None, None
+    o = np.asarray(others, dtype=float).reshape(n, -1)
+    if not np.all(np.isfinite(o)):
+        raise UserError(UserProblem("other benchmarks' scores must be finite numbers"))
+    ch = np.zeros(o.shape[1]) if chance is None else np.asarray(chance, dtype=float).ravel()
+    if ch.shape != (o.shape[1],):
+        raise UserError(UserProblem("give one chance level per other benchmark"))
+    return o, ch
 
 
 @dataclass(frozen=True)
@@ -252,6 +307,10 @@ class BacktestRow:
     """Its observed score."""
     predicted: Estimate
     """Forecast with interval."""
+    pit: float = 0.5
+    """``P(score <= actual)`` under the forecast (uniform on [0, 1] when calibrated)."""
+    probs: tuple[float, ...] = ()
+    """``P(score >= line)`` for each of the backtest's lines."""
 
     @property
     def error(self) -> float:
@@ -263,24 +322,75 @@ class BacktestRow:
         """Whether the interval held the actual score."""
         return bool(self.predicted.lo <= self.actual <= self.predicted.hi)
 
+    @property
+    def distance(self) -> float:
+        """Orders of magnitude of compute past the largest model fitted."""
+        return float(np.log10(self.compute / self.train_max_compute))
+
+
+@dataclass(frozen=True)
+class MethodScore:
+    """One method's out-of-sample record in a backtest."""
+
+    method: str
+    """Method name."""
+    mae: Estimate
+    """Mean absolute error with a bootstrap interval over predictions."""
+    coverage: Estimate
+    """Share of intervals that held the truth, with a Wilson interval."""
+    n: int
+    """Predictions made."""
+
+
+@dataclass(frozen=True)
+class DistanceCoverage:
+    """Coverage of the chosen method's intervals within a band of extrapolation distance."""
+
+    lo: float
+    """Band start (orders of magnitude of compute)."""
+    hi: float
+    """Band end."""
+    coverage: Estimate
+    """Share covered, with a Wilson interval."""
+    n: int
+    """Predictions in the band."""
+
 
 @dataclass(frozen=True)
 class BacktestResult:
     """Rolling-origin backtest: fit on models up to a compute, predict every larger one."""
 
     rows: tuple[BacktestRow, ...]
-    """Every prediction made."""
+    """Every prediction made by the chosen method."""
     mae: Estimate
     """Mean absolute error with a bootstrap interval over rows."""
     coverage: Estimate
     """Share of intervals that held the truth, with a Wilson interval."""
     level: float
     """Nominal coverage of the forecast intervals."""
+    method: str = "sigmoid"
+    """The method chosen: smallest out-of-sample mean absolute error."""
+    methods: tuple[MethodScore, ...] = ()
+    """Every method tried, in the order tried."""
+    by_distance: tuple[DistanceCoverage, ...] = ()
+    """Coverage by extrapolation distance (bands of :data:`DISTANCE_BINS`)."""
+    lines: tuple[float, ...] = ()
+    """Score lines whose exceedance probabilities were scored."""
+    brier: Estimate | None = None
+    """Brier score of ``P(score >= line)`` over rows and lines, with a bootstrap interval."""
 
     @property
     def n(self) -> int:
         """Predictions made."""
         return len(self.rows)
+
+    def pit(self) -> FloatArray:
+        """``(n,)`` probability integral transforms of the rows."""
+        return np.array([r.pit for r in self.rows])
+
+    def coverage_at(self, level: float) -> float:
+        """Share of actual scores inside the central ``level`` predictive interval (from PIT)."""
+        return float(np.mean(np.abs(self.pit() - 0.5) <= level / 2))
 
 
 def backtest(
@@ -295,44 +405,127 @@ def backtest(
     seed: int = 0,
     level: float = 0.95,
     names: dict[str, str] | None = None,
+    methods: tuple[str, ...] | None = None,
+    lines: tuple[float, ...] | None = None,
+    max_cuts: int = 8,
+    max_distance: float | None = None,
+    calibrate_intervals: bool = True,
+    others: ArrayLike | None = None,
+    others_chance: ArrayLike | None = None,
 ) -> BacktestResult:
-    """Fit on the smaller models, predict the larger ones, at every cut of the compute ladder.
+    """Fit on the smaller models, predict the larger ones, at each cut of the compute ladder.
+
+    Every method (all the data allow, or ``methods``) is backtested with calibrated intervals
+    (each cut's forecast is calibrated on its own training models only); the method with the
+    smallest mean absolute error is chosen and its rows reported, with coverage by distance and
+    the Brier score of ``P(score >= line)``.
 
     Rows at the same compute go to the same side of each cut. Predictions made from one cut
     share a fit, so rows are not independent; the intervals on ``mae`` and ``coverage`` treat
     them as if they were and are therefore optimistic.
+
+    Args:
+        methods: method names to compare (default: every registered one the data allow).
+        lines: score lines for the Brier score (default: 25%, 50% and 75% of the way from
+            chance to ceiling).
+        max_cuts: most cuts of the ladder (spread evenly); each cut is one fit per method.
+        max_distance: predict only models at most this many orders of magnitude past the cut.
+        calibrate_intervals: False backtests the bootstrap intervals instead.
+        others, others_chance: other benchmarks on the same models (``capability-pc``).
     """
     c = np.asarray(compute, dtype=float).ravel()
     s = np.asarray(score, dtype=float).ravel()
     lv = None if loss is None else np.asarray(loss, dtype=float).ravel()
-    levels = np.unique(c)
-    rows: list[BacktestRow] = []
-    for cut in levels[:-1]:
-        train = c <= cut
-        if train.sum() < min_train or len(np.unique(c[train])) < 3:
-            continue
-        fc = fit_capability(
-            c[train], s[train], chance=chance, ceiling=ceiling,
-            loss=None if lv is None else lv[train], n_boot=n_boot, seed=seed, level=level,
-            names=names,
-        )  # fmt: skip
-        for i in np.flatnonzero(~train):
-            p = fc.predict(c[i])
-            rows.append(BacktestRow(float(cut), float(c[i]), float(s[i]), p))
-    if not rows:
+    if lines is None:
+        lines = tuple(chance + f * (ceiling - chance) for f in (0.25, 0.5, 0.75))
+    cuts = ladder_cuts(c, min_train=min_train, max_cuts=max_cuts)
+    if not len(cuts):
         raise UserError(
             UserProblem(
                 f"too few compute levels to backtest (need {min_train} models below a larger one)"
             )
         )
-    err = np.abs([r.error for r in rows])
+    oth, oth_chance = _others(others, others_chance, len(c))
+    names_tried = list(methods) if methods else available_methods(lv is not None, oth is not None)
+    results: dict[str, list[BacktestRow]] = {m: [] for m in names_tried}
+    for cut in cuts:
+        train = c <= cut
+        test = ~train if max_distance is None else ~train & (c <= cut * 10**max_distance)
+        if not test.any():
+            continue
+        for m in names_tried:
+            fc = fit_capability(
+                c[train], s[train], chance=chance, ceiling=ceiling,
+                loss=None if lv is None else lv[train], seed=seed, level=level,
+                n_boot=n_boot, bootstrap_calibrated=False,
+                names=names, method=m, calibrate_intervals=calibrate_intervals,
+                others=None if oth is None else oth[train], others_chance=oth_chance,
+            )  # fmt: skip
+            ct = c[test]
+            pred = fc.predict(ct)
+            pit = fc.pit(ct, s[test])
+            probs = np.stack([np.atleast_1d(fc.prob_exceeds(ct, ln)) for ln in lines], axis=1)
+            for j, i in enumerate(np.flatnonzero(test)):
+                est = Estimate(
+                    np.asarray(np.atleast_1d(pred.value)[j]), np.asarray(np.atleast_1d(pred.lo)[j]),
+                    np.asarray(np.atleast_1d(pred.hi)[j]), level,
+                )  # fmt: skip
+                results[m].append(
+                    BacktestRow(
+                        float(cut),
+                        float(c[i]),
+                        float(s[i]),
+                        est,
+                        float(np.atleast_1d(pit)[j]),
+                        tuple(float(p) for p in probs[j]),
+                    )
+                )
+    if not any(results.values()):
+        raise UserError(UserProblem("no model lies within --max-distance of a ladder cut"))
+    scores = [_score(m, rows, level, seed) for m, rows in results.items() if rows]
+    chosen = min(scores, key=lambda sc: float(sc.mae.value))
+    rows = results[chosen.method]
+    return BacktestResult(
+        tuple(rows), chosen.mae, chosen.coverage, level, chosen.method, tuple(scores),
+        _by_distance(rows, level), tuple(lines), _brier(rows, lines, level, seed),
+    )  # fmt: skip
+
+
+def _score(method: str, rows: list[BacktestRow], level: float, seed: int) -> MethodScore:
+    mae = _mean_with_interval(np.abs([r.error for r in rows]), level, seed)
+    hits = sum(r.covered for r in rows)
+    return MethodScore(method, mae, _wilson(hits, len(rows), level), len(rows))
+
+
+def _by_distance(rows: list[BacktestRow], level: float) -> tuple[DistanceCoverage, ...]:
+    d = np.array([r.distance for r in rows])
+    hit = np.array([r.covered for r in rows])
+    out = []
+    for lo, hi in itertools.pairwise(DISTANCE_BINS):
+        sel = (d > lo) & (d <= hi)
+        if sel.any():
+            k, n = int(hit[sel].sum()), int(sel.sum())
+            out.append(DistanceCoverage(lo, hi, _wilson(k, n, level), n))
+    return tuple(out)
+
+
+def _brier(
+    rows: list[BacktestRow], lines: tuple[float, ...], level: float, seed: int
+) -> Estimate | None:
+    if not lines:
+        return None
+    p = np.array([r.probs for r in rows])  # (n, lines)
+    y = np.array([[r.actual >= ln for ln in lines] for r in rows], dtype=float)
+    return _mean_with_interval(np.mean((p - y) ** 2, axis=1), level, seed)
+
+
+def _mean_with_interval(values: FloatArray, level: float, seed: int) -> Estimate:
+    # Mean over rows with a percentile bootstrap interval (1,000 resamples of the rows).
     rng = np.random.default_rng(seed)
-    boot = err[rng.integers(0, len(err), size=(1000, len(err)))].mean(axis=1)
+    boot = values[rng.integers(0, len(values), size=(1000, len(values)))].mean(axis=1)
     tail = 100 * (1 - level) / 2
     lo, hi = np.percentile(boot, [tail, 100 - tail])
-    mae = Estimate(np.asarray(err.mean()), lo, hi, level)
-    hits = sum(r.covered for r in rows)
-    return BacktestResult(tuple(rows), mae, _wilson(hits, len(rows), level), level)
+    return Estimate(np.asarray(values.mean()), lo, hi, level)
 
 
 def _wilson(k: int, n: int, level: float) -> Estimate:

@@ -23,8 +23,15 @@ from numpy.typing import ArrayLike, NDArray
 from safescale._errors import Problem as UserProblem
 from safescale._errors import UserError
 from safescale.scaling._laws import LAWS, FloatArray, LawForm
-from safescale.scaling._newton import newton_batch
-from safescale.scaling._objective import HUBER_DELTA, Problem, grid_values
+from safescale.scaling._newton import newton_batch, solve_batch
+from safescale.scaling._objective import (
+    HUBER_DELTA,
+    Problem,
+    evaluate,
+    grid_values,
+    huber,
+    log_predictions,
+)
 from safescale.scaling._reference import reference_fit
 
 Method = Literal["fast", "reference"]
@@ -44,7 +51,9 @@ class SearchSettings:
     """Best end points polished with exact Newton."""
 
     def __post_init__(self) -> None:
-        for name in ("per_cell", "top", "irls_iter", "polish"):
+        if self.per_cell < 0:
+            raise ValueError("SearchSettings.per_cell must be at least 0")
+        for name in ("top", "irls_iter", "polish"):
             if getattr(self, name) < 1:
                 raise ValueError(f"SearchSettings.{name} must be at least 1")
 
@@ -69,16 +78,134 @@ def fast_search(
     form: LawForm, problem: Problem, settings: SearchSettings | None = None
 ) -> tuple[FloatArray, float]:
     """Best parameters and objective found by the three-stage search (module docstring)."""
+    res = search_batch(form, problem, np.ones((1, problem.y.shape[0])), settings)
+    return res.theta[0], float(res.value[0])
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """Where the three-stage search ended for each of R weightings of the runs."""
+
+    theta: FloatArray
+    """``(R, P)`` best parameters per weighting."""
+    value: FloatArray
+    """``(R,)`` objective at ``theta``."""
+    converged: NDArray[np.bool_]
+    """``(R,)`` whether the polished optimum is stationary (see :func:`stationary`)."""
+    agreed: NDArray[np.bool_]
+    """``(R,)`` whether the best grid start and the best extra start ended at the same
+    objective (within 1e-9 relative); always True without extra starts."""
+
+
+def search_batch(
+    form: LawForm,
+    problem: Problem,
+    weights: FloatArray,
+    settings: SearchSettings | None = None,
+    *,
+    extra_starts: FloatArray | None = None,
+    chunk: int = 4_000_000,
+) -> SearchResult:
+    """The three-stage search run for many weightings of the runs at once (bootstrap refits).
+
+    Every weighting (a row of ``weights``, e.g. bootstrap counts) gets the search a fresh fit
+    would get: the whole grid is scored under its weights (one matrix product, ``(S, n) @ (n,
+    R)``, since the objective is a weighted sum of per-run Huber terms), its own starts are
+    picked, refined by IRLS and polished by Newton. ``extra_starts`` (``(E, P)``, e.g. the
+    full-data optimum) are polished for every weighting as well.
+
+    Args:
+        form: the law form.
+        problem: the data, unweighted.
+        weights: ``(R, n)`` non-negative run weights.
+        settings: search widths.
+        extra_starts: starting points added for every weighting.
+        chunk: rough cap on ``problems * runs * params`` per batch, to bound memory.
+    """
     cfg = settings or SearchSettings()
     grid = form.grid()
-    f0 = grid_start_values(form, problem)
-    f0 = np.where(np.isfinite(f0), f0, np.inf)
-    pick = _pick_starts(form, grid, f0, cfg)
-    rough = newton_batch(problem, grid[pick], max_iter=cfg.irls_iter, rtol=1e-10, irls=True)
-    best = np.argsort(rough.value)[: cfg.polish]
-    fine = newton_batch(problem, rough.theta[best], max_iter=200, rtol=1e-15)
-    i = int(np.argmin(fine.value))
-    return fine.theta[i], float(fine.value[i])
+    w = np.atleast_2d(np.asarray(weights, dtype=float))
+    n_rep, n = w.shape
+    per_run = grid_run_values(form, problem)  # (S, n)
+    scores = per_run @ w.T  # (S, R)
+    if cfg.per_cell == 0:
+        # Only the best starts overall: one partial sort of every column at once.
+        top = min(cfg.top, len(grid))
+        best = np.argpartition(scores, top - 1, axis=0)[:top].T  # (R, top)
+        picks = [row[np.isfinite(scores[row, r])] for r, row in enumerate(best)]
+    else:
+        picks = [np.flatnonzero(_pick_starts(form, grid, scores[:, r], cfg)) for r in range(n_rep)]
+    p = grid.shape[1]
+    step = max(1, chunk // max(1, n * p * (max(len(k) for k in picks) + cfg.polish)))
+    theta = np.empty((n_rep, p))
+    value = np.empty(n_rep)
+    ok = np.empty(n_rep, dtype=bool)
+    agreed = np.ones(n_rep, dtype=bool)
+    for lo in range(0, n_rep, step):
+        reps = np.arange(lo, min(n_rep, lo + step))
+        owner = np.concatenate([np.full(len(picks[r]), i) for i, r in enumerate(reps)])
+        starts = grid[np.concatenate([picks[r] for r in reps])]
+        rough = newton_batch(
+            problem, starts, w[reps][owner], max_iter=cfg.irls_iter, rtol=1e-10, irls=True
+        )
+        # The best `polish` end points of each weighting, plus the extra starts.
+        order = np.lexsort((rough.value, owner))
+        first = np.searchsorted(owner[order], np.arange(len(reps)))
+        rank = np.arange(len(order)) - np.repeat(first, np.diff(np.r_[first, len(order)]))
+        keep = order[rank < cfg.polish]
+        fine_start, fine_owner = rough.theta[keep], owner[keep]
+        if extra_starts is not None:
+            ex = np.asarray(extra_starts, dtype=float).reshape(-1, p)
+            fine_start = np.concatenate([fine_start, np.tile(ex, (len(reps), 1))])
+            fine_owner = np.concatenate([fine_owner, np.repeat(np.arange(len(reps)), len(ex))])
+        fine = newton_batch(problem, fine_start, w[reps][fine_owner], max_iter=200, rtol=1e-15)
+        best = np.lexsort((fine.value, fine_owner))
+        best = best[np.searchsorted(fine_owner[best], np.arange(len(reps)))]
+        theta[reps], value[reps] = fine.theta[best], fine.value[best]
+        if extra_starts is not None:
+            # Best end point reached from the extra starts alone, per weighting.
+            from_extra = np.full(len(reps), np.inf)
+            n_grid = len(keep)
+            np.minimum.at(from_extra, fine_owner[n_grid:], fine.value[n_grid:])
+            from_grid = np.full(len(reps), np.inf)
+            np.minimum.at(from_grid, fine_owner[:n_grid], fine.value[:n_grid])
+            agreed[reps] = np.abs(from_extra - from_grid) <= 1e-9 * value[reps]
+        ok[reps] = stationary(problem, fine.theta[best], w[reps])
+    return SearchResult(theta, value, ok, agreed)
+
+
+def stationary(
+    problem: Problem, theta: FloatArray, w: FloatArray | None = None
+) -> NDArray[np.bool_]:
+    """Whether each row of ``theta`` is a minimum to working precision.
+
+    The Newton decrement ``g' H^-1 g / 2`` estimates how much further the objective could
+    fall; it must be below ``1e-9`` of the objective (and the Hessian positive definite). Where
+    the Huber kink makes the Hessian jump, the decrement of either side still bounds the gain.
+    """
+    ev = evaluate(problem, theta, w)
+    assert ev.hess is not None
+    try:
+        eig_min = np.linalg.eigvalsh(ev.hess)[:, 0]
+    except np.linalg.LinAlgError:
+        return np.zeros(len(theta), dtype=bool)
+    step = solve_batch(ev.hess, ev.grad)
+    dec = 0.5 * np.einsum("sp,sp->s", ev.grad, step)
+    scale = np.maximum(np.abs(np.einsum("sjj->s", ev.hess)), 1e-300)
+    return np.asarray(
+        np.isfinite(ev.value) & (eig_min > -1e-9 * scale) & (np.abs(dec) <= 1e-9 * ev.value)
+    )
+
+
+def grid_run_values(form: LawForm, problem: Problem, block: int = 1500) -> FloatArray:
+    """``(S, n)`` Huber term of every run at every start of ``form.grid()`` (inf where overflow)."""
+    grid = form.grid()
+    out = np.empty((len(grid), problem.y.shape[0]))
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        for lo in range(0, len(grid), block):
+            _, m = log_predictions(problem, grid[lo : lo + block])
+            out[lo : lo + block] = huber(m - problem.y, problem.delta)
+    return np.where(np.isfinite(out), out, 1e300)
 
 
 def _pick_starts(

@@ -153,6 +153,17 @@ for _form in (
         (_E, Term("A", "alpha", "N"), Term("B", "beta", "D")),
     ),
     LawForm("compute", "L(C) = E + A/C^alpha", (_E, Term("A", "alpha", "C"))),
+    LawForm(
+        "compute-broken",
+        "L(C) = E + A/C^alpha + B/C^beta: a smoothly broken power law in C (the slope bends "
+        "from the steeper exponent to the shallower one)",
+        (_E, Term("A", "alpha", "C"), Term("B", "beta", "C")),
+    ),
+    LawForm(
+        "kaplan-nd",
+        "L(N, D) = A/N^alpha + B/D^beta: no irreducible term (Chinchilla without E)",
+        (Term("A", "alpha", "N"), Term("B", "beta", "D")),
+    ),
     LawForm("kaplan-n", "L(N) = A/N^alpha (Kaplan et al. 2020)", (Term("A", "alpha", "N"),)),
     LawForm("kaplan-d", "L(D) = A/D^alpha (Kaplan et al. 2020)", (Term("A", "alpha", "D"),)),
     LawForm("kaplan-c", "L(C) = A/C^alpha (Kaplan et al. 2020)", (Term("A", "alpha", "C"),)),

@@ -62,8 +62,8 @@ class Evaluation:
     """``(S, P, P)`` Hessians, when asked for."""
 
 
-def _terms(problem: Problem, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
-    # Returns the softmax weights over terms, (S, K, n), and the log prediction, (S, n).
+def log_predictions(problem: Problem, theta: FloatArray) -> tuple[FloatArray, FloatArray]:
+    """Softmax weights over terms, ``(S, K, n)``, and the log prediction, ``(S, n)``."""
     # Terms are few (K <= 3), so explicit loops over K beat numpy reductions on a short axis.
     n, k, _ = problem.g.shape
     u = (theta @ problem.flat).reshape(len(theta), k, n)
@@ -80,7 +80,7 @@ def _terms(problem: Problem, theta: FloatArray) -> tuple[FloatArray, FloatArray]
 
 def values(problem: Problem, theta: FloatArray, w: FloatArray | None = None) -> FloatArray:
     """Objective values at ``theta`` (``(S, P)``), with optional per-run weights ``w``."""
-    _, m = _terms(problem, theta)
+    _, m = log_predictions(problem, theta)
     h = huber(m - problem.y, problem.delta)
     return h.sum(axis=1) if w is None else (h * w).sum(axis=1)
 
@@ -105,7 +105,7 @@ def evaluate(
             semi-definite and keeps its scale when every residual is beyond ``delta``, where the
             exact Hessian is tiny and indefinite (Holland & Welsch 1977, robust regression by IRLS).
     """
-    p, m = _terms(problem, theta)
+    p, m = log_predictions(problem, theta)
     r = m - problem.y
     d = problem.delta
     with np.errstate(over="ignore", invalid="ignore"):

@@ -14,7 +14,7 @@ from numpy.typing import ArrayLike
 
 from safescale._errors import UserError
 from safescale.scaling._bootstrap import LawBootstrap, compute_optimal
-from safescale.scaling._capability import CapabilityForecast
+from safescale.scaling._capability import BacktestResult, CapabilityForecast
 from safescale.scaling._fit import ScalingLaw
 
 if TYPE_CHECKING:
@@ -145,5 +145,45 @@ def plot_forecast(
     ax.set_ylabel("score")
     ax.legend(fontsize=8, loc="upper left")
     ax.grid(alpha=0.3, which="both", lw=0.5)
+    _save(fig, path)
+    return fig
+
+
+def plot_calibration(result: BacktestResult, path: str | Path | None = None) -> Figure:
+    """Two calibration panels for a backtest of the chosen method.
+
+    Left: the share of actual scores inside the central predictive interval against its
+    nominal level (from the rows' PIT values); a calibrated forecast lies on the diagonal.
+    Right: a reliability diagram of ``P(score >= line)``: predicted probability (binned by
+    tenths) against the observed frequency, with the count per bin.
+    """
+    plt = _pyplot()
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4))
+    levels = np.linspace(0.05, 0.95, 19)
+    left.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    left.plot(levels, [result.coverage_at(lv) for lv in levels], "o-", ms=3, color="tab:blue")
+    left.set_xlabel("nominal coverage of central interval")
+    left.set_ylabel("observed coverage")
+    left.set_title(f"intervals: {result.method}, n = {result.n}", fontsize=10)
+    right.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
+    if result.lines:
+        p = np.array([r.probs for r in result.rows]).ravel()
+        y = np.array([[r.actual >= ln for ln in result.lines] for r in result.rows]).ravel()
+        edges = np.linspace(0, 1, 11)
+        which = np.clip(np.digitize(p, edges) - 1, 0, 9)
+        for b in range(10):
+            sel = which == b
+            if sel.any():
+                right.scatter(p[sel].mean(), y[sel].mean(), s=12 + 4 * sel.sum(),
+                              color="tab:orange", alpha=0.8)  # fmt: skip
+                right.annotate(str(int(sel.sum())), (p[sel].mean(), y[sel].mean()), fontsize=7)
+        if result.brier is not None:
+            right.set_title(f"P(score >= line): Brier {float(result.brier.value):.3f}", fontsize=10)
+    right.set_xlabel("forecast probability")
+    right.set_ylabel("observed frequency")
+    for ax in (left, right):
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+        ax.grid(alpha=0.3, lw=0.5)
     _save(fig, path)
     return fig

@@ -69,3 +69,52 @@ def synthetic_runs(
     rng = np.random.default_rng(seed)
     loss = clean * np.exp(noise * rng.standard_normal(n.shape))
     return Runs(params=n, tokens=d, loss=loss)
+
+
+@dataclass(frozen=True)
+class Ladder:
+    """A synthetic model ladder for capability forecasts: compute, loss and scores."""
+
+    compute: FloatArray
+    """``(n,)`` training FLOP, ascending."""
+    loss: FloatArray
+    """``(n,)`` loss per model (the first step of the two-step method)."""
+    scores: FloatArray
+    """``(n, B)`` benchmark scores."""
+    chance: FloatArray
+    """``(B,)`` chance score per benchmark."""
+
+
+def synthetic_ladder(
+    seed: int,
+    *,
+    n_models: int = 14,
+    n_benchmarks: int = 1,
+    decades: float = 3.0,
+    noise: float = 0.015,
+) -> Ladder:
+    """A ladder drawn from a known generative process (the truth the calibration tests use).
+
+    Loss follows ``L(C) = E + A / C^alpha`` with per-model log-normal scatter (0.5%); each
+    benchmark's score is a sigmoid of loss between its chance level and 1, plus Gaussian
+    noise: the process the OLMo ladder paper assumes. Midpoints, slopes and chance levels are
+    drawn per seed so that ladders sit at different stages of their rise. Models are spread
+    log-uniformly (with jitter) over ``decades`` orders of magnitude from 1e19 FLOP.
+    """
+    rng = np.random.default_rng(seed)
+    base = np.linspace(0.0, decades, n_models)
+    jitter = rng.uniform(-0.3, 0.3, n_models) * decades / max(n_models - 1, 1)
+    c = np.sort(10 ** (19.0 + np.clip(base + jitter, 0.0, decades)))
+    e, a, alpha = 1.7, rng.uniform(300.0, 3000.0), rng.uniform(0.12, 0.16)
+    clean = e + a / c**alpha
+    loss = clean * np.exp(rng.normal(0.0, 0.005, n_models))
+    lo, hi = float(clean.min()), float(clean.max())
+    chance = rng.choice([0.0, 0.25, 0.5], size=n_benchmarks)
+    scores = np.empty((n_models, n_benchmarks))
+    for b in range(n_benchmarks):
+        # Midpoint somewhere from the middle of the ladder's losses to a decade beyond it.
+        mid = rng.uniform(lo - 0.4 * (hi - lo), lo + 0.6 * (hi - lo))
+        slope = rng.uniform(3.0, 12.0) / max(hi - lo, 1e-9)
+        s = chance[b] + (1 - chance[b]) / (1 + np.exp(slope * (loss - mid)))
+        scores[:, b] = s + rng.normal(0.0, noise, n_models)
+    return Ladder(c, loss, scores, chance)

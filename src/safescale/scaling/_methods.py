@@ -1,0 +1,299 @@
+"""Point-forecast methods for a benchmark score, registered by name like the law forms.
+
+Each method fits the models it is given and returns a predictor of the score at new compute.
+``backtest`` and ``fit_capability(method="auto")`` choose among them by out-of-sample error.
+
+* ``sigmoid``: a sigmoid in ``log10 C`` between the known chance floor and ceiling (two free
+  parameters; the slope is capped, see :func:`max_slope`).
+* ``two-step``: compute -> loss -> score (Bhagia et al. 2024, "Establishing Task Scaling Laws
+  via Compute-Efficient Model Ladders"): ``L(C) = E + A / C^alpha`` fitted by Approach 3, then
+  the same sigmoid in predicted loss. Needs a loss (or bits-per-byte) per model.
+* ``logistic-4p``: the plain four-parameter logistic in ``log10 C`` (floor and ceiling free),
+  fitted by scipy least squares; the baseline the others must beat.
+* ``capability-pc``: several benchmarks at once, after Ruan et al. (2024), "Observational
+  Scaling Laws and the Predictability of Language Model Performance". Each benchmark's score
+  is put on a logit scale above its chance level, the first principal component of the
+  standardised logits is a one-dimensional capability measure, the measure is fitted as linear
+  in ``log10 C``, and the target benchmark as a sigmoid of the measure. Needs other benchmarks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from scipy.optimize import least_squares
+
+from safescale._registry import Registry
+from safescale.scaling._laws import FloatArray
+from safescale.scaling._newton import solve_batch
+
+Predictor = Callable[[FloatArray], FloatArray]
+"""Score at an array of compute values (FLOP)."""
+
+
+@dataclass(frozen=True)
+class ScoreData:
+    """Models to fit a score forecast on."""
+
+    compute: FloatArray
+    """``(n,)`` training FLOP."""
+    score: FloatArray
+    """``(n,)`` benchmark scores."""
+    loss: FloatArray | None
+    """``(n,)`` loss or bits-per-byte per model, for the two-step method."""
+    chance: float
+    """Score of a model that knows nothing (floor)."""
+    ceiling: float
+    """Best possible score."""
+    others: FloatArray | None = None
+    """``(n, B)`` scores of other benchmarks on the same models (for ``capability-pc``)."""
+    others_chance: FloatArray | None = None
+    """``(B,)`` chance level of each other benchmark (ceilings are taken as 1)."""
+
+    def subset(self, keep: FloatArray) -> ScoreData:
+        """The models selected by the boolean mask ``keep``."""
+        loss = None if self.loss is None else self.loss[keep]
+        others = None if self.others is None else self.others[keep]
+        return ScoreData(
+            self.compute[keep], self.score[keep], loss, self.chance, self.ceiling, others,
+            self.others_chance,
+        )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class ForecastMethod:
+    """A named point-forecast method."""
+
+    name: str
+    """Registry name."""
+    description: str
+    """One line for help and reports."""
+    needs_loss: bool
+    """Whether the method needs a loss per model."""
+    fit: Callable[[ScoreData], Predictor]
+    """Fit on the data; return the predictor."""
+    needs_others: bool = False
+    """Whether the method needs other benchmarks' scores."""
+
+
+METHODS: Registry[ForecastMethod] = Registry("forecaster")
+"""Score forecasters by name; outside packages add more through ``safescale.forecaster``."""
+
+
+def sigmoid(
+    x: FloatArray | float,
+    x0: FloatArray | float,
+    k: FloatArray | float,
+    floor: float,
+    ceiling: float,
+) -> FloatArray:
+    """The floor-to-ceiling sigmoid; broadcasts over parameter draws."""
+    z = np.clip(k * (x - x0), -700, 700)
+    return floor + (ceiling - floor) / (1.0 + np.exp(-z))
+
+
+def max_slope(x: FloatArray) -> float:
+    """Steepest slope allowed: the rise from 12% to 88% of the way (``4 / k``) must take at
+    least the median gap between distinct predictor values. Steeper curves cannot be told
+    apart by the data and would let a fit put a cliff just beyond the largest model."""
+    gaps = np.diff(np.unique(x))
+    return 4.0 / float(np.median(gaps)) if len(gaps) else 1.0
+
+
+def fit_sigmoid_batch(
+    x: FloatArray, s: FloatArray, w: FloatArray, floor: float, ceiling: float, start: FloatArray
+) -> FloatArray:
+    """Weighted least-squares sigmoid fits, batched: one per row of ``w`` and ``start``.
+
+    Levenberg-Marquardt on ``(x0, k)`` with a per-row damping (Nocedal & Wright 2006, ch. 10).
+
+    Args:
+        x: ``(n,)`` predictor; s: ``(n,)`` scores.
+        w: ``(R, n)`` weights (bootstrap counts, or ones).
+        start: ``(R, 2)`` starting ``(x0, k)``.
+
+    Returns:
+        ``(R, 2)`` fitted ``(x0, k)``.
+    """
+    theta = np.array(start, dtype=float)
+    span = ceiling - floor
+    k_max = max_slope(x)
+    theta[:, 1] = np.clip(theta[:, 1], -k_max, k_max)
+
+    def cost(t: FloatArray, wt: FloatArray) -> FloatArray:
+        r = sigmoid(x[None], t[:, :1], t[:, 1:], floor, ceiling) - s[None]
+        return np.sum(wt * r * r, axis=1)
+
+    f = cost(theta, w)
+    mu = np.full(len(theta), 1e-3)
+    active = np.arange(len(theta))
+    eye = np.eye(2)
+    for _ in range(200):
+        # Only rows still moving are stepped: most starts settle in a few iterations.
+        th, wa = theta[active], w[active]
+        z = np.clip(th[:, 1:] * (x[None] - th[:, :1]), -700, 700)
+        q = 1.0 / (1.0 + np.exp(-z))
+        r = floor + span * q - s[None]  # (R, n)
+        dq = span * q * (1.0 - q)
+        jac = np.stack([-th[:, 1:] * dq, (x[None] - th[:, :1]) * dq], axis=2)  # (R, n, 2)
+        jw = jac * wa[:, :, None]
+        h = jw.transpose(0, 2, 1) @ jac
+        g = np.einsum("rnj,rn->rj", jw, r)
+        diag = np.maximum(np.einsum("rjj->rj", h), 1e-300)
+        damp = (mu[active, None] * diag + 1e-12)[:, :, None] * eye
+        trial = th + solve_batch(h + damp, -g)
+        trial[:, 1] = np.clip(trial[:, 1], -k_max, k_max)
+        ft = cost(trial, wa)
+        fa = f[active]
+        ok = np.isfinite(ft) & (ft <= fa)
+        done = ok & (fa - ft <= 1e-12 * np.maximum(fa, 1e-300))
+        theta[active[ok]], f[active[ok]] = trial[ok], ft[ok]
+        mu[active] = np.where(ok, mu[active] / 5.0, mu[active] * 10.0)
+        active = active[~(done | (mu[active] > 1e12))]
+        if active.size == 0:
+            break
+    return theta
+
+
+def sigmoid_starts(x: FloatArray) -> FloatArray:
+    """``(72, 2)`` starting ``(x0, k)``: midpoints across and beyond the data, slopes of both
+    signs and several steepnesses (the sigmoid is flat far from x0, so one start can stall)."""
+    spread = max(float(np.ptp(x)), 1e-9)
+    mids = np.linspace(x.min() - 0.5 * spread, x.max() + 0.5 * spread, 9)
+    slopes = np.array([0.5, 2.0, 8.0, 32.0]) / spread
+    return np.array([(m, sg * k) for m in mids for k in slopes for sg in (1.0, -1.0)])
+
+
+def best_sigmoid(
+    x: FloatArray, s: FloatArray, floor: float, ceiling: float, keep: int = 16
+) -> FloatArray:
+    """Least-squares ``(x0, k)`` from the ``keep`` best starts of :func:`sigmoid_starts`
+    (ranked by their cost before any step), best end point kept."""
+    starts = sigmoid_starts(x)
+    k_max = max_slope(x)
+    clipped = np.c_[starts[:, 0], np.clip(starts[:, 1], -k_max, k_max)]
+    cost0 = np.sum((sigmoid(x[None], clipped[:, :1], clipped[:, 1:], floor, ceiling) - s) ** 2, 1)
+    starts = starts[np.argsort(cost0, kind="stable")[:keep]]
+    fits = fit_sigmoid_batch(x, s, np.ones((len(starts), len(x))), floor, ceiling, starts)
+    r = sigmoid(x[None], fits[:, :1], fits[:, 1:], floor, ceiling) - s[None]
+    return np.asarray(fits[int(np.argmin(np.sum(r**2, axis=1)))])
+
+
+def _fit_sigmoid_method(data: ScoreData) -> Predictor:
+    x0, k = best_sigmoid(np.log10(data.compute), data.score, data.chance, data.ceiling)
+    return lambda c: sigmoid(np.log10(c), x0, k, data.chance, data.ceiling)
+
+
+@lru_cache(maxsize=256)
+def _compute_law(compute: bytes, loss: bytes) -> FloatArray:
+    # The first step depends only on (compute, loss): backtests of several benchmarks on one
+    # ladder, and nested cuts, refit the same subsets; fit each once.
+    from safescale.scaling._fit import fit_law
+
+    law = fit_law(compute=np.frombuffer(compute), loss=np.frombuffer(loss), form="compute")
+    return np.asarray(law.theta_)
+
+
+def _fit_two_step(data: ScoreData) -> Predictor:
+    from safescale.scaling._laws import LAWS
+
+    assert data.loss is not None
+    theta = _compute_law(
+        np.ascontiguousarray(data.compute, dtype=float).tobytes(),
+        np.ascontiguousarray(data.loss, dtype=float).tobytes(),
+    )
+    form = LAWS.get("compute")
+    x0, k = best_sigmoid(data.loss, data.score, data.chance, data.ceiling)
+
+    def predict(c: FloatArray) -> FloatArray:
+        cc = np.asarray(c, dtype=float)
+        loss = np.exp(form.log_predict(theta, np.log(cc).reshape(-1, 1))).reshape(cc.shape)
+        return sigmoid(loss, x0, k, data.chance, data.ceiling)
+
+    return predict
+
+
+def _fit_logistic_4p(data: ScoreData) -> Predictor:
+    x, s = np.log10(data.compute), data.score
+    spread = max(float(np.ptp(x)), 1e-9)
+
+    def resid(p: FloatArray) -> FloatArray:
+        return np.asarray(sigmoid(x, p[0], p[1], p[2], p[3]) - s)
+
+    def jac(p: FloatArray) -> FloatArray:
+        q = 1.0 / (1.0 + np.exp(-np.clip(p[1] * (x - p[0]), -700, 700)))
+        dq = (p[3] - p[2]) * q * (1 - q)
+        return np.column_stack([-p[1] * dq, (x - p[0]) * dq, 1 - q, q])
+
+    start = np.array([float(np.median(x)), 4.0 / spread, float(s.min()), float(s.max())])
+    if start[3] - start[2] < 1e-6:
+        start[3] = start[2] + 1e-3
+    res = least_squares(resid, start, jac=jac, method="trf", max_nfev=400)
+    x0, k, lo, hi = res.x
+    return lambda c: sigmoid(np.log10(c), x0, k, lo, hi)
+
+
+def _logit_scores(scores: FloatArray, chance: FloatArray, ceiling: FloatArray) -> FloatArray:
+    # Normalised above chance, clipped off 0 and 1 so the logit stays finite.
+    p = (scores - chance) / (ceiling - chance)
+    p = np.clip(p, 0.01, 0.99)
+    return np.asarray(np.log(p / (1 - p)))
+
+
+def _fit_capability_pc(data: ScoreData) -> Predictor:
+    assert data.others is not None and data.others_chance is not None
+    scores = np.column_stack([data.score, data.others])
+    chance = np.r_[data.chance, data.others_chance]
+    ceiling = np.r_[data.ceiling, np.ones(len(data.others_chance))]
+    z = _logit_scores(scores, chance, ceiling)
+    mu, sd = z.mean(axis=0), np.maximum(z.std(axis=0), 1e-6)
+    zs = (z - mu) / sd
+    # First principal component, signed so that capability grows with the mean logit.
+    _, _, vt = np.linalg.svd(zs, full_matrices=False)
+    v = vt[0] * (1.0 if vt[0].sum() >= 0 else -1.0)
+    cap = zs @ v
+    x = np.log10(data.compute)
+    slope, icept = np.polyfit(x, cap, 1)
+    x0, k = best_sigmoid(cap, data.score, data.chance, data.ceiling)
+    return lambda c: sigmoid(icept + slope * np.log10(c), x0, k, data.chance, data.ceiling)
+
+
+for _m in (
+    ForecastMethod(
+        "sigmoid", "sigmoid in log10 compute between chance and ceiling", False, _fit_sigmoid_method
+    ),
+    ForecastMethod(
+        "two-step",
+        "compute -> loss (E + A/C^alpha) -> sigmoid in loss (OLMo ladder)",
+        True,
+        _fit_two_step,
+    ),
+    ForecastMethod(
+        "capability-pc",
+        "sigmoid of a 1-D capability measure (first principal component of all benchmarks' "
+        "logits, linear in log10 compute; Ruan et al. 2024)",
+        False,
+        _fit_capability_pc,
+        needs_others=True,
+    ),
+    ForecastMethod(
+        "logistic-4p",
+        "plain 4-parameter logistic in log10 compute (scipy)",
+        False,
+        _fit_logistic_4p,
+    ),
+):
+    METHODS.add(_m.name, _m)
+
+
+def available_methods(has_loss: bool, has_others: bool = False) -> list[str]:
+    """Registered methods the data can use."""
+    out = []
+    for name in METHODS.names():
+        m = METHODS.get(name)
+        if (has_loss or not m.needs_loss) and (has_others or not m.needs_others):
+            out.append(name)
+    return out
