@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from safescale._errors import Problem, UserError
+from safescale._input import check_id, check_number, check_optional_id, check_optional_number, quote
 from safescale.cli._common import console, print_json, workspace_path
 from safescale.compute import (
     HARDWARE_REL_UNCERTAINTY,
@@ -22,6 +23,15 @@ from safescale.policy import ModelRecord, load_policy
 
 app = typer.Typer(help="Training compute: record runs, show lineages, fire triggers.",
                   no_args_is_help=True)  # fmt: skip
+
+MAX_FLOP = 1e35
+"""Largest FLOP figure accepted (about a billion times the largest training run of 2025)."""
+MAX_COUNT = 1e20
+"""Largest parameter, token or accelerator-hour count accepted."""
+MAX_REL_UNCERTAINTY = 10.0
+"""A one-sigma relative uncertainty above 1000% says nothing; it is a typo."""
+MAX_MULTIPLIER = 1e6
+"""Largest algorithmic-efficiency multiplier accepted."""
 
 Stage = Literal["pretraining", "finetuning", "rl", "other"]
 
@@ -82,8 +92,23 @@ def add(
     assessed: Annotated[bool, typer.Option(help="It was comprehensively assessed.")] = False,
 ) -> None:
     """Record a training run (FLOP, lineage, effective compute) as a ModelRecord entry."""
+    check_id(model, "--model", what="model id")
+    check_optional_id(parent, "--parent", what="model id")
+    check_optional_id(lineage, "--lineage", what="lineage id")
+    for flag, value, top in (
+        ("--flops", flops, MAX_FLOP),
+        ("--params", params, MAX_COUNT),
+        ("--tokens", tokens, MAX_COUNT),
+        ("--gpu-hours", gpu_hours, MAX_COUNT),
+        ("--peak-flops", peak_flops, MAX_FLOP),
+    ):
+        check_optional_number(value, flag, lo=0, hi=top, lo_open=True)
+    check_optional_number(utilization, "--utilization", lo=0, hi=1, lo_open=True)
+    check_optional_number(rel_uncertainty, "--rel-uncertainty", lo=0, hi=MAX_REL_UNCERTAINTY)
+    check_number(effective_multiplier, "--effective-multiplier", lo=0, hi=MAX_MULTIPLIER,
+                 lo_open=True)  # fmt: skip
     if method not in (None, "count", "hardware"):
-        raise UserError(Problem(f"unknown method {method!r}; use count or hardware",
+        raise UserError(Problem(f"unknown method {quote(method)}; use count or hardware",
                                 field="--method"))  # fmt: skip
     if effective_multiplier <= 0:
         raise UserError(Problem("must be positive", field="--effective-multiplier"))
@@ -94,10 +119,10 @@ def add(
     with Workspace.open(workspace_path()) as ws:
         known = {m.id for m in ws.models()}
         if model in known:
-            raise UserError(Problem(f"model {model!r} is already recorded; use a new id",
+            raise UserError(Problem(f"model '{model}' is already recorded; use a new id",
                                     field="--model"))  # fmt: skip
         if parent is not None and parent not in known:
-            raise UserError(Problem(f"parent {parent!r} is not recorded; add it first",
+            raise UserError(Problem(f"parent '{parent}' is not recorded; add it first",
                                     field="--parent"))  # fmt: skip
         record = ModelRecord(
             id=model, parent=parent,

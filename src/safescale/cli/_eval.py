@@ -8,6 +8,7 @@ from typing import Annotated, Any
 import typer
 
 from safescale._errors import Problem, UserError
+from safescale._input import check_optional_id, quote
 from safescale.cli._common import console, print_json, workspace_path
 
 app = typer.Typer(
@@ -20,7 +21,7 @@ def _model_args(items: list[str] | None) -> dict[str, Any]:
     for item in items or []:
         key, sep, value = item.partition("=")
         if not sep or not key:
-            raise UserError(Problem(f"{item!r} is not KEY=VALUE", field="-M"))
+            raise UserError(Problem(f"{quote(item)} is not KEY=VALUE", field="-M"))
         out[key] = value
     return out
 
@@ -124,11 +125,15 @@ def run(
 
     if runner not in ("auto", "batched", "inspect"):
         raise UserError(
-            Problem(f"unknown runner {runner!r}; use auto, batched or inspect", field="--runner")
+            Problem(
+                f"unknown runner {quote(runner)}; use auto, batched or inspect", field="--runner"
+            )
         )
     if log_format not in ("eval", "json"):
         raise UserError(
-            Problem(f"unknown log format {log_format!r}; use eval or json", field="--log-format")
+            Problem(
+                f"unknown log format {quote(log_format)}; use eval or json", field="--log-format"
+            )
         )
 
     result = run_suite(
@@ -161,6 +166,8 @@ def import_(
     """Turn an existing evaluation log into evidence."""
     from safescale.evals import read_log_evidence
 
+    check_optional_id(model_id, "--model-id", what="model id")
+    check_optional_id(evaluation_id, "--evaluation-id", what="evaluation id")
     metrics, evidence = read_log_evidence(path, model_id=model_id, evaluation_id=evaluation_id)
     recorded = _record(evidence, [path])
     _report(metrics, evidence, path, as_json, recorded, evidence[0].subject)

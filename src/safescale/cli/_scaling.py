@@ -9,7 +9,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from safescale._errors import UserError
+from safescale._errors import Problem, UserError
+from safescale._input import check_count, check_number, check_optional_number
 from safescale.cli._common import console, print_json
 from safescale.scaling import (
     LAWS,
@@ -23,6 +24,17 @@ from safescale.scaling import (
     plot_law,
     read_columns,
 )
+
+MAX_BOOTSTRAP = 100_000
+"""Most bootstrap replicates (each refits the law; 1,000 is plenty for a 95% interval)."""
+MAX_SEED = 2**32 - 1
+"""numpy seeds are 32-bit here."""
+MAX_FLOP = 1e35
+"""Largest planned compute accepted (about a billion times the largest run of 2025)."""
+MAX_SCORE = 1e12
+"""Scores, chance and ceiling are benchmark numbers; anything past this is a typo."""
+MAX_CSV_ROWS = 10_000
+"""Most training runs a backtest walks through (the CSV reader's limit)."""
 
 app = typer.Typer(
     help="Scaling laws and capability forecasts: fit, forecast, backtest.", no_args_is_help=True
@@ -65,7 +77,9 @@ def fit(
     law = LAWS.get(form)
     if tokens and flops and "D" in law.variables:
         raise UserError("give --tokens or --flops, not both")
-    if bootstrap < 0 or bootstrap == 1:
+    check_count(bootstrap, "--bootstrap", lo=0, hi=MAX_BOOTSTRAP)
+    check_count(seed, "--seed", hi=MAX_SEED)
+    if bootstrap == 1:
         raise UserError("--bootstrap must be 0 or at least 2")
     wanted = {"loss": loss}
     for key, col, flag in (
@@ -182,10 +196,9 @@ def forecast(
     ] = None,
 ) -> None:
     """Forecast a benchmark score at a planned compute, with a prediction interval."""
-    if at <= 0:
-        raise UserError("--at must be a positive number of FLOP")
-    if bootstrap < 2:
-        raise UserError("--bootstrap must be at least 2")
+    check_number(at, "--at", lo=0, hi=MAX_FLOP, lo_open=True)
+    check_optional_number(line, "--line", lo=-MAX_SCORE, hi=MAX_SCORE)
+    _check_common(chance, ceiling, bootstrap, seed)
     data = _score_data(csv, compute, score, loss)
     fc = fit_capability(
         data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
@@ -247,6 +260,8 @@ def backtest_cmd(
     as_json: JsonOpt = False,
 ) -> None:
     """Fit on the smaller models, predict the larger ones; report errors and interval coverage."""
+    _check_common(chance, ceiling, bootstrap, seed)
+    check_count(min_train, "--min-train", lo=2, hi=MAX_CSV_ROWS)
     data = _score_data(csv, compute, score, loss)
     bt = backtest(
         data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
@@ -293,6 +308,18 @@ def backtest_cmd(
         f"[{float(c.lo):.2f}, {float(c.hi):.2f}] "
         f"(n = {bt.n}; rows share fits, so these intervals are optimistic)"
     )
+
+
+def _check_common(chance: float, ceiling: float, bootstrap: int, seed: int) -> None:
+    """The flags forecast and backtest share: finite score bounds, bounded bootstrap."""
+    check_number(chance, "--chance", lo=-MAX_SCORE, hi=MAX_SCORE)
+    check_number(ceiling, "--ceiling", lo=-MAX_SCORE, hi=MAX_SCORE)
+    if not chance < ceiling:
+        raise UserError(
+            Problem(f"--chance {chance:g} must be below --ceiling {ceiling:g}", field="--chance")
+        )
+    check_count(bootstrap, "--bootstrap", lo=2, hi=MAX_BOOTSTRAP)
+    check_count(seed, "--seed", hi=MAX_SEED)
 
 
 def _score_data(csv: Path, compute: str, score: str, loss: str | None) -> dict[str, np.ndarray]:

@@ -7,7 +7,6 @@ only :func:`record_evidence` touches the workspace ledger.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Iterable, Iterator, Mapping
@@ -16,10 +15,26 @@ from pathlib import Path
 from typing import Any
 
 from safescale._errors import Problem, UserError
+from safescale._input import (
+    check_count,
+    check_id,
+    check_number,
+    decode_utf8,
+    loads_json,
+    read_limited,
+    regular_file_size,
+    size_text,
+)
 from safescale._io import WEIGHT_SUFFIXES, file_sha256, weights_sha256
 from safescale.evals._stats import MetricEstimate, mean_normal, proportion
-from safescale.policy import Evidence, Interval, sha256_hex
+from safescale.policy import Evidence, Interval, metric_range, sha256_hex
 
+MAX_SAMPLES = 1_000_000_000
+"""Most samples a metric may claim (lm-eval's ``n-samples``)."""
+MAX_LOG_BYTES = 4 << 30
+"""Largest .eval log imported (Inspect logs of large suites run to hundreds of MB)."""
+MAX_JSON_LOG_BYTES = 1 << 30
+"""Largest .json log or results file imported; it is parsed in memory."""
 META_KEY = "safescale"
 """Key of our facts in an Inspect log's ``eval.metadata``."""
 PACKAGES = ("safescale", "inspect_ai", "torch", "transformers", "tokenizers", "lm_eval")
@@ -145,8 +160,15 @@ def evidence_from_eval_log(
     )
     if not metrics:
         raise UserError(Problem("the log holds no scored samples", source=log.location))
-    subject = evaluation_id or ours.get("evaluation_id") or log.eval.task
-    model = model_id or ours.get("model_id") or log.eval.model
+    src = str(log.location)
+    for m in metrics:
+        check_number(m.value, f"scores.{m.name}", source=src)
+    subject = evaluation_id or check_id(
+        ours.get("evaluation_id") or log.eval.task, "eval.task", what="evaluation id", source=src
+    )
+    model = model_id or check_id(
+        ours.get("model_id") or log.eval.model, "eval.model", what="model id", source=src
+    )
     # ``artifacts`` names files kept in the workspace's artifact store (the log here; the
     # dataset too when the run had the file, see run_suite). Hashes of things that are not
     # stored (the weights) go into ``details``.
@@ -215,9 +237,18 @@ def evidence_from_lm_eval_results(
             Problem("not an lm-evaluation-harness results file (no 'results')", source=source)
         )
     config = results.get("config") or {}
-    model = model_id or str(
-        config.get("model_name") or results.get("model_name") or config.get("model") or "unknown"
-    )
+    if not isinstance(config, dict):
+        raise UserError(Problem("must be a mapping of settings", source=source, field="config"))
+    named = [(f"config.{k}", config.get(k)) for k in ("model_name", "model")]
+    named.insert(1, ("model_name", results.get("model_name")))
+    if model_id is not None:
+        model = model_id
+    else:
+        field, found = next(((f, v) for f, v in named if v), ("config.model_name", "unknown"))
+        model = check_id(found, field, what="model id", source=source)
+    n_table = results.get("n-samples") or {}
+    if not isinstance(n_table, dict):
+        raise UserError(Problem("must be a mapping of tasks", source=source, field="n-samples"))
     versions = {
         "lm_eval": str(results.get("lm_eval_version", "")),
         "transformers": str(results.get("transformers_version", "")),
@@ -225,13 +256,34 @@ def evidence_from_lm_eval_results(
     metrics: list[MetricEstimate] = []
     evidence: list[Evidence] = []
     for task, row in results["results"].items():
-        n_info = (results.get("n-samples") or {}).get(task) or {}
-        n = int(n_info.get("effective") or n_info.get("original") or 0)
+        base = f"results.{task}"
+        check_id(task, "results", what="task name", source=source)
+        if not isinstance(row, dict):
+            raise UserError(Problem("must be a mapping of metrics", source=source, field=base))
+        n_info = n_table.get(task) or {}
+        if not isinstance(n_info, dict):
+            raise UserError(
+                Problem("must be a mapping of counts", source=source, field=f"n-samples.{task}")
+            )
+        n_field = "effective" if n_info.get("effective") else "original"
+        n = check_count(
+            n_info.get(n_field) or 0,
+            f"n-samples.{task}.{n_field}",
+            hi=MAX_SAMPLES,
+            source=source,
+        )
         for key, value in row.items():
             if "," not in key or "_stderr" in key or not isinstance(value, int | float):
                 continue
             name = key.split(",", 1)[0]
+            span = metric_range(name)
+            lo, hi = span if span is not None else (None, None)
+            value = check_number(value, f"{base}.{key}", lo=lo, hi=hi, source=source)
             stderr = row.get(f"{name}_stderr,{key.split(',', 1)[1]}")
+            if isinstance(stderr, int | float) and not isinstance(stderr, bool):
+                stderr = check_number(
+                    stderr, f"{base}.{name}_stderr,{key.split(',', 1)[1]}", lo=0, source=source
+                )
             if name in ("acc", "acc_norm", "acc_bytes", "exact_match") and n:
                 m = proportion(name, round(float(value) * n), n)
                 m = MetricEstimate(name, float(value), n, m.lo, m.hi, m.confidence, m.method)
@@ -287,23 +339,34 @@ def read_log_evidence(
     path: Path, *, model_id: str | None = None, evaluation_id: str | None = None
 ) -> tuple[list[MetricEstimate], list[Evidence]]:
     """Metrics and Evidence from a log file (see :func:`evidence_from_log`)."""
-    if not path.is_file():
-        raise UserError(Problem("log file does not exist", source=str(path)))
-    sha = file_sha256(path)
+    src = str(path)
     if path.suffix == ".json":
-        try:
-            doc = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(Problem(f"not valid JSON ({exc})", source=str(path))) from None
+        data = read_limited(path, MAX_JSON_LOG_BYTES, what="log file")
+        sha = sha256_hex(data)
+        doc = loads_json(
+            decode_utf8(data, src),
+            src,
+            fix="give the log or results file as written",
+            allow_nan=True,
+        )
         if isinstance(doc, dict) and "results" in doc and "eval" not in doc:
             return evidence_from_lm_eval_results(
-                doc, sha, model_id=model_id, evaluation_id=evaluation_id, source=str(path)
+                doc, sha, model_id=model_id, evaluation_id=evaluation_id, source=src
             )
-    elif path.suffix != ".eval":
+    elif path.suffix == ".eval":
+        size = regular_file_size(path, what="log file")
+        if size > MAX_LOG_BYTES:
+            raise UserError(
+                Problem(
+                    f"is {size_text(size)}; a log file may be at most {size_text(MAX_LOG_BYTES)} "
+                    "(is this the right file?)",
+                    source=src,
+                )
+            )
+        sha = file_sha256(path)
+    else:
         raise UserError(
-            Problem(
-                "expected an Inspect .eval/.json log or an lm-eval results .json", source=str(path)
-            )
+            Problem("expected an Inspect .eval/.json log or an lm-eval results .json", source=src)
         )
     from inspect_ai.log import read_eval_log, read_eval_log_sample_summaries
 

@@ -42,6 +42,7 @@ from safescale.policy._schema import (
     RegulatoryOverlay,
     SafeguardStandard,
     Trigger,
+    metric_range,
     policy_json_schema,
 )
 
@@ -81,6 +82,7 @@ __all__ = [
     "iter_policy_files",
     "load_builtin",
     "load_policy",
+    "metric_range",
     "policy_json_schema",
     "policy_sha256",
     "safeguard_met",
