@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ import typer
 
 from safescale import __version__
 from safescale._errors import UserError
-from safescale._input import one_line
+from safescale._input import QUOTE_LEN, one_line
 from safescale.cli import (
     _assess,
     _compute,
@@ -98,6 +99,8 @@ def _usage_line(exc: Exception) -> str:
     message = str(format_message() if callable(format_message) else exc).strip()
     message = (message.splitlines() or ["invalid usage"])[0].rstrip(".")
     message = message[:1].lower() + message[1:]
+    # typer quotes the user's word whole; a 100 kB word is cut to QUOTE_LEN characters.
+    message = re.sub(rf"\S{{{QUOTE_LEN + 1},}}", lambda m: m.group(0)[:QUOTE_LEN] + "...", message)
     ctx = getattr(exc, "ctx", None)
     command = ctx.command_path if ctx is not None else "safescale"
     option = getattr(exc, "option_name", None)

@@ -73,21 +73,21 @@ def _flops(
 @app.command()
 def add(
     model: Annotated[str, typer.Option("--model", help="Model id.")],
-    flops: Annotated[float | None, typer.Option(help="Training FLOP of this run.", min=0)] = None,
-    params: Annotated[float | None, typer.Option(help="Non-embedding parameters N.", min=0)] = None,
-    tokens: Annotated[float | None, typer.Option(help="Training tokens D.", min=0)] = None,
+    flops: Annotated[float | None, typer.Option(help="Training FLOP of this run.")] = None,
+    params: Annotated[float | None, typer.Option(help="Non-embedding parameters N.")] = None,
+    tokens: Annotated[float | None, typer.Option(help="Training tokens D.")] = None,
     method: Annotated[str | None, typer.Option(help="count or hardware.")] = None,
-    gpu_hours: Annotated[float | None, typer.Option(help="Accelerator-hours.", min=0)] = None,
-    peak_flops: Annotated[float | None, typer.Option(help="Peak FLOP/s per device.", min=0)] = None,
+    gpu_hours: Annotated[float | None, typer.Option(help="Accelerator-hours.")] = None,
+    peak_flops: Annotated[float | None, typer.Option(help="Peak FLOP/s per device.")] = None,
     utilization: Annotated[float | None, typer.Option(help="Achieved fraction of peak.")] = None,
     rel_uncertainty: Annotated[
-        float | None, typer.Option(help="One-sigma relative uncertainty of the FLOP.", min=0)
+        float | None, typer.Option(help="One-sigma relative uncertainty of the FLOP.")
     ] = None,
     parent: Annotated[str | None, typer.Option(help="The model this run trained from.")] = None,
     stage: Annotated[Stage | None, typer.Option(help="pretraining, finetuning, rl, other.")] = None,
     lineage: Annotated[str | None, typer.Option(help="Model family (default: parent's).")] = None,
     effective_multiplier: Annotated[
-        float, typer.Option(help="Algorithmic-efficiency multiplier vs the baseline.", min=0)
+        float, typer.Option(help="Algorithmic-efficiency multiplier vs the baseline.")
     ] = 1.0,
     assessed: Annotated[bool, typer.Option(help="It was comprehensively assessed.")] = False,
 ) -> None:

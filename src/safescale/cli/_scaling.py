@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from safescale._errors import Problem, UserError
-from safescale._input import check_count, check_number, check_optional_number
+from safescale._input import check_count, check_number, check_optional_number, quote
 from safescale.cli._common import console, print_json
 from safescale.scaling import (
     LAWS,
@@ -74,6 +74,11 @@ def fit(
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the fit.")] = None,
 ) -> None:
     """Fit a scaling law by Hoffmann et al. (2022) Approach 3 (Huber on log loss, grid + L-BFGS)."""
+    if form not in LAWS:
+        raise UserError(
+            Problem(f"unknown law {quote(form)}; choose one of: {', '.join(LAWS.names())}",
+                    field="--form")
+        )  # fmt: skip
     law = LAWS.get(form)
     if tokens and flops and "D" in law.variables:
         raise UserError("give --tokens or --flops, not both")
