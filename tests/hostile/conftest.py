@@ -66,6 +66,8 @@ def _snapshot(root: Path) -> dict[str, str]:
             out[rel] = "link:" + str(p.readlink())
         elif p.is_dir():
             out[rel] = "dir"
+        elif not p.is_file():  # a FIFO: reading it would block
+            out[rel] = "special"
         elif p.stat().st_size > 8 << 20:  # large (often sparse) inputs: size and time
             out[rel] = f"big:{p.stat().st_size}:{p.stat().st_mtime_ns}"
         else:

@@ -18,7 +18,7 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from safescale._errors import Problem, UserError
-from safescale._input import quote, read_limited
+from safescale._input import escape_controls, quote, read_limited
 from safescale.policy._records import canonical_json
 from safescale.policy._schema import Policy, metric_range
 
@@ -160,7 +160,7 @@ def check_policy_text(
             _index_lines(node, (), lines, dupes, source, [0])
         raw = yaml.load(text, Loader=_PolicyLoader)
     except yaml.YAMLError as exc:
-        return None, [_yaml_problem(exc, source)]
+        return None, [_yaml_problem(exc, source, text)]
     except RecursionError:
         return None, [
             Problem(
@@ -206,10 +206,19 @@ def check_policy_text(
     return (None if problems else policy), problems
 
 
-def _yaml_problem(exc: yaml.YAMLError, source: str) -> Problem:
+def _yaml_problem(exc: yaml.YAMLError, source: str, text: str) -> Problem:
     mark = getattr(exc, "problem_mark", None)
     start = getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses: its position only
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return Problem(
+            f"invalid YAML: the character {escape_controls(char)} is not allowed; remove it "
+            "or write it as an escape in a double-quoted string",
+            source=source,
+            line=line,
+        )
     what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None)
     if context and start is not None and (line is None or start.line + 1 != line):

@@ -55,7 +55,12 @@ def read_columns(
             rows.append(row)
     except csv.Error as exc:
         raise UserError(
-            Problem(f"not valid CSV ({exc}); fix the quoting", source=src, line=reader.line_num)
+            Problem(
+                f"not valid CSV ({exc}); check the quoting, or save it as plain "
+                "comma-separated text",
+                source=src,
+                line=reader.line_num,
+            )
         ) from None
     if not header:
         raise UserError(Problem("the file is empty; it needs a header row", source=src))
