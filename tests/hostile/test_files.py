@@ -347,7 +347,7 @@ POLICY = [
     Case(
         "policy-control-char",
         policy(sub("name: Minimal test policy", 'name: "Min\x1b[2J"')),
-        "p.yaml:7",
+        "p.yaml:6",
         "remove it",
     ),
     Case("policy-dev-zero", policy(special("zero")), "p.yaml", "not a regular file"),
