@@ -153,16 +153,23 @@ def evidence_from_eval_log(
             )
         )
     ours: dict[str, Any] = dict((log.eval.metadata or {}).get(META_KEY) or {})
-    metrics = metric_estimates(
-        _sample_values(
-            log.samples or [] if summaries is None else summaries, _accuracy_scorers(log)
-        )
+    src = str(log.location)
+    values = _sample_values(
+        log.samples or [] if summaries is None else summaries, _accuracy_scorers(log)
     )
+    for name, vals in values.items():
+        # NaN marks an unscored sample (dropped below); an infinite score is not a score.
+        if any(math.isinf(v) for v in vals):
+            raise UserError(
+                Problem(
+                    "a sample's score is infinite; score every sample with a finite number",
+                    source=src,
+                    field=f"scores.{name}",
+                )
+            )
+    metrics = metric_estimates(values)
     if not metrics:
         raise UserError(Problem("the log holds no scored samples", source=log.location))
-    src = str(log.location)
-    for m in metrics:
-        check_number(m.value, f"scores.{m.name}", source=src)
     subject = evaluation_id or check_id(
         ours.get("evaluation_id") or log.eval.task, "eval.task", what="evaluation id", source=src
     )
