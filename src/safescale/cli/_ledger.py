@@ -12,7 +12,7 @@ from safescale._errors import Problem, UserError
 from safescale._input import check_id, check_text, read_limited
 from safescale._io import atomic_write_text
 from safescale.cli._common import OPTIONS, console, print_json, workspace_path
-from safescale.ledger import Workspace, verify_export
+from safescale.ledger import Workspace, load_public_pem, verify_export
 
 MAX_KEY_BYTES = 64 << 10
 """Largest public key file read (an ed25519 PEM is about 120 bytes)."""
@@ -54,7 +54,9 @@ def init(
 def _read_pem(path: Path | None) -> bytes | None:
     if path is None:
         return None
-    return read_limited(path, MAX_KEY_BYTES, what="public key file")
+    pem = read_limited(path, MAX_KEY_BYTES, what="public key file")
+    load_public_pem(pem, source=str(path))  # refused here, naming the file, if not a key
+    return pem
 
 
 @app.command()
@@ -138,6 +140,9 @@ def export_cmd(
     ] = None,
 ) -> None:
     """Every entry and the public key, so an outside reviewer can verify without our database."""
+    if output is not None and output.is_dir():
+        raise UserError(Problem("is a folder; give a file name", source=str(output),
+                                field="--output"))  # fmt: skip
     with Workspace.open(workspace_path()) as ws:
         text = ws.export().model_dump_json(indent=2) + "\n"
     if output is not None:

@@ -32,6 +32,8 @@ def report(
         raise UserError(
             f"--format: {quote(fmt)} is not a format; choose one of {', '.join(RENDERERS.names())}"
         )
+    if out is not None and out.is_dir():
+        raise UserError(f"--out: {quote(str(out))} is a folder; give a file name")
     check_optional_id(model, "--model", what="model id")
     check_optional_id(determination, "--determination", what="determination id")
     with Workspace.open(workspace_path()) as ws:

@@ -7,7 +7,7 @@ reviewer do the same without our database.
 """
 
 from safescale.ledger._entry import LedgerEntry
-from safescale.ledger._keys import KeyPair
+from safescale.ledger._keys import KeyPair, load_public_pem
 from safescale.ledger._verify import VerifyProblem, VerifyReport, verify_ledger
 from safescale.ledger._workspace import (
     AppendResult,
@@ -31,6 +31,7 @@ __all__ = [
     "VerifyReport",
     "Workspace",
     "init_workspace",
+    "load_public_pem",
     "raw_record",
     "verify_export",
     "verify_ledger",
