@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -49,6 +50,20 @@ class Record(BaseModel):
     model_config = _PERSISTED
 
     schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _free_form_is_finite(self) -> Record:
+        # allow_inf_nan covers typed float fields; free-form dicts (``extra``, ``details``)
+        # would otherwise be written with the number silently replaced by null.
+        stack: list[Any] = [v for v in self.__dict__.values() if isinstance(v, dict | list)]
+        while stack:
+            cur = stack.pop()
+            for item in cur.values() if isinstance(cur, dict) else cur:
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise ValueError(f"{item} is not a finite number; records hold only those")
+                if isinstance(item, dict | list):
+                    stack.append(item)
+        return self
 
     def sha256(self) -> str:
         """sha256 of the record's canonical JSON."""
