@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from safescale._errors import Problem, UserError
+from safescale._input import check_id
 from safescale.evals._batched import mc_requests, run_batched
 from safescale.evals._evidence import (
     META_KEY,
@@ -163,6 +164,8 @@ def run_suite(
             )
         inspect_model = model
         meta["model_id"] = model_id or model
+    # The id goes into the log, the evidence and the ledger: the id grammar holds it.
+    check_id(meta["model_id"], "--model", what="model id (rename the folder, or pass model_id)")
     meta["model_args"] = {k: str(v) for k, v in args.items()}
     # Not memoized by Inspect: a local folder's weights are kept by load_local_model's own
     # cache (see unload_local_models), so Inspect's cache would only hold a second reference.

@@ -331,10 +331,10 @@ def _from_pydantic(err: Any, raw: Any, lines: dict[Path_, int], source: str) -> 
         field = f"{field}.kind" if field else "kind"
         line = _line_for(lines, field)
         expected = err.get("ctx", {}).get("expected_tags", "")
-        msg = f"unknown kind {err.get('ctx', {}).get('tag', '')!r}; use one of {expected}"
+        msg = f"unknown kind {quote(err.get('ctx', {}).get('tag', ''))}; use one of {expected}"
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
         got = err.get("input")
-        what = "a list" if isinstance(got, list) else f"{got!r}"
+        what = "a list" if isinstance(got, list) else quote(got)
         msg = f"expected a mapping of fields here, got {what}"
     elif kind == "literal_error":
         msg = f"{err['msg'].replace('Input should be', 'must be')}"
@@ -343,7 +343,7 @@ def _from_pydantic(err: Any, raw: Any, lines: dict[Path_, int], source: str) -> 
         msg = msg[0].lower() + msg[1:] if msg else msg
         got = err.get("input")
         if not isinstance(got, (dict, list)) and got is not None and kind != "value_error":
-            msg += f" (got {got!r})"
+            msg += f" (got {quote(got)})"
     return Problem(msg, source=source, line=line, field=field or None)
 
 
