@@ -9,6 +9,7 @@ and head unchanged).
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -43,6 +44,51 @@ Refuse = Callable[[Case], str]
 def ws_args(ws: Path, *args: str) -> list[str]:
     """``--workspace WS ARGS...``."""
     return ["--workspace", str(ws), *args]
+
+
+def special(kind: str) -> Callable[[Path], None]:
+    """Write a file that is not a plain file of the expected size at ``path``."""
+
+    def make(path: Path) -> None:
+        if kind == "zero":
+            path.symlink_to("/dev/zero")
+        elif kind == "fifo":
+            os.mkfifo(path)
+        elif kind == "folder":
+            path.mkdir()
+        elif kind.startswith("sparse"):
+            with path.open("wb") as fh:  # st_size says it all; nothing need be read
+                fh.truncate(int(kind.removeprefix("sparse")) << 20)
+
+    return make
+
+
+SPECIAL_FIX = {
+    "zero": "not a regular file",
+    "fifo": "not a regular file",
+    "folder": "is a folder",
+    "sparse": "is this the right file",
+}
+
+
+def not_plain_files(
+    prefix: str,
+    wrap: Callable[[Callable[[Path], None]], Build],
+    place: str,
+    *,
+    sparse_mib: int,
+    kinds: tuple[str, ...] = ("zero", "fifo", "folder", "sparse"),
+) -> list[Case]:
+    """The same input given as /dev/zero, a FIFO, a folder and a sparse file past its limit."""
+    return [
+        Case(
+            f"{prefix}-{kind}",
+            wrap(special(f"sparse{sparse_mib}" if kind == "sparse" else kind)),
+            place,
+            SPECIAL_FIX[kind],
+        )
+        for kind in kinds
+    ]
 
 
 @pytest.fixture(scope="session")

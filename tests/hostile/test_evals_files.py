@@ -9,8 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.hostile.conftest import Build, Case, Refuse, ws_args
-from tests.hostile.test_files import special
+from tests.hostile.conftest import Build, Case, Refuse, not_plain_files, special, ws_args
 
 MC = {"question": "Which?", "choices": ["a", "b", "c", "d"], "answer": 1}
 UTF8 = "save the file as UTF-8"
@@ -177,10 +176,7 @@ SUITES = [
         "task.jsonl:1: target",
         "must be a string",
     ),
-    Case("suite-dev-zero", suite(special("zero")), "task.jsonl", "not a regular file"),
-    Case("suite-fifo", suite(special("fifo")), "task.jsonl", "not a regular file"),
-    Case("suite-folder", suite(special("folder")), "task.jsonl", "is a folder"),
-    Case("suite-sparse", suite(special("sparse600")), "task.jsonl", "is this the right file"),
+    *not_plain_files("suite", suite, "task.jsonl", sparse_mib=600),
     Case(
         "suite-missing",
         lambda i, w: ws_args(w, "eval", "run", str(i / "no.jsonl"), "--model", "none/none"),
@@ -374,9 +370,9 @@ LMEVAL = [
         "results.json:1",
         "give the log or results file as written",
     ),
-    Case("lmeval-dev-zero", results(special("zero")), "results.json", "not a regular file"),
-    Case("lmeval-fifo", results(special("fifo")), "results.json", "not a regular file"),
-    Case("lmeval-sparse", results(special("sparse1100")), "results.json", "is this the right file"),
+    *not_plain_files(
+        "lmeval", results, "results.json", sparse_mib=1100, kinds=("zero", "fifo", "sparse")
+    ),
     Case(
         "lmeval-wrong-suffix",
         results(setting("config", {}), "results.txt"),

@@ -2,35 +2,17 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import Build, Case, Refuse, ws_args
+from tests.hostile.conftest import Build, Case, Refuse, not_plain_files, ws_args
 
 MINIMAL = (Path(__file__).parents[1] / "policy" / "minimal.yaml").read_text()
 GOOD_ROWS = [f"{1e6 * 2**i:g},{1e9 * 2**i:g},{3.0 - 0.2 * i:g}" for i in range(8)]
 UTF8 = "save the file as UTF-8"
 ROW = "fix or drop the row"
-
-
-def special(kind: str) -> Callable[[Path], None]:
-    """Write a file that is not a plain file of the expected size at ``path``."""
-
-    def make(path: Path) -> None:
-        if kind == "zero":
-            path.symlink_to("/dev/zero")
-        elif kind == "fifo":
-            os.mkfifo(path)
-        elif kind == "folder":
-            path.mkdir()
-        elif kind.startswith("sparse"):
-            with path.open("wb") as fh:  # st_size says it all; nothing need be read
-                fh.truncate(int(kind.removeprefix("sparse")) << 20)
-
-    return make
 
 
 def csv(content: bytes | str | Callable[[Path], None], *flags: str, cmd: str = "fit") -> Build:
@@ -113,10 +95,7 @@ CSV = [
         "runs.csv:10002",
         "aggregate or sample the rows",
     ),
-    Case("csv-dev-zero", csv(special("zero")), "runs.csv", "not a regular file"),
-    Case("csv-fifo", csv(special("fifo")), "runs.csv", "not a regular file"),
-    Case("csv-folder", csv(special("folder")), "runs.csv", "is a folder"),
-    Case("csv-sparse-100mb", csv(special("sparse100")), "runs.csv", "is this the right file"),
+    *not_plain_files("csv", csv, "runs.csv", sparse_mib=100),
     Case(
         "csv-missing",
         lambda i, w: [
@@ -350,9 +329,7 @@ POLICY = [
         "p.yaml:6",
         "remove it",
     ),
-    Case("policy-dev-zero", policy(special("zero")), "p.yaml", "not a regular file"),
-    Case("policy-fifo", policy(special("fifo")), "p.yaml", "not a regular file"),
-    Case("policy-sparse", policy(special("sparse6")), "p.yaml", "is this the right file"),
+    *not_plain_files("policy", policy, "p.yaml", sparse_mib=6, kinds=("zero", "fifo", "sparse")),
     Case(
         "policy-latin1",
         policy(MINIMAL.replace("Minimal", "Minimal caf\xe9").encode("latin-1")),

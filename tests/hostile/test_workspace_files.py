@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import Build, Case, Refuse, ws_args
-from tests.hostile.test_files import special
+from tests.hostile.conftest import Build, Case, Refuse, not_plain_files, ws_args
 
 TOML = "safescale.toml"
 
@@ -105,9 +104,13 @@ CONFIG = [
         "version",
         "see docs/ledger.md",
     ),
-    Case("config-dev-zero", with_config(special("zero"), "file"), TOML, "not a regular file"),
-    Case("config-fifo", with_config(special("fifo"), "file"), TOML, "not a regular file"),
-    Case("config-sparse", with_config(special("sparse1"), "file"), TOML, "is this the right file"),
+    *not_plain_files(
+        "config",
+        lambda make: with_config(make, "file"),
+        TOML,
+        sparse_mib=1,
+        kinds=("zero", "fifo", "sparse"),
+    ),
 ]
 
 
@@ -147,9 +150,7 @@ KEYS = [
     Case("key-empty", with_key(b""), KEY, "not a usable PEM private key"),
     Case("key-missing", with_key(None), KEY, "restore it from backup"),
     Case("key-not-ed25519", with_key(rsa_pem), KEY, "not an ed25519 private key"),
-    Case("key-dev-zero", with_key(special("zero")), KEY, "not a regular file"),
-    Case("key-fifo", with_key(special("fifo")), KEY, "not a regular file"),
-    Case("key-sparse", with_key(special("sparse1")), KEY, "is this the right file"),
+    *not_plain_files("key", with_key, KEY, sparse_mib=1, kinds=("zero", "fifo", "sparse")),
 ]
 
 
@@ -174,15 +175,12 @@ LEDGER = [
         "key.pem",
         "give the ledger's ed25519 key",
     ),
-    Case(
-        "pubkey-dev-zero", verify("--public-key", special("zero")), "key.pem", "not a regular file"
-    ),
-    Case("pubkey-fifo", verify("--public-key", special("fifo")), "key.pem", "not a regular file"),
-    Case(
-        "pubkey-sparse",
-        verify("--public-key", special("sparse1")),
+    *not_plain_files(
+        "pubkey",
+        lambda make: verify("--public-key", make),
         "key.pem",
-        "is this the right file",
+        sparse_mib=1,
+        kinds=("zero", "fifo", "sparse"),
     ),
     Case(
         "pubkey-missing",
@@ -209,8 +207,12 @@ LEDGER = [
         "export.json",
         "not a ledger export",
     ),
-    Case(
-        "export-dev-zero", verify("--export", special("zero")), "export.json", "not a regular file"
+    *not_plain_files(
+        "export",
+        lambda make: verify("--export", make),
+        "export.json",
+        sparse_mib=1,
+        kinds=("zero",),
     ),
     Case(
         "export-out-folder",
