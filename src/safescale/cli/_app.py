@@ -121,6 +121,8 @@ def _print_error(text: str) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command; user errors print one line per problem and exit with status 2."""
+    # In-process callers (the tests) run many commands: no option outlives its command.
+    OPTIONS.workspace, OPTIONS.debug = None, False
     try:
         result = app(args=argv, prog_name="safescale", standalone_mode=False)
     except UserError as exc:
@@ -143,8 +145,7 @@ def main(argv: list[str] | None = None) -> int:
         if OPTIONS.debug:
             raise
         _print_error(_usage_line(exc))
-        code = int(getattr(exc, "exit_code", 2))
-        return 2 if code in (0, 2) else code
+        return 2
     # click returns the exit code of a ``typer.Exit`` raised inside a command.
     return result if isinstance(result, int) else 0
 
