@@ -87,7 +87,9 @@ def test_records_refuse_non_finite_numbers() -> None:
         with pytest.raises(ValidationError):
             Interval(lo=0.0, hi=bad, method="normal")
     with pytest.raises(ValidationError):  # nor can free-form details smuggle one in
-        ModelRecord(id="m", flops=1e20, extra={"curve": [1.0, {"loss": math.nan}]})
+        ModelRecord(id="m", flops=1e20, extra={"curve": [(1, 2.0), {"loss": math.nan}]})
+    with pytest.raises(ValidationError):
+        ModelRecord(id="m", flops=1e20, extra={"curve": [(1, math.inf)]})
     with pytest.raises(ValueError):  # and canonical JSON, the hashed form, has none
         canonical_json({"loss": math.inf})
 

@@ -55,13 +55,13 @@ class Record(BaseModel):
     def _free_form_is_finite(self) -> Record:
         # allow_inf_nan covers typed float fields; free-form dicts (``extra``, ``details``)
         # would otherwise be written with the number silently replaced by null.
-        stack: list[Any] = [v for v in self.__dict__.values() if isinstance(v, dict | list)]
+        stack: list[Any] = [v for v in self.__dict__.values() if isinstance(v, dict | list | tuple)]
         while stack:
             cur = stack.pop()
             for item in cur.values() if isinstance(cur, dict) else cur:
                 if isinstance(item, float) and not math.isfinite(item):
                     raise ValueError(f"{item} is not a finite number; records hold only those")
-                if isinstance(item, dict | list):
+                if isinstance(item, dict | list | tuple):
                     stack.append(item)
         return self
 
