@@ -75,6 +75,8 @@ CSV = [
         "the header has",
     ),
     Case("csv-text", csv(bad_row("abc")), "runs.csv:4", ROW),
+    # "runs.csv:100:" must print as written, not as rich's :100: emoji.
+    Case("csv-line-100", csv(rows(*(GOOD_ROWS * 13)[:98], "1e6,1e9,x")), "runs.csv:100:", ROW),
     Case("csv-inf", csv(bad_row("inf")), "runs.csv:4", ROW),
     Case("csv-nan", csv(bad_row("nan")), "runs.csv:4", ROW),
     Case("csv-1e400", csv(bad_row("1e400")), "runs.csv:4", ROW),
