@@ -8,7 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from safescale._errors import Problem, UserError
-from safescale._input import quote
 from safescale.cli._common import console, print_json, workspace_path
 
 app = typer.Typer(
@@ -91,13 +90,12 @@ def train(
 
     if size not in SIZES:
         raise UserError(
-            Problem(f"unknown size {quote(size)}; choose one of {', '.join(SIZES)}", field="--size")
+            Problem(f"unknown size {size!r}; choose one of {', '.join(SIZES)}", field="--size")
         )
     if precision not in ("auto", "bf16", "fp32"):
         raise UserError(
             Problem(
-                f"unknown precision {quote(precision)}; choose auto, bf16 or fp32",
-                field="--precision",
+                f"unknown precision {precision!r}; choose auto, bf16 or fp32", field="--precision"
             )
         )
     _positive(batch_size, "--batch-size")
