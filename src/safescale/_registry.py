@@ -11,6 +11,7 @@ from importlib.metadata import entry_points
 from typing import Generic, TypeVar
 
 from safescale._errors import UserError
+from safescale._input import quote
 
 T = TypeVar("T")
 
@@ -53,7 +54,9 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             choices = ", ".join(sorted(self._items)) or "none"
-            raise UserError(f"unknown {self.kind} {name!r}; choose one of: {choices}") from None
+            raise UserError(
+                f"unknown {self.kind} {quote(name)}; choose one of: {choices}"
+            ) from None
 
     def names(self) -> list[str]:
         """Registered names, sorted."""

@@ -6,6 +6,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 
+from safescale._input import quote
 from safescale.assess._forecast import Forecast, forecast_evaluations, forecast_png
 from safescale.compute import ComputeSummary, TriggerResult, evaluate_triggers, lineage_summary
 from safescale.ledger import Workspace
@@ -107,8 +108,8 @@ def assess(
         from safescale._errors import UserError
 
         raise UserError(
-            f"model {unknown[0]!r} is not in the ledger; record it with `safescale compute add` "
-            f"(known: {', '.join(sorted(by_id)) or 'none'})"
+            f"model {quote(unknown[0])} is not in the ledger; record it with "
+            f"`safescale compute add` (known: {', '.join(sorted(by_id)) or 'none'})"
         )
     sha = policy_sha256(policy)
     # The policy itself is kept as an artifact named by its hash, so a report can be rebuilt

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -10,6 +11,7 @@ import typer
 
 from safescale import __version__
 from safescale._errors import UserError
+from safescale._input import QUOTE_LEN, one_line
 from safescale.cli import (
     _assess,
     _compute,
@@ -24,6 +26,25 @@ from safescale.cli import (
     _scaling,
 )
 from safescale.cli._common import OPTIONS, err_console
+
+
+def _usage_errors() -> tuple[type[Exception], ...]:
+    """Usage errors (unknown command or option, bad or missing value) as typer raises them.
+
+    typer 0.24+ raises its own vendored click classes, all ``typer.TyperException``; older
+    typer raises plain click's ``ClickException``. Both are caught, whichever is installed.
+    """
+    found: list[type[Exception]] = [typer.TyperException]
+    try:
+        import click
+    except ImportError:  # typer no longer depends on click
+        pass
+    else:
+        found.append(click.ClickException)
+    return tuple(found)
+
+
+_CLICK_ERRORS = _usage_errors()
 
 app = typer.Typer(
     name="safescale",
@@ -73,32 +94,63 @@ def _root(
     OPTIONS.debug = debug
 
 
+GLOBAL_OPTIONS = ("--workspace", "-w", "--debug", "--version")
+"""Options of ``safescale`` itself, which go before the sub-command."""
+
+
+def _usage_line(exc: Exception) -> str:
+    """One line for a usage error: what is wrong, and where to look for the right usage."""
+    format_message = getattr(exc, "format_message", None)
+    message = str(format_message() if callable(format_message) else exc).strip()
+    message = (message.splitlines() or ["invalid usage"])[0].rstrip(".")
+    message = message[:1].lower() + message[1:]
+    # typer quotes the user's word whole; a 100 kB word is cut to QUOTE_LEN characters.
+    message = re.sub(rf"\S{{{QUOTE_LEN + 1},}}", lambda m: m.group(0)[:QUOTE_LEN] + "...", message)
+    ctx = getattr(exc, "ctx", None)
+    command = ctx.command_path if ctx is not None else "safescale"
+    option = getattr(exc, "option_name", None)
+    if option in GLOBAL_OPTIONS:
+        value = " DIR" if option in ("--workspace", "-w") else ""
+        return (
+            f"{message} for '{command}'; {option} is an option of safescale itself: put it "
+            f"before the sub-command (safescale {option}{value} {command.partition(' ')[2]})"
+        )
+    return f"{message}; see '{command} --help'"
+
+
+def _print_error(text: str) -> None:
+    # Plain text: no markup, no emoji codes (":100:" in "file:100:" stays as written), control
+    # characters escaped, one bounded line.
+    err_console.print(one_line(f"error: {text}"), markup=False, emoji=False, soft_wrap=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; user errors print one line per problem and exit with status 2."""
+    # In-process callers (the tests) run many commands: no option outlives its command.
+    OPTIONS.workspace, OPTIONS.debug = None, False
     try:
-        result = app(args=argv, standalone_mode=False)
+        result = app(args=argv, prog_name="safescale", standalone_mode=False)
     except UserError as exc:
         if OPTIONS.debug:
             raise
         for problem in exc.problems:
-            err_console.print(f"error: {problem}", markup=False, soft_wrap=True)
+            _print_error(str(problem))
         return exc.exit_code
     except typer.Exit as exc:
         return int(exc.exit_code or 0)
     except typer.Abort:
         err_console.print("aborted")
         return 130
-    except SystemExit as exc:  # click's usage errors arrive here in standalone_mode=False
+    except SystemExit as exc:  # a click-style exit raised inside a command
         return int(exc.code or 0) if isinstance(exc.code, int) else 2
-    except Exception as exc:
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            return exc.exit_code
+    except _CLICK_ERRORS as exc:
+        if getattr(exc, "ctx", None) is not None and type(exc).__name__ == "NoArgsIsHelpError":
+            exc.show()  # type: ignore[attr-defined]  # a group called bare: its help, as asked
+            return 2
         if OPTIONS.debug:
             raise
-        raise
+        _print_error(_usage_line(exc))
+        return 2
     # click returns the exit code of a ``typer.Exit`` raised inside a command.
     return result if isinstance(result, int) else 0
 

@@ -9,6 +9,7 @@ import typer
 from rich.table import Table
 
 from safescale._errors import UserError
+from safescale._input import check_count, check_id, check_text
 from safescale.assess import Assessment, SuiteEvaluator, assess
 from safescale.cli._common import (
     console,
@@ -21,6 +22,9 @@ from safescale.cli._common import (
 from safescale.ledger import Workspace
 from safescale.policy import Determination, Policy, SignOffRecord, load_policy, sha256_hex, utcnow
 from safescale.report import latest_determination, policy_for
+
+MAX_LIMIT = 10_000_000
+"""Most samples --limit may ask for."""
 
 app = typer.Typer(
     help="Assess models under a policy: triggers, evaluations, forecasts, determination.",
@@ -73,6 +77,11 @@ def assess_cmd(
     """Assess models: fire triggers, run bound evaluations, forecast, determine, record."""
     if ctx.invoked_subcommand is not None:
         return
+    for m in model or []:
+        check_id(m, "--model", what="model id")
+    if limit is not None:
+        check_count(limit, "--limit", lo=1, hi=MAX_LIMIT)
+    check_count(seed, "--seed", hi=2**32 - 1)
     with Workspace.open(workspace_path()) as ws:
         pol = load_policy(_policy_ref(ws, policy))
         evaluator = (
@@ -179,6 +188,14 @@ def sign(
     ] = None,
 ) -> None:
     """Record a role's approval of (or dissent from) a determination in the ledger."""
+    if determination != "latest":
+        check_id(determination, "DETERMINATION", what="determination id")
+    check_id(role, "--role", what="role id")
+    check_text(note, "--note", allow_empty=True)
+    if dissent is not None:
+        check_text(dissent, "--dissent")
+    if identity is not None:
+        check_text(identity, "--identity", max_len=256)
     with Workspace.open(workspace_path()) as ws:
         det = latest_determination(
             ws, determination_id=None if determination == "latest" else determination
@@ -205,7 +222,7 @@ def _check_role(policy: Policy, det: Determination, role: str) -> None:
     roles = {r.id for r in policy.governance.roles}
     if role not in roles:
         raise UserError(
-            f"--role: {role!r} is not a role of {policy.id}; roles: {', '.join(sorted(roles))}"
+            f"--role: '{role}' is not a role of {policy.id}; roles: {', '.join(sorted(roles))}"
         )
     deciders = {
         r for d in policy.decisions if d.about in ("capability", "safeguards") for r in d.decided_by

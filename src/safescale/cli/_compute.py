@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from safescale._errors import Problem, UserError
+from safescale._input import check_id, check_number, check_optional_id, check_optional_number, quote
 from safescale._io import weights_sha256
 from safescale.cli._common import console, print_json, print_table, workspace_path
 from safescale.compute import (
@@ -24,6 +25,15 @@ from safescale.policy import ModelRecord, load_policy
 
 app = typer.Typer(help="Training compute: record runs, show lineages, fire triggers.",
                   no_args_is_help=True)  # fmt: skip
+
+MAX_FLOP = 1e35
+"""Largest FLOP figure accepted (about a billion times the largest training run of 2025)."""
+MAX_COUNT = 1e20
+"""Largest parameter, token or accelerator-hour count accepted."""
+MAX_REL_UNCERTAINTY = 10.0
+"""A one-sigma relative uncertainty above 1000% says nothing; it is a typo."""
+MAX_MULTIPLIER = 1e6
+"""Largest algorithmic-efficiency multiplier accepted."""
 
 Stage = Literal["pretraining", "finetuning", "rl", "other"]
 
@@ -87,21 +97,21 @@ def _weights(weights: str | None, records: list[ModelRecord]) -> tuple[str | Non
 @app.command()
 def add(
     model: Annotated[str, typer.Option("--model", help="Model id.")],
-    flops: Annotated[float | None, typer.Option(help="Training FLOP of this run.", min=0)] = None,
-    params: Annotated[float | None, typer.Option(help="Non-embedding parameters N.", min=0)] = None,
-    tokens: Annotated[float | None, typer.Option(help="Training tokens D.", min=0)] = None,
+    flops: Annotated[float | None, typer.Option(help="Training FLOP of this run.")] = None,
+    params: Annotated[float | None, typer.Option(help="Non-embedding parameters N.")] = None,
+    tokens: Annotated[float | None, typer.Option(help="Training tokens D.")] = None,
     method: Annotated[str | None, typer.Option(help="count or hardware.")] = None,
-    gpu_hours: Annotated[float | None, typer.Option(help="Accelerator-hours.", min=0)] = None,
-    peak_flops: Annotated[float | None, typer.Option(help="Peak FLOP/s per device.", min=0)] = None,
+    gpu_hours: Annotated[float | None, typer.Option(help="Accelerator-hours.")] = None,
+    peak_flops: Annotated[float | None, typer.Option(help="Peak FLOP/s per device.")] = None,
     utilization: Annotated[float | None, typer.Option(help="Achieved fraction of peak.")] = None,
     rel_uncertainty: Annotated[
-        float | None, typer.Option(help="One-sigma relative uncertainty of the FLOP.", min=0)
+        float | None, typer.Option(help="One-sigma relative uncertainty of the FLOP.")
     ] = None,
     parent: Annotated[str | None, typer.Option(help="The model this run trained from.")] = None,
     stage: Annotated[Stage | None, typer.Option(help="pretraining, finetuning, rl, other.")] = None,
     lineage: Annotated[str | None, typer.Option(help="Model family (default: parent's).")] = None,
     effective_multiplier: Annotated[
-        float, typer.Option(help="Algorithmic-efficiency multiplier vs the baseline.", min=0)
+        float, typer.Option(help="Algorithmic-efficiency multiplier vs the baseline.")
     ] = 1.0,
     assessed: Annotated[bool, typer.Option(help="It was comprehensively assessed.")] = False,
     weights: Annotated[
@@ -113,8 +123,23 @@ def add(
     ] = None,
 ) -> None:
     """Record a training run (FLOP, lineage, effective compute) as a ModelRecord entry."""
+    check_id(model, "--model", what="model id")
+    check_optional_id(parent, "--parent", what="model id")
+    check_optional_id(lineage, "--lineage", what="lineage id")
+    for flag, value, top in (
+        ("--flops", flops, MAX_FLOP),
+        ("--params", params, MAX_COUNT),
+        ("--tokens", tokens, MAX_COUNT),
+        ("--gpu-hours", gpu_hours, MAX_COUNT),
+        ("--peak-flops", peak_flops, MAX_FLOP),
+    ):
+        check_optional_number(value, flag, lo=0, hi=top, lo_open=True)
+    check_optional_number(utilization, "--utilization", lo=0, hi=1, lo_open=True)
+    check_optional_number(rel_uncertainty, "--rel-uncertainty", lo=0, hi=MAX_REL_UNCERTAINTY)
+    check_number(effective_multiplier, "--effective-multiplier", lo=0, hi=MAX_MULTIPLIER,
+                 lo_open=True)  # fmt: skip
     if method not in (None, "count", "hardware"):
-        raise UserError(Problem(f"unknown method {method!r}; use count or hardware",
+        raise UserError(Problem(f"unknown method {quote(method)}; use count or hardware",
                                 field="--method"))  # fmt: skip
     if effective_multiplier <= 0:
         raise UserError(Problem("must be positive", field="--effective-multiplier"))

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from safescale._errors import Problem, UserError
+from safescale._input import check_optional_id, quote
 from safescale.cli._common import console, err_console, key_values, print_json, workspace_path
 
 if TYPE_CHECKING:
@@ -183,11 +184,15 @@ def run(
 
     if runner not in ("auto", "batched", "inspect"):
         raise UserError(
-            Problem(f"unknown runner {runner!r}; use auto, batched or inspect", field="--runner")
+            Problem(
+                f"unknown runner {quote(runner)}; use auto, batched or inspect", field="--runner"
+            )
         )
     if log_format not in ("eval", "json"):
         raise UserError(
-            Problem(f"unknown log format {log_format!r}; use eval or json", field="--log-format")
+            Problem(
+                f"unknown log format {quote(log_format)}; use eval or json", field="--log-format"
+            )
         )
     options = RunOptions(
         task_args=_task_args(task_arg),
@@ -258,6 +263,8 @@ def import_(
     """Turn an existing evaluation log into evidence (a re-import is recognised, not repeated)."""
     from safescale.evals import read_log_evidence
 
+    check_optional_id(model_id, "--model-id", what="model id")
+    check_optional_id(evaluation_id, "--evaluation-id", what="evaluation id")
     ws = _workspace()
     metrics, evidence = read_log_evidence(
         path,

@@ -9,9 +9,24 @@ import typer
 from rich.table import Table
 
 from safescale._errors import Problem, UserError
+from safescale._input import check_id, check_text, read_limited
 from safescale._io import atomic_write_text
 from safescale.cli._common import OPTIONS, console, print_json, print_table, workspace_path
-from safescale.ledger import Checkpoint, KeyPair, Workspace, read_checkpoint, verify_export
+from safescale.ledger import (
+    Checkpoint,
+    KeyPair,
+    Workspace,
+    load_public_pem,
+    read_checkpoint,
+    verify_export,
+)
+
+MAX_KEY_BYTES = 64 << 10
+"""Largest public key file read (an ed25519 PEM is about 120 bytes)."""
+MAX_EXPORT_BYTES = 4 << 30
+"""Largest ledger export verified (it is parsed in memory)."""
+MAX_SETTING_LEN = 2048
+"""Longest --database-url or --author."""
 
 app = typer.Typer(
     help="The signed evidence ledger: verify, checkpoint, log, export.", no_args_is_help=True
@@ -29,10 +44,16 @@ def init(
     author: Annotated[str | None, typer.Option(help="Identity recorded with entries.")] = None,
 ) -> None:
     """Create a workspace: configuration, database, artifacts/ and an ed25519 key pair."""
+    if database_url is not None:
+        check_text(database_url, "--database-url", max_len=MAX_SETTING_LEN)
+    if author is not None:
+        check_text(author, "--author", max_len=MAX_SETTING_LEN)
     if folder is not None:
         root = folder / ".safescale"
     else:
         root = workspace_path() or Path.cwd() / ".safescale"
+    if root.exists() and not root.is_dir():
+        raise UserError(Problem("is a file, not a folder; pick another place", source=str(root)))
     ws = Workspace.init(root, database_url=database_url, author=author)
     console.print(f"workspace created: {ws.root}")
     console.print(f"signing key {ws.keys.id}; public key in {ws.root / ws.config.public_key}")
@@ -42,12 +63,9 @@ def init(
 def _read_pem(path: Path | None) -> bytes | None:
     if path is None:
         return None
-    try:
-        return path.read_bytes()
-    except OSError as exc:
-        raise UserError(
-            Problem(f"cannot read the public key ({exc.strerror})", source=str(path))
-        ) from None
+    pem = read_limited(path, MAX_KEY_BYTES, what="public key file")
+    load_public_pem(pem, source=str(path))  # refused here, naming the file, if not a key
+    return pem
 
 
 @app.command()
@@ -80,10 +98,9 @@ def verify(
         raise UserError(Problem("--checkpoint needs a workspace; verify the export without it, "
                                 "or the workspace with it", field="--checkpoint"))  # fmt: skip
     if export is not None:
+        data = read_limited(export, MAX_EXPORT_BYTES, what="ledger export")
         try:
-            report = verify_export(export.read_bytes(), pem)
-        except OSError as exc:
-            raise UserError(Problem(f"cannot read ({exc.strerror})", source=str(export))) from None
+            report = verify_export(data, pem)
         except ValueError as exc:
             first = str(exc).splitlines()[0]
             raise UserError(Problem(f"not a ledger export ({first})", source=str(export))) from None
@@ -177,6 +194,8 @@ def log(
     limit: Annotated[int, typer.Option(help="Show the last N entries (0: all).")] = 50,
 ) -> None:
     """The ledger for people: one line per entry, newest last."""
+    if model is not None:
+        check_id(model, "--model", what="model id")
     with Workspace.open(workspace_path()) as ws:
         items = ws.entries(kind=kind, model=model)
     if limit > 0:
@@ -196,6 +215,9 @@ def export_cmd(
     ] = None,
 ) -> None:
     """Every entry and the public key, so an outside reviewer can verify without our database."""
+    if output is not None and output.is_dir():
+        raise UserError(Problem("is a folder; give a file name", source=str(output),
+                                field="--output"))  # fmt: skip
     with Workspace.open(workspace_path()) as ws:
         text = ws.export().model_dump_json(indent=2) + "\n"
     if output is not None:

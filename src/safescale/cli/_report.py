@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from safescale._errors import UserError
+from safescale._input import check_optional_id, quote
 from safescale._io import atomic_write_text
 from safescale.cli._common import console, workspace_path
 from safescale.ledger import Workspace
@@ -29,8 +30,12 @@ def report(
     """Render the Capability and Safeguards Report of a determination from the ledger."""
     if fmt not in RENDERERS:
         raise UserError(
-            f"--format: {fmt!r} is not a format; choose one of {', '.join(RENDERERS.names())}"
+            f"--format: {quote(fmt)} is not a format; choose one of {', '.join(RENDERERS.names())}"
         )
+    if out is not None and out.is_dir():
+        raise UserError(f"--out: {quote(str(out))} is a folder; give a file name")
+    check_optional_id(model, "--model", what="model id")
+    check_optional_id(determination, "--determination", what="determination id")
     with Workspace.open(workspace_path()) as ws:
         text = render(
             build_report(report_input(ws, model=model, determination_id=determination)), fmt

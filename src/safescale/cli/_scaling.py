@@ -9,7 +9,8 @@ import numpy as np
 import typer
 from rich.table import Table
 
-from safescale._errors import UserError
+from safescale._errors import Problem, UserError
+from safescale._input import check_count, check_number, check_optional_number, quote
 from safescale.cli._common import console, err_console, print_json, print_table
 from safescale.scaling import (
     LAWS,
@@ -28,6 +29,17 @@ from safescale.scaling import (
     read_columns,
     select_law,
 )
+
+MAX_BOOTSTRAP = 100_000
+"""Most bootstrap replicates (each refits the law; 1,000 is plenty for a 95% interval)."""
+MAX_SEED = 2**32 - 1
+"""numpy seeds are 32-bit here."""
+MAX_FLOP = 1e35
+"""Largest planned compute accepted (about a billion times the largest run of 2025)."""
+MAX_SCORE = 1e12
+"""Scores, chance and ceiling are benchmark numbers; anything past this is a typo."""
+MAX_CSV_ROWS = 10_000
+"""Most training runs a backtest walks through (the CSV reader's limit)."""
 
 app = typer.Typer(
     help="Scaling laws and capability forecasts: fit, forecast, backtest.", no_args_is_help=True
@@ -100,11 +112,19 @@ def fit(
 ) -> None:
     """Fit a scaling law by Hoffmann et al. (2022) Approach 3 (Huber on log loss, grid + L-BFGS)."""
     candidates = [f.strip() for f in compare.split(",") if f.strip()] if compare else [form]
+    for f in candidates:
+        if f not in LAWS:
+            raise UserError(
+                Problem(f"unknown law {quote(f)}; choose one of: {', '.join(LAWS.names())}",
+                        field="--compare" if compare else "--form")
+            )  # fmt: skip
     needed = {v for f in candidates for v in LAWS.get(f).variables}
     law = LAWS.get(candidates[0])
     if tokens and flops and "D" in needed:
         raise UserError("give --tokens or --flops, not both")
-    if bootstrap < 0 or bootstrap == 1:
+    check_count(bootstrap, "--bootstrap", lo=0, hi=MAX_BOOTSTRAP)
+    check_count(seed, "--seed", hi=MAX_SEED)
+    if bootstrap == 1:
         raise UserError("--bootstrap must be 0 or at least 2")
     wanted = {"loss": loss}
     for key, col, flag in (
@@ -303,10 +323,9 @@ def forecast(
     with_: WithOpt = None,
 ) -> None:
     """Forecast a benchmark score at a planned compute, with a prediction interval."""
-    if at <= 0:
-        raise UserError("--at must be a positive number of FLOP")
-    if bootstrap < 2:
-        raise UserError("--bootstrap must be at least 2")
+    check_number(at, "--at", lo=0, hi=MAX_FLOP, lo_open=True)
+    check_optional_number(line, "--line", lo=-MAX_SCORE, hi=MAX_SCORE)
+    _check_common(chance, ceiling, bootstrap, seed)
     data = _score_data(csv, compute, score, loss)
     others, others_chance = _other_scores(csv, with_)
     fc = fit_capability(
@@ -406,6 +425,8 @@ def backtest_cmd(
 ) -> None:
     """Fit on the smaller models, predict the larger ones; choose the method with the smallest
     error; report coverage by extrapolation distance and the Brier score of P(score >= line)."""
+    _check_common(chance, ceiling, bootstrap, seed)
+    check_count(min_train, "--min-train", lo=2, hi=MAX_CSV_ROWS)
     data = _score_data(csv, compute, score, loss)
     if method != "auto" and METHODS.get(method).needs_loss and not loss:
         raise UserError(f"--method {method} needs --loss COLUMN")
@@ -508,6 +529,18 @@ def backtest_cmd(
 
 def _est(e: Estimate, digits: int) -> str:
     return f"{float(e.value):.{digits}f} [{float(e.lo):.{digits}f}, {float(e.hi):.{digits}f}]"
+
+
+def _check_common(chance: float, ceiling: float, bootstrap: int, seed: int) -> None:
+    """The flags forecast and backtest share: finite score bounds, bounded bootstrap."""
+    check_number(chance, "--chance", lo=-MAX_SCORE, hi=MAX_SCORE)
+    check_number(ceiling, "--ceiling", lo=-MAX_SCORE, hi=MAX_SCORE)
+    if not chance < ceiling:
+        raise UserError(
+            Problem(f"--chance {chance:g} must be below --ceiling {ceiling:g}", field="--chance")
+        )
+    check_count(bootstrap, "--bootstrap", lo=2, hi=MAX_BOOTSTRAP)
+    check_count(seed, "--seed", hi=MAX_SEED)
 
 
 def _score_data(csv: Path, compute: str, score: str, loss: str | None) -> dict[str, np.ndarray]:

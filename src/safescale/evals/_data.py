@@ -13,7 +13,6 @@ An ``id`` field, when present, becomes the sample id. A bad line is a one-line
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,6 +20,16 @@ from typing import Any, Literal
 from inspect_ai.dataset import Sample
 
 from safescale._errors import Problem, UserError
+from safescale._input import MAX_ID_LEN, check_text, loads_json, quote, read_limited, split_lines
+
+MAX_TASK_BYTES = 512 << 20
+"""Largest JSONL task read (MMLU's test split is about 8 MB)."""
+MAX_LINE_BYTES = 1 << 20
+"""Longest line: one sample (a question with its choices) in at most 1 MiB."""
+MAX_SAMPLES = 1_000_000
+"""Most samples in one task file."""
+MAX_ROW_DEPTH = 16
+"""A sample's JSON nests at most this deep (metadata included)."""
 
 TaskKind = Literal["multiple_choice", "generative", "perplexity"]
 
@@ -52,24 +61,24 @@ def _kind_of(row: dict[str, Any]) -> TaskKind | None:
 def load_jsonl_task(path: Path) -> TaskData:
     """Read and check a JSONL task file (see module docstring for the shapes)."""
     src = str(path)
-    if not path.is_file():
-        raise UserError(Problem("task file does not exist", source=src))
-    raw = path.read_bytes()
+    raw = read_limited(path, MAX_TASK_BYTES, what="task file")
     samples: list[Sample] = []
     kind: TaskKind | None = None
-    for n, line in enumerate(raw.decode("utf-8", errors="replace").splitlines(), start=1):
+    seen: dict[str | int, int] = {}
+    for n, line in split_lines(raw, src, max_line=MAX_LINE_BYTES):
         if not line.strip():
             continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError as exc:
+        if len(samples) == MAX_SAMPLES:
             raise UserError(
                 Problem(
-                    f"not valid JSON ({exc.msg}); write one JSON object per line",
+                    f"more than {MAX_SAMPLES:,} samples; split the task into several files",
                     source=src,
                     line=n,
                 )
-            ) from None
+            )
+        row = loads_json(
+            line, src, line=n, max_depth=MAX_ROW_DEPTH, fix="write one JSON object per line"
+        )
         if not isinstance(row, dict):
             raise UserError(Problem("each line must be a JSON object", source=src, line=n))
         this = _kind_of(row)
@@ -88,7 +97,20 @@ def load_jsonl_task(path: Path) -> TaskData:
                 )
             )
         kind = this
-        samples.append(_sample(row, this, src, n))
+        sample = _sample(row, this, src, n)
+        if sample.id is not None:
+            if sample.id in seen:
+                raise UserError(
+                    Problem(
+                        f"sample id {quote(sample.id)} is also on line {seen[sample.id]}; "
+                        "give every sample its own id",
+                        source=src,
+                        line=n,
+                        field="id",
+                    )
+                )
+            seen[sample.id] = n
+        samples.append(sample)
     if kind is None:
         raise UserError(Problem("task is empty; it needs at least one JSON line", source=src))
     return TaskData(
@@ -101,8 +123,10 @@ def _sample(row: dict[str, Any], kind: TaskKind, src: str, n: int) -> Sample:
         return UserError(Problem(message, source=src, line=n, field=field))
 
     sid = row.get("id")
-    if sid is not None and not isinstance(sid, str | int):
+    if sid is not None and (isinstance(sid, bool) or not isinstance(sid, str | int)):
         raise bad("id", "must be a string or an integer")
+    if isinstance(sid, str):
+        check_text(sid, "id", max_len=MAX_ID_LEN, source=src, line=n)
     meta = {
         k: v
         for k, v in row.items()

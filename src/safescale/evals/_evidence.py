@@ -7,7 +7,6 @@ only :func:`record_evidence` touches the workspace ledger.
 
 from __future__ import annotations
 
-import json
 import math
 import statistics
 from collections.abc import Iterable, Iterator, Mapping, Sequence
@@ -17,12 +16,28 @@ from pathlib import Path
 from typing import Any
 
 from safescale._errors import Problem, UserError
+from safescale._input import (
+    check_count,
+    check_id,
+    check_number,
+    decode_utf8,
+    loads_json,
+    read_limited,
+    regular_file_size,
+    size_text,
+)
 from safescale._io import WEIGHT_SUFFIXES, file_sha256, weights_sha256
 from safescale.evals._degenerate import detect_degeneracy
 from safescale.evals._identity import resolve_model_identity
 from safescale.evals._stats import MetricEstimate, mean_normal, proportion
-from safescale.policy import Evidence, Interval, ModelRecord, sha256_hex
+from safescale.policy import Evidence, Interval, ModelRecord, metric_range, sha256_hex
 
+MAX_SAMPLES = 1_000_000_000
+"""Most samples a metric may claim (lm-eval's ``n-samples``)."""
+MAX_LOG_BYTES = 4 << 30
+"""Largest .eval log imported (Inspect logs of large suites run to hundreds of MB)."""
+MAX_JSON_LOG_BYTES = 1 << 30
+"""Largest .json log or results file imported; it is parsed in memory."""
 META_KEY = "safescale"
 """Key of our facts in an Inspect log's ``eval.metadata``."""
 PACKAGES = ("safescale", "inspect_ai", "torch", "transformers", "tokenizers", "lm_eval")
@@ -161,15 +176,34 @@ def evidence_from_eval_log(
             )
         )
     ours: dict[str, Any] = dict((log.eval.metadata or {}).get(META_KEY) or {})
+    src = str(log.location)
     samples = list(log.samples or [] if summaries is None else summaries)
-    metrics = metric_estimates(_sample_values(samples, _accuracy_scorers(log)))
+    values = _sample_values(samples, _accuracy_scorers(log))
+    for name, vals in values.items():
+        # NaN marks an unscored sample (dropped below); an infinite score is not a score.
+        if any(math.isinf(v) for v in vals):
+            raise UserError(
+                Problem(
+                    "a sample's score is infinite; score every sample with a finite number",
+                    source=src,
+                    field=f"scores.{name}",
+                )
+            )
+    metrics = metric_estimates(values)
     degenerate = detect_degeneracy(samples)
     if not metrics:
         raise UserError(Problem("the log holds no scored samples", source=log.location))
-    subject = evaluation_id or ours.get("evaluation_id") or log.eval.task
+    subject = evaluation_id or check_id(
+        ours.get("evaluation_id") or log.eval.task, "eval.task", what="evaluation id", source=src
+    )
+    recorded_id = ours.get("model_id")
     model = (
         model_id
-        or ours.get("model_id")
+        or (
+            check_id(recorded_id, "eval.model", what="model id", source=src)
+            if recorded_id
+            else None
+        )
         or resolve_model_identity(str(log.eval.model), records=records).id
     )
     # ``artifacts`` names files kept in the workspace's artifact store (the log here; the
@@ -242,7 +276,14 @@ def evidence_from_lm_eval_results(
             Problem("not an lm-evaluation-harness results file (no 'results')", source=source)
         )
     config = results.get("config") or {}
-    model = model_id or lm_eval_model_id(results, records)
+    if not isinstance(config, dict):
+        raise UserError(Problem("must be a mapping of settings", source=source, field="config"))
+    model = model_id or check_id(
+        lm_eval_model_id(results, records), "config.model_name", what="model id", source=source
+    )
+    n_table = results.get("n-samples") or {}
+    if not isinstance(n_table, dict):
+        raise UserError(Problem("must be a mapping of tasks", source=source, field="n-samples"))
     versions = {
         "lm_eval": str(results.get("lm_eval_version", "")),
         "transformers": str(results.get("transformers_version", "")),
@@ -250,13 +291,34 @@ def evidence_from_lm_eval_results(
     metrics: list[MetricEstimate] = []
     evidence: list[Evidence] = []
     for task, row in results["results"].items():
-        n_info = (results.get("n-samples") or {}).get(task) or {}
-        n = int(n_info.get("effective") or n_info.get("original") or 0)
+        base = f"results.{task}"
+        check_id(task, "results", what="task name", source=source)
+        if not isinstance(row, dict):
+            raise UserError(Problem("must be a mapping of metrics", source=source, field=base))
+        n_info = n_table.get(task) or {}
+        if not isinstance(n_info, dict):
+            raise UserError(
+                Problem("must be a mapping of counts", source=source, field=f"n-samples.{task}")
+            )
+        n_field = "effective" if n_info.get("effective") else "original"
+        n = check_count(
+            n_info.get(n_field) or 0,
+            f"n-samples.{task}.{n_field}",
+            hi=MAX_SAMPLES,
+            source=source,
+        )
         for key, value in row.items():
             if "," not in key or "_stderr" in key or not isinstance(value, int | float):
                 continue
             name = key.split(",", 1)[0]
+            span = metric_range(name)
+            lo, hi = span if span is not None else (None, None)
+            value = check_number(value, f"{base}.{key}", lo=lo, hi=hi, source=source)
             stderr = row.get(f"{name}_stderr,{key.split(',', 1)[1]}")
+            if isinstance(stderr, int | float) and not isinstance(stderr, bool):
+                stderr = check_number(
+                    stderr, f"{base}.{name}_stderr,{key.split(',', 1)[1]}", lo=0, source=source
+                )
             if name in ("acc", "acc_norm", "acc_bytes", "exact_match") and n:
                 m = proportion(name, round(float(value) * n), n)
                 m = MetricEstimate(name, float(value), n, m.lo, m.hi, m.confidence, m.method)
@@ -343,28 +405,39 @@ def read_log_evidence(
     records: Sequence[ModelRecord] = (),
 ) -> tuple[list[MetricEstimate], list[Evidence]]:
     """Metrics and Evidence from a log file (see :func:`evidence_from_log`)."""
-    if not path.is_file():
-        raise UserError(Problem("log file does not exist", source=str(path)))
-    sha = file_sha256(path)
+    src = str(path)
     if path.suffix == ".json":
-        try:
-            doc = json.loads(path.read_text())
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise UserError(Problem(f"not valid JSON ({exc})", source=str(path))) from None
+        data = read_limited(path, MAX_JSON_LOG_BYTES, what="log file")
+        sha = sha256_hex(data)
+        doc = loads_json(
+            decode_utf8(data, src),
+            src,
+            fix="give the log or results file as written",
+            allow_nan=True,
+        )
         if isinstance(doc, dict) and "results" in doc and "eval" not in doc:
             return evidence_from_lm_eval_results(
                 doc,
                 sha,
                 model_id=model_id,
                 evaluation_id=evaluation_id,
-                source=str(path),
+                source=src,
                 records=records,
             )
-    elif path.suffix != ".eval":
-        raise UserError(
-            Problem(
-                "expected an Inspect .eval/.json log or an lm-eval results .json", source=str(path)
+    elif path.suffix == ".eval":
+        size = regular_file_size(path, what="log file")
+        if size > MAX_LOG_BYTES:
+            raise UserError(
+                Problem(
+                    f"is {size_text(size)}; a log file may be at most {size_text(MAX_LOG_BYTES)} "
+                    "(is this the right file?)",
+                    source=src,
+                )
             )
+        sha = file_sha256(path)
+    else:
+        raise UserError(
+            Problem("expected an Inspect .eval/.json log or an lm-eval results .json", source=src)
         )
     from inspect_ai.log import read_eval_log, read_eval_log_sample_summaries
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safescale._errors import Problem, UserError
+from safescale._input import quote
 
 
 class ContextWarning(UserWarning):
@@ -58,7 +59,7 @@ class LocalModelConfig:
         object.__setattr__(self, "path", Path(self.path))
         if self.dtype not in DTYPES:
             raise UserError(
-                Problem(f"unknown dtype {self.dtype!r}; use one of {DTYPES}", field="dtype")
+                Problem(f"unknown dtype {quote(self.dtype)}; use one of {DTYPES}", field="dtype")
             )
         if self.batch_size < 1:
             raise UserError(Problem("batch_size must be at least 1", field="batch_size"))

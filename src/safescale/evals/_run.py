@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from safescale._errors import Problem, UserError
+from safescale._input import check_id
 from safescale.evals._backend import supports_prefetch
 from safescale.evals._batched import mc_requests, run_batched
 from safescale.evals._evidence import (
@@ -277,6 +278,10 @@ def run_evals(
             )
         inspect_model = model
         base_meta["endpoint"] = model
+    # The id goes into the log, the evidence and the ledger: the id grammar holds it.
+    check_id(
+        base_meta["model_id"], "--model", what="model id (rename the folder, or pass model_id)"
+    )
     base_meta["model_args"] = {k: str(v) for k, v in args.items()}
     if opts.changed():
         base_meta["run_options"] = opts.as_dict()

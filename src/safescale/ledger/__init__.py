@@ -9,7 +9,7 @@ without our database.
 
 from safescale.ledger._checkpoint import Checkpoint, read_checkpoint
 from safescale.ledger._entry import LedgerEntry
-from safescale.ledger._keys import KeyPair
+from safescale.ledger._keys import KeyPair, load_public_pem
 from safescale.ledger._verify import VerifyProblem, VerifyReport, verify_ledger
 from safescale.ledger._workspace import (
     AppendResult,
@@ -34,6 +34,7 @@ __all__ = [
     "VerifyReport",
     "Workspace",
     "init_workspace",
+    "load_public_pem",
     "raw_record",
     "read_checkpoint",
     "verify_export",

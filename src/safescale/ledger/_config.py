@@ -16,10 +16,15 @@ from pathlib import Path
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from safescale._errors import Problem, UserError
+from safescale._input import check_text, read_text_limited
 from safescale._io import atomic_write_text
 
 CONFIG_NAME = "safescale.toml"
 CONFIG_VERSION = 1
+MAX_CONFIG_BYTES = 64 << 10
+"""Largest ``safescale.toml`` read (it holds a handful of settings)."""
+MAX_SETTING_LEN = 2048
+"""Longest setting (a database URL, a path, an author)."""
 
 
 class WorkspaceConfig(BaseModel):
@@ -42,7 +47,9 @@ class WorkspaceConfig(BaseModel):
 def read_config(path: Path) -> WorkspaceConfig:
     """Parse ``safescale.toml``; a bad file is a :class:`UserError` naming the field."""
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        data = tomllib.loads(
+            read_text_limited(path, MAX_CONFIG_BYTES, what="workspace configuration")
+        )
     except tomllib.TOMLDecodeError as exc:
         line = getattr(exc, "lineno", None)
         raise UserError(
@@ -61,6 +68,10 @@ def read_config(path: Path) -> WorkspaceConfig:
                 for err in exc.errors()
             )
         ) from None
+    for name in ("database_url", "default_policy", "private_key", "public_key", "artifacts"):
+        check_text(getattr(config, name), name, max_len=MAX_SETTING_LEN, source=str(path))
+    if config.author is not None:
+        check_text(config.author, "author", max_len=MAX_SETTING_LEN, source=str(path))
     if config.version != CONFIG_VERSION:
         raise UserError(
             Problem(

@@ -16,11 +16,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
 from safescale._errors import Problem, UserError
+from safescale._input import read_limited
 from safescale._io import atomic_write_bytes
 
 # Domain separation: a signature made for a ledger entry can never be replayed as a
 # signature over some other safescale message (or the other way round).
 SIGNING_CONTEXT = b"safescale-ledger-entry-v1:"
+
+MAX_KEY_BYTES = 64 << 10
+"""Largest key file read (an ed25519 PEM is about 120 bytes)."""
 
 
 def key_id(public: Ed25519PublicKey) -> str:
@@ -84,17 +88,13 @@ class KeyPair:
     @classmethod
     def load(cls, private_path: Path) -> KeyPair:
         """Read the private key (PEM, PKCS8, unencrypted) written by :meth:`save`."""
-        try:
-            with open(private_path, "rb") as fh:  # bounded: a PEM key is a few hundred bytes
-                private = serialization.load_pem_private_key(fh.read(65536), password=None)
-        except FileNotFoundError:
+        if not private_path.exists():
             raise UserError(
                 Problem("signing key is missing; restore it from backup", source=str(private_path))
-            ) from None
-        except OSError as exc:
-            raise UserError(
-                Problem(f"cannot read the signing key ({exc.strerror})", source=str(private_path))
-            ) from None
+            )
+        pem = read_limited(private_path, MAX_KEY_BYTES, what="key file")
+        try:
+            private = serialization.load_pem_private_key(pem, password=None)
         except (ValueError, TypeError) as exc:
             raise UserError(
                 Problem(f"not a usable PEM private key ({exc})", source=str(private_path))

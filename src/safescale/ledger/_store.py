@@ -40,6 +40,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
 from safescale._errors import IntegrityError, Problem, UserError
+from safescale._input import quote
 from safescale.ledger._entry import COLUMNS
 
 SCHEMA_REVISION = "0003"
@@ -97,7 +98,7 @@ def resolve_url(url: str, root: Path) -> str:
     except ArgumentError:
         raise UserError(
             Problem(
-                f"{url!r} is not a database URL; use sqlite:///ledger.sqlite or "
+                f"{quote(url)} is not a database URL; use sqlite:///ledger.sqlite or "
                 "postgresql+psycopg://user@host/db",
                 source=str(root / "safescale.toml"),
                 field="database_url",
@@ -187,7 +188,7 @@ def make_engine(url: str) -> Engine:
         return create_engine(url, pool_pre_ping=True)
     raise UserError(
         Problem(
-            f"database {backend!r} is not supported; use sqlite or postgresql",
+            f"database {quote(backend)} is not supported; use sqlite or postgresql",
             field="database_url",
         )
     )

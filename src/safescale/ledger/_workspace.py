@@ -193,12 +193,13 @@ class Workspace:
             **({"database_url": database_url} if database_url else {}),
             **({"author": author} if author else {}),
         )
+        # The engine first: a bad database URL is refused before anything is written.
+        ws = cls(path, config)
         path.mkdir(parents=True, exist_ok=True)
         (path / config.artifacts).mkdir(exist_ok=True)
         keys = path / config.private_key
         if not keys.exists():
             KeyPair.generate().save(keys, path / config.public_key)
-        ws = cls(path, config)
         migrate(ws.engine)
         ws._write_checkpoint(0, GENESIS_HASH)
         # The configuration is written last: a workspace exists once it is complete.

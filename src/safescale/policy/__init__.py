@@ -48,6 +48,7 @@ from safescale.policy._schema import (
     RegulatoryOverlay,
     SafeguardStandard,
     Trigger,
+    metric_range,
     policy_json_schema,
 )
 
@@ -87,6 +88,7 @@ __all__ = [
     "iter_policy_files",
     "load_builtin",
     "load_policy",
+    "metric_range",
     "missing_evaluations",
     "policy_json_schema",
     "policy_sha256",

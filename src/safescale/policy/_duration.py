@@ -10,6 +10,8 @@ from typing import Any
 from pydantic import GetCoreSchemaHandler
 from pydantic_core import core_schema
 
+from safescale._input import quote
+
 _PATTERN = re.compile(
     r"^P(?!$)(?:(?P<y>\d+)Y)?(?:(?P<m>\d+)M)?(?:(?P<w>\d+)W)?(?:(?P<d>\d+)D)?"
     r"(?:T(?=\d)(?:(?P<h>\d+)H)?(?:(?P<min>\d+)M)?(?:(?P<s>\d+)S)?)?$"
@@ -29,7 +31,7 @@ class Duration:
         match = _PATTERN.match(text.strip()) if isinstance(text, str) else None
         if match is None:
             raise ValueError(
-                f"{text!r} is not an ISO 8601 duration; write e.g. P6M, P1Y, P14D or PT12H"
+                f"{quote(text)} is not an ISO 8601 duration; write e.g. P6M, P1Y, P14D or PT12H"
             )
         g = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
         self.text = text.strip()

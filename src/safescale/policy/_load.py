@@ -18,8 +18,9 @@ import yaml
 from pydantic import BaseModel, ValidationError
 
 from safescale._errors import Problem, UserError
+from safescale._input import escape_controls, quote, read_limited
 from safescale.policy._records import canonical_json
-from safescale.policy._schema import Policy
+from safescale.policy._schema import Policy, metric_range
 
 MAX_POLICY_BYTES = 5 * 1024 * 1024
 """Policy files above this size are refused before parsing (real policies are ~100 kB)."""
@@ -105,6 +106,10 @@ def check_policy_file(path: str | Path) -> tuple[Policy | None, list[Problem]]:
         return None, [Problem(f"cannot read the file ({exc.strerror})", source=src)]
     if path.is_dir():
         return None, [Problem("is a folder; give a policy file (.yaml or .json)", source=src)]
+    if not path.is_file():
+        return None, [
+            Problem("is not a regular file (a device or a pipe?); give a policy file", source=src)
+        ]
     if size > MAX_POLICY_BYTES:
         return None, [
             Problem(
@@ -113,7 +118,12 @@ def check_policy_file(path: str | Path) -> tuple[Policy | None, list[Problem]]:
                 source=src,
             )
         ]
-    return check_policy_text(path.read_bytes(), source=src)
+    try:
+        # Read with the limit: a file may grow between the stat and the read.
+        data = read_limited(path, MAX_POLICY_BYTES, what="policy file")
+    except UserError as exc:
+        return None, list(exc.problems)
+    return check_policy_text(data, source=src)
 
 
 def check_policy_text(
@@ -150,7 +160,7 @@ def check_policy_text(
             _index_lines(node, (), lines, dupes, source, [0])
         raw = yaml.load(text, Loader=_PolicyLoader)
     except yaml.YAMLError as exc:
-        return None, [_yaml_problem(exc, source)]
+        return None, [_yaml_problem(exc, source, text)]
     except RecursionError:
         return None, [
             Problem(
@@ -196,10 +206,19 @@ def check_policy_text(
     return (None if problems else policy), problems
 
 
-def _yaml_problem(exc: yaml.YAMLError, source: str) -> Problem:
+def _yaml_problem(exc: yaml.YAMLError, source: str, text: str) -> Problem:
     mark = getattr(exc, "problem_mark", None)
     start = getattr(exc, "context_mark", None)
     line = mark.line + 1 if mark is not None else None
+    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses: its position only
+        line = text.count("\n", 0, exc.position) + 1
+        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
+        return Problem(
+            f"invalid YAML: the character {escape_controls(char)} is not allowed; remove it "
+            "or write it as an escape in a double-quoted string",
+            source=source,
+            line=line,
+        )
     what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
     context = getattr(exc, "context", None)
     if context and start is not None and (line is None or start.line + 1 != line):
@@ -312,10 +331,10 @@ def _from_pydantic(err: Any, raw: Any, lines: dict[Path_, int], source: str) -> 
         field = f"{field}.kind" if field else "kind"
         line = _line_for(lines, field)
         expected = err.get("ctx", {}).get("expected_tags", "")
-        msg = f"unknown kind {err.get('ctx', {}).get('tag', '')!r}; use one of {expected}"
+        msg = f"unknown kind {quote(err.get('ctx', {}).get('tag', ''))}; use one of {expected}"
     elif kind in ("model_type", "model_attributes_type", "dict_type"):
         got = err.get("input")
-        what = "a list" if isinstance(got, list) else f"{got!r}"
+        what = "a list" if isinstance(got, list) else quote(got)
         msg = f"expected a mapping of fields here, got {what}"
     elif kind == "literal_error":
         msg = f"{err['msg'].replace('Input should be', 'must be')}"
@@ -324,7 +343,7 @@ def _from_pydantic(err: Any, raw: Any, lines: dict[Path_, int], source: str) -> 
         msg = msg[0].lower() + msg[1:] if msg else msg
         got = err.get("input")
         if not isinstance(got, (dict, list)) and got is not None and kind != "value_error":
-            msg += f" (got {got!r})"
+            msg += f" (got {quote(got)})"
     return Problem(msg, source=source, line=line, field=field or None)
 
 
@@ -455,6 +474,76 @@ def check_references(policy: Policy) -> list[Problem]:
     for i, exc in enumerate(policy.exceptions):
         for j, rid in enumerate(exc.approvers):
             need(rid, roles, "governance.roles", f"exceptions[{i}].approvers[{j}]")
+    problems.extend(_include_cycles(policy))
+    problems.extend(_lines_in_range(policy, evaluations))
+    return problems
+
+
+def _include_cycles(policy: Policy) -> list[Problem]:
+    """Safeguard standards that include themselves, directly or through others.
+
+    ``includes`` says "meeting this standard also meets those weaker ones". A cycle would let
+    an attestation for the weakest standard meet the strongest, so a safeguard could be met
+    on paper only; it is refused.
+    """
+    index = {s.id: i for i, s in enumerate(policy.safeguard_standards)}
+    graph = {s.id: [x for x in s.includes if x in index] for s in policy.safeguard_standards}
+    problems: list[Problem] = []
+    reported: set[frozenset[str]] = set()
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in graph:
+        if state.get(start):
+            continue
+        path: list[str] = [start]
+        todo: list[Iterator[str]] = [iter(graph[start])]
+        state[start] = 1
+        while todo:
+            nxt = next(todo[-1], None)
+            if nxt is None:
+                state[path.pop()] = 2
+                todo.pop()
+            elif state.get(nxt) == 1:
+                cycle = [*path[path.index(nxt) :], nxt]
+                if frozenset(cycle) not in reported:
+                    reported.add(frozenset(cycle))
+                    i = index[cycle[-2]]
+                    j = policy.safeguard_standards[i].includes.index(nxt)
+                    problems.append(
+                        Problem(
+                            f"safeguard standards include each other ({' -> '.join(cycle)}); "
+                            "a standard may include only weaker ones, so remove one include",
+                            field=f"safeguard_standards[{i}].includes[{j}]",
+                        )
+                    )
+            elif not state.get(nxt):
+                state[nxt] = 1
+                path.append(nxt)
+                todo.append(iter(graph[nxt]))
+    return problems
+
+
+def _lines_in_range(policy: Policy, evaluations: set[str]) -> list[Problem]:
+    """Evaluation lines that the bound metric can never reach (a rate above 1, say)."""
+    problems: list[Problem] = []
+    for i, t in enumerate(policy.capability_thresholds):
+        for j, b in enumerate(t.evaluations):
+            if b.evaluation not in evaluations:
+                continue  # reported as unknown already
+            metric = b.metric or policy.evaluation(b.evaluation).metric
+            span = metric_range(metric)
+            if span is None:
+                continue
+            lo, hi = span
+            for name in ("rule_out", "alert", "threshold"):
+                value = getattr(b, name)
+                if value is not None and not lo <= value <= hi:
+                    problems.append(
+                        Problem(
+                            f"{value:g} is outside the range of {quote(metric)} "
+                            f"[{lo:g}, {hi:g}]; give a line within it",
+                            field=f"capability_thresholds[{i}].evaluations[{j}].{name}",
+                        )
+                    )
     return problems
 
 

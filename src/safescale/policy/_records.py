@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from datetime import UTC, datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 SCHEMA_VERSION = 1
 
@@ -26,7 +27,11 @@ def canonical_json(obj: Any) -> bytes:
     """Canonical JSON bytes (sorted keys, no spaces, UTF-8): the form that gets hashed."""
     if isinstance(obj, BaseModel):
         obj = obj.model_dump(mode="json")
-    return json.dumps(obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+    # allow_nan=False: NaN and Infinity are not JSON; a record holding one (in a free-form
+    # ``details`` or ``extra``) is refused rather than signed into the ledger.
+    return json.dumps(
+        obj, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False
+    ).encode()
 
 
 def sha256_hex(data: bytes) -> str:
@@ -34,12 +39,31 @@ def sha256_hex(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
+# Persisted records refuse NaN and infinities: they are not JSON, and a value that is not a
+# number cannot be evidence of anything.
+_PERSISTED = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+
 class Record(BaseModel):
     """Base of every persisted record: strict fields, a schema version, a stable hash."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _PERSISTED
 
     schema_version: int = SCHEMA_VERSION
+
+    @model_validator(mode="after")
+    def _free_form_is_finite(self) -> Record:
+        # allow_inf_nan covers typed float fields; free-form dicts (``extra``, ``details``)
+        # would otherwise be written with the number silently replaced by null.
+        stack: list[Any] = [v for v in self.__dict__.values() if isinstance(v, dict | list | tuple)]
+        while stack:
+            cur = stack.pop()
+            for item in cur.values() if isinstance(cur, dict) else cur:
+                if isinstance(item, float) and not math.isfinite(item):
+                    raise ValueError(f"{item} is not a finite number; records hold only those")
+                if isinstance(item, dict | list | tuple):
+                    stack.append(item)
+        return self
 
     def sha256(self) -> str:
         """sha256 of the record's canonical JSON."""
@@ -47,15 +71,23 @@ class Record(BaseModel):
 
 
 class Interval(BaseModel):
-    """A confidence (or credible, or prediction) interval."""
+    """A confidence (or credible, or prediction) interval, ``lo <= hi``."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _PERSISTED
 
     lo: float
     hi: float
     confidence: float = Field(0.95, gt=0, lt=1)
     method: str = "wilson"
     """How it was computed: wilson, bootstrap-percentile, normal, ..."""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Interval:
+        if not self.lo <= self.hi:
+            raise ValueError(f"interval lo {self.lo:g} is above hi {self.hi:g}")
+        if self.method == "wilson" and not 0.0 <= self.lo <= self.hi <= 1.0:
+            raise ValueError(f"a Wilson interval lies in [0, 1] (got [{self.lo:g}, {self.hi:g}])")
+        return self
 
 
 class ModelRecord(Record):
@@ -112,6 +144,22 @@ class Evidence(Record):
     created: datetime = Field(default_factory=utcnow)
     details: dict[str, Any] = Field(default_factory=dict)
 
+    @model_validator(mode="after")
+    def _value_in_interval(self) -> Evidence:
+        # A measured value lies inside its own confidence interval, and a proportion inside
+        # [0, 1]. (A forecast's point may fall outside its percentile interval, so only
+        # measurements are held to the first rule.)
+        iv = self.interval
+        slack = 1e-9
+        if self.kind == "evaluation" and iv is not None:
+            if not iv.lo - slack <= self.value <= iv.hi + slack:
+                raise ValueError(
+                    f"value {self.value:g} lies outside its interval [{iv.lo:g}, {iv.hi:g}]"
+                )
+            if iv.method == "wilson" and not 0.0 <= self.value <= 1.0:
+                raise ValueError(f"a proportion lies in [0, 1] (got {self.value:g})")
+        return self
+
 
 ThresholdState = Literal["below", "cannot_rule_out", "crossed", "no_evidence"]
 
@@ -119,7 +167,7 @@ ThresholdState = Literal["below", "cannot_rule_out", "crossed", "no_evidence"]
 class ThresholdStatus(BaseModel):
     """The determination for one capability threshold."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _PERSISTED
 
     id: str
     status: ThresholdState
@@ -139,7 +187,7 @@ class ThresholdStatus(BaseModel):
 class SafeguardStatus(BaseModel):
     """A safeguard standard the thresholds require, and whether attested evidence meets it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _PERSISTED
 
     id: str
     required_by: list[str]
@@ -151,7 +199,7 @@ class SafeguardStatus(BaseModel):
 class SignOff(BaseModel):
     """An approval or dissent by a governance role."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = _PERSISTED
 
     role: str
     identity: str

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from safescale.policy._duration import Duration
 
@@ -45,7 +45,42 @@ def _outcomes(names: list[str]) -> list[Outcome]:
 
 
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    # allow_inf_nan=False: YAML's .inf and .nan are refused wherever a number is expected
+    # (a ratio of .inf is a trigger that can never fire).
+    model_config = ConfigDict(
+        extra="forbid", frozen=True, populate_by_name=True, allow_inf_nan=False
+    )
+
+
+def _not_bool(value: object) -> object:
+    # pydantic reads true as 1.0; in a policy line that is a typo, never a number.
+    if isinstance(value, bool):
+        raise ValueError(f"{str(value).lower()} is not a number; write a finite number")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_not_bool)]
+"""A finite number; YAML's ``true``/``false`` are refused rather than read as 1 and 0.
+
+Text that reads as a number stays accepted: PyYAML reads ``1e25`` (no dot, no exponent sign)
+as a string, and policies write compute lines that way."""
+
+PROPORTION_METRICS = frozenset(
+    {"accuracy", "acc", "acc_norm", "acc_bytes", "exact_match", "pass@1", "f1", "precision",
+     "recall", "proportion", "fraction"}
+)  # fmt: skip
+"""Metric names that are proportions, so their values and lines lie in [0, 1]."""
+
+
+def metric_range(metric: str) -> tuple[float, float] | None:
+    """The values ``metric`` can take, when its name says (a proportion: ``(0.0, 1.0)``).
+
+    Names in :data:`PROPORTION_METRICS` and names ending in ``_rate`` or ``_accuracy`` are
+    proportions; any other metric (a speed-up, an uplift score) has no known range.
+    """
+    if metric in PROPORTION_METRICS or metric.endswith(("_rate", "_accuracy")):
+        return (0.0, 1.0)
+    return None
 
 
 class Source(_Model):
@@ -101,7 +136,7 @@ class Evaluation(_Model):
     description: str = ""
     suite: str | None = None
     """The runnable suite that produces it (for example ``lab/hazard_proxy``), if any."""
-    chance: float | None = None
+    chance: Number | None = None
     """Score of a model with no capability (the floor of a capability forecast)."""
 
 
@@ -117,9 +152,9 @@ class EvaluationBinding(_Model):
     metric: str | None = None
     """Defaults to the evaluation's metric."""
     direction: Literal["higher", "lower"] = "higher"
-    rule_out: float
-    alert: float | None = None
-    threshold: float | None = None
+    rule_out: Number
+    alert: Number | None = None
+    threshold: Number | None = None
     max_age: Duration | None = None
     """Evidence older than this is stale, and stale evidence is never *below*."""
     elicitation: str = ""
@@ -222,7 +257,7 @@ class EffectiveComputeTrigger(_Trigger):
     """Fires when effective compute has grown by ``ratio`` since the reference model."""
 
     kind: Literal["effective_compute"] = "effective_compute"
-    ratio: float = Field(gt=1)
+    ratio: Number = Field(gt=1)
     relative_to: Literal["last_comprehensive_assessment"] = "last_comprehensive_assessment"
 
 
@@ -301,7 +336,7 @@ class PauseRule(_Model):
     required safeguards are unmet, unless ``sufficient_safeguards`` are in place."""
 
     id: Id
-    ratio: float = Field(1.0, gt=0)
+    ratio: Number = Field(1.0, gt=0)
     sufficient_safeguards: list[Id] = Field(default_factory=list)
     action: Outcome = "pause_training"
     description: str = ""
@@ -380,7 +415,7 @@ class RegulatoryOverlay(_Model):
     id: Id
     name: str = Field(min_length=1)
     jurisdiction: str = Field(min_length=1)
-    threshold_flop: float = Field(gt=0)
+    threshold_flop: Number = Field(gt=0)
     """Cumulative raw training FLOP above which the rule applies."""
     effect: str = Field(min_length=1)
     notify_to: str | None = None
@@ -409,7 +444,7 @@ class Policy(_Model):
     transparency: Transparency = Field(default_factory=Transparency)
     exceptions: list[PolicyException] = Field(default_factory=list)
     regulatory_overlays: list[RegulatoryOverlay] = Field(default_factory=list)
-    planned_scale_up: float = Field(4.0, gt=1)
+    planned_scale_up: Number = Field(4.0, gt=1)
     """Effective-compute factor of the next planned scale-up, for early-warning forecasts."""
 
     @property

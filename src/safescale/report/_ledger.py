@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from safescale._errors import UserError
+from safescale._input import quote
 from safescale.compute import evaluate_triggers
 from safescale.ledger import Workspace
 from safescale.policy import Determination, Policy, check_policy_text
@@ -31,7 +32,7 @@ def latest_determination(
     if determination_id is not None:
         dets = [d for d in dets if d.id == determination_id]
     if not dets:
-        what = f"for model {model!r}" if model else "in this workspace"
+        what = f"for model {quote(model)}" if model else "in this workspace"
         raise UserError(f"no determination {what}; run `safescale assess` first")
     return dets[-1]
 

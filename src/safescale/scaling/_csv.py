@@ -3,12 +3,19 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 import numpy as np
 
 from safescale._errors import Problem, UserError
+from safescale._input import quote, read_text_limited
 from safescale.scaling._laws import FloatArray
+
+MAX_CSV_BYTES = 64 << 20
+"""Largest CSV file read (a ladder of runs is a few kB)."""
+MAX_CSV_ROWS = 10_000
+"""Most data rows a fit takes: one row is one training run, and the fits are dense in n."""
 
 
 def read_columns(
@@ -30,15 +37,31 @@ def read_columns(
             and the 1-based data row.
     """
     src = str(path)
+    text = read_text_limited(path, MAX_CSV_BYTES, what="CSV file")
+    reader = csv.reader(io.StringIO(text, newline=""))
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
-            reader = csv.reader(fh)
-            header = next(reader, None)
-            rows = list(reader)
-    except FileNotFoundError:
-        raise UserError(Problem("file not found", source=src)) from None
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise UserError(Problem(f"cannot read CSV: {exc}", source=src)) from None
+        header = next(reader, None)
+        rows: list[list[str]] = []
+        for row in reader:
+            if len(rows) == MAX_CSV_ROWS:
+                raise UserError(
+                    Problem(
+                        f"more than {MAX_CSV_ROWS:,} data rows; a scaling fit needs one row per "
+                        "training run (aggregate or sample the rows)",
+                        source=src,
+                        line=reader.line_num,
+                    )
+                )
+            rows.append(row)
+    except csv.Error as exc:
+        raise UserError(
+            Problem(
+                f"not valid CSV ({exc}); check the quoting, or save it as plain "
+                "comma-separated text",
+                source=src,
+                line=reader.line_num,
+            )
+        ) from None
     if not header:
         raise UserError(Problem("the file is empty; it needs a header row", source=src))
     header = [h.strip() for h in header]
@@ -47,7 +70,11 @@ def read_columns(
         if name not in header:
             have = ", ".join(header)
             raise UserError(
-                Problem(f"no column {name!r}; the header has: {have}", source=src, line=1)
+                Problem(
+                    f"no column {quote(name)}; the header has: {quote(have, 200)}",
+                    source=src,
+                    line=1,
+                )
             )
         j = header.index(name)
         values = np.empty(len(rows))
@@ -63,7 +90,7 @@ def _number(row: list[str], j: int, positive: bool, src: str, name: str, i: int)
     try:
         value = float(text)
     except ValueError:
-        shown = repr(text) if text else "an empty cell"
+        shown = quote(text) if text else "an empty cell"
         raise UserError(
             Problem(
                 f"data row {i + 1}: {shown} is not a number; fix or drop the row",
@@ -76,7 +103,8 @@ def _number(row: list[str], j: int, positive: bool, src: str, name: str, i: int)
         need = "a positive number" if positive else "a finite number"
         raise UserError(
             Problem(
-                f"data row {i + 1}: {text} is not {need}; fix or drop the row",
+                f"data row {i + 1}: {text if len(text) <= 60 else quote(text)} is not {need}; "
+                "fix or drop the row",
                 source=src,
                 line=i + 2,
                 field=name,

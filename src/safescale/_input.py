@@ -1,0 +1,401 @@
+"""User input in, checked values out: the one place every edge of safescale reads through.
+
+Anything a user hands us (a flag, a file, a field inside a file) is untrusted until it passes
+here. Numbers must be finite and in range; text must be bounded and free of control characters;
+files are read with a byte limit (never a whole unbounded stream), must be valid UTF-8, and
+JSON in them is bounded in nesting. Every refusal is a :class:`~safescale._errors.UserError`
+naming the place (file:line, field or flag) and the fix, so the command prints one line and
+exits with status 2 before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+import stat
+import unicodedata
+from collections.abc import Iterator
+from typing import Any
+
+from safescale._errors import Problem, UserError
+
+QUOTE_LEN = 60
+"""A user value is quoted in a message up to this many characters, then cut with '...'."""
+
+LINE_LEN = 1000
+"""An error line is cut to this many characters (a message never floods the terminal)."""
+
+MAX_ID_LEN = 128
+"""Model, evaluation and record ids are at most this long."""
+
+ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]*")
+"""The id grammar: a letter or digit, then letters, digits and ``. _ : / @ + = -``.
+
+Wide enough for Hugging Face names (``org/model-7b``), Inspect model strings
+(``openai-api-completions/local/m``) and lab ids (``s0``); narrow enough that an id can never
+carry whitespace, a newline, a terminal escape or markup into a table, a log or a report.
+"""
+
+MAX_TEXT_LEN = 4096
+"""Free text given on the command line (an author, a note) is at most this long."""
+
+MAX_JSON_DEPTH = 64
+"""JSON inputs may nest at most this deep (real logs and results nest under 10)."""
+
+
+def _escape_char(ch: str) -> str:
+    code = ord(ch)
+    if code < 0x100:
+        return f"\\x{code:02x}"
+    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+
+
+def _unsafe(ch: str) -> bool:
+    # Cc: C0/C1 controls (newline, ESC, DEL); Cf: format characters such as the bidi
+    # overrides that make text read differently from what it is; Zl/Zp: line separators.
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+
+
+def escape_controls(text: str) -> str:
+    """``text`` with every control or format character written as a visible escape."""
+    if all(ch.isprintable() for ch in text):
+        return text
+    return "".join(_escape_char(ch) if _unsafe(ch) else ch for ch in text)
+
+
+def quote(value: object, limit: int = QUOTE_LEN) -> str:
+    """``value`` quoted for a message: control characters escaped, cut after ``limit``."""
+    text = value if isinstance(value, str) else repr(value)
+    cut = text[:limit]
+    shown = escape_controls(cut).replace("'", "\\'")
+    return f"'{shown}{'...' if len(text) > limit else ''}'"
+
+
+def one_line(text: str, limit: int = LINE_LEN) -> str:
+    """``text`` as one printable line of at most about ``limit`` characters."""
+    out = escape_controls(text)
+    return out if len(out) <= limit else out[: limit - 3] + "..."
+
+
+def _fail(message: str, field: str | None, source: str | None, line: int | None) -> UserError:
+    return UserError(Problem(message, source=source, line=line, field=field))
+
+
+# -- values -------------------------------------------------------------------------------------
+
+
+def check_number(
+    value: Any,
+    field: str,
+    *,
+    lo: float | None = None,
+    hi: float | None = None,
+    lo_open: bool = False,
+    hi_open: bool = False,
+    source: str | None = None,
+    line: int | None = None,
+) -> float:
+    """``value`` as a finite float in [``lo``, ``hi``] (open ends where asked).
+
+    Booleans are refused (YAML's ``true`` is not 1); so are NaN, infinities and numbers too
+    large for a float (``1e400`` reads as infinity).
+    """
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise _fail(f"{quote(value)} is not a number; give a finite number", field, source, line)
+    try:
+        number = float(value)
+    except OverflowError:  # an int beyond float range
+        number = math.inf
+    if not math.isfinite(number):
+        shown = f"{number:g}" if isinstance(value, float) else quote(value)
+        raise _fail(f"{shown} is not a finite number; give a finite number", field, source, line)
+    below = lo is not None and (number <= lo if lo_open else number < lo)
+    above = hi is not None and (number >= hi if hi_open else number > hi)
+    if below or above:
+        left = "-inf" if lo is None else f"{lo:g}"
+        right = "inf" if hi is None else f"{hi:g}"
+        opening = "(" if lo_open or lo is None else "["
+        closing = ")" if hi_open or hi is None else "]"
+        span = f"{opening}{left}, {right}{closing}"
+        raise _fail(f"{number:g} is out of range; give a number in {span}", field, source, line)
+    return number
+
+
+def check_optional_number(value: Any, field: str, **limits: Any) -> float | None:
+    """:func:`check_number`, letting ``None`` (an option not given) through."""
+    return None if value is None else check_number(value, field, **limits)
+
+
+def check_count(
+    value: Any,
+    field: str,
+    *,
+    lo: int = 0,
+    hi: int,
+    source: str | None = None,
+    line: int | None = None,
+) -> int:
+    """``value`` as an integer in [``lo``, ``hi``] (booleans refused)."""
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _fail(f"{quote(value)} is not a whole number; give one", field, source, line)
+    if not lo <= value <= hi:
+        raise _fail(
+            f"{value} is out of range; give a whole number from {lo} to {hi:,}", field, source, line
+        )
+    return value
+
+
+def check_text(
+    value: Any,
+    field: str,
+    *,
+    max_len: int = MAX_TEXT_LEN,
+    allow_empty: bool = False,
+    source: str | None = None,
+    line: int | None = None,
+) -> str:
+    """``value`` as a string of at most ``max_len`` characters with no control characters."""
+    if not isinstance(value, str):
+        raise _fail(f"{quote(value)} is not text; give a string", field, source, line)
+    if not value and not allow_empty:
+        raise _fail("is empty; give a value", field, source, line)
+    if len(value) > max_len:
+        raise _fail(
+            f"is {len(value):,} characters long; at most {max_len:,} are allowed (shorten it)",
+            field,
+            source,
+            line,
+        )
+    bad = next((ch for ch in value if _unsafe(ch) and ch != "\t"), None)
+    if bad is not None:
+        raise _fail(
+            f"{quote(value)} holds the control character {_escape_char(bad)}; remove it",
+            field,
+            source,
+            line,
+        )
+    return value
+
+
+def check_id(
+    value: Any,
+    field: str,
+    *,
+    what: str = "id",
+    source: str | None = None,
+    line: int | None = None,
+) -> str:
+    """``value`` as an id of the :data:`ID_RE` grammar, at most :data:`MAX_ID_LEN` long."""
+    if not isinstance(value, str):
+        raise _fail(f"{quote(value)} is not a {what}; give a string", field, source, line)
+    if len(value) > MAX_ID_LEN:
+        raise _fail(
+            f"{what} {quote(value)} is {len(value):,} characters long; use at most {MAX_ID_LEN}",
+            field,
+            source,
+            line,
+        )
+    if not ID_RE.fullmatch(value):
+        raise _fail(
+            f"{quote(value)} is not a valid {what}; use letters, digits and . _ : / @ + = - "
+            "(starting with a letter or digit)",
+            field,
+            source,
+            line,
+        )
+    return value
+
+
+def check_optional_id(value: Any, field: str, *, what: str = "id") -> str | None:
+    """:func:`check_id`, letting ``None`` through."""
+    return None if value is None else check_id(value, field, what=what)
+
+
+# -- files --------------------------------------------------------------------------------------
+
+
+def size_text(n: int) -> str:
+    """A byte count for people (``64 MiB``)."""
+    for unit, scale in (("GiB", 1 << 30), ("MiB", 1 << 20), ("KiB", 1 << 10)):
+        if n >= scale:
+            return f"{n / scale:.0f} {unit}"
+    return f"{n} bytes"
+
+
+def regular_file_size(path: str | os.PathLike[str], *, what: str = "file") -> int:
+    """The size of ``path`` in bytes, after checking that it is a regular file.
+
+    Devices, pipes and sockets are refused: ``/dev/zero`` never ends and a FIFO blocks.
+    """
+    src = str(path)
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        raise UserError(Problem(f"{what} not found; check the path", source=src)) from None
+    except OSError as exc:
+        raise UserError(Problem(f"cannot read the {what} ({exc.strerror})", source=src)) from None
+    if stat.S_ISDIR(info.st_mode):
+        raise UserError(Problem(f"is a folder; give a {what}", source=src))
+    if not stat.S_ISREG(info.st_mode):
+        raise UserError(
+            Problem(f"is not a regular file (a device or a pipe?); give a {what}", source=src)
+        )
+    return info.st_size
+
+
+def read_limited(path: str | os.PathLike[str], limit: int, *, what: str = "file") -> bytes:
+    """The bytes of the regular file ``path``, refusing anything over ``limit`` bytes.
+
+    Anything but a regular file is refused before it is opened (see
+    :func:`regular_file_size`), and the read itself stops at ``limit + 1`` bytes, so a file
+    that grows while we read cannot run us out of memory either.
+    """
+    src = str(path)
+    size = regular_file_size(path, what=what)
+    too_big = Problem(
+        f"is larger than {size_text(limit)}, the most a {what} may be; is this the right file?",
+        source=src,
+    )
+    if size > limit:
+        raise UserError(too_big)
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read(limit + 1)
+    except OSError as exc:
+        raise UserError(Problem(f"cannot read the {what} ({exc.strerror})", source=src)) from None
+    if len(data) > limit:
+        raise UserError(too_big)
+    return data
+
+
+def decode_utf8(data: bytes, source: str) -> str:
+    """``data`` as text; bytes that are not UTF-8 are refused with their line and column.
+
+    A leading byte-order mark is dropped. Nothing is ever silently replaced: a Latin-1 file
+    read as UTF-8 would change the very text that gets hashed and scored.
+    """
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        column = exc.start - (data.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise UserError(
+            Problem(
+                f"not UTF-8 text (byte 0x{data[exc.start]:02x} at column {column}); "
+                "save the file as UTF-8",
+                source=source,
+                line=line,
+            )
+        ) from None
+    return text[1:] if text.startswith("\ufeff") else text
+
+
+def read_text_limited(path: str | os.PathLike[str], limit: int, *, what: str = "file") -> str:
+    """:func:`read_limited` then :func:`decode_utf8`."""
+    return decode_utf8(read_limited(path, limit, what=what), str(path))
+
+
+def split_lines(
+    data: bytes, source: str, *, max_line: int, what: str = "line"
+) -> Iterator[tuple[int, str]]:
+    """(1-based line number, text) for each line of ``data``; long or non-UTF-8 lines refused.
+
+    The length check runs on the raw bytes before any decoding or parsing, so a 20 MB line is
+    refused in the time it takes to find its end.
+    """
+    for number, raw in enumerate(data.split(b"\n"), start=1):
+        if len(raw) > max_line:
+            raise UserError(
+                Problem(
+                    f"the {what} is {size_text(len(raw))} long; at most {size_text(max_line)} is "
+                    "allowed (split or shorten it)",
+                    source=source,
+                    line=number,
+                )
+            )
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise UserError(
+                Problem(
+                    f"not UTF-8 text (byte 0x{raw[exc.start]:02x} at column {exc.start + 1}); "
+                    "save the file as UTF-8",
+                    source=source,
+                    line=number,
+                )
+            ) from None
+        if number == 1 and text.startswith("\ufeff"):
+            text = text[1:]
+        yield number, text.removesuffix("\r")
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def json_depth(obj: Any) -> int:
+    """How deeply ``obj`` (parsed JSON) nests lists and objects (a scalar is 0)."""
+    deepest = 0
+    stack: list[tuple[Any, int]] = [(obj, 0)]
+    while stack:
+        cur, depth = stack.pop()
+        if isinstance(cur, dict):
+            children: Any = cur.values()
+        elif isinstance(cur, list):
+            children = cur
+        else:
+            continue
+        deepest = max(deepest, depth + 1)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
+def loads_json(
+    text: str,
+    source: str,
+    *,
+    line: int | None = None,
+    max_depth: int = MAX_JSON_DEPTH,
+    fix: str = "fix the JSON",
+    allow_nan: bool = False,
+) -> Any:
+    """Parse JSON text strictly: no NaN or Infinity, nesting at most ``max_depth`` deep.
+
+    ``line`` is the file line the text starts on (for JSONL); otherwise the parser's line is
+    reported. ``allow_nan`` lets the non-standard constants through, for formats that write
+    them (Inspect logs mark unscored values NaN); the caller then checks its numbers itself.
+    """
+    try:
+        obj = json.loads(text, parse_constant=None if allow_nan else _refuse_constant)
+    except json.JSONDecodeError as exc:
+        where = line if line is not None else exc.lineno
+        raise UserError(
+            Problem(f"not valid JSON ({exc.msg}); {fix}", source=source, line=where)
+        ) from None
+    except ValueError as exc:  # NaN / Infinity, refused by _refuse_constant
+        raise UserError(
+            Problem(f"{exc}; write a finite number", source=source, line=line)
+        ) from None
+    except RecursionError:
+        obj = None
+        depth = max_depth + 1
+    else:
+        depth = json_depth(obj)
+    if depth > max_depth:
+        raise UserError(
+            Problem(
+                f"JSON nested more than {max_depth} levels deep; this is not the expected file",
+                source=source,
+                line=line,
+            )
+        )
+    return obj
+
+
+def read_json_limited(
+    path: str | os.PathLike[str], limit: int, *, what: str = "JSON file", fix: str = "fix the JSON"
+) -> Any:
+    """Read, decode and parse a JSON file within ``limit`` bytes (see :func:`loads_json`)."""
+    return loads_json(read_text_limited(path, limit, what=what), str(path), fix=fix)
