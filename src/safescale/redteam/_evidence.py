@@ -136,6 +136,10 @@ def campaign_evidence(
                     "criterion": c.id,
                     "rule": f"{rule.op} {rule.value:g}",
                     "met": met,
+                    "passed": met,
+                    # The bound in the form every safeguard test carries, so the determination
+                    # judges it as any other (``safeguard_test_passes``).
+                    ("at_least" if rule.op == "at least" else "at_most"): rule.value,
                 },
             )
         )
