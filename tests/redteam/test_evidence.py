@@ -72,7 +72,7 @@ def test_a_broken_target_fails_it_on_campaign_evidence():
     (att,) = [e for e in ev if e.kind == "attestation"]
     assert att.value == 0.0 and "jailbreak" in att.elicitation and "NOT met" in att.elicitation
     status = _deploy_status(ev)
-    assert not status.met and "not met" in " ".join(status.reasons)
+    assert not status.met and "does not meet it" in " ".join(status.reasons)
     with pytest.raises(UserError, match="no safeguard 'NOPE'"):
         campaign_evidence(
             result, policy=POLICY, safeguard="NOPE", model_id="m", log_sha256="b" * 64
