@@ -15,6 +15,7 @@ from safescale.cli import (
     _compute,
     _demo,
     _eval,
+    _interp,
     _lab,
     _ledger,
     _policy,
@@ -38,6 +39,8 @@ app.add_typer(_scaling.app, name="scaling")
 app.add_typer(_lab.app, name="lab")
 app.add_typer(_eval.app, name="eval")
 app.command("serve-model")(_eval.serve_model)
+app.add_typer(_interp.app, name="interp")
+app.command("audit")(_interp.audit)
 app.add_typer(_assess.app, name="assess")
 app.command("report")(_report.report)
 app.command("demo")(_demo.demo)

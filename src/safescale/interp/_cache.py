@@ -302,4 +302,3 @@ def read_texts(path: str | Path, limit: int | None = None) -> list[str]:
     else:
         out = [t.strip() for t in raw.split("\n\n") if t.strip()]
     return out[:limit] if limit is not None else out
-

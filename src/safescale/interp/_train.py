@@ -303,8 +303,9 @@ def train_sae(
         state.since_fired += x.shape[0]
         state.since_fired[cols] = 0
         seen += x.shape[0]
-        if cfg.architecture == "batchtopk":
-            # The inference threshold tracks the smallest activation BatchTopK keeps.
+        if cfg.architecture == "batchtopk" and step >= cfg.steps // 2:
+            # The inference threshold tracks the smallest activation BatchTopK keeps, over
+            # the second half of training (early values come from a different dictionary).
             state.threshold = (
                 low
                 if state.threshold is None
