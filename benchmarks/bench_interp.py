@@ -50,8 +50,16 @@ def bench_capture(model, tok, texts: list[str], tmp: Path) -> float:  # type: ig
     hp = Hookpoint(1, "resid_post")
     t0 = time.perf_counter()
     cache = capture_activations(
-        model, tok, texts, tmp / "cap", hp, model_name="s3", weights_sha256="-",
-        context_size=64, batch_size=32, progress=False,
+        model,
+        tok,
+        texts,
+        tmp / "cap",
+        hp,
+        model_name="s3",
+        weights_sha256="-",
+        context_size=64,
+        batch_size=32,
+        progress=False,
     )
     ours = cache.manifest.tokens / (time.perf_counter() - t0)
     # Reference: a full forward pass per batch with a hook that keeps the output in memory.
@@ -64,14 +72,17 @@ def bench_capture(model, tok, texts: list[str], tmp: Path) -> float:  # type: ig
     n = 0
     with torch.inference_mode():
         for s in range(0, len(texts), 32):
-            enc = tok(texts[s : s + 32], return_tensors="pt", padding=True, truncation=True,
-                      max_length=64)
+            enc = tok(
+                texts[s : s + 32], return_tensors="pt", padding=True, truncation=True, max_length=64
+            )
             model(**enc)
             n += int(enc["attention_mask"].sum())
     handle.remove()
     ref = n / (time.perf_counter() - t0)
-    print(f"capture: ours {ours:,.0f} tok/s (to disk), plain hooked forward {ref:,.0f} tok/s "
-          f"(in memory); ratio {ours / ref:.2f}x")
+    print(
+        f"capture: ours {ours:,.0f} tok/s (to disk), plain hooked forward {ref:,.0f} tok/s "
+        f"(in memory); ratio {ours / ref:.2f}x"
+    )
     return ours / ref
 
 
@@ -88,13 +99,17 @@ def bench_sae(cache: ActivationCache) -> float:
         t = train_sae(cache.batches(1024, epochs=None, seed=1), d, c)
         rec = reconstruction(t.sae, held_out)
         results[label] = (t.tokens_per_second, rec.fvu.value, rec.l0.value)
-        print(f"SAE {label:<9} {t.tokens_per_second:>9,.0f} tok/s  FVU {rec.fvu}  L0 {rec.l0.value:.1f}"
-              f"  (d={d}, d_sae={c.d_sae}, k={c.k}, {t.tokens:,} tokens)")
+        print(
+            f"SAE {label:<9} {t.tokens_per_second:>9,.0f} tok/s  FVU {rec.fvu}  L0 {rec.l0.value:.1f}"
+            f"  (d={d}, d_sae={c.d_sae}, k={c.k}, {t.tokens:,} tokens)"
+        )
     ratio = results["ours"][0] / results["reference"][0]
     ok_fvu = results["ours"][1] <= results["reference"][1] * 1.02
-    print(f"SAE training: {ratio:.2f}x the plain PyTorch loop (target {TARGET}x); "
-          f"FVU ours {results['ours'][1]:.4f} vs reference {results['reference'][1]:.4f} "
-          f"at L0 {results['ours'][2]:.0f} ({'equal or better' if ok_fvu else 'WORSE'})")
+    print(
+        f"SAE training: {ratio:.2f}x the plain PyTorch loop (target {TARGET}x); "
+        f"FVU ours {results['ours'][1]:.4f} vs reference {results['reference'][1]:.4f} "
+        f"at L0 {results['ours'][2]:.0f} ({'equal or better' if ok_fvu else 'WORSE'})"
+    )
     return ratio if ok_fvu else 0.0
 
 

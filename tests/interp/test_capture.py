@@ -2,6 +2,7 @@
 
 import pytest
 import torch
+
 from safescale.interp import (
     ActivationCache,
     Hookpoint,
@@ -74,8 +75,18 @@ def test_cache_streams_shards_with_a_manifest(lm, smoke_ladder, tmp_path) -> Non
     texts = [t for t in (smoke_ladder.corpus.path / "val.txt").read_text().split("\n\n") if t][:40]
     hp = Hookpoint(1, "resid_post")
     cache = capture_activations(
-        model, tok, texts, tmp_path, hp, model_name="s3", weights_sha256=sha,
-        context_size=32, batch_size=8, shard_tokens=200, dtype="float16", progress=False,
+        model,
+        tok,
+        texts,
+        tmp_path,
+        hp,
+        model_name="s3",
+        weights_sha256=sha,
+        context_size=32,
+        batch_size=8,
+        shard_tokens=200,
+        dtype="float16",
+        progress=False,
     )
     mf = ActivationCache.open(tmp_path).manifest
     n_tokens = sum(min(len(tok(t)["input_ids"]), 32) for t in texts)

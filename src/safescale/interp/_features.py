@@ -6,8 +6,8 @@ Every cached token gets the world's *concepts* it belongs to, from character spa
 ``restricted`` (a compound, precursor or catalyst: the hazard-proxy domain), ``person`` (a
 person's name) and ``refusal`` (the assistant's refusal sentence). A latent is labelled with the
 concept most of its ``top_k`` activating tokens carry (at least half); how sure is given twice:
-precision at k of that label (Wilson interval) and the latent's AUROC as a token-level detector
-of the concept over the whole cache (DeLong interval).
+precision at k of that label (Wilson interval) and the latent's AUROC as a detector of the
+concept's presence in a text, over every cached text (DeLong interval).
 """
 
 from __future__ import annotations
@@ -72,7 +72,8 @@ class FeatureLabel:
     precision: Estimate
     """Share of the latent's top-k activating tokens that carry the concept (Wilson)."""
     detection: AUROC
-    """The latent's activation as a detector of the concept over every cached token."""
+    """The latent's largest activation in a text as a detector of the concept's presence
+    there, over every cached text (DeLong interval; n = texts)."""
     contexts: tuple[str, ...]
     """The top activating contexts, the activating token in [brackets]."""
 
@@ -134,6 +135,12 @@ def label_features(
     for i, (s, p) in enumerate(zip(seq.tolist(), pos.tolist(), strict=True)):
         for c in per_text[s][p]:
             truth[c][i] = True
+    texts_seen = sorted(per_text)
+    seq_idx = torch.searchsorted(torch.tensor(texts_seen), seq)
+    n_texts = len(texts_seen)
+    text_truth = {c: np.zeros(n_texts, dtype=bool) for c in CONCEPTS}
+    for c in CONCEPTS:
+        text_truth[c][seq_idx[torch.from_numpy(truth[c])].numpy()] = True
     f = torch.cat([sae.encode(x) for x in acts.split(4096)])
     k = min(top_k, n)
     top_vals, top_idx = f.topk(k, dim=0)  # (k, d_sae)
@@ -149,13 +156,18 @@ def label_features(
         concept, hits = counts.most_common(1)[0]
         if hits / len(rows) < min_precision:
             continue
-        score = f[:, latent].numpy()
+        # Detection per text: the latent's largest activation in a text against whether the
+        # text holds the concept (a multi-token concept such as the trigger fires one latent
+        # on one of its tokens, so per-token scoring would understate it).
+        score = torch.zeros(n_texts).scatter_reduce(
+            0, seq_idx, f[:, latent], reduce="amax", include_self=False
+        )
         labels.append(
             FeatureLabel(
                 latent=latent,
                 concept=concept,
                 precision=proportion(hits, len(rows), "top contexts"),
-                detection=auroc(score, truth[concept]),
+                detection=auroc(score.numpy(), text_truth[concept]),
                 contexts=tuple(
                     _context(ids_of[int(seq[r])], int(pos[r]), tokenizer) for r in rows[:contexts]
                 ),

@@ -39,6 +39,8 @@ _TO_SAELENS = {"topk": "topk", "batchtopk": "jumprelu", "relu": "standard"}
 class SparseAutoencoder(nn.Module):
     """A sparse autoencoder over ``d_in``-wide activations with ``d_sae`` latents."""
 
+    threshold: torch.Tensor
+
     def __init__(self, d_in: int, d_sae: int, architecture: str = "topk", k: int = 32) -> None:
         super().__init__()
         if architecture not in ARCHITECTURES:
