@@ -144,7 +144,6 @@ def run_audit(
     progress: bool = False,
 ) -> AuditResult:
     """Run ``config``'s checks on the lab model in ``model_dir`` (texts from ``corpus_dir``)."""
-    import torch
 
     from safescale import __version__
     from safescale.interp._cache import capture_activations, load_lm
@@ -207,7 +206,6 @@ def run_audit(
                     batch_size=512,
                     seed=spec.seed,
                 )
-                torch.manual_seed(spec.seed)
                 trained = train_sae(cache.batches(512, epochs=None, seed=spec.seed), d, cfg)
                 world = build_world(load_corpus(corpus).manifest.seed)
                 labels_by_layer[layer] = (

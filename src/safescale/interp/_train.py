@@ -270,7 +270,6 @@ def train_sae(
     ``batches`` must yield enough rows (cycle a cache with ``epochs=None``). The returned SAE
     works on raw activations (the training scale is folded in).
     """
-    torch.manual_seed(cfg.seed)
     first = next(batches).float()
     scale = (math.sqrt(d_in) / float(first.norm(dim=1).mean())) if cfg.normalize else 1.0
     sae = init_sae(d_in, cfg, first * scale)
