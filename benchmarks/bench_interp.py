@@ -86,12 +86,7 @@ def bench_capture(model, tok, texts: list[str], tmp: Path) -> float:  # type: ig
     return ours / ref
 
 
-def bench_sae(cache: ActivationCache) -> float:
-    data = cache.load()["activations"].float()
-    n_eval = min(4096, len(data) // 5)
-    held_out = data[:n_eval]
-    train = ActivationCache  # the trainer reads batches from the cache; eval rows are separate
-    del train
+def bench_sae(cache: ActivationCache, held_out: torch.Tensor) -> float:
     d = cache.manifest.d
     cfg = SAEConfig(architecture="topk", d_sae=16 * d, k=16, tokens=400_000, batch_size=1024)
     results = {}
@@ -118,8 +113,24 @@ def main() -> bool:
     with tempfile.TemporaryDirectory() as tmp_s:
         tmp = Path(tmp_s)
         model, tok, corpus = _model(tmp)
-        texts = read_texts(corpus / "train.txt")[:1500]
-        cap = bench_capture(model, tok, texts, tmp)
-        ratio = bench_sae(ActivationCache.open(tmp / "cap"))
+        texts = read_texts(corpus / "train.txt")
+        cap = bench_capture(model, tok, texts[:1500], tmp)
+        # FVU on held-out texts, captured apart from the training cache.
+        held_out = (
+            capture_activations(
+                model,
+                tok,
+                texts[1500:1800],
+                tmp / "eval",
+                Hookpoint(1, "resid_post"),
+                model_name="s3",
+                weights_sha256="-",
+                context_size=64,
+                progress=False,
+            )
+            .load()["activations"]
+            .float()
+        )
+        ratio = bench_sae(ActivationCache.open(tmp / "cap"), held_out)
     print(f"capture ratio {cap:.2f}x; SAE training ratio {ratio:.2f}x")
     return ratio >= TARGET

@@ -174,36 +174,55 @@ def sparse_step(
     """Set the gradients of a TopK/BatchTopK loss by hand.
 
     Returns (mse per token, kept latent indices, smallest positive kept value).
-
     Loss per token: ||x_hat - x||^2 + auxk_alpha ||e_hat - (x - x_hat)||^2 (Gao et al. 2024).
-    Shapes: x (B, d); nnz kept triples; every product below is (nnz, d).
+    Shapes: x (B, d); nnz kept (token, latent) pairs. Decoding is an ``embedding_bag``; the
+    weight gradients are sparse (d_sae x B) by dense (B x d) products; ``b_dec``'s gradient
+    through the encoder is ``g_b_enc @ W_enc``, so no (nnz, d) gather is needed for it. AuxK
+    works densely on the dead latents only (B x n_dead), which are few once training settles.
     """
     we, be, wd, bd = sae.w_enc, sae.b_enc, sae.w_dec, sae.b_dec
-    b = x.shape[0]
+    b, m = x.shape[0], we.shape[0]
     with torch.no_grad():
         xc = x - bd
         pre = nn.functional.linear(xc, we, be)
         rows, cols, vals = _select(pre, cfg)
+        if cfg.architecture == "batchtopk":
+            order = torch.argsort(rows, stable=True)
+            rows, cols, vals = rows[order], cols[order], vals[order]
         act = vals.relu()
-        xhat = torch.zeros_like(x).index_add_(0, rows, act[:, None] * wd[cols]) + bd
+        offsets = torch.zeros(b, dtype=torch.long)
+        offsets[1:] = torch.bincount(rows, minlength=b).cumsum(0)[:-1]
+        xhat = nn.functional.embedding_bag(
+            cols, wd, offsets, mode="sum", per_sample_weights=act, include_last_offset=False
+        )
+        xhat += bd
         err = xhat - x
         mse = float((err * err).sum()) / b
         g = err * (2.0 / b)  # dL/dx_hat
         g_act = (wd[cols] * g[rows]).sum(1) * (vals > 0)
-        gwd = torch.zeros_like(wd).index_add_(0, cols, act[:, None] * g[rows])
-        gwe = torch.zeros_like(we).index_add_(0, cols, g_act[:, None] * xc[rows])
+        index = torch.stack([cols, rows])
+        gwd = torch.sparse.mm(
+            torch.sparse_coo_tensor(index, act, (m, b), check_invariants=False), g
+        )
+        gwe = torch.sparse.mm(
+            torch.sparse_coo_tensor(index, g_act, (m, b), check_invariants=False), xc
+        )
         gbe = torch.zeros_like(be).index_add_(0, cols, g_act)
-        gbd = g.sum(0) - (g_act[:, None] * we[cols]).sum(0)
+        gbd = g.sum(0) - gbe @ we
         if cfg.auxk_alpha > 0 and bool(dead.any()):
-            ra, ca, va = _aux_select(pre, dead, cfg.k_aux or max(1, x.shape[1] // 2))
-            aa = va.relu()
-            ehat = torch.zeros_like(x).index_add_(0, ra, aa[:, None] * wd[ca])
+            didx = dead.nonzero().squeeze(1)
+            kk = min(cfg.k_aux or max(1, x.shape[1] // 2), len(didx))
+            va, ia = pre[:, didx].topk(kk, dim=1, sorted=False)
+            fa = torch.zeros(b, len(didx)).scatter_(1, ia, va.relu())
+            wdd = wd[didx]
+            ehat = fa @ wdd
             ga = (ehat + err) * (2.0 * cfg.auxk_alpha / b)  # target is -err = x - x_hat
-            ga_act = (wd[ca] * ga[ra]).sum(1) * (va > 0)
-            gwd.index_add_(0, ca, aa[:, None] * ga[ra])
-            gwe.index_add_(0, ca, ga_act[:, None] * xc[ra])
-            gbe.index_add_(0, ca, ga_act)
-            gbd -= (ga_act[:, None] * we[ca]).sum(0)
+            gfa = (ga @ wdd.T) * (fa > 0)
+            gwd.index_add_(0, didx, fa.T @ ga)
+            gwe.index_add_(0, didx, gfa.T @ xc)
+            gsum = gfa.sum(0)
+            gbe.index_add_(0, didx, gsum)
+            gbd -= gsum @ we[didx]
     we.grad, be.grad, wd.grad, bd.grad = gwe, gbe, gwd, gbd
     return mse, cols, _lowest(act)
 
