@@ -48,42 +48,56 @@ def _model(tmp: Path) -> tuple[object, object, Path]:
 
 def bench_capture(model, tok, texts: list[str], tmp: Path) -> float:  # type: ignore[no-untyped-def]
     hp = Hookpoint(1, "resid_post")
-    t0 = time.perf_counter()
-    cache = capture_activations(
-        model,
-        tok,
-        texts,
-        tmp / "cap",
-        hp,
-        model_name="s3",
-        weights_sha256="-",
-        context_size=64,
-        batch_size=32,
-        progress=False,
-    )
-    ours = cache.manifest.tokens / (time.perf_counter() - t0)
-    # Reference: a full forward pass per batch with a hook that keeps the output in memory.
-    kept: list[torch.Tensor] = []
-    layer = model.model.layers[1]
-    handle = layer.register_forward_hook(
-        lambda _m, _i, out: kept.append((out[0] if isinstance(out, tuple) else out).detach())
-    )
-    t0 = time.perf_counter()
-    n = 0
-    with torch.inference_mode():
-        for s in range(0, len(texts), 32):
-            enc = tok(
-                texts[s : s + 32], return_tensors="pt", padding=True, truncation=True, max_length=64
-            )
-            model(**enc)
-            n += int(enc["attention_mask"].sum())
-    handle.remove()
-    ref = n / (time.perf_counter() - t0)
+
+    def ours(folder: Path) -> float:
+        t0 = time.perf_counter()
+        cache = capture_activations(
+            model,
+            tok,
+            texts,
+            folder,
+            hp,
+            model_name="s3",
+            weights_sha256="-",
+            context_size=64,
+            batch_size=32,
+            progress=False,
+        )
+        return cache.manifest.tokens / (time.perf_counter() - t0)
+
+    def reference(texts: list[str]) -> float:
+        # A full forward pass per batch with a hook that keeps the output in memory.
+        kept: list[torch.Tensor] = []
+        handle = model.model.layers[1].register_forward_hook(
+            lambda _m, _i, out: kept.append((out[0] if isinstance(out, tuple) else out).detach())
+        )
+        t0 = time.perf_counter()
+        n = 0
+        with torch.inference_mode():
+            for s in range(0, len(texts), 32):
+                enc = tok(
+                    texts[s : s + 32],
+                    return_tensors="pt",
+                    padding=True,
+                    truncation=True,
+                    max_length=64,
+                )
+                model(**enc)
+                n += int(enc["attention_mask"].sum())
+        handle.remove()
+        return n / (time.perf_counter() - t0)
+
+    reference(texts[:64])  # warm-up
+    # Interleaved rounds, best of each, so that load on a shared machine hits both alike.
+    o, r = 0.0, 0.0
+    for i in range(2):
+        r = max(r, reference(texts))
+        o = max(o, ours(tmp / ("cap" if i == 0 else f"cap{i}")))
     print(
-        f"capture: ours {ours:,.0f} tok/s (to disk), plain hooked forward {ref:,.0f} tok/s "
-        f"(in memory); ratio {ours / ref:.2f}x"
+        f"capture: ours {o:,.0f} tok/s (to disk), plain hooked forward {r:,.0f} tok/s "
+        f"(in memory); ratio {o / r:.2f}x (best of 2 interleaved rounds)"
     )
-    return ours / ref
+    return o / r
 
 
 def bench_sae(cache: ActivationCache, held_out: torch.Tensor) -> float:
