@@ -12,7 +12,7 @@ share recovered at cos > 0.9 and the reverse MMCS are reported beside it.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -111,8 +111,6 @@ def run_superposition(
     """Train an SAE on the synthetic data and score its decoder against the true features."""
     data = data or SuperpositionConfig()
     cfg = sae or DEFAULT_SAE
-    if cfg.architecture == "batchtopk" and sae is None:
-        cfg = replace(cfg, architecture="batchtopk")
     trained = train_sae(superposition_batches(data, cfg.batch_size), data.d, cfg)
     return SyntheticResult(
         trained, recovery(feature_dictionary(data), trained.sae.w_dec.detach()), data
