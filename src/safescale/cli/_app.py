@@ -17,6 +17,7 @@ from safescale.cli import (
     _compute,
     _demo,
     _eval,
+    _interp,
     _lab,
     _ledger,
     _policy,
@@ -62,6 +63,8 @@ app.add_typer(_lab.app, name="lab")
 app.add_typer(_eval.app, name="eval")
 app.add_typer(_redteam.app, name="redteam")
 app.command("serve-model")(_eval.serve_model)
+app.add_typer(_interp.app, name="interp")
+app.command("audit")(_interp.audit)
 app.add_typer(_assess.app, name="assess")
 app.command("attest")(_safeguard.attest)
 app.add_typer(_safeguard.app, name="safeguard")

@@ -22,6 +22,7 @@ from safescale._input import (
     check_number,
     decode_utf8,
     loads_json,
+    quote,
     read_limited,
     regular_file_size,
     size_text,
@@ -278,6 +279,16 @@ def evidence_from_lm_eval_results(
     config = results.get("config") or {}
     if not isinstance(config, dict):
         raise UserError(Problem("must be a mapping of settings", source=source, field="config"))
+    for field, value in (
+        ("config.model_name", config.get("model_name")),
+        ("model_name", results.get("model_name")),
+        ("config.model", config.get("model")),
+    ):
+        if value is not None and not isinstance(value, str):
+            raise UserError(
+                Problem(f"{quote(value)} is not a model name; give a string", source=source,
+                        field=field)
+            )  # fmt: skip
     model = model_id or check_id(
         lm_eval_model_id(results, records), "config.model_name", what="model id", source=source
     )

