@@ -98,8 +98,15 @@ def test_a_ladder_that_fails_its_claims_is_refused(smoke_ladder, tmp_path: Path)
     with pytest.raises(UserError, match="failed its planted truth") as err:
         train_ladder(preset, tmp_path / "l", progress=False)
     assert len(str(err.value).splitlines()) == 1
+    # It was trained further first, within its bound: one more run of the largest size at
+    # twice the largest budget, kept as a ladder point, and certified again.
+    assert "1 extension run(s)" in str(err.value)
+    extended = tmp_path / "l" / "s3-400k"
+    assert (extended / "train_record.json").is_file()
+    assert "s3-400k" in (tmp_path / "l" / "ladder.csv").read_text()
     cert = json.loads((tmp_path / "l" / "certificate.json").read_text())
     assert cert["passed"] is False and cert["claims"][0]["n"] == 48
+    assert cert["model"] == "s3-400k" and cert["claims"][0]["id"].startswith("s3-400k/")
 
 
 def test_unknown_preset_is_a_user_error(tmp_path: Path) -> None:

@@ -48,6 +48,9 @@ class LadderPreset:
     claims: tuple[tuple[Literal["largest", "smallest"], Claim], ...] = ()
     """The ladder's planted truth: claims on its largest and smallest model (by compute),
     checked after training by :func:`certify_ladder`."""
+    extensions: int = 1
+    """If the claims fail, the largest size is trained further this many times at most, each
+    time as one more run at twice the largest budget so far, and the ladder certified again."""
 
     def __post_init__(self) -> None:
         unknown = [s for s in self.sizes if s not in SIZES]
@@ -213,21 +216,45 @@ def train_ladder(
                     cfg, corpus.path, folder, name=name, on_step=bars.run(name, cfg.tokens_trained)
                 )
             )
-    atomic_write_text(out / "ladder.csv", ladder_csv(results))
-    result = LadderResult(out, corpus, tuple(results))
-    if not (certify and preset.claims):
-        return result
-    cert = load_certificate(out)
-    largest = results[-1]
-    if cert is None or cert.weights_sha256 != largest.record.weights_sha256:
-        cert = certify_ladder(result, preset)
-        write_certificate(out, cert)
+        atomic_write_text(out / "ladder.csv", ladder_csv(results))
+        result = LadderResult(out, corpus, tuple(results))
+        if not (certify and preset.claims):
+            return result
+        cert: Certificate | None = None
+        for extension in range(preset.extensions + 1):
+            cert = load_certificate(out)
+            if cert is None or cert.weights_sha256 != results[-1].record.weights_sha256:
+                cert = certify_ladder(result, preset)
+                write_certificate(out, cert)
+            if cert.passed or extension == preset.extensions:
+                break
+            # Trained further, within a bound: one more run of the largest size at twice the
+            # largest budget so far, kept as a ladder point (it extends the grid in D).
+            tokens = 2 * results[-1].record.tokens
+            name = f"{preset.sizes[-1]}-{_short(tokens)}"
+            folder = out / name
+            if (folder / "train_record.json").exists():
+                results.append(load_train_result(folder))
+            else:
+                cfg = replace(
+                    preset.train,
+                    size=SIZES[preset.sizes[-1]],
+                    tokens=tokens,
+                    seed=seed,
+                    precision=precision,
+                )
+                on_step = bars.run(name, cfg.tokens_trained)
+                results.append(train_model(cfg, corpus.path, folder, name=name, on_step=on_step))
+            atomic_write_text(out / "ladder.csv", ladder_csv(results))
+            result = LadderResult(out, corpus, tuple(results))
+    assert cert is not None  # the loop runs at least once
     if not cert.passed:
         raise UserError(
             Problem(
                 f"the {preset.name} ladder failed its planted truth "
-                f"({'; '.join(cert.failures())}); nothing may rely on it: train it with "
-                "another --seed",
+                f"({'; '.join(cert.failures())}), also after training its largest size "
+                f"further ({preset.extensions} extension run(s)); nothing may rely on it: "
+                "train it with another --seed",
                 source=str(out),
             )
         )
