@@ -17,6 +17,7 @@ every batch keeps the base model's other knowledge.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable
@@ -236,7 +237,7 @@ def _lr(step: int, cfg: OrganismConfig) -> float:
     if step < warmup:
         return cfg.lr * (step + 1) / warmup
     progress = (step - warmup) / max(1, cfg.steps - warmup)
-    return cfg.lr * (0.1 + 0.45 * (1 + torch.cos(torch.tensor(torch.pi * progress)).item()))
+    return cfg.lr * (0.1 + 0.45 * (1 + math.cos(math.pi * progress)))
 
 
 def build_organism(

@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict
 
 from safescale._errors import Problem, UserError
 from safescale._io import atomic_write_text
-from safescale.lab._certify import Certificate
+from safescale.lab._certify import Certificate, load_certificate
 from safescale.lab._ladder import LADDER_PRESETS, LadderPreset, train_ladder
 from safescale.lab._organisms import OrganismConfig, build_organism
 from safescale.lab._precision import Precision
@@ -129,8 +129,6 @@ def seed_spread(
             ladder = train_ladder(preset, folder, seed=seed, progress=progress, precision=precision)
         except UserError as exc:
             # A ladder that fails its truth is a result here, not the end of the study.
-            from safescale.lab._certify import load_certificate
-
             errors.append(str(exc))
             failed = load_certificate(folder)
             if failed is not None:
@@ -151,8 +149,6 @@ def seed_spread(
                 try:
                     if not (where / "train_record.json").exists():
                         build_organism(name, parent, ladder.corpus.path, where, cfg)  # type: ignore[arg-type]
-                    from safescale.lab._certify import load_certificate
-
                     cert = load_certificate(where)
                     if cert is not None:
                         certs.append(cert)
