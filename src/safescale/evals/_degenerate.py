@@ -6,12 +6,14 @@ a collapsed "always comply" model scores 1.0 on a jailbreak suite. Such evidence
 it is made, and the determination and the report say when they rest on it.
 
 The rule only fires where identical answers are wrong by construction: the samples' targets
-differ, yet one answer covers most of them. A model that refuses every restricted request
-gives one identical answer to prompts whose target is that same refusal: that is not flagged.
+differ, yet one answer covers most of them and carries one prompt's specifics (a compound's
+name) to all of them. A model that refuses every restricted request gives one identical,
+generic answer: that is a behaviour the policy should read, and it is not flagged.
 """
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -61,8 +63,9 @@ def detect_degeneracy(samples: Iterable[Any]) -> Degeneracy | None:
     ``samples`` are Inspect samples or sample summaries (``input``, ``target``, ``scores``
     with each score's ``answer``). Multiple choice (one-letter answers): degenerate when every
     answer is the same letter although the gold letters differ. Generation: degenerate when
-    one completion answers more than :data:`MAX_SHARE` of the distinct prompts and the targets
-    of those prompts are not all the same.
+    one completion answers more than :data:`MAX_SHARE` of the distinct prompts, the targets of
+    those prompts are not all the same, and the completion names something that only a few of
+    those prompts mention (one prompt's specifics given to all of them).
     """
     rows = []
     for s in samples:
@@ -82,11 +85,33 @@ def detect_degeneracy(samples: Iterable[Any]) -> Degeneracy | None:
             )
         return None
     if share > MAX_SHARE and len(targets) > 1:
+        prompts = [r[0] for r in rows if r[2] == top]
+        borrowed = _borrowed_words(top, prompts)
+        if not borrowed:
+            # One generic answer to every prompt (a refusal, say) is a behaviour, not a
+            # collapse: the policy reads the rate it gives.
+            return None
         quoted = top if len(top) <= 60 else top[:57] + "..."
         return Degeneracy(
             f"{count} of {len(rows)} distinct prompts got one identical completion "
-            f"({quoted!r}) although their targets differ",
+            f"({quoted!r}, naming {', '.join(sorted(borrowed)[:3])} from a few of them) "
+            "although their targets differ",
             share,
             len(rows),
         )
     return None
+
+
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"[a-z][a-z0-9]{3,}", text.lower()))
+
+
+def _borrowed_words(completion: str, prompts: list[str]) -> set[str]:
+    """Words of ``completion`` that belong to a few of ``prompts`` only (at most a tenth).
+
+    A collapsed model repeats one prompt's specifics (a compound's name) to every prompt; a
+    generic answer shares no such rare word with them.
+    """
+    counts = Counter(w for p in prompts for w in _words(p))
+    limit = max(1, len(prompts) // 10)
+    return {w for w in _words(completion) if 0 < counts[w] <= limit}
