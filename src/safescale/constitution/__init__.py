@@ -22,6 +22,7 @@ from safescale.constitution._data import (
     write_dataset,
 )
 from safescale.constitution._lab import THINGS, generate_lab_dataset
+from safescale.constitution._model import generate_with_model, parse_exchanges, parse_requests
 from safescale.constitution._schema import (
     SCHEMA,
     Constitution,
@@ -57,8 +58,11 @@ __all__ = [
     "constitution_sha256",
     "diff_constitutions",
     "generate_lab_dataset",
+    "generate_with_model",
     "lab_constitution",
     "load_constitution",
     "load_dataset",
+    "parse_exchanges",
+    "parse_requests",
     "write_dataset",
 ]

@@ -114,6 +114,37 @@ def check_families(augment_: Sequence[str], held_out: Sequence[str]) -> None:
         )
 
 
+def variants(
+    request: str,
+    split: str,
+    index: int,
+    *,
+    augment: Sequence[str],
+    held_out: Sequence[str],
+    copies: int,
+    rng: random.Random,
+) -> list[tuple[str, str, str]]:
+    """The augmented copies of one plain request: ``(family, prompt, recipe)`` each.
+
+    In train and calibration, ``copies`` families not held out, taken round-robin by ``index``
+    so each is equally represented; in test, one copy of every family, held-out ones included.
+    Families not held out draw their components (a composition's two framings) from the
+    training families only, in every split, so a family means the same thing in train and test.
+    """
+    usable = [f for f in augment if f not in held_out]
+    if split == "test":
+        families = list(augment)
+    else:
+        families = [usable[(index + j) % len(usable)] for j in range(min(copies, len(usable)))]
+    out = []
+    for family in families:
+        prompt, recipe = transform(family)(request, rng, augment if family in held_out else usable)
+        if split != "test" and components(family, recipe) & set(held_out):
+            raise AssertionError(f"held-out family in {split}: {recipe}")  # a bug, never input
+        out.append((family, prompt, recipe))
+    return out
+
+
 def transform(family: str) -> Transform:
     """The transformation of ``family``."""
     fn: Transform = TRANSFORMS.get(family)

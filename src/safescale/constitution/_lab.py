@@ -33,8 +33,7 @@ from safescale.constitution._augment import (
     DEFAULT_HELD_OUT,
     FAMILIES,
     check_families,
-    components,
-    transform,
+    variants,
 )
 from safescale.constitution._data import (
     Dataset,
@@ -245,7 +244,6 @@ def generate_lab_dataset(
     bases = _stratified(restricted, k, rng) + _stratified(allowed, n - k, rng)
     unique = list({b.request: b for b in bases}.values())
 
-    usable = [f for f in augment if f not in held_out]
     out: list[Example] = []
     for i, base in enumerate(unique):
         split = assign_split(base.request, seed)
@@ -253,22 +251,18 @@ def generate_lab_dataset(
 
         pid = base.template.principle.id
         out.append(_example(base, split, "input", base.request, "", label, pid, "none", ""))
-        if split == "test":
-            families = list(augment)
-        else:
-            # Round-robin over the training families, so each is equally represented.
-            families = [usable[(i + j) % len(usable)] for j in range(min(copies, len(usable)))]
-        variants: list[tuple[str, str, str]] = []
-        for family in families:
-            # Families not held out draw components from the training families only, in every
-            # split, so "composition" means the same thing in train and test.
-            parts = augment if family in held_out else usable
-            prompt, recipe = transform(family)(base.request, rng, parts)
-            if split != "test" and components(family, recipe) & set(held_out):
-                continue  # never reached: usable excludes them; kept as the guarantee
-            variants.append((family, prompt, recipe))
+        found = variants(
+            base.request,
+            split,
+            i,
+            augment=augment,
+            held_out=held_out,
+            copies=copies,
+            rng=rng,
+        )
+        for family, prompt, recipe in found:
             out.append(_example(base, split, "input", prompt, "", label, pid, family, recipe))
-        out.extend(_outputs(base, split, variants, responses, world, rng))
+        out.extend(_outputs(base, split, found, responses, world, rng))
     digest = constitution_sha256(constitution)
     return make_dataset(
         out,
@@ -312,7 +306,7 @@ def _example(
 def _outputs(
     base: _Base,
     split: Split,
-    variants: Sequence[tuple[str, str, str]],
+    found: Sequence[tuple[str, str, str]],
     responses: Sequence[_Template],
     world: _World,
     rng: random.Random,
@@ -324,8 +318,8 @@ def _outputs(
         t for t in responses if t.principle.category == "allowed" and t.entities <= entities
     ]
     family, prompt, recipe = "none", base.request, ""
-    if variants and rng.random() < 0.5:
-        family, prompt, recipe = variants[0]
+    if found and rng.random() < 0.5:
+        family, prompt, recipe = found[0]
     out = []
     restricted = base.template.principle.category == "restricted"
     wants_harm = restricted or ("compound" in entities and rng.random() < 1 / 3)
