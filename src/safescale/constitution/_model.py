@@ -23,7 +23,14 @@ from typing import Any
 
 from safescale._errors import Problem, UserError
 from safescale.constitution._augment import DEFAULT_HELD_OUT, FAMILIES, check_families, variants
-from safescale.constitution._data import Dataset, Example, assign_split, example_id, make_dataset
+from safescale.constitution._data import (
+    Dataset,
+    Example,
+    StageName,
+    assign_split,
+    example_id,
+    make_dataset,
+)
 from safescale.constitution._schema import Constitution, Principle, constitution_sha256
 
 REQUESTS_PROMPT = """You write test data for a safety classifier.
@@ -189,7 +196,7 @@ def _dataset(
         # Split by the request's folded text: "How ..." and "how ..." never land apart.
         split = assign_split(it.request.casefold(), seed)
         label = int(it.principle.category == "restricted")
-        stage = "output" if it.response else "input"
+        stage: StageName = "output" if it.response else "input"
         augmented = variants(
             it.request, split, i, augment=augment, held_out=held_out, copies=copies, rng=rng
         )
