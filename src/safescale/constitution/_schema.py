@@ -244,7 +244,9 @@ def check_constitution_text(
     try:
         c = Constitution.model_validate(raw)
     except ValidationError as exc:
-        return None, [_problem(err, raw, lines, source) for err in exc.errors()]
+        # An unknown field first: a misspelt key is also reported as a missing one.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        return None, [_problem(err, raw, lines, source) for err in errors]
     problems = [
         Problem(p.message, source=source, line=_line_for(lines, p.field), field=p.field)
         for p in check_principles(c)
@@ -294,6 +296,8 @@ def _problem(err: Any, raw: Any, lines: dict[tuple[str | int, ...], int], source
         }
         where = allowed.get(() if len(path) == 1 else 1, "")
         msg = f"unknown field; the fields here are {where}" if where else "unknown field; remove it"
+    elif kind == "string_type":
+        msg = f'must be text (got {quote(err.get("input"))}); quote it, as in version: "1.0"'
     elif kind in ("model_type", "dict_type"):
         msg = "expected a mapping of fields here"
     elif kind == "literal_error":
