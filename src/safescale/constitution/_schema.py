@@ -27,20 +27,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from safescale._errors import Problem, UserError
 from safescale._input import ID_RE, MAX_ID_LEN, escape_controls, quote, read_limited
-from safescale.policy._load import (
-    _data_path,
-    _fmt,
-    _index_lines,
-    _line_for,
-    _PolicyLoader,
-    _TooBig,
-    _yaml_problem,
-)
+from safescale.policy._load import _data_path, _fmt, _line_for, read_yaml
 from safescale.policy._records import canonical_json
 
 SCHEMA = "safescale/constitution/v1"
@@ -67,6 +58,16 @@ def _clean(value: str, keep: str = "\t\n") -> str:
     return value
 
 
+def _identifier(value: str) -> str:
+    """Ids, names and versions: the id grammar (no spaces, no markup, no escapes)."""
+    if not ID_RE.fullmatch(value):
+        raise ValueError(
+            f"{quote(value)} is not a valid id; use letters, digits and . _ : / @ + = - "
+            "(starting with a letter or digit)"
+        )
+    return value
+
+
 class Principle(BaseModel):
     """One principle: a kind of content, restricted or allowed, with examples."""
 
@@ -86,12 +87,7 @@ class Principle(BaseModel):
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
-        if not ID_RE.fullmatch(value):
-            raise ValueError(
-                f"{quote(value)} is not a valid id; use letters, digits and . _ : / @ + = - "
-                "(starting with a letter or digit)"
-            )
-        return value
+        return _identifier(value)
 
     @field_validator("description")
     @classmethod
@@ -209,27 +205,9 @@ def check_constitution_text(
                 source=source,
             )
         ]
-    lines: dict[tuple[str | int, ...], int] = {}
-    dupes: list[Problem] = []
-    try:
-        node = yaml.compose(text, Loader=_PolicyLoader)
-        if node is not None:
-            _index_lines(node, (), lines, dupes, source, [0])
-        raw = yaml.load(text, Loader=_PolicyLoader)
-    except yaml.YAMLError as exc:
-        return None, [_yaml_problem(exc, source, text)]
-    except RecursionError:
-        return None, [
-            Problem("the YAML is nested too deeply to read (unbalanced brackets?)", source=source)
-        ]
-    except _TooBig:
-        return None, [
-            Problem(
-                "the YAML expands to too many values (anchors and aliases?); a constitution "
-                "is far smaller",
-                source=source,
-            )
-        ]
+    raw, lines, problems = read_yaml(text, source, what="a constitution")
+    if problems:
+        return None, problems
     if not isinstance(raw, dict):
         return None, [
             Problem(
@@ -239,8 +217,6 @@ def check_constitution_text(
                 line=1,
             )
         ]
-    if dupes:
-        return None, dupes
     try:
         c = Constitution.model_validate(raw)
     except ValidationError as exc:
