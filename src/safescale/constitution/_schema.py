@@ -30,7 +30,14 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from safescale._errors import Problem, UserError
-from safescale._input import ID_RE, MAX_ID_LEN, escape_controls, quote, read_limited
+from safescale._input import (
+    ID_RE,
+    MAX_ID_LEN,
+    decode_utf8,
+    escape_controls,
+    quote,
+    read_limited,
+)
 from safescale.policy._load import _data_path, _fmt, _line_for, read_yaml
 from safescale.policy._records import canonical_json
 
@@ -185,17 +192,9 @@ def check_constitution_text(
         if b"\x00" in data:
             return None, [Problem("binary data, not a YAML constitution", source=source)]
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-            return None, [
-                Problem(
-                    f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
-                    source=source,
-                    line=line,
-                )
-            ]
-        text = text.removeprefix("\ufeff")
+            text = decode_utf8(data, source)
+        except UserError as exc:
+            return None, list(exc.problems)
     else:
         text = data
     if not text.strip():
