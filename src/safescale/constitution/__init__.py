@@ -33,6 +33,7 @@ from safescale.constitution._schema import (
     constitution_bytes,
     constitution_sha256,
     diff_constitutions,
+    field_line,
     lab_constitution,
     load_constitution,
 )
@@ -57,6 +58,7 @@ __all__ = [
     "constitution_bytes",
     "constitution_sha256",
     "diff_constitutions",
+    "field_line",
     "generate_lab_dataset",
     "generate_with_model",
     "lab_constitution",
