@@ -133,3 +133,39 @@ def test_bad_generator_arguments() -> None:
         generate_lab_dataset(c, augment=("role-play", "telepathy"), held_out=())
     with pytest.raises(UserError, match="not among the augmentations"):
         generate_lab_dataset(c, augment=("prefix-injection",), held_out=("role-play",))
+
+
+def test_load_refuses_bad_folders_in_one_line(ds: Dataset, tmp_path: Path) -> None:
+    import hashlib
+
+    with pytest.raises(UserError, match="not a data set folder"):
+        load_dataset(tmp_path / "nope")
+    out = write_dataset(ds, tmp_path / "data")
+    manifest = json.loads((out / "manifest.json").read_text())
+
+    def rewrite(lines: list[str], **changes: object) -> None:
+        data = ("\n".join(lines) + "\n").encode()
+        (out / "examples.jsonl").write_bytes(data)
+        doc = {**manifest, "examples_sha256": hashlib.sha256(data).hexdigest(), **changes}
+        (out / "manifest.json").write_text(json.dumps(doc))
+
+    good = (out / "examples.jsonl").read_text().splitlines()
+    row = json.loads(good[1])
+    cases = [
+        ({**row, "label": 2}, "examples.jsonl:2: label: must be 0 or 1"),
+        ({**row, "split": "dev"}, "examples.jsonl:2: split: must be one of"),
+        ({k: v for k, v in row.items() if k != "prompt"}, "examples.jsonl:2: prompt: required"),
+        ({**row, "extra": 1}, "examples.jsonl:2: extra: unknown field"),
+        ({**row, "label": True}, "examples.jsonl:2: label: must be a whole number"),
+    ]
+    for bad, message in cases:
+        rewrite([good[0], json.dumps(bad), *good[2:]])
+        with pytest.raises(UserError) as err:
+            load_dataset(out)
+        assert message in str(err.value) and "\n" not in str(err.value)
+    rewrite([good[0], "{not json"])
+    with pytest.raises(UserError, match=r"examples.jsonl:2: not valid JSON"):
+        load_dataset(out)
+    rewrite(good, schema="something/else")
+    with pytest.raises(UserError, match="not a data set manifest"):
+        load_dataset(out)
