@@ -147,6 +147,9 @@ def data(
         str | None,
         typer.Option("--model", help="An Inspect model that writes the data (default: the lab)."),
     ] = None,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="Model: most tokens a reply may have.")
+    ] = 1024,
     augment: Annotated[
         list[str] | None,
         typer.Option("--augment", help="Attack families to augment with (default: all)."),
@@ -171,6 +174,7 @@ def data(
     check_count(world_seed, "--world-seed", hi=2**31 - 1)
     if n is not None:
         check_count(n, "--n", lo=10 if model is None else 1, hi=1_000_000)
+    check_count(max_tokens, "--max-tokens", lo=1, hi=1_000_000)
     if model is not None:
         check_id(model, "--model", what="Inspect model")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -188,7 +192,13 @@ def data(
             )
         else:
             ds = generate_with_model(
-                c, model, seed=seed, per_principle=n or 40, augment=fams, held_out=held
+                c,
+                model,
+                seed=seed,
+                per_principle=n or 40,
+                augment=fams,
+                held_out=held,
+                max_tokens=max_tokens,
             )
     except UserError as exc:
         raise UserError(*(_located(p, path) for p in exc.problems)) from None
