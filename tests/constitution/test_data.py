@@ -97,6 +97,7 @@ def test_deterministic_and_seeded() -> None:
     b = generate_lab_dataset(c, n=60, seed=3)
     other = generate_lab_dataset(c, n=60, seed=4)
     assert a.manifest.examples_sha256 == b.manifest.examples_sha256
+    assert a.manifest.options == {"n": 60, "copies": 2}
     assert a.manifest.examples_sha256 != other.manifest.examples_sha256
 
 

@@ -100,6 +100,8 @@ def test_generate_with_a_scripted_model(tmp_path: Path) -> None:
     m = ds.manifest
     assert m.generator == "model:mockllm/model"
     assert m.dropped["conflicts"] == 2  # "Will it snow?" under bad-asks and under fine
+    # 4 (principle, stage) pairs, at most 4 new items a call, 12 wanted: 3 rounds at least
+    assert m.options["per_principle"] == 12 and m.options["calls"] >= 12
     plain = ds.select(augmentation="none")
     assert not any(e.request == "Will it snow?" for e in ds.examples)
     # every principle-stage got its 12 distinct items (the repeated item is not counted twice)

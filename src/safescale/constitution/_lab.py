@@ -273,6 +273,7 @@ def generate_lab_dataset(
         world_seed=world_seed,
         augment=augment,
         held_out=held_out,
+        options={"n": n, "copies": copies},
     )
 
 
