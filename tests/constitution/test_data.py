@@ -116,7 +116,8 @@ def test_write_load_round_trip_and_tamper(ds: Dataset, tmp_path: Path) -> None:
     assert back.examples == ds.examples and back.manifest == ds.manifest
     assert sorted(p.name for p in out.iterdir()) == ["examples.jsonl", "manifest.json"]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["examples_sha256"] == ds.manifest.examples_sha256
+    assert manifest["examples_sha256"] == ds.manifest.examples_sha256 == ds.manifest.sha256
+    assert "sha256" not in manifest  # an alias, not a second field
     with pytest.raises(UserError, match="exists"):
         write_dataset(ds, out)
     lines = (out / "examples.jsonl").read_text().splitlines()

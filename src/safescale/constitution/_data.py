@@ -106,6 +106,11 @@ class DatasetManifest:
     seeds, the constitution and the generator, what regenerates the same data set."""
     schema: str = DATASET_SCHEMA
 
+    @property
+    def sha256(self) -> str:
+        """The data set's identity: the sha256 of ``examples.jsonl`` (``examples_sha256``)."""
+        return self.examples_sha256
+
     def to_json(self) -> dict[str, Any]:
         """The manifest as JSON (``manifest.json``)."""
         out = asdict(self)
