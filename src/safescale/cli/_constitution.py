@@ -220,6 +220,7 @@ def data(
             f"ledger: constitution artifact {stored['constitution'][:16]}..., "
             f"manifest artifact {stored['manifest'][:16]}...",
             markup=False,
+            soft_wrap=True,
         )
 
 
