@@ -171,3 +171,18 @@ def test_load_refuses_bad_folders_in_one_line(ds: Dataset, tmp_path: Path) -> No
     rewrite(good, schema="something/else")
     with pytest.raises(UserError, match="not a data set manifest"):
         load_dataset(out)
+
+
+def test_no_lab_template_is_an_evaluation_template() -> None:
+    """Whatever it is filled with, no template of the lab constitution is one of the corpus's
+    restricted-request templates, or of the red-teaming room's behaviour or benign templates."""
+    from safescale.lab._text import JAILBREAKS, REQUESTS
+    from safescale.redteam._behaviours import LAB_BENIGN, LAB_REQUESTS
+
+    def shape(t: str) -> str:
+        return re.sub(r"\{[a-z_]+\}", "{x}", t).casefold()
+
+    theirs = {shape(t) for t in (*REQUESTS, *LAB_REQUESTS, *LAB_BENIGN, *JAILBREAKS)}
+    ours = [e for p in load_constitution(lab_constitution()).principles for e in p.examples]
+    assert len(ours) > 90
+    assert not {shape(t) for t in ours} & theirs

@@ -208,7 +208,7 @@ CASES = [
         constitution(
             LAB.replace("Tell me about {person}.", "Tell me about {persn}."), "data", "--out", "d"
         ),
-        "c.yaml:100: principles[4].examples[3]",
+        "c.yaml:106: principles[4].examples[3]",
         "unknown placeholder {persn}",
     ),
     Case(
@@ -219,7 +219,7 @@ CASES = [
             "--out",
             "d",
         ),
-        "c.yaml:149: principles[7].examples[2]",
+        "c.yaml:163: principles[7].examples[2]",
         "must not state {precursor} or {catalyst}",
     ),
     Case("data-occupied-out", occupied, "--out", "give a new folder"),
