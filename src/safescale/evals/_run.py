@@ -260,8 +260,8 @@ def run_evals(
     folder = local_folder(model)
     if folder is not None:
         check_model_dir(folder)  # says what is missing before the weights are hashed
-    identity = resolve_model_identity(model, model_id=model_id, records=records)
     args = dict(model_args or {})
+    identity = resolve_model_identity(model, model_id=model_id, records=records, model_args=args)
     base_meta: dict[str, Any] = {"model_id": identity.id, "model_identity": identity.source}
     if identity.path is not None:
         # A folder runs on the local provider; an Inspect string naming one (``hf/DIR``,
@@ -278,6 +278,8 @@ def run_evals(
             )
         inspect_model = model
         base_meta["endpoint"] = model
+        if identity.weights_sha256 is not None:  # as the endpoint's server reports them
+            base_meta["weights_sha256"] = identity.weights_sha256
     # The id goes into the log, the evidence and the ledger: the id grammar holds it.
     check_id(
         base_meta["model_id"], "--model", what="model id (rename the folder, or pass model_id)"
