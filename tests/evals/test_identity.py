@@ -278,6 +278,13 @@ def test_evidence_through_serve_model_lands_on_the_folders_record(
             derived_b: {model_dir_sha256(b)},
             "lab-a": {model_dir_sha256(a)},
         }
+        # A record naming the endpoint is its record unless it holds other weights.
+        at_b = {"base_url": servers[b].base_url, "api_key": "none"}
+        endpoint = "openai-api/local/m"
+        named = [_record("served", weights_ref=endpoint)]
+        assert resolve_model_identity(endpoint, records=named, model_args=at_b).id == "served"
+        other = [_record("served", weights_ref=endpoint, weights_sha256=model_dir_sha256(a))]
+        assert resolve_model_identity(endpoint, records=other, model_args=at_b).id == derived_b
         # --model-id may not give the served weights another record's name.
         code = main(["eval", "run", str(task), "-m", "openai-api/local/m", "--model-id",
                      "lab-a", "--log-dir", str(tmp_path / "logs")])  # fmt: skip

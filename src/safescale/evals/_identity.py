@@ -11,7 +11,8 @@ here, in this order:
 2. for a local folder, the ledger's model record with the same weights sha256; for an
    endpoint whose server reports the sha256 of the weights it serves (``safescale
    serve-model`` does, in its ``/v1/models`` entries: :func:`served_weights`), the same;
-3. for an endpoint, the ledger's model record whose ``weights_ref`` is that model string;
+3. for an endpoint, the ledger's model record whose ``weights_ref`` is that model string
+   (when the server reports weights, only a record that holds no weights hash of its own);
 4. otherwise a derived id: the folder's name and the first 12 hex digits of its weights
    sha256 (``final-3fa2c81b9d07``), so ``a/final`` and ``b/final`` never collide; a server
    that reports its weights gets the id their folder would get; for an endpoint with nothing
@@ -180,6 +181,7 @@ def resolve_model_identity(
 
     folder = local_folder(model)
     if folder is None:
+        by_ref = next((r for r in records if r.weights_ref == model), None)
         served = served_weights(model, model_args)
         if served is not None:
             return _by_weights(
@@ -188,8 +190,9 @@ def resolve_model_identity(
                 model_id,
                 records,
                 endpoint=model,
+                # A record naming this endpoint, with no weights of its own, is still its record.
+                by_ref=by_ref if by_ref is not None and by_ref.weights_sha256 is None else None,
             )
-        by_ref = next((r for r in records if r.weights_ref == model), None)
         if model_id is not None:
             return ModelIdentity(model_id, "given", endpoint=model)
         if by_ref is not None:
@@ -209,8 +212,9 @@ def _by_weights(
     *,
     path: Path | None = None,
     endpoint: str | None = None,
+    by_ref: ModelRecord | None = None,
 ) -> ModelIdentity:
-    """The identity of known weights (``name``: their folder's name), by rules 1, 2 and 4."""
+    """The identity of known weights (``name``: their folder's name), by rules 1 to 4."""
     same = [r for r in records if r.weights_sha256 == sha]
     if model_id is not None:
         named = next((r for r in records if r.id == model_id), None)
@@ -234,6 +238,8 @@ def _by_weights(
         return ModelIdentity(model_id, "given", path, sha, endpoint)
     if same:
         return ModelIdentity(same[0].id, "ledger", path, sha, endpoint)
+    if by_ref is not None:
+        return ModelIdentity(by_ref.id, "ledger", path, sha, endpoint)
     return ModelIdentity(derived_id(Path(name), sha), "derived", path, sha, endpoint)
 
 
