@@ -416,6 +416,8 @@ class PrefixCache:
         best, most = None, 0
         for key in self._by_start.get(tuple(prompt[:MIN_SHARED]), ()):
             n, top = MIN_SHARED, min(limit, len(key))
+            if top < MIN_SHARED:
+                continue
             while n < top and key[n] == prompt[n]:
                 n += 1
             if n > most:
