@@ -382,29 +382,6 @@ def test_command_serves_with_the_api_key_from_the_environment(model_dir: Path) -
         assert time.monotonic() - t0 < 30
 
 
-def test_shared_prefixes_are_computed_once_with_the_same_results(model_dir: Path) -> None:
-    from safescale.evals._server_engine import _share_prefixes
-
-    lm = load_local_model(LocalModelConfig(model_dir))
-    question = lm.encode(
-        "Question: What colour is the river of Zorbia, which lies near Quell?\nAnswer:"
-    )
-    rows = [tuple(question + lm.encode(c)) for c in [" red", " blue sky", " green"]]
-    rows += [tuple(lm.encode(PROMPTS[2])), tuple(question[:5])]  # one unrelated, one shorter
-    groups = _share_prefixes(rows)
-    assert sorted(len(r) for _, r in groups) == [1, 1, 3]  # the three choices share a pass
-    reqs = [SequenceRequest(r, 6, prompt_logprobs=2, top_logprobs=2) for r in rows]
-    shared = run_batch(lm, reqs)
-    alone = [run_batch(lm, [r])[0] for r in reqs]  # one row: no sharing
-    for a, b in zip(shared, alone, strict=True):
-        assert [t.token for t in a.tokens] == [t.token for t in b.tokens]
-        assert a.prompt_logprobs is not None and b.prompt_logprobs is not None
-        for x, y in zip(a.prompt_logprobs + a.tokens, b.prompt_logprobs + b.tokens, strict=True):
-            assert x.logprob == pytest.approx(y.logprob, abs=1e-5)
-            assert [t for t, _ in x.top] == [t for t, _ in y.top]
-    assert [[t.token for t in a.tokens] for a in shared] == lm.generate([list(r) for r in rows], 6)
-
-
 def _scoring_rows(lm) -> list[SequenceRequest]:  # type: ignore[no-untyped-def]
     """lm-eval's scoring requests (echo, one new token) for two questions' choices."""
     rows = []
@@ -423,6 +400,24 @@ def _same(a: list[Any], b: list[Any]) -> None:
         for u, v in zip(x.prompt_logprobs + x.tokens, y.prompt_logprobs + y.tokens, strict=True):
             assert u.logprob == pytest.approx(v.logprob, abs=1e-5)
             assert [t for t, _ in u.top] == [t for t, _ in v.top]
+
+
+def test_shared_prefixes_are_computed_once_with_the_same_results(model_dir: Path) -> None:
+    from safescale.evals._server_engine import _share_prefixes
+
+    lm = load_local_model(LocalModelConfig(model_dir))
+    question = lm.encode(
+        "Question: What colour is the river of Zorbia, which lies near Quell?\nAnswer:"
+    )
+    rows = [tuple(question + lm.encode(c)) for c in [" red", " blue sky", " green"]]
+    rows += [tuple(lm.encode(PROMPTS[2])), tuple(question[:5])]  # one unrelated, one shorter
+    groups = _share_prefixes(rows)
+    assert sorted(len(r) for _, r in groups) == [1, 1, 3]  # the three choices share a pass
+    reqs = [SequenceRequest(r, 6, prompt_logprobs=2, top_logprobs=2) for r in rows]
+    shared = run_batch(lm, reqs)
+    alone = [run_batch(lm, [r])[0] for r in reqs]  # one row: no sharing
+    _same(shared, alone)
+    assert [[t.token for t in a.tokens] for a in shared] == lm.generate([list(r) for r in rows], 6)
 
 
 def test_scoring_batches_share_prefixes_within_and_across_batches(model_dir: Path) -> None:
