@@ -282,9 +282,17 @@ def test_evidence_through_serve_model_lands_on_the_folders_record(
         at_b = {"base_url": servers[b].base_url, "api_key": "none"}
         endpoint = "openai-api/local/m"
         named = [_record("served", weights_ref=endpoint)]
-        assert resolve_model_identity(endpoint, records=named, model_args=at_b).id == "served"
+        assert (
+            resolve_model_identity(endpoint, records=named, model_args=at_b, ask_server=True).id
+            == "served"
+        )
         other = [_record("served", weights_ref=endpoint, weights_sha256=model_dir_sha256(a))]
-        assert resolve_model_identity(endpoint, records=other, model_args=at_b).id == derived_b
+        assert (
+            resolve_model_identity(endpoint, records=other, model_args=at_b, ask_server=True).id
+            == derived_b
+        )
+        # A log or results file read later does not ask its server (it may be gone by then).
+        assert resolve_model_identity(endpoint, model_args=at_b).id == endpoint
         # --model-id may not give the served weights another record's name.
         code = main(["eval", "run", str(task), "-m", "openai-api/local/m", "--model-id",
                      "lab-a", "--log-dir", str(tmp_path / "logs")])  # fmt: skip
@@ -294,4 +302,5 @@ def test_evidence_through_serve_model_lands_on_the_folders_record(
             srv.close()
     # A server that is gone: the endpoint is known by its model string, as before.
     assert served_weights("openai-api/local/m") is None
-    assert resolve_model_identity("openai-api/local/m").id == "openai-api/local/m"
+    gone = resolve_model_identity("openai-api/local/m", ask_server=True)
+    assert gone.id == "openai-api/local/m" and gone.source == "model-string"

@@ -167,11 +167,14 @@ def resolve_model_identity(
     model_id: str | None = None,
     records: Sequence[ModelRecord] = (),
     model_args: Mapping[str, Any] | None = None,
+    ask_server: bool = False,
 ) -> ModelIdentity:
     """The identity of MODEL (a folder or an Inspect model string) among ``records``.
 
-    An endpoint's server is asked which weights it serves (:func:`served_weights`; its
-    address from ``model_args`` or the environment, as Inspect finds it).
+    With ``ask_server`` (a run about to use the endpoint), an endpoint's server is asked which
+    weights it serves (:func:`served_weights`; its address from ``model_args`` or the
+    environment, as Inspect finds it). Logs and results read later are not: their server may
+    be gone, or serve other weights by then.
 
     Raises:
         UserError: ``model_id`` names a record with other weights, or the weights are on
@@ -182,7 +185,7 @@ def resolve_model_identity(
     folder = local_folder(model)
     if folder is None:
         by_ref = next((r for r in records if r.weights_ref == model), None)
-        served = served_weights(model, model_args)
+        served = served_weights(model, model_args) if ask_server else None
         if served is not None:
             return _by_weights(
                 served.weights_sha256,

@@ -246,7 +246,9 @@ def run_evals(
     if folder is not None:
         check_model_dir(folder)  # says what is missing before the weights are hashed
     args = dict(model_args or {})
-    identity = resolve_model_identity(model, model_id=model_id, records=records, model_args=args)
+    identity = resolve_model_identity(
+        model, model_id=model_id, records=records, model_args=args, ask_server=True
+    )
     base_meta: dict[str, Any] = {"model_id": identity.id, "model_identity": identity.source}
     if identity.path is not None:
         # A folder runs on the local provider; an Inspect string naming one (``hf/DIR``,
