@@ -6,13 +6,19 @@ lm-evaluation-harness's are. Two workloads, each at 1, 8 and 64 concurrent clien
 sends its next request when its last is answered):
 
 * scoring: 256 requests as lm-eval's ``local-completions`` sends them (token ids of context +
-  choice, ``echo``, ``max_tokens=1``, ``logprobs=1``);
+  choice, ``echo``, ``max_tokens=1``, ``logprobs=1``), 64 questions' four choices each, fresh
+  questions for every measurement (the server keeps prompts across batches; a question seen in
+  an earlier measurement would be a warm start the reference does not get);
 * generation: 32 greedy completions of 16 tokens.
 
 The reference is the in-process path on the same requests: ``LocalLM.loglikelihood`` and
 ``LocalLM.generate`` (the engine ``safescale eval run`` uses on a local folder), called with the
 requests ``c`` at a time. The overhead is server wall time over in-process wall time (target:
-under 1.5x at 8 clients). The log-likelihoods must agree within 1e-4 and the generations be
+under 1.5x at 8 clients). The reference is the favourable side: each call gets ``c`` requests
+at once, already split into context and continuation, and computes only what lm-eval reads
+(the continuation's log-probabilities), where the API asks for every prompt token's
+log-probability with its best alternative and a new token, and the server sees requests as the
+clients send them. The log-likelihoods must agree within 1e-4 and the generations be
 identical. Then 200 clients connect at once, each sending one scoring request: every one must
 be answered (target: zero failures). Best of ``ROUNDS`` rounds; torch runs on one thread on
 both sides.
@@ -58,19 +64,26 @@ def main() -> bool:
         lm = load_local_model(LocalModelConfig(model, batch_size=64))
         import json
 
-        rows = [
-            json.loads(x)
-            for x in write_mc_jsonl(root / "mc.jsonl", 64, seed=5).read_text().splitlines()
-        ]
-        contexts = [f"Question: {r['question']}\nAnswer:" for r in rows]
+        # Fresh questions for every measurement, numbered so that no two share a start: the
+        # server keeps prompts across batches (a question's choices split over batches share
+        # it), and a question it saw in an earlier measurement would be a warm start the
+        # in-process reference does not get. Within one, both sides share a question's
+        # context among its choices.
+        slices = ROUNDS * len(CONCURRENCY)
+        text = write_mc_jsonl(root / "mc.jsonl", slices * N_SCORE // 4, seed=5).read_text()
+        rows = [json.loads(x) for x in text.splitlines()]
+        contexts = [f"Question {i}: {r['question']}\nAnswer:" for i, r in enumerate(rows)]
         pairs = encode_pairs(
             lm.tokenizer,
             [(c, [" " + x for x in r["choices"]]) for c, r in zip(contexts, rows, strict=True)],
         )
-        score_reqs = [(ctx, cont) for q in pairs for ctx, cont in q][:N_SCORE]
+        every = [(ctx, cont) for q in pairs for ctx, cont in q]
+        fresh = iter([every[k * N_SCORE : (k + 1) * N_SCORE] for k in range(slices)])
         gen_prompts = [lm.encode(c) for c in contexts[:N_GEN]]
 
-        def in_process_score(c: int) -> tuple[float, list[float]]:
+        def in_process_score(
+            c: int, score_reqs: list[tuple[list[int], list[int]]]
+        ) -> tuple[float, list[float]]:
             t0 = time.perf_counter()
             out: list[float] = []
             for s in range(0, len(score_reqs), c):
@@ -87,7 +100,7 @@ def main() -> bool:
                 out += lm.generate(gen_prompts[s : s + c], GEN_TOKENS)
             return time.perf_counter() - t0, out
 
-        def engine_score(c: int) -> float:
+        def engine_score(c: int, score_reqs: list[tuple[list[int], list[int]]]) -> float:
             # The server's own engine, in process, on the same API requests (echo + 1 token).
             t0 = time.perf_counter()
             for s in range(0, len(score_reqs), c):
@@ -103,7 +116,8 @@ def main() -> bool:
             checks = True
             for _ in range(ROUNDS):
                 for c in CONCURRENCY:
-                    ref_s, ref_ll = in_process_score(c)
+                    score_reqs = next(fresh)
+                    ref_s, ref_ll = in_process_score(c, score_reqs)
                     srv = asyncio.run(_clients(url, [_score_body(x, y) for x, y in score_reqs], c))
                     got = [
                         sum(r["choices"][0]["logprobs"]["token_logprobs"][len(x) : -1])
@@ -111,7 +125,7 @@ def main() -> bool:
                     ]
                     checks &= max(abs(a - b) for a, b in zip(got, ref_ll, strict=True)) < 1e-4
                     _keep(best, ("scoring", c), ref_s, srv)
-                    eng = engine_score(c)
+                    eng = engine_score(c, score_reqs)
                     engine[c] = min(engine.get(c, eng), eng)
                     ref_g, ref_tokens = in_process_gen(c)
                     srv = asyncio.run(_clients(url, [_gen_body(p) for p in gen_prompts], c))
@@ -119,7 +133,7 @@ def main() -> bool:
                     checks &= texts == [lm.decode(t) for t in ref_tokens]
                     _keep(best, ("generation", c), ref_g, srv)
                 failures, wall = asyncio.run(
-                    _burst(url, [_score_body(x, y) for x, y in score_reqs[:BURST]] * 2)
+                    _burst(url, [_score_body(x, y) for x, y in every[:BURST]])
                 )
                 bursts.append((failures, wall))
         finally:

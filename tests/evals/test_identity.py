@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -204,3 +205,102 @@ def test_several_task_arguments_are_each_run_and_recorded(
     out = json.loads(capsys.readouterr().out)
     assert [r["task"] for r in out] == ["mc", "gen"]
     assert {e.subject for e in Workspace.open(workspace.root).evidence()} == {"mc", "gen"}
+
+
+ONE_TASK = """
+from inspect_ai import Task, task
+from inspect_ai.dataset import Sample
+from inspect_ai.scorer import includes
+from inspect_ai.solver import generate
+
+
+@task
+def zorbia():
+    return Task(
+        dataset=[Sample(input="The river of Zorbia is", target="red") for _ in range(2)],
+        solver=generate(),
+        scorer=includes(),
+    )
+"""
+
+
+def test_evidence_through_serve_model_lands_on_the_folders_record(
+    two_finals: tuple[Path, Path],
+    tmp_path: Path,
+    workspace: Workspace,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys,
+) -> None:
+    """Evidence about ``a/final`` reached by path and through ``serve-model`` lands on one
+    record; ``b/final`` (other weights, same folder and served names) on another."""
+    from safescale.evals import LocalModelConfig, ModelServer, load_local_model, served_weights
+
+    a, b = two_finals
+    task = tmp_path / "zorbia.py"
+    task.write_text(ONE_TASK)
+    servers = {
+        p: ModelServer(load_local_model(LocalModelConfig(p)), name="m", port=0).start()
+        for p in (a, b)
+    }
+    try:
+        card = json.loads(urllib.request.urlopen(servers[a].base_url + "/models").read())
+        assert card["data"][0]["weights_sha256"] == model_dir_sha256(a)
+        assert card["data"][0]["root"] == "final" and card["data"][0]["id"] == "m"
+        monkeypatch.setenv("LOCAL_API_KEY", "none")
+
+        def run(model: str, url: str | None = None) -> list[str]:
+            if url is not None:  # Inspect's way to an openai-api/local/... server
+                monkeypatch.setenv("LOCAL_BASE_URL", url)
+            code = main(
+                ["eval", "run", str(task), "-m", model, "--max-tokens", "2", "--json",
+                 "--log-dir", str(tmp_path / "logs")]
+            )  # fmt: skip
+            assert code == 0, capsys.readouterr()
+            out = json.loads(capsys.readouterr().out)  # one task: one object
+            return [r["model"] for r in (out if isinstance(out, list) else [out])]
+
+        derived_a, derived_b = (f"final-{model_dir_sha256(p)[:12]}" for p in (a, b))
+        # Nothing on record: the served weights get the id their folder gets.
+        assert run("openai-api/local/m", servers[a].base_url) == [derived_a]
+        assert run(str(a)) == [derived_a]
+        assert run("openai-api-completions/local/m", servers[b].base_url) == [derived_b]
+        # On record: every route to a's weights lands on the record, b's never does.
+        workspace.append_model(_record("lab-a", weights_sha256=model_dir_sha256(a)))
+        assert run("openai-api/local/m", servers[a].base_url) == ["lab-a"]
+        assert run(str(a)) == ["lab-a"]
+        assert run("openai-api/local/m", servers[b].base_url) == [derived_b]
+        evidence = Workspace.open(workspace.root).evidence()
+        by_model: dict[str, set[str]] = {}
+        for e in evidence:
+            by_model.setdefault(e.model, set()).add(str(e.details.get("weights_sha256")))
+        assert by_model == {
+            derived_a: {model_dir_sha256(a)},
+            derived_b: {model_dir_sha256(b)},
+            "lab-a": {model_dir_sha256(a)},
+        }
+        # A record naming the endpoint is its record unless it holds other weights.
+        at_b = {"base_url": servers[b].base_url, "api_key": "none"}
+        endpoint = "openai-api/local/m"
+        named = [_record("served", weights_ref=endpoint)]
+        assert (
+            resolve_model_identity(endpoint, records=named, model_args=at_b, ask_server=True).id
+            == "served"
+        )
+        other = [_record("served", weights_ref=endpoint, weights_sha256=model_dir_sha256(a))]
+        assert (
+            resolve_model_identity(endpoint, records=other, model_args=at_b, ask_server=True).id
+            == derived_b
+        )
+        # A log or results file read later does not ask its server (it may be gone by then).
+        assert resolve_model_identity(endpoint, model_args=at_b).id == endpoint
+        # --model-id may not give the served weights another record's name.
+        code = main(["eval", "run", str(task), "-m", "openai-api/local/m", "--model-id",
+                     "lab-a", "--log-dir", str(tmp_path / "logs")])  # fmt: skip
+        assert code == 2 and "on record with other weights" in capsys.readouterr().err
+    finally:
+        for srv in servers.values():
+            srv.close()
+    # A server that is gone: the endpoint is known by its model string, as before.
+    assert served_weights("openai-api/local/m") is None
+    gone = resolve_model_identity("openai-api/local/m", ask_server=True)
+    assert gone.id == "openai-api/local/m" and gone.source == "model-string"

@@ -382,6 +382,26 @@ def test_command_serves_with_the_api_key_from_the_environment(model_dir: Path) -
         assert time.monotonic() - t0 < 30
 
 
+def _scoring_rows(lm) -> list[SequenceRequest]:  # type: ignore[no-untyped-def]
+    """lm-eval's scoring requests (echo, one new token) for two questions' choices."""
+    rows = []
+    for q in ("What colour is the river of Zorbia, which lies near Quell?", "Where is Marnot?"):
+        question = lm.encode(f"Question: {q}\nAnswer:")
+        for c in (" red", " blue sky", " green", " near the tower of Marnot"):
+            rows.append(SequenceRequest(tuple(question + lm.encode(c)), 1, 0.0, 1.0, None, 2, 2))
+    rows.append(SequenceRequest(rows[0].prompt, 0, prompt_logprobs=1))  # scoring only
+    return rows
+
+
+def _same(a: list[Any], b: list[Any]) -> None:
+    for x, y in zip(a, b, strict=True):
+        assert [t.token for t in x.tokens] == [t.token for t in y.tokens]
+        assert x.prompt_logprobs is not None and y.prompt_logprobs is not None
+        for u, v in zip(x.prompt_logprobs + x.tokens, y.prompt_logprobs + y.tokens, strict=True):
+            assert u.logprob == pytest.approx(v.logprob, abs=1e-5)
+            assert [t for t, _ in u.top] == [t for t, _ in v.top]
+
+
 def test_shared_prefixes_are_computed_once_with_the_same_results(model_dir: Path) -> None:
     from safescale.evals._server_engine import _share_prefixes
 
@@ -396,13 +416,74 @@ def test_shared_prefixes_are_computed_once_with_the_same_results(model_dir: Path
     reqs = [SequenceRequest(r, 6, prompt_logprobs=2, top_logprobs=2) for r in rows]
     shared = run_batch(lm, reqs)
     alone = [run_batch(lm, [r])[0] for r in reqs]  # one row: no sharing
-    for a, b in zip(shared, alone, strict=True):
-        assert [t.token for t in a.tokens] == [t.token for t in b.tokens]
-        assert a.prompt_logprobs is not None and b.prompt_logprobs is not None
-        for x, y in zip(a.prompt_logprobs + a.tokens, b.prompt_logprobs + b.tokens, strict=True):
-            assert x.logprob == pytest.approx(y.logprob, abs=1e-5)
-            assert [t for t, _ in x.top] == [t for t, _ in y.top]
+    _same(shared, alone)
     assert [[t.token for t in a.tokens] for a in shared] == lm.generate([list(r) for r in rows], 6)
+
+
+def test_scoring_batches_share_prefixes_within_and_across_batches(model_dir: Path) -> None:
+    from safescale.evals import _server_engine as engine
+
+    lm = load_local_model(LocalModelConfig(model_dir))
+    rows = _scoring_rows(lm)
+    alone = [run_batch(lm, [r])[0] for r in rows]  # one row a batch: nothing shared
+    cache = engine._PREFIX_CACHES[lm] = engine.PrefixCache(engine.PREFIX_CACHE_BYTES)
+    engine._VERDICTS[lm] = {}
+    # Concurrent clients split a question's choices over batches: 3, then 3 more, then 3.
+    split = [res for s in range(0, len(rows), 3) for res in run_batch(lm, rows[s : s + 3])]
+    _same(split, alone)
+    # Both ways were compared with the two-pass states once, and agreed.
+    assert engine._VERDICTS[lm] == {"packed": True, "cached": True}
+    assert len(cache) >= 2 and 0 < cache.used <= cache.budget
+    hit, n = cache.longest(rows[3].prompt, len(rows[3].prompt) - 1)
+    assert hit is not None and n >= len(lm.encode("Question: What colour"))
+    _same([res for s in range(0, len(rows), 4) for res in run_batch(lm, rows[s : s + 4])], alone)
+
+
+def test_a_model_ignoring_packed_masks_falls_back_to_two_passes(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safescale.evals import _server_engine as engine
+
+    lm = load_local_model(LocalModelConfig(model_dir))
+    rows = _scoring_rows(lm)
+    alone = [run_batch(lm, [r])[0] for r in rows]
+    engine._PREFIX_CACHES.pop(lm, None)
+    engine._VERDICTS[lm] = {}
+    base = lm.model.base_model
+    forward = base.forward
+
+    def causal_only(*args: Any, **kwargs: Any) -> Any:  # attention code that drops 4-D masks
+        mask = kwargs.get("attention_mask")
+        if mask is not None and mask.dim() == 4:
+            kwargs["attention_mask"] = None
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(base, "forward", causal_only)
+    _same(run_batch(lm, rows), alone)  # right numbers, from the two-pass path
+    assert engine._VERDICTS[lm]["packed"] is False
+    _same(run_batch(lm, rows[::-1])[::-1], alone)
+
+
+def test_prefix_cache_keeps_the_most_recently_used_within_its_budget() -> None:
+    import torch
+
+    from safescale.evals._server_engine import MIN_SHARED, PrefixCache, _Kept
+
+    def kept(start: int) -> _Kept:
+        tokens = tuple(range(start, start + MIN_SHARED + 4))
+        t = torch.zeros(1, len(tokens), 2)
+        return _Kept(tokens, [t], [t], torch.zeros(len(tokens), 2), 100)
+
+    cache = PrefixCache(250)
+    a, b, c = kept(0), kept(100), kept(200)
+    cache.add(a)
+    cache.add(b)
+    assert cache.longest((*a.tokens[:-2], 7, 7), 99) == (a, len(a.tokens) - 2)  # a used last
+    cache.add(c)  # over budget: b, least recently used, goes
+    assert len(cache) == 2 and cache.used == 200
+    assert cache.longest(b.tokens, 99) == (None, 0)
+    assert cache.longest(c.tokens, 5) == (None, 0)  # fewer than MIN_SHARED tokens: no use
+    assert cache.longest(c.tokens, 99)[0] is c
 
 
 def test_a_model_failure_is_a_json_500(model_dir: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -345,7 +345,8 @@ def serve_model(
     )
     key = ", API key required" if api_key else ""
     console.print(
-        f"serving {model_dir} as {server.name!r} at {server.base_url} "
+        f"serving {model_dir} (weights sha256 {server.weights_sha256[:12]}...) as "
+        f"{server.name!r} at {server.base_url} "
         f"(context {lm.max_length} tokens{key}; Ctrl-C to stop)",
         soft_wrap=True,
     )

@@ -26,7 +26,12 @@ from safescale.evals._evidence import (
     read_log_evidence,
     record_evidence,
 )
-from safescale.evals._identity import ModelIdentity, resolve_model_identity
+from safescale.evals._identity import (
+    ModelIdentity,
+    ServedWeights,
+    resolve_model_identity,
+    served_weights,
+)
 from safescale.evals._lm import (
     ContextWarning,
     ContinuationScore,
@@ -73,6 +78,7 @@ __all__ = [
     "RecordedEvidence",
     "RunOptions",
     "ScoredText",
+    "ServedWeights",
     "Suite",
     "TaskData",
     "build_task",
@@ -96,6 +102,7 @@ __all__ = [
     "run_evals",
     "run_suite",
     "select_backend",
+    "served_weights",
     "supports_prefetch",
     "unload_local_models",
     "wilson_interval",

@@ -132,11 +132,11 @@ def run_batched(
         )
     completed = datetime.now(UTC)
     spec = EvalSpec(
-        eval_id=_id(),
-        run_id=_id(),
+        eval_id=new_log_id(),
+        run_id=new_log_id(),
         created=started.isoformat(timespec="seconds"),
         task=task_name,
-        task_id=_id(),
+        task_id=new_log_id(),
         task_version=0,
         dataset=EvalDataset(
             name=dataset_path.stem,
@@ -172,7 +172,7 @@ def run_batched(
         ),
         samples=rows,
     )
-    return _write(log, log_dir, log_format)
+    return write_log(log, log_dir, log_format)
 
 
 def _scores(per_metric: Mapping[str, list[SampleScore]]) -> list[EvalScore]:
@@ -192,7 +192,8 @@ def _scores(per_metric: Mapping[str, list[SampleScore]]) -> list[EvalScore]:
 _METRICS = {"mean": mean, "stderr": stderr}
 
 
-def _id() -> str:
+def new_log_id() -> str:
+    """A fresh id for an Inspect log's ``eval_id``, ``run_id`` or ``task_id`` (22 hex digits)."""
     return uuid.uuid4().hex[:22]
 
 
@@ -203,8 +204,10 @@ def log_name(spec: EvalSpec) -> str:
     return f"{created}_{task}_{spec.task_id}"
 
 
-def _write(log: EvalLog, log_dir: Path, log_format: Literal["eval", "json"]) -> EvalLog:
-    # Written beside its final name, then renamed: a crash leaves no half-written log.
+def write_log(log: EvalLog, log_dir: Path, log_format: Literal["eval", "json"]) -> EvalLog:
+    """Write ``log`` into ``log_dir`` under Inspect's default name (:func:`log_name`); its
+    ``location`` is set to the file. The log is written beside its final name, then renamed:
+    a crash leaves no half-written log."""
     log_dir.mkdir(parents=True, exist_ok=True)
     location = log_dir / f"{log_name(log.eval)}.{log_format}"
     partial = location.with_name(f".{location.name}.partial")

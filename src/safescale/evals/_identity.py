@@ -8,16 +8,25 @@ here, in this order:
 
 1. ``--model-id`` when given (checked against the ledger: it may not name other weights, and
    weights already on record under another id may not be renamed);
-2. for a local folder, the ledger's model record with the same weights sha256;
-3. for an endpoint, the ledger's model record whose ``weights_ref`` is that model string;
+2. for a local folder, the ledger's model record with the same weights sha256; for an
+   endpoint whose server reports the sha256 of the weights it serves (``safescale
+   serve-model`` does, in its ``/v1/models`` entries: :func:`served_weights`), the same;
+3. for an endpoint, the ledger's model record whose ``weights_ref`` is that model string
+   (when the server reports weights, only a record that holds no weights hash of its own);
 4. otherwise a derived id: the folder's name and the first 12 hex digits of its weights
-   sha256 (``final-3fa2c81b9d07``), so ``a/final`` and ``b/final`` never collide; for an
-   endpoint with nothing on record, the model string itself.
+   sha256 (``final-3fa2c81b9d07``), so ``a/final`` and ``b/final`` never collide; a server
+   that reports its weights gets the id their folder would get; for an endpoint with nothing
+   on record and no reported weights, the model string itself.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import logging
+import os
+import urllib.error
+import urllib.request
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -29,6 +38,16 @@ LOCAL_PROVIDERS = ("safescale", "hf")
 """Inspect providers whose model name is a local folder."""
 ID_HASH_CHARS = 12
 """Hex digits of the weights sha256 in a derived id (48 bits: no accidental collision)."""
+SERVICE_PROVIDERS = ("openai-api", "openai-api-completions")
+"""Inspect providers whose model string is ``PROVIDER/SERVICE/MODEL``, the server found at
+``$SERVICE_BASE_URL`` (as Inspect finds it)."""
+ENV_PROVIDERS = {"vllm": "VLLM", "openai": "OPENAI"}
+"""Inspect providers whose model string is ``PROVIDER/MODEL``, with the environment prefix of
+their server's address."""
+SERVED_TIMEOUT = 5.0
+"""Seconds to wait for a server's ``/models`` answer."""
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -42,7 +61,8 @@ class ModelIdentity:
     path: Path | None = None
     """The local weights folder, when there is one."""
     weights_sha256: str | None = None
-    """The weights' identity (:func:`safescale.evals.model_dir_sha256`), for a local folder."""
+    """The weights' identity (:func:`safescale.evals.model_dir_sha256`): of a local folder,
+    or as the endpoint's server reports it."""
     endpoint: str | None = None
     """The Inspect model string of a model reached through a provider other than a folder."""
 
@@ -69,13 +89,92 @@ def derived_id(path: Path, weights_sha256: str) -> str:
     return f"{path.name}-{weights_sha256[:ID_HASH_CHARS]}"
 
 
+@dataclass(frozen=True)
+class ServedWeights:
+    """What a server reports about the weights behind one of its model names."""
+
+    base_url: str
+    name: str
+    """The model name clients send."""
+    weights_sha256: str
+    folder_name: str | None
+    """The name of the weights' folder on the server (``root``), when reported."""
+
+
+def endpoint_address(
+    model: str, model_args: Mapping[str, Any] | None = None
+) -> tuple[str, str, str | None] | None:
+    """(base URL, served model name, API key) of an Inspect model string, found as Inspect
+    finds them: ``base_url`` / ``api_key`` in ``model_args``, else the environment
+    (``$SERVICE_BASE_URL`` for ``openai-api/SERVICE/NAME``, ``$VLLM_BASE_URL`` ...,
+    then ``$INSPECT_EVAL_MODEL_BASE_URL``); ``None`` when no address is known."""
+    args = model_args or {}
+    provider, _, rest = model.partition("/")
+    if provider in SERVICE_PROVIDERS:
+        service, _, name = rest.partition("/")
+        prefix = service.upper().replace("-", "_")
+    elif provider in ENV_PROVIDERS:
+        name, prefix = rest, ENV_PROVIDERS[provider]
+    else:
+        name, prefix = rest, None
+    if not name:
+        return None
+    url = args.get("base_url") or (
+        (os.environ.get(f"{prefix}_BASE_URL") or os.environ.get("INSPECT_EVAL_MODEL_BASE_URL"))
+        if prefix
+        else None
+    )
+    if not url:
+        return None
+    key = args.get("api_key") or (os.environ.get(f"{prefix}_API_KEY") if prefix else None)
+    return str(url), name, str(key) if key else None
+
+
+def served_weights(model: str, model_args: Mapping[str, Any] | None = None) -> ServedWeights | None:
+    """The weights behind an endpoint, as its server's ``GET /models`` reports them.
+
+    ``safescale serve-model`` lists each model with ``weights_sha256`` (and the weights
+    folder's name as ``root``); servers that report no hash (vLLM, hosted APIs), addresses
+    that do not answer, and model names the server does not list give ``None``: the endpoint
+    is then known by its model string.
+    """
+    found = endpoint_address(model, model_args)
+    if found is None:
+        return None
+    url, name, key = found
+    request = urllib.request.Request(url.rstrip("/") + "/models")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    try:
+        with urllib.request.urlopen(request, timeout=SERVED_TIMEOUT) as answer:
+            cards = json.loads(answer.read()).get("data") or []
+    except (OSError, ValueError, AttributeError) as exc:  # unreachable, refused, not JSON
+        log.debug("no model list from %s: %s", url, exc)
+        return None
+    for card in cards:
+        if not isinstance(card, dict) or card.get("id") != name:
+            continue
+        sha = card.get("weights_sha256")
+        if isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha):
+            root = card.get("root")
+            return ServedWeights(url, name, sha, root if isinstance(root, str) and root else None)
+    return None
+
+
 def resolve_model_identity(
     model: str,
     *,
     model_id: str | None = None,
     records: Sequence[ModelRecord] = (),
+    model_args: Mapping[str, Any] | None = None,
+    ask_server: bool = False,
 ) -> ModelIdentity:
     """The identity of MODEL (a folder or an Inspect model string) among ``records``.
+
+    With ``ask_server`` (a run about to use the endpoint), an endpoint's server is asked which
+    weights it serves (:func:`served_weights`; its address from ``model_args`` or the
+    environment, as Inspect finds it). Logs and results read later are not: their server may
+    be gone, or serve other weights by then.
 
     Raises:
         UserError: ``model_id`` names a record with other weights, or the weights are on
@@ -86,6 +185,17 @@ def resolve_model_identity(
     folder = local_folder(model)
     if folder is None:
         by_ref = next((r for r in records if r.weights_ref == model), None)
+        served = served_weights(model, model_args) if ask_server else None
+        if served is not None:
+            return _by_weights(
+                served.weights_sha256,
+                served.folder_name or served.name,
+                model_id,
+                records,
+                endpoint=model,
+                # A record naming this endpoint, with no weights of its own, is still its record.
+                by_ref=by_ref if by_ref is not None and by_ref.weights_sha256 is None else None,
+            )
         if model_id is not None:
             return ModelIdentity(model_id, "given", endpoint=model)
         if by_ref is not None:
@@ -94,7 +204,20 @@ def resolve_model_identity(
     if not folder.is_dir():
         # Left to the model loader, which says what is missing.
         return ModelIdentity(model_id or folder.name, "given" if model_id else "derived", folder)
-    sha = model_dir_sha256(folder)
+    return _by_weights(model_dir_sha256(folder), folder.name, model_id, records, path=folder)
+
+
+def _by_weights(
+    sha: str,
+    name: str,
+    model_id: str | None,
+    records: Sequence[ModelRecord],
+    *,
+    path: Path | None = None,
+    endpoint: str | None = None,
+    by_ref: ModelRecord | None = None,
+) -> ModelIdentity:
+    """The identity of known weights (``name``: their folder's name), by rules 1 to 4."""
     same = [r for r in records if r.weights_sha256 == sha]
     if model_id is not None:
         named = next((r for r in records if r.id == model_id), None)
@@ -115,10 +238,12 @@ def resolve_model_identity(
                     field="--model-id",
                 )
             )
-        return ModelIdentity(model_id, "given", folder, sha)
+        return ModelIdentity(model_id, "given", path, sha, endpoint)
     if same:
-        return ModelIdentity(same[0].id, "ledger", folder, sha)
-    return ModelIdentity(derived_id(folder, sha), "derived", folder, sha)
+        return ModelIdentity(same[0].id, "ledger", path, sha, endpoint)
+    if by_ref is not None:
+        return ModelIdentity(by_ref.id, "ledger", path, sha, endpoint)
+    return ModelIdentity(derived_id(Path(name), sha), "derived", path, sha, endpoint)
 
 
 def ledger_models(ws: Any | None) -> list[ModelRecord]:

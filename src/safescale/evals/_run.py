@@ -8,7 +8,7 @@ import math
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 from safescale._errors import Problem, UserError
 from safescale._input import check_id
@@ -133,71 +133,33 @@ def _run_gc() -> Iterator[None]:
             gc.collect()
 
 
-@_run_gc()
-def run_suite(
-    task: str,
-    model: str,
-    *,
-    limit: int | None = None,
-    log_dir: Path | None = None,
-    data_dir: Path | None = None,
-    model_args: dict[str, Any] | None = None,
-    tokenizer: str | None = None,
-    template: str = DEFAULT_TEMPLATE,
-    scorer: str | None = None,
-    model_id: str | None = None,
-    display: str = "none",
-    max_samples: int = 256,
-    log_format: Literal["eval", "json"] = "eval",
-    runner: Literal["auto", "batched", "inspect"] = "auto",
-    options: RunOptions | None = None,
-    records: Sequence[ModelRecord] = (),
-) -> EvalRunResult:
+class RunArgs(TypedDict, total=False):
+    """The keyword arguments of :func:`run_suite`, which are :func:`run_evals`'s (see there)."""
+
+    limit: int | None
+    log_dir: Path | None
+    data_dir: Path | None
+    model_args: dict[str, Any] | None
+    tokenizer: str | None
+    template: str
+    scorer: str | None
+    model_id: str | None
+    display: str
+    max_samples: int
+    log_format: Literal["eval", "json"]
+    runner: Literal["auto", "batched", "inspect"]
+    options: RunOptions | None
+    records: Sequence[ModelRecord]
+
+
+def run_suite(task: str, model: str, **kwargs: Unpack[RunArgs]) -> EvalRunResult:
     """Evaluate ``model`` on one task through Inspect and build the evidence.
 
-    Args:
-        task: A suite name (``lab/hazard_proxy``), a JSONL path, or an Inspect ``.py`` task file
-            holding one task (or ``FILE@name``); :func:`run_evals` runs every task of a file.
-        model: A local Hugging Face folder (run by the ``safescale/`` provider) or any Inspect
-            model string (``openai-api-completions/local/m``, ``vllm/...``, ``anthropic/...``).
-        limit: Evaluate only the first ``limit`` samples.
-        log_dir: Where Inspect writes its log (default ``./logs``).
-        data_dir: Corpus folder for named suites.
-        model_args: Provider arguments (``dtype``, ``device``, ``batch_size``, ``max_length``).
-        tokenizer: Tokenizer folder for log-likelihood scoring through an HTTP model.
-        template: Multiple-choice prompt with a ``{question}`` field.
-        scorer: Scorer for a generative JSONL task, by its name in
-            :data:`~safescale.evals.SCORERS` (default: the suite's, else ``match``).
-        model_id: Model id in evidence (default: see :mod:`safescale.evals._identity`).
-        display: Inspect display (``none``, ``plain``, ``rich``, ``full``).
-        max_samples: Samples in flight at once; the provider batches their requests.
-        log_format: Inspect log format: ``eval`` (Inspect's compressed zip, about a fifth of
-            the size) or ``json`` (one plain JSON file).
-        runner: ``batched`` scores a multiple-choice task on a local folder in one pass and
-            writes its Inspect log directly (see :mod:`safescale.evals._batched`); ``inspect``
-            runs every sample through Inspect's solver, ``generate`` and scorer with its full
-            transcript; ``auto`` (default) takes ``batched`` where it applies.
-        options: Inspect's run options (task arguments, epochs, generation settings).
-        records: The ledger's model records, against which the model's id is resolved.
+    ``task`` is a suite name (``lab/hazard_proxy``), a JSONL path, or an Inspect ``.py`` task
+    file holding one task (or ``FILE@name``); :func:`run_evals` runs every task of a file and
+    documents the keyword arguments.
     """
-    results = run_evals(
-        [task],
-        model,
-        limit=limit,
-        log_dir=log_dir,
-        data_dir=data_dir,
-        model_args=model_args,
-        tokenizer=tokenizer,
-        template=template,
-        scorer=scorer,
-        model_id=model_id,
-        display=display,
-        max_samples=max_samples,
-        log_format=log_format,
-        runner=runner,
-        options=options,
-        records=records,
-    )
+    results = run_evals([task], model, **kwargs)
     if len(results) != 1:
         names = ", ".join(r.task for r in results)
         raise UserError(
@@ -233,7 +195,30 @@ def run_evals(
     """Evaluate ``model`` on every task of ``tasks``; one result per task run.
 
     A TASK is a suite name, a JSONL file or an Inspect ``.py`` file; every ``@task`` of a file
-    is run (``FILE@name`` runs one). Arguments as for :func:`run_suite`.
+    is run (``FILE@name`` runs one).
+
+    Args:
+        model: A local Hugging Face folder (run by the ``safescale/`` provider) or any Inspect
+            model string (``openai-api-completions/local/m``, ``vllm/...``, ``anthropic/...``).
+        limit: Evaluate only the first ``limit`` samples.
+        log_dir: Where Inspect writes its log (default ``./logs``).
+        data_dir: Corpus folder for named suites.
+        model_args: Provider arguments (``dtype``, ``device``, ``batch_size``, ``max_length``).
+        tokenizer: Tokenizer folder for log-likelihood scoring through an HTTP model.
+        template: Multiple-choice prompt with a ``{question}`` field.
+        scorer: Scorer for a generative JSONL task, by its name in
+            :data:`~safescale.evals.SCORERS` (default: the suite's, else ``match``).
+        model_id: Model id in evidence (default: see :mod:`safescale.evals._identity`).
+        display: Inspect display (``none``, ``plain``, ``rich``, ``full``).
+        max_samples: Samples in flight at once; the provider batches their requests.
+        log_format: Inspect log format: ``eval`` (Inspect's compressed zip, about a fifth of
+            the size) or ``json`` (one plain JSON file).
+        runner: ``batched`` scores a multiple-choice task on a local folder in one pass and
+            writes its Inspect log directly (see :mod:`safescale.evals._batched`); ``inspect``
+            runs every sample through Inspect's solver, ``generate`` and scorer with its full
+            transcript; ``auto`` (default) takes ``batched`` where it applies.
+        options: Inspect's run options (task arguments, epochs, generation settings).
+        records: The ledger's model records, against which the model's id is resolved.
     """
     from inspect_ai.model import get_model
 
@@ -260,8 +245,10 @@ def run_evals(
     folder = local_folder(model)
     if folder is not None:
         check_model_dir(folder)  # says what is missing before the weights are hashed
-    identity = resolve_model_identity(model, model_id=model_id, records=records)
     args = dict(model_args or {})
+    identity = resolve_model_identity(
+        model, model_id=model_id, records=records, model_args=args, ask_server=True
+    )
     base_meta: dict[str, Any] = {"model_id": identity.id, "model_identity": identity.source}
     if identity.path is not None:
         # A folder runs on the local provider; an Inspect string naming one (``hf/DIR``,
@@ -278,6 +265,8 @@ def run_evals(
             )
         inspect_model = model
         base_meta["endpoint"] = model
+        if identity.weights_sha256 is not None:  # as the endpoint's server reports them
+            base_meta["weights_sha256"] = identity.weights_sha256
     # The id goes into the log, the evidence and the ledger: the id grammar holds it.
     check_id(
         base_meta["model_id"], "--model", what="model id (rename the folder, or pass model_id)"

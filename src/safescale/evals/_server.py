@@ -2,7 +2,11 @@
 
 A Starlette application under uvicorn (asyncio, one process), loopback by default:
 
-* ``GET /v1/models``;
+* ``GET /v1/models``: the served name, with ``max_model_len``, ``root`` (the weights folder's
+  name) and ``weights_sha256`` (the weights' identity, as
+  :func:`~safescale.evals.model_dir_sha256` computes it for the folder), so that a client
+  records evidence about the endpoint under the same model as about the folder (see
+  :mod:`safescale.evals._identity`);
 * ``POST /v1/completions``: a text or token-id prompt (or a list of them), ``n`` choices each,
   ``stream`` (server-sent events), ``stop``, ``seed``; ``logprobs=k`` gives every returned
   token's log-probability and its ``k`` most likely alternatives (the chosen token always among
@@ -81,14 +85,21 @@ class ModelServer:
         max_body_bytes: int = MAX_BODY_BYTES,
         backlog: int = BACKLOG,
         sock: socket.socket | None = None,
+        weights_sha256: str | None = None,
     ) -> None:
         import uvicorn
+
+        from safescale.evals._evidence import model_dir_sha256
 
         self._sock = sock if sock is not None else bind_socket(host, port, backlog)
         self.lm = lm
         self.name = name
+        # The weights' identity, reported to clients: hashed here unless the caller has it.
+        self.weights_sha256 = weights_sha256 or model_dir_sha256(lm.config.path)
         self.engine = BatchEngine(lm, batch_size or lm.config.batch_size)
-        self.app = build_app(ServerState(lm, name, self.engine, api_key or None, max_body_bytes))
+        self.app = build_app(
+            ServerState(lm, name, self.engine, api_key or None, max_body_bytes, self.weights_sha256)
+        )
         config = uvicorn.Config(
             self.app,
             log_level="warning",
@@ -264,8 +275,16 @@ def build_app(state: ServerState) -> Any:
             authorize(request)
         except ApiError as exc:
             return error(exc)
-        card = {"id": state.name, "object": "model", "created": 0, "owned_by": "safescale"}
+        card: dict[str, Any] = {
+            "id": state.name,
+            "object": "model",
+            "created": 0,
+            "owned_by": "safescale",
+        }
+        # Fields beyond OpenAI's four, as vLLM adds them; clients ignore what they do not read.
         card["max_model_len"] = state.lm.max_length
+        card["root"] = state.lm.config.path.resolve().name
+        card["weights_sha256"] = state.weights_sha256
         return JSONResponse({"object": "list", "data": [card]})
 
     async def generate(

@@ -16,8 +16,9 @@ import random
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import accumulate, chain
 from typing import Any
 
 from safescale._errors import UserError
@@ -41,13 +42,14 @@ log = logging.getLogger("safescale.serve")
 @dataclass
 class ServerState:
     """What every request handler of one server needs: the model, its name, the engine, the
-    API key (``None``: none required) and the body limit."""
+    API key (``None``: none required), the body limit and the weights' sha256."""
 
     lm: LocalLM
     name: str
     engine: BatchEngine
     api_key: str | None
     max_body_bytes: int
+    weights_sha256: str | None = None
 
 
 # -- jobs: a request's rows and how its answer is shaped --------------------------------------
@@ -254,11 +256,13 @@ def _tok(lm: LocalLM, token: int) -> str:
     return text
 
 
-def _top(lm: LocalLM, tok: TokenLogprob) -> dict[str, float]:
-    # OpenAI's completions shape: the k best and the chosen token, by decoded text.
-    out = {_tok(lm, t): lp for t, lp in tok.top}
-    out.setdefault(_tok(lm, tok.token), tok.logprob)
-    return out
+def _names(lm: LocalLM, ids: Iterable[int]) -> dict[int, str]:
+    """The model's table of token texts, holding at least ``ids`` (each decoded once)."""
+    table = _TOKEN_TEXT.setdefault(lm, {})
+    for t in ids:
+        if t not in table:
+            table[t] = lm.decode([t])
+    return table
 
 
 def _completion_logprobs(
@@ -268,29 +272,25 @@ def _completion_logprobs(
     prompt_lps: Sequence[TokenLogprob] | None,
     start: int,
 ) -> dict[str, Any]:
-    strings: list[str] = []
-    values: list[float | None] = []
+    scored = [*(prompt_lps or ()), *tokens] if prompt is not None else list(tokens)
+    ids = [*(prompt or ()), *(t.token for t in tokens)]
+    names = _names(lm, chain(ids, (i for t in scored for i, _ in t.top)))
+    strings = [names[t] for t in ids]
     tops: list[dict[str, float] | None] = []
-    if prompt is not None:
-        strings += [_tok(lm, t) for t in prompt]
-        values.append(None)
-        tops.append(None)
-        for p in prompt_lps or ():
-            values.append(p.logprob)
-            tops.append(_top(lm, p))
-    for t in tokens:
-        strings.append(_tok(lm, t.token))
-        values.append(t.logprob)
-        tops.append(_top(lm, t))
-    offsets, at = [], start
-    for s in strings:
-        offsets.append(at)
-        at += len(s)
+    for t in scored:
+        # OpenAI's completions shape: the k best and the chosen token, by decoded text.
+        top = {names[i]: v for i, v in t.top}
+        top.setdefault(names[t.token], t.logprob)
+        tops.append(top)
+    values: list[float | None] = [t.logprob for t in scored]
+    if prompt is not None:  # the first prompt token has no log-probability
+        values.insert(0, None)
+        tops.insert(0, None)
     return {
         "tokens": strings,
         "token_logprobs": values,
         "top_logprobs": tops,
-        "text_offset": offsets,
+        "text_offset": list(accumulate(map(len, strings[:-1]), initial=start)) if strings else [],
     }
 
 

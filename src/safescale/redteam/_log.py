@@ -30,7 +30,8 @@ from inspect_ai.log import (
 from inspect_ai.model import ChatMessageUser, GenerateConfig, ModelOutput, ModelUsage
 from inspect_ai.scorer import SampleScore, Score, accuracy, stderr
 
-from safescale.evals._batched import _id, _write
+from safescale.evals._batched import new_log_id as _id
+from safescale.evals._batched import write_log as _write
 from safescale.redteam._campaign import CampaignResult
 
 SCORER = "attack_success"
