@@ -309,6 +309,142 @@ def verify_ledger(
     )
 
 
+@dataclass(frozen=True)
+class CleanRun:
+    """A run of consecutive entries that checked out, from :func:`check_clean_run`."""
+
+    first: int
+    """Sequence number before the run (0 at the start of the ledger)."""
+    last: int
+    """Sequence number of the run's last entry (``first`` when the run is empty)."""
+    head: str
+    """Entry hash of entry ``last`` (what the next run's first entry must link to)."""
+    signatures: int
+    """Transaction heads whose signature verified."""
+    refs: dict[str, list[int]]
+    """Artifact sha256 -> the entries that reference it."""
+
+
+_ARTIFACTS_MARK = b'"artifacts":{"'
+
+
+def check_clean_run(
+    entries: Iterable[Sequence[Any]],
+    heads: Iterable[Sequence[Any]],
+    public: Ed25519PublicKey,
+    anchors: dict[int, str] | None = None,
+    after: tuple[int, str] = (0, GENESIS_HASH),
+) -> CleanRun | None:
+    """The fast pass over a ledger as stored: True-or-nothing, no diagnosis.
+
+    ``entries`` are rows in ``ENTRY_COLUMNS`` order (seq, kind, record_id, model, payload,
+    payload_sha256, prev_hash, entry_hash, signed_seq, version) by ``seq``, starting right
+    after entry ``after = (seq, entry_hash)`` at a transaction boundary; ``heads`` are the
+    ``heads`` rows (seq, author, time, key_id, signature) from there on, by ``seq``.
+    ``anchors`` maps an entry count to the entry hash a checkpoint pins there.
+
+    Returns the run when every entry passes every check :func:`verify_ledger` makes, each
+    entry being of the form this code writes (header version 2, plain text fields, each
+    transaction's entries followed by their head row); returns None at the first entry that
+    is anything else, and the caller runs :func:`verify_ledger`, which says what is wrong.
+    So this never accepts what :func:`verify_ledger` would not (a test holds the two to
+    that), and the loop only does what a clean entry needs: one sha256 of the stored
+    payload bytes, one header formatted and hashed, one signature check per transaction.
+    """
+    sha256, kinds, marker = hashlib.sha256, RECORD_TYPES, _ARTIFACTS_MARK
+    pins = anchors or {}
+    next_head = iter(heads).__next__
+    expected, prev = after[0] + 1, after[1]
+    refs: dict[str, list[int]] = {}
+    signatures, tx = 0, 0  # tx: the open transaction's head seq (0: none open)
+    author = time = kid = sig = None
+    try:
+        for seq, kind, rid, model, payload, psha, prev_hash, ehash, sseq, v in entries:
+            if tx == 0:  # a transaction's first entry: its head row must be next in order
+                if type(sseq) is not int or sseq < seq:
+                    return None
+                hseq, author, time, kid, sig = next_head()
+                if hseq != sseq or not (plain(author) and plain(time) and plain(kid)):
+                    return None
+                tx = sseq
+            elif sseq != tx:
+                return None
+            if (
+                seq != expected
+                or v != 2
+                or prev_hash != prev
+                or kind not in kinds
+                or type(payload) is not bytes
+                or sha256(payload).hexdigest() != psha
+                or not plain(rid if model is None else rid + model)
+            ):
+                return None
+            # header_unchecked's bytes, inlined (this runs once per entry). Every field is
+            # plain: author, time and key id were checked above, record id and model just
+            # now, payload_sha256 equals a hex digest, prev_hash the previous entry's hash
+            # (checked to be a hex digest of its header), and the kind is one of ours.
+            shown = "null" if model is None else f'"{model}"'
+            header = (
+                f'{{"author":"{author}","key_id":"{kid}","kind":"{kind}","model":{shown},'
+                f'"payload_sha256":"{psha}","prev_hash":"{prev_hash}",'
+                f'"record_id":"{rid}","seq":{seq},"signed_seq":{sseq},"time":"{time}",'
+                f'"v":2}}'
+            ).encode()
+            if sha256(header).hexdigest() != ehash:
+                return None
+            if seq in pins and pins[seq] != ehash:
+                return None
+            if marker in payload:
+                for ref in _artifact_refs(payload):
+                    refs.setdefault(ref, []).append(seq)
+            if seq == tx:  # the head: its signature covers the transaction
+                if not verify_signature(public, sig, ehash):
+                    return None
+                signatures += 1
+                tx = 0
+            prev, expected = ehash, seq + 1
+    except (TypeError, ValueError, StopIteration):  # a column of the wrong type, no head row
+        return None
+    if tx != 0:  # the ledger ends inside a transaction
+        return None
+    return CleanRun(after[0], expected - 1, prev, signatures, refs)
+
+
+def anchor_pins(anchors: Sequence[Anchor]) -> dict[int, str] | None:
+    """The anchors as ``{entry count: entry hash}`` for :func:`check_clean_run`, or None when
+    two disagree or one pins the empty ledger to anything but the genesis hash (then the
+    diagnosing verifier reports it)."""
+    pins: dict[int, str] = {}
+    for a in anchors:
+        if pins.setdefault(a.count, a.head) != a.head or (a.count == 0 and a.head != GENESIS_HASH):
+            return None
+    return pins
+
+
+def clean_report(
+    n: int,
+    head: str,
+    signatures: int,
+    refs: dict[str, list[int]],
+    public: Ed25519PublicKey,
+    artifacts: Path | None,
+    anchors: Sequence[Anchor],
+) -> VerifyReport:
+    """The report :func:`verify_ledger` gives for a ledger of ``n`` entries that all checked
+    out: what remains is anchors past its end and the artifact files."""
+    problems = _short_problems(anchors, n)
+    count = _check_artifacts(artifacts, refs, problems)
+    return VerifyReport(
+        ok=not problems,
+        entries=n,
+        signatures=signatures,
+        artifacts=count,
+        head=head if n else None,
+        key_id=key_id(public),
+        problems=tuple(problems),
+    )
+
+
 def verify_ledger_reference(
     rows: Iterable[Sequence[Any]],
     public: Ed25519PublicKey,
