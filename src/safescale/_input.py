@@ -615,7 +615,7 @@ def check_yaml_strings(doc: YamlDocument, source: str, *, allowed: str = "\t\n")
                     )
         for key, value in items:
             if isinstance(key, str):
-                stack.append((key, path))
+                stack.append((key, (*path, key)))
             stack.append((value, (*path, key)))
 
 
@@ -733,11 +733,11 @@ def load_yaml_model(
     then ``model`` (which should forbid unknown fields and non-finite numbers).
     """
     src = str(path)
-    text = read_text_limited(path, limit, what=what)
-    if not text.strip():
-        raise UserError(Problem(f"the file is empty; give a {what} (a mapping of fields)",
-                                source=src))  # fmt: skip
-    doc = parse_yaml(text, src, what=what)
+    doc = parse_yaml(read_text_limited(path, limit, what=what), src, what=what)
+    if doc.data is None:  # nothing but blanks and comments
+        raise UserError(
+            Problem(f"the file is empty; give a {what} (a mapping of fields)", source=src)
+        )
     if doc.problems:
         raise UserError(doc.problems[0])
     check_yaml_strings(doc, src)
@@ -749,5 +749,8 @@ def load_yaml_model(
     try:
         return model.model_validate(doc.data)
     except ValidationError as exc:
-        first = exc.errors()[0]
+        errors = exc.errors()
+        # A misspelt field is also a missing one: the unknown name, with its did-you-mean, is
+        # the better one line.
+        first = next((e for e in errors if e["type"] == "extra_forbidden"), errors[0])
         raise UserError(pydantic_problem(first, doc.data, doc.lines, src, model)) from None
