@@ -296,14 +296,29 @@ def verify_ledger(
         for s, ss, _ in pending
     )
     problems.extend(_key_problems(public, signer_ids, checked, failed))
+    return _finish(problems, n, str(prev), checked, refs, public, artifacts, anchors)
+
+
+def _finish(
+    problems: list[VerifyProblem],
+    n: int,
+    head: str | None,
+    signatures: int,
+    refs: dict[str, list[int]],
+    public: Ed25519PublicKey,
+    artifacts: Path | None,
+    anchors: Sequence[Anchor],
+) -> VerifyReport:
+    """Add what is checked after the entries (anchors past the end, artifact files) to
+    ``problems`` and make the report."""
     problems.extend(_short_problems(anchors, n))
     count = _check_artifacts(artifacts, refs, problems)
     return VerifyReport(
         ok=not problems,
         entries=n,
-        signatures=checked,
+        signatures=signatures,
         artifacts=count,
-        head=str(prev) if n else None,
+        head=head if n else None,
         key_id=key_id(public),
         problems=tuple(problems),
     )
@@ -422,27 +437,11 @@ def anchor_pins(anchors: Sequence[Anchor]) -> dict[int, str] | None:
 
 
 def clean_report(
-    n: int,
-    head: str,
-    signatures: int,
-    refs: dict[str, list[int]],
-    public: Ed25519PublicKey,
-    artifacts: Path | None,
-    anchors: Sequence[Anchor],
+    run: CleanRun, public: Ed25519PublicKey, artifacts: Path | None, anchors: Sequence[Anchor]
 ) -> VerifyReport:
-    """The report :func:`verify_ledger` gives for a ledger of ``n`` entries that all checked
-    out: what remains is anchors past its end and the artifact files."""
-    problems = _short_problems(anchors, n)
-    count = _check_artifacts(artifacts, refs, problems)
-    return VerifyReport(
-        ok=not problems,
-        entries=n,
-        signatures=signatures,
-        artifacts=count,
-        head=head if n else None,
-        key_id=key_id(public),
-        problems=tuple(problems),
-    )
+    """The report :func:`verify_ledger` gives for a ledger whose entries all checked out
+    (``run``, from the first entry): what remains is anchors past its end and the artifacts."""
+    return _finish([], run.last, run.head, run.signatures, run.refs, public, artifacts, anchors)
 
 
 def verify_ledger_reference(
@@ -514,14 +513,5 @@ def verify_ledger_reference(
     problems.extend(
         _anchor_problem(a, GENESIS_HASH) for a in anchors if a.count == 0 and a.head != GENESIS_HASH
     )
-    problems.extend(_short_problems(anchors, len(table)))
-    count = _check_artifacts(artifacts, refs, problems)
-    return VerifyReport(
-        ok=not problems,
-        entries=len(table),
-        signatures=len(checked),
-        artifacts=count,
-        head=str(table[-1][7]) if table else None,
-        key_id=key_id(public),
-        problems=tuple(problems),
-    )
+    head = str(table[-1][7]) if table else None
+    return _finish(problems, len(table), head, len(checked), refs, public, artifacts, anchors)

@@ -592,9 +592,7 @@ class Workspace:
             raise damaged(str(sqlite_path(self.url)), exc) from None
         if run is None:
             return None, pages
-        report = clean_report(run.last, run.head, run.signatures, run.refs, public, artifacts,
-                              anchors)  # fmt: skip
-        return report, pages
+        return clean_report(run, public, artifacts, anchors), pages
 
     def verify(
         self,
