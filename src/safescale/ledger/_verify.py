@@ -513,5 +513,5 @@ def verify_ledger_reference(
     problems.extend(
         _anchor_problem(a, GENESIS_HASH) for a in anchors if a.count == 0 and a.head != GENESIS_HASH
     )
-    head = str(table[-1][7]) if table else None
-    return _finish(problems, len(table), head, len(checked), refs, public, artifacts, anchors)
+    last = str(table[-1][7]) if table else None
+    return _finish(problems, len(table), last, len(checked), refs, public, artifacts, anchors)
