@@ -4,8 +4,11 @@ to that for every changed byte)."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import sqlite3
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -108,3 +111,24 @@ def test_what_the_fast_pass_does_not_judge_is_still_reported(
         assert report == _diagnosed(ws)
     assert {p.what for p in report.problems} == {"artifact", "checkpoint"}
     assert report.bad_seqs == {8, 9, 10, 11}
+
+
+def test_the_cli_split_in_two_prints_once(ledger: Path) -> None:
+    # `safescale ledger verify` in a process of its own, its ledger split in two: the verdict
+    # is printed once, and so is a line the process had buffered before the fork (stdout is a
+    # pipe, so block buffered).
+    code = (
+        "import sys\n"
+        "from safescale.ledger import _scan\n"
+        "_scan.PARALLEL_MIN_ENTRIES = 2\n"
+        "print('before')\n"
+        "from safescale.cli import main\n"
+        f"code = main(['--workspace', {str(ledger)!r}, 'ledger', 'verify'])\n"
+        "sys.exit(code)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(Path(_scan.__file__).parents[2])}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
+                          timeout=300, check=False)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.count("before") == 1, done.stdout
+    assert done.stdout.count("ok: 41 entries") == 1, done.stdout

@@ -20,7 +20,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sqlite3
-import sys
 import threading
 import urllib.parse
 from collections.abc import Callable, Mapping
@@ -155,10 +154,8 @@ def _fork_first_range(
     if split is None or database is None:
         return None, None
     engine.dispose()  # no open connection goes across the fork
-    # The child flushes the standard streams as it exits: empty them first, or whatever is
-    # buffered would be written twice.
-    sys.stdout.flush()
-    sys.stderr.flush()
+    # (multiprocessing flushes the standard streams before it forks, so nothing buffered is
+    # written twice; a test holds it to that.)
     ctx = multiprocessing.get_context("fork")
     receiver, sender = ctx.Pipe(duplex=False)
     raw = public.public_bytes(Encoding.Raw, PublicFormat.Raw)
