@@ -372,7 +372,9 @@ def check_clean_run(
     expected, prev = after[0] + 1, after[1]
     refs: dict[str, list[int]] = {}
     signatures, tx = 0, 0  # tx: the open transaction's head seq (0: none open)
-    author = time = kid = sig = None
+    # What a transaction's headers share (author, key id, signed_seq, time) is formatted
+    # once per transaction: the header's text before the kind, and after the seq.
+    before = after_seq = sig = ""
     try:
         for seq, kind, rid, model, payload, psha, prev_hash, ehash, sseq, v in entries:
             if tx == 0:  # a transaction's first entry: its head row must be next in order
@@ -382,8 +384,11 @@ def check_clean_run(
                 if hseq != sseq or not (plain(author) and plain(time) and plain(kid)):
                     return None
                 tx = sseq
-            elif sseq != tx:
+                before = f'{{"author":"{author}","key_id":"{kid}","kind":"'
+                after_seq = f',"signed_seq":{sseq},"time":"{time}","v":2}}'
+            elif sseq != tx or type(sseq) is not int:
                 return None
+            covered = rid if model is None else rid + model
             if (
                 seq != expected
                 or v != 2
@@ -391,21 +396,27 @@ def check_clean_run(
                 or kind not in kinds
                 or type(payload) is not bytes
                 or sha256(payload).hexdigest() != psha
-                or not plain(rid if model is None else rid + model)
+                or type(covered) is not str  # plain(covered), inlined
+                or not covered.isprintable()
+                or '"' in covered
+                or "\\" in covered
             ):
                 return None
             # header_unchecked's bytes, inlined (this runs once per entry). Every field is
             # plain: author, time and key id were checked above, record id and model just
             # now, payload_sha256 equals a hex digest, prev_hash the previous entry's hash
             # (checked to be a hex digest of its header), and the kind is one of ours.
-            shown = "null" if model is None else f'"{model}"'
-            header = (
-                f'{{"author":"{author}","key_id":"{kid}","kind":"{kind}","model":{shown},'
-                f'"payload_sha256":"{psha}","prev_hash":"{prev_hash}",'
-                f'"record_id":"{rid}","seq":{seq},"signed_seq":{sseq},"time":"{time}",'
-                f'"v":2}}'
-            ).encode()
-            if sha256(header).hexdigest() != ehash:
+            if model is None:
+                header = (
+                    f'{before}{kind}","model":null,"payload_sha256":"{psha}",'
+                    f'"prev_hash":"{prev_hash}","record_id":"{rid}","seq":{seq}{after_seq}'
+                )
+            else:
+                header = (
+                    f'{before}{kind}","model":"{model}","payload_sha256":"{psha}",'
+                    f'"prev_hash":"{prev_hash}","record_id":"{rid}","seq":{seq}{after_seq}'
+                )
+            if sha256(header.encode()).hexdigest() != ehash:
                 return None
             if seq in pins and pins[seq] != ehash:
                 return None
