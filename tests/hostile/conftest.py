@@ -37,6 +37,22 @@ class Case:
     """A substring of the fix the line offers."""
 
 
+Content = str | bytes | Callable[[Path], None]
+"""A hostile input: text, bytes, or a maker that puts something else at the path (a link to
+/dev/zero, a FIFO, a folder, a sparse file)."""
+
+
+def put(path: Path, content: Content) -> Path:
+    """Write ``content`` at ``path``; return ``path``."""
+    if isinstance(content, bytes):
+        path.write_bytes(content)
+    elif isinstance(content, str):
+        path.write_text(content)
+    else:
+        content(path)
+    return path
+
+
 Refuse = Callable[[Case], str]
 """The ``refuse`` fixture: run a case, assert its refusal, return the error line."""
 

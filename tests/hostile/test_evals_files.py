@@ -9,7 +9,16 @@ from typing import Any
 
 import pytest
 
-from tests.hostile.conftest import Build, Case, Refuse, not_plain_files, special, ws_args
+from tests.hostile.conftest import (
+    Build,
+    Case,
+    Content,
+    Refuse,
+    not_plain_files,
+    put,
+    special,
+    ws_args,
+)
 
 MC = {"question": "Which?", "choices": ["a", "b", "c", "d"], "answer": 1}
 UTF8 = "save the file as UTF-8"
@@ -20,17 +29,11 @@ def mc(i: int, **change: Any) -> str:
     return json.dumps({k: v for k, v in row.items() if v is not None})
 
 
-def suite(content: str | bytes | Any) -> Build:
+def suite(content: Content) -> Build:
     """``eval run task.jsonl --model none/none`` on ``content``: the task is checked first."""
 
     def build(inp: Path, ws: Path) -> list[str]:
-        path = inp / "task.jsonl"
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        elif isinstance(content, str):
-            path.write_text(content)
-        else:
-            content(path)
+        path = put(inp / "task.jsonl", content)
         return ws_args(ws, "eval", "run", str(path), "--model", "none/none")
 
     return build
@@ -199,12 +202,8 @@ def results(edit: Any, name: str = "results.json", *flags: str) -> Build:
 
     def build(inp: Path, ws: Path) -> list[str]:
         path = inp / name
-        if isinstance(edit, bytes):
-            path.write_bytes(edit)
-        elif isinstance(edit, str):
-            path.write_text(edit)
-        elif getattr(edit, "__name__", "") == "make":
-            edit(path)
+        if isinstance(edit, str | bytes) or getattr(edit, "__name__", "") == "make":
+            put(path, edit)
         else:
             doc = copy.deepcopy(RESULTS)
             edit(doc)

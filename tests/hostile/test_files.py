@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import Build, Case, Refuse, not_plain_files, ws_args
+from tests.hostile.conftest import Build, Case, Content, Refuse, not_plain_files, put, ws_args
 
 MINIMAL = (Path(__file__).parents[1] / "policy" / "minimal.yaml").read_text()
 GOOD_ROWS = [f"{1e6 * 2**i:g},{1e9 * 2**i:g},{3.0 - 0.2 * i:g}" for i in range(8)]
@@ -15,17 +14,11 @@ UTF8 = "save the file as UTF-8"
 ROW = "fix or drop the row"
 
 
-def csv(content: bytes | str | Callable[[Path], None], *flags: str, cmd: str = "fit") -> Build:
+def csv(content: Content, *flags: str, cmd: str = "fit") -> Build:
     """``scaling fit runs.csv --params n --tokens d --loss loss`` on ``content``."""
 
     def build(inp: Path, ws: Path) -> list[str]:
-        path = inp / "runs.csv"
-        if callable(content):
-            content(path)
-        elif isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            path.write_text(content)
+        path = put(inp / "runs.csv", content)
         if cmd == "fit":
             args = flags or ("--params", "n", "--tokens", "d", "--loss", "loss")
             return ["scaling", "fit", str(path), *args]
@@ -135,17 +128,11 @@ CSV = [
 ]
 
 
-def policy(content: str | bytes | Callable[[Path], None], *cmd: str) -> Build:
+def policy(content: Content, *cmd: str) -> Build:
     """``policy validate p.yaml`` (or ``CMD... p.yaml`` in the workspace) on ``content``."""
 
     def build(inp: Path, ws: Path) -> list[str]:
-        path = inp / "p.yaml"
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        elif isinstance(content, str):
-            path.write_text(content)
-        else:
-            content(path)
+        path = put(inp / "p.yaml", content)
         if not cmd:
             return ["policy", "validate", str(path)]
         return ws_args(ws, *cmd, str(path))

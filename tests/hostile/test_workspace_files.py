@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.hostile.conftest import Build, Case, Refuse, not_plain_files, ws_args
+from tests.hostile.conftest import Build, Case, Refuse, not_plain_files, put, ws_args
 
 TOML = "safescale.toml"
 
@@ -158,11 +158,7 @@ def verify(flag: str, content: bytes | Callable[[Path], None]) -> Build:
     """``ledger verify --public-key F`` or ``--export F``."""
 
     def build(inp: Path, ws: Path) -> list[str]:
-        path = inp / ("key.pem" if flag == "--public-key" else "export.json")
-        if isinstance(content, bytes):
-            path.write_bytes(content)
-        else:
-            content(path)
+        path = put(inp / ("key.pem" if flag == "--public-key" else "export.json"), content)
         return ws_args(ws, "ledger", "verify", flag, str(path))
 
     return build

@@ -137,7 +137,7 @@ def test_bad_input_is_one_line_and_exit_2(run_cli, smoke_ladder, tmp_path) -> No
     code, _, err = run_cli(
         "audit", "--model", model, "--corpus", str(smoke_ladder.corpus.path), "--config", str(cfg)
     )
-    assert code == 2 and "checks.0.concept" in err
+    assert code == 2 and "checks[0].concept" in err
 
 
 def test_synthetic_gate_command(run_cli) -> None:  # type: ignore[no-untyped-def]

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from safescale.ledger import Workspace
+from safescale.ledger import Workspace, _scan
 from safescale.ledger._entry import header_bytes, header_reference
 
 from .helpers import evidence, model
@@ -78,6 +78,15 @@ def test_any_stored_byte_change_is_detected(
         db.execute(f"UPDATE {table} SET {column} = ? WHERE seq = ?", (stored, row))
     with Workspace.open(root) as ws:
         fast, reference = ws.verify(), ws.verify(reference=True)
+        # The fast pass gives up (and the diagnosing verifier takes over), in one process or
+        # split in two (a child checks entries 1 to 1, this process 2 to 7).
+        clean, _ = ws._verify_clean(ws.public_key(), root / "artifacts", [])
+        assert clean is None
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(_scan, "PARALLEL_MIN_ENTRIES", 2)
+            assert _scan.split_point(ws.engine) in (1, None)  # None: the change hit a head
+            clean, _ = ws._verify_clean(ws.public_key(), root / "artifacts", [])
+            assert clean is None
     assert not fast.ok and seq in fast.bad_seqs
     assert fast.bad_seqs == reference.bad_seqs
 

@@ -98,7 +98,7 @@ def test_bad_stack_files_are_one_line_errors(tmp_path):
     path.write_text(
         "name: x\nmodel: m\nlayers:\n  - {name: a, stage: middle, classifier: keywords}\n"
     )
-    with pytest.raises(UserError, match=r"s.yaml: layers.0.stage"):
+    with pytest.raises(UserError, match=r"s\.yaml:4: layers\[0\]\.stage: must be"):
         load_stack(path)
     path.write_text(
         "name: x\nmodel: m\nlayers:\n  - {name: model, stage: input, classifier: keywords}\n"

@@ -33,12 +33,16 @@ from safescale._errors import Problem, UserError
 from safescale._input import (
     ID_RE,
     MAX_ID_LEN,
+    data_path,
     decode_utf8,
     escape_controls,
+    format_field,
+    line_for,
+    parse_field,
+    parse_yaml,
     quote,
     read_limited,
 )
-from safescale.policy._load import _data_path, _fmt, _line_for, read_yaml
 from safescale.policy._records import canonical_json
 
 SCHEMA = "safescale/constitution/v1"
@@ -190,8 +194,11 @@ def field_line(path: str | Path, field: str) -> int | None:
         text = decode_utf8(read_limited(path, MAX_CONSTITUTION_BYTES), str(path))
     except UserError:
         return None
-    _, lines, _ = read_yaml(text, str(path), what="a constitution")
-    return _line_for(lines, field)
+    try:
+        lines = parse_yaml(text, str(path), what="constitution").lines
+    except UserError:
+        return None
+    return line_for(lines, parse_field(field))
 
 
 def check_constitution_text(
@@ -214,9 +221,13 @@ def check_constitution_text(
                 source=source,
             )
         ]
-    raw, lines, problems = read_yaml(text, source, what="a constitution")
-    if problems:
-        return None, problems
+    try:
+        doc = parse_yaml(text, source, what="constitution")
+    except UserError as exc:
+        return None, list(exc.problems)
+    if doc.problems:
+        return None, list(doc.problems)
+    raw, lines = doc.data, doc.lines
     if not isinstance(raw, dict):
         return None, [
             Problem(
@@ -233,7 +244,7 @@ def check_constitution_text(
         errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
         return None, [_problem(err, raw, lines, source) for err in errors]
     problems = [
-        Problem(p.message, source=source, line=_line_for(lines, p.field), field=p.field)
+        Problem(p.message, source=source, line=line_for(lines, parse_field(p.field)), field=p.field)
         for p in check_principles(c)
     ]
     return (None if problems else c), problems
@@ -269,8 +280,8 @@ def check_principles(c: Constitution) -> list[Problem]:
 
 
 def _problem(err: Any, raw: Any, lines: dict[tuple[str | int, ...], int], source: str) -> Problem:
-    path = _data_path(tuple(err["loc"]), raw)
-    field = _fmt(path)
+    path = data_path(tuple(err["loc"]), raw, Constitution)
+    field = format_field(path)
     kind = err["type"]
     if kind == "missing":
         msg = "required field is missing; add it"
@@ -298,7 +309,7 @@ def _problem(err: Any, raw: Any, lines: dict[tuple[str | int, ...], int], source
         got = err.get("input")
         if kind != "value_error" and got is not None and not isinstance(got, dict | list):
             msg += f" (got {quote(got)})"
-    return Problem(msg, source=source, line=_line_for(lines, field), field=field or None)
+    return Problem(msg, source=source, line=line_for(lines, path), field=field or None)
 
 
 # -- diff -------------------------------------------------------------------------------------

@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from safescale._errors import Problem, UserError
+from safescale._input import load_yaml_model
 from safescale.interp._stats import Estimate
 from safescale.policy import Evidence, Interval, sha256_hex
 
@@ -84,21 +84,7 @@ DEFAULT_AUDIT = AuditConfig(
 def load_audit_config(path: str | Path) -> AuditConfig:
     """Read an audit configuration file; a bad one is a :class:`UserError` naming the field."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(Problem("audit config file does not exist", source=str(p)))
-    try:
-        raw = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise UserError(
-            Problem("not valid YAML", source=str(p), line=line + 1 if line is not None else None)
-        ) from None
-    try:
-        cfg = AuditConfig.model_validate(raw)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        raise UserError(Problem(err["msg"], source=str(p), field=where)) from None
+    cfg = load_yaml_model(p, AuditConfig, what="audit config")
     from safescale.interp._features import CONCEPTS
 
     for i, c in enumerate(cfg.checks):
@@ -107,7 +93,7 @@ def load_audit_config(path: str | Path) -> AuditConfig:
                 Problem(
                     f"feature checks need a concept, one of {', '.join(CONCEPTS)}",
                     source=str(p),
-                    field=f"checks.{i}.concept",
+                    field=f"checks[{i}].concept",
                 )
             )
     return cfg

@@ -296,17 +296,163 @@ def verify_ledger(
         for s, ss, _ in pending
     )
     problems.extend(_key_problems(public, signer_ids, checked, failed))
+    return _finish(problems, n, str(prev), checked, refs, public, artifacts, anchors)
+
+
+def _finish(
+    problems: list[VerifyProblem],
+    n: int,
+    head: str | None,
+    signatures: int,
+    refs: dict[str, list[int]],
+    public: Ed25519PublicKey,
+    artifacts: Path | None,
+    anchors: Sequence[Anchor],
+) -> VerifyReport:
+    """Add what is checked after the entries (anchors past the end, artifact files) to
+    ``problems`` and make the report."""
     problems.extend(_short_problems(anchors, n))
     count = _check_artifacts(artifacts, refs, problems)
     return VerifyReport(
         ok=not problems,
         entries=n,
-        signatures=checked,
+        signatures=signatures,
         artifacts=count,
-        head=str(prev) if n else None,
+        head=head if n else None,
         key_id=key_id(public),
         problems=tuple(problems),
     )
+
+
+@dataclass(frozen=True)
+class CleanRun:
+    """A run of consecutive entries that checked out, from :func:`check_clean_run`."""
+
+    first: int
+    """Sequence number before the run (0 at the start of the ledger)."""
+    last: int
+    """Sequence number of the run's last entry (``first`` when the run is empty)."""
+    head: str
+    """Entry hash of entry ``last`` (what the next run's first entry must link to)."""
+    signatures: int
+    """Transaction heads whose signature verified."""
+    refs: dict[str, list[int]]
+    """Artifact sha256 -> the entries that reference it."""
+
+
+_ARTIFACTS_MARK = b'"artifacts":{"'
+
+
+def check_clean_run(
+    entries: Iterable[Sequence[Any]],
+    heads: Iterable[Sequence[Any]],
+    public: Ed25519PublicKey,
+    anchors: dict[int, str] | None = None,
+    after: tuple[int, str] = (0, GENESIS_HASH),
+) -> CleanRun | None:
+    """The fast pass over a ledger as stored: True-or-nothing, no diagnosis.
+
+    ``entries`` are rows in ``ENTRY_COLUMNS`` order (seq, kind, record_id, model, payload,
+    payload_sha256, prev_hash, entry_hash, signed_seq, version) by ``seq``, starting right
+    after entry ``after = (seq, entry_hash)`` at a transaction boundary; ``heads`` are the
+    ``heads`` rows (seq, author, time, key_id, signature) from there on, by ``seq``.
+    ``anchors`` maps an entry count to the entry hash a checkpoint pins there.
+
+    Returns the run when every entry passes every check :func:`verify_ledger` makes, each
+    entry being of the form this code writes (header version 2, plain text fields, each
+    transaction's entries followed by their head row); returns None at the first entry that
+    is anything else, and the caller runs :func:`verify_ledger`, which says what is wrong.
+    So this never accepts what :func:`verify_ledger` would not (a test holds the two to
+    that), and the loop only does what a clean entry needs: one sha256 of the stored
+    payload bytes, one header formatted and hashed, one signature check per transaction.
+    """
+    sha256, kinds, marker = hashlib.sha256, RECORD_TYPES, _ARTIFACTS_MARK
+    pins = anchors or {}
+    next_head = iter(heads).__next__
+    expected, prev = after[0] + 1, after[1]
+    refs: dict[str, list[int]] = {}
+    signatures, tx = 0, 0  # tx: the open transaction's head seq (0: none open)
+    # What a transaction's headers share (author, key id, signed_seq, time) is formatted
+    # once per transaction: the header's text before the kind, and after the seq.
+    before = after_seq = sig = ""
+    try:
+        for seq, kind, rid, model, payload, psha, prev_hash, ehash, sseq, v in entries:
+            if tx == 0:  # a transaction's first entry: its head row must be next in order
+                if type(sseq) is not int or sseq < seq:
+                    return None
+                hseq, author, time, kid, sig = next_head()
+                if hseq != sseq or not (plain(author) and plain(time) and plain(kid)):
+                    return None
+                tx = sseq
+                before = f'{{"author":"{author}","key_id":"{kid}","kind":"'
+                after_seq = f',"signed_seq":{sseq},"time":"{time}","v":2}}'
+            elif sseq != tx or type(sseq) is not int:
+                return None
+            covered = rid if model is None else rid + model
+            if (
+                seq != expected
+                or v != 2
+                or prev_hash != prev
+                or kind not in kinds
+                or type(payload) is not bytes
+                or sha256(payload).hexdigest() != psha
+                or type(covered) is not str  # plain(covered), inlined
+                or not covered.isprintable()
+                or '"' in covered
+                or "\\" in covered
+            ):
+                return None
+            # header_unchecked's bytes, inlined (this runs once per entry). Every field is
+            # plain: author, time and key id were checked above, record id and model just
+            # now, payload_sha256 equals a hex digest, prev_hash the previous entry's hash
+            # (checked to be a hex digest of its header), and the kind is one of ours.
+            if model is None:
+                header = (
+                    f'{before}{kind}","model":null,"payload_sha256":"{psha}",'
+                    f'"prev_hash":"{prev_hash}","record_id":"{rid}","seq":{seq}{after_seq}'
+                )
+            else:
+                header = (
+                    f'{before}{kind}","model":"{model}","payload_sha256":"{psha}",'
+                    f'"prev_hash":"{prev_hash}","record_id":"{rid}","seq":{seq}{after_seq}'
+                )
+            if sha256(header.encode()).hexdigest() != ehash:
+                return None
+            if seq in pins and pins[seq] != ehash:
+                return None
+            if marker in payload:
+                for ref in _artifact_refs(payload):
+                    refs.setdefault(ref, []).append(seq)
+            if seq == tx:  # the head: its signature covers the transaction
+                if not verify_signature(public, sig, ehash):
+                    return None
+                signatures += 1
+                tx = 0
+            prev, expected = ehash, seq + 1
+    except (TypeError, ValueError, StopIteration):  # a column of the wrong type, no head row
+        return None
+    if tx != 0:  # the ledger ends inside a transaction
+        return None
+    return CleanRun(after[0], expected - 1, prev, signatures, refs)
+
+
+def anchor_pins(anchors: Sequence[Anchor]) -> dict[int, str] | None:
+    """The anchors as ``{entry count: entry hash}`` for :func:`check_clean_run`, or None when
+    two disagree or one pins the empty ledger to anything but the genesis hash (then the
+    diagnosing verifier reports it)."""
+    pins: dict[int, str] = {}
+    for a in anchors:
+        if pins.setdefault(a.count, a.head) != a.head or (a.count == 0 and a.head != GENESIS_HASH):
+            return None
+    return pins
+
+
+def clean_report(
+    run: CleanRun, public: Ed25519PublicKey, artifacts: Path | None, anchors: Sequence[Anchor]
+) -> VerifyReport:
+    """The report :func:`verify_ledger` gives for a ledger whose entries all checked out
+    (``run``, from the first entry): what remains is anchors past its end and the artifacts."""
+    return _finish([], run.last, run.head, run.signatures, run.refs, public, artifacts, anchors)
 
 
 def verify_ledger_reference(
@@ -378,14 +524,5 @@ def verify_ledger_reference(
     problems.extend(
         _anchor_problem(a, GENESIS_HASH) for a in anchors if a.count == 0 and a.head != GENESIS_HASH
     )
-    problems.extend(_short_problems(anchors, len(table)))
-    count = _check_artifacts(artifacts, refs, problems)
-    return VerifyReport(
-        ok=not problems,
-        entries=len(table),
-        signatures=len(checked),
-        artifacts=count,
-        head=str(table[-1][7]) if table else None,
-        key_id=key_id(public),
-        problems=tuple(problems),
-    )
+    last = str(table[-1][7]) if table else None
+    return _finish(problems, len(table), last, len(checked), refs, public, artifacts, anchors)

@@ -52,6 +52,7 @@ from safescale.ledger._entry import (
     plain,
 )
 from safescale.ledger._keys import KeyPair, key_id, load_public_pem, public_pem
+from safescale.ledger._scan import scan_clean
 from safescale.ledger._store import (
     ENTRY_COLUMNS,
     HEAD_COLUMNS,
@@ -72,6 +73,8 @@ from safescale.ledger._verify import (
     Anchor,
     VerifyProblem,
     VerifyReport,
+    anchor_pins,
+    clean_report,
     verify_ledger,
     verify_ledger_reference,
 )
@@ -571,6 +574,26 @@ class Workspace:
                 for cursor in (entries_cur, heads_cur, lookup):
                     cursor.close()
 
+    def _verify_clean(
+        self, public: Ed25519PublicKey, artifacts: Path, anchors: Sequence[Anchor]
+    ) -> tuple[VerifyReport | None, list[VerifyProblem]]:
+        """The report of a ledger that passes the fast pass (:func:`scan_clean`), or None;
+        and SQLite's page check, run meanwhile."""
+        pins = anchor_pins(anchors)
+        if pins is None:
+            return None, self._page_problems()
+        try:
+            run, pages = scan_clean(
+                self.engine, sqlite_path(self.url), public, pins, self._page_problems
+            )
+        except sqlite3.DatabaseError as exc:  # SQLAlchemy's error handling skips DB-API cursors
+            if "locked" in str(exc):
+                raise
+            raise damaged(str(sqlite_path(self.url)), exc) from None
+        if run is None:
+            return None, pages
+        return clean_report(run, public, artifacts, anchors), pages
+
     def verify(
         self,
         public_key_pem: str | bytes | None = None,
@@ -611,10 +634,15 @@ class Workspace:
             problems.extend(found)
             if not found:
                 anchors.append(given.anchor(label))
-        problems.extend(self._page_problems())
-        check = verify_ledger_reference if reference else verify_ledger
-        rows = self._raw_rows_reference() if reference else self._raw_rows()
-        report = check(rows, public, self.root / self.config.artifacts, anchors)
+        artifacts = self.root / self.config.artifacts
+        if reference:
+            problems.extend(self._page_problems())
+            report = verify_ledger_reference(self._raw_rows_reference(), public, artifacts, anchors)
+        else:
+            clean, pages = self._verify_clean(public, artifacts, anchors)
+            problems.extend(pages)
+            # Anything not clean is re-read by the diagnosing verifier, which names it.
+            report = clean or verify_ledger(self._raw_rows(), public, artifacts, anchors)
         problems.extend(report.problems)
         problems.extend(self._stray_heads(report.signatures))
         return replace(report, ok=not problems, problems=tuple(problems))

@@ -12,38 +12,28 @@ import hashlib
 from collections.abc import Iterable, Iterator
 from importlib import resources
 from pathlib import Path
-from typing import Any, get_args
+from typing import Any
 
-import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import ValidationError
 
 from safescale._errors import Problem, UserError
-from safescale._input import escape_controls, quote, read_limited
+from safescale._input import (
+    MAX_YAML_NODES,
+    line_for,
+    parse_field,
+    parse_yaml,
+    pydantic_problem,
+    quote,
+    read_limited,
+)
 from safescale.policy._records import canonical_json
 from safescale.policy._schema import Policy, metric_range
 
 MAX_POLICY_BYTES = 5 * 1024 * 1024
 """Policy files above this size are refused before parsing (real policies are ~100 kB)."""
 
-MAX_POLICY_NODES = 200_000
+MAX_POLICY_NODES = MAX_YAML_NODES
 """Values a policy may expand to; stops anchor-and-alias bombs (real policies have ~3,000)."""
-
-
-class _PolicyLoader(yaml.SafeLoader):
-    """SafeLoader that leaves dates as text, so pydantic parses them and names the field."""
-
-
-_PolicyLoader.yaml_implicit_resolvers = {
-    ch: [(tag, rx) for tag, rx in resolvers if tag != "tag:yaml.org,2002:timestamp"]
-    for ch, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
-}
-
-
-class _TooBig(Exception):
-    pass
-
-
-Path_ = tuple[str | int, ...]
 
 
 # -- built-ins --------------------------------------------------------------------------------
@@ -152,9 +142,11 @@ def check_policy_text(
                 source=source,
             )
         ]
-    raw, lines, problems = read_yaml(text, source, what="a policy")
-    if problems:
-        return None, problems
+    try:
+        doc = parse_yaml(text, source, what="policy", max_nodes=MAX_POLICY_NODES)
+    except UserError as exc:
+        return None, list(exc.problems)
+    raw, lines = doc.data, doc.lines
     if not isinstance(raw, dict):
         kind = {
             list: "a list",
@@ -171,230 +163,17 @@ def check_policy_text(
                 line=1,
             )
         ]
+    if doc.problems:
+        return None, list(doc.problems)
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
-        return None, [_from_pydantic(err, raw, lines, source) for err in exc.errors()]
+        return None, [pydantic_problem(err, raw, lines, source, Policy) for err in exc.errors()]
     problems = [
-        Problem(p.message, source=source, line=_line_for(lines, p.field), field=p.field)
+        Problem(p.message, source=source, line=line_for(lines, parse_field(p.field)), field=p.field)
         for p in check_references(policy)
     ]
     return (None if problems else policy), problems
-
-
-def read_yaml(text: str, source: str, *, what: str) -> tuple[Any, dict[Path_, int], list[Problem]]:
-    """Parse YAML text; (the value, the line of every value by path, problems).
-
-    Problems are a syntax error, nesting too deep, an alias bomb, or duplicate keys (YAML
-    silently keeps the last of those). ``what`` names the document in messages (``a policy``).
-    """
-    lines: dict[Path_, int] = {}
-    dupes: list[Problem] = []
-    try:
-        node = yaml.compose(text, Loader=_PolicyLoader)
-        if node is not None:
-            _index_lines(node, (), lines, dupes, source, [0])
-        raw = yaml.load(text, Loader=_PolicyLoader)
-    except yaml.YAMLError as exc:
-        return None, lines, [_yaml_problem(exc, source, text)]
-    except RecursionError:
-        return (
-            None,
-            lines,
-            [
-                Problem(
-                    f"the YAML is nested too deeply to read; {what} is only a few "
-                    "levels deep (unbalanced brackets?)",
-                    source=source,
-                )
-            ],
-        )
-    except _TooBig:
-        return (
-            None,
-            lines,
-            [
-                Problem(
-                    f"the YAML expands to more than {MAX_POLICY_NODES:,} values "
-                    f"(anchors and aliases?); {what} is far smaller",
-                    source=source,
-                )
-            ],
-        )
-    return raw, lines, dupes
-
-
-def _yaml_problem(exc: yaml.YAMLError, source: str, text: str) -> Problem:
-    mark = getattr(exc, "problem_mark", None)
-    start = getattr(exc, "context_mark", None)
-    line = mark.line + 1 if mark is not None else None
-    if isinstance(exc, yaml.reader.ReaderError):  # a character YAML refuses: its position only
-        line = text.count("\n", 0, exc.position) + 1
-        char = exc.character if isinstance(exc.character, str) else chr(exc.character)
-        return Problem(
-            f"invalid YAML: the character {escape_controls(char)} is not allowed; remove it "
-            "or write it as an escape in a double-quoted string",
-            source=source,
-            line=line,
-        )
-    what = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-    context = getattr(exc, "context", None)
-    if context and start is not None and (line is None or start.line + 1 != line):
-        what += f" ({context}, which starts on line {start.line + 1})"
-    return Problem(f"invalid YAML: {what}; fix the syntax", source=source, line=line)
-
-
-def _index_lines(
-    node: yaml.Node,
-    path: Path_,
-    out: dict[Path_, int],
-    dupes: list[Problem],
-    source: str,
-    budget: list[int],
-) -> None:
-    """Record the line of every value by path; report duplicate mapping keys."""
-    budget[0] += 1
-    if budget[0] > MAX_POLICY_NODES:
-        raise _TooBig
-    out[path] = node.start_mark.line + 1
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value
-            if key in seen:
-                dupes.append(
-                    Problem(
-                        f"key '{key}' appears twice in the same mapping; keep one",
-                        source=source,
-                        line=key_node.start_mark.line + 1,
-                        field=_fmt((*path, key)),
-                    )
-                )
-            seen.add(key)
-            out[(*path, key)] = key_node.start_mark.line + 1
-            _index_lines(value_node, (*path, key), out, dupes, source, budget)
-            out[(*path, key)] = key_node.start_mark.line + 1
-    elif isinstance(node, yaml.SequenceNode):
-        for i, item in enumerate(node.value):
-            _index_lines(item, (*path, i), out, dupes, source, budget)
-
-
-def _fmt(path: Iterable[str | int]) -> str:
-    out = ""
-    for part in path:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _parse_field(field: str | None) -> Path_:
-    if not field:
-        return ()
-    parts: list[str | int] = []
-    for chunk in field.replace("]", "").split("."):
-        head, *idx = chunk.split("[")
-        if head:
-            parts.append(head)
-        parts.extend(int(i) for i in idx)
-    return tuple(parts)
-
-
-def _line_for(lines: dict[Path_, int], field: str | None) -> int | None:
-    path = _parse_field(field)
-    while path:
-        if path in lines:
-            return lines[path]
-        path = path[:-1]
-    return None
-
-
-def _data_path(loc: tuple[Any, ...], raw: Any) -> Path_:
-    """Pydantic's error location, less the tags it adds for unions, as a path into ``raw``."""
-    out: list[str | int] = []
-    cur = raw
-    for part in loc:
-        if isinstance(cur, dict) and isinstance(part, str):
-            if part in cur:
-                out.append(part)
-                cur = cur[part]
-            elif part == "schema_" and "schema" in cur:
-                out.append("schema")
-                cur = cur["schema"]
-            elif cur.get("kind") == part:  # discriminated-union tag
-                continue
-            else:
-                out.append(part)
-                cur = None
-        elif isinstance(cur, list) and isinstance(part, int) and 0 <= part < len(cur):
-            out.append(part)
-            cur = cur[part]
-        elif isinstance(part, (str, int)):
-            out.append(part)
-            cur = None
-    return tuple(out)
-
-
-def _from_pydantic(err: Any, raw: Any, lines: dict[Path_, int], source: str) -> Problem:
-    path = _data_path(tuple(err["loc"]), raw)
-    field = _fmt(path)
-    line = _line_for(lines, field)
-    kind = err["type"]
-    if kind == "missing":
-        msg = "required field is missing; add it"
-    elif kind == "extra_forbidden":
-        allowed = _allowed_fields(path[:-1])
-        close = difflib.get_close_matches(str(path[-1]), allowed, n=1) if allowed else []
-        hint = f"did you mean '{close[0]}'?" if close else "remove it or fix its spelling"
-        msg = f"unknown field; {hint}"
-    elif kind in ("union_tag_invalid", "union_tag_not_found"):
-        field = f"{field}.kind" if field else "kind"
-        line = _line_for(lines, field)
-        expected = err.get("ctx", {}).get("expected_tags", "")
-        msg = f"unknown kind {quote(err.get('ctx', {}).get('tag', ''))}; use one of {expected}"
-    elif kind in ("model_type", "model_attributes_type", "dict_type"):
-        got = err.get("input")
-        what = "a list" if isinstance(got, list) else quote(got)
-        msg = f"expected a mapping of fields here, got {what}"
-    elif kind == "literal_error":
-        msg = f"{err['msg'].replace('Input should be', 'must be')}"
-    else:
-        msg = err["msg"].replace("Value error, ", "")
-        msg = msg[0].lower() + msg[1:] if msg else msg
-        got = err.get("input")
-        if not isinstance(got, (dict, list)) and got is not None and kind != "value_error":
-            msg += f" (got {quote(got)})"
-    return Problem(msg, source=source, line=line, field=field or None)
-
-
-def _allowed_fields(path: Path_) -> list[str]:
-    """Field names allowed at ``path`` of a policy (for did-you-mean hints)."""
-    model: Any = Policy
-    for part in path:
-        if isinstance(part, int):
-            continue
-        fields = model.model_fields if _is_model(model) else {}
-        key = "schema_" if part == "schema" else part
-        if key not in fields:
-            return []
-        model = _inner_model(fields[key].annotation)
-        if model is None:
-            return []
-    if not _is_model(model):
-        return []
-    return [f.alias or name for name, f in model.model_fields.items()]
-
-
-def _is_model(tp: Any) -> bool:
-    return isinstance(tp, type) and issubclass(tp, BaseModel)
-
-
-def _inner_model(tp: Any) -> Any:
-    if _is_model(tp):
-        return tp
-    for arg in get_args(tp):
-        found = _inner_model(arg)
-        if found is not None:
-            return found
-    return None
 
 
 # -- cross-references -------------------------------------------------------------------------

@@ -28,10 +28,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from safescale._errors import Problem, UserError
+from safescale._input import load_yaml_model
 from safescale.redteam._behaviours import Behaviour
 from safescale.redteam._campaign import DIRECT, Attempt
 from safescale.redteam._judges import is_refusal
@@ -71,21 +71,7 @@ class StackSpec(BaseModel):
 def load_stack(path: str | Path) -> tuple[StackSpec, Path]:
     """Read and validate a stack file; returns the spec and the folder it is relative to."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(Problem("stack file does not exist", source=str(p)))
-    try:
-        doc = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as exc:
-        line = getattr(getattr(exc, "problem_mark", None), "line", None)
-        raise UserError(
-            Problem("not valid YAML", source=str(p), line=line + 1 if line is not None else None)
-        ) from None
-    try:
-        spec = StackSpec.model_validate(doc)
-    except ValidationError as exc:
-        err = exc.errors()[0]
-        where = ".".join(str(x) for x in err["loc"])
-        raise UserError(Problem(f"{err['msg']}", source=str(p), field=where)) from None
+    spec = load_yaml_model(p, StackSpec, what="stack file")
     names = [layer.name for layer in spec.layers]
     if len(set(names)) != len(names) or MODEL_LAYER in names:
         raise UserError(
