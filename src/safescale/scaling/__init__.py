@@ -33,11 +33,21 @@ from safescale.scaling._objective import HUBER_DELTA
 from safescale.scaling._plot import plot_calibration, plot_forecast, plot_law
 from safescale.scaling._reference import ReferenceFit, reference_fit
 from safescale.scaling._select import FormScore, LawSelection, select_law
-from safescale.scaling._synthetic import CHINCHILLA, Ladder, Runs, synthetic_ladder, synthetic_runs
+from safescale.scaling._synthetic import (
+    CALIBRATION_SEEDS,
+    CHINCHILLA,
+    HELD_OUT_SEEDS,
+    Ladder,
+    Runs,
+    synthetic_ladder,
+    synthetic_runs,
+)
 
 __all__ = [
+    "CALIBRATION_SEEDS",
     "CHINCHILLA",
     "DISTANCE_BINS",
+    "HELD_OUT_SEEDS",
     "HUBER_DELTA",
     "LAWS",
     "METHODS",

@@ -71,6 +71,15 @@ def synthetic_runs(
     return Runs(params=n, tokens=d, loss=loss)
 
 
+CALIBRATION_SEEDS = range(0, 1000)
+"""Synthetic-ladder seeds on which any choice in the forecast calibration may be made (the
+error model, its degrees of freedom, any constant). Seeds 0-21 and 100-131 were used."""
+
+HELD_OUT_SEEDS = range(1000, 1016)
+"""Synthetic-ladder seeds kept for testing calibration only: disjoint from
+:data:`CALIBRATION_SEEDS`, never used to choose anything."""
+
+
 @dataclass(frozen=True)
 class Ladder:
     """A synthetic model ladder for capability forecasts: compute, loss and scores."""
