@@ -15,6 +15,7 @@ from safescale._input import QUOTE_LEN, one_line
 from safescale.cli import (
     _assess,
     _compute,
+    _constitution,
     _demo,
     _eval,
     _interp,
@@ -62,6 +63,7 @@ app.add_typer(_scaling.app, name="scaling")
 app.add_typer(_lab.app, name="lab")
 app.add_typer(_eval.app, name="eval")
 app.add_typer(_redteam.app, name="redteam")
+app.add_typer(_constitution.app, name="constitution")
 app.command("serve-model")(_eval.serve_model)
 app.add_typer(_interp.app, name="interp")
 app.command("audit")(_interp.audit)

@@ -27,20 +27,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from safescale._errors import Problem, UserError
-from safescale._input import ID_RE, MAX_ID_LEN, escape_controls, quote, read_limited
-from safescale.policy._load import (
-    _data_path,
-    _fmt,
-    _index_lines,
-    _line_for,
-    _PolicyLoader,
-    _TooBig,
-    _yaml_problem,
+from safescale._input import (
+    ID_RE,
+    MAX_ID_LEN,
+    decode_utf8,
+    escape_controls,
+    quote,
+    read_limited,
 )
+from safescale.policy._load import _data_path, _fmt, _line_for, read_yaml
 from safescale.policy._records import canonical_json
 
 SCHEMA = "safescale/constitution/v1"
@@ -67,6 +65,16 @@ def _clean(value: str, keep: str = "\t\n") -> str:
     return value
 
 
+def _identifier(value: str) -> str:
+    """Ids, names and versions: the id grammar (no spaces, no markup, no escapes)."""
+    if not ID_RE.fullmatch(value):
+        raise ValueError(
+            f"{quote(value)} is not a valid id; use letters, digits and . _ : / @ + = - "
+            "(starting with a letter or digit)"
+        )
+    return value
+
+
 class Principle(BaseModel):
     """One principle: a kind of content, restricted or allowed, with examples."""
 
@@ -86,12 +94,7 @@ class Principle(BaseModel):
     @field_validator("id")
     @classmethod
     def _id(cls, value: str) -> str:
-        if not ID_RE.fullmatch(value):
-            raise ValueError(
-                f"{quote(value)} is not a valid id; use letters, digits and . _ : / @ + = - "
-                "(starting with a letter or digit)"
-            )
-        return value
+        return _identifier(value)
 
     @field_validator("description")
     @classmethod
@@ -189,17 +192,9 @@ def check_constitution_text(
         if b"\x00" in data:
             return None, [Problem("binary data, not a YAML constitution", source=source)]
         try:
-            text = data.decode("utf-8")
-        except UnicodeDecodeError as exc:
-            line = data.count(b"\n", 0, exc.start) + 1
-            return None, [
-                Problem(
-                    f"not UTF-8 text (byte 0x{data[exc.start]:02x}); save the file as UTF-8",
-                    source=source,
-                    line=line,
-                )
-            ]
-        text = text.removeprefix("\ufeff")
+            text = decode_utf8(data, source)
+        except UserError as exc:
+            return None, list(exc.problems)
     else:
         text = data
     if not text.strip():
@@ -209,27 +204,9 @@ def check_constitution_text(
                 source=source,
             )
         ]
-    lines: dict[tuple[str | int, ...], int] = {}
-    dupes: list[Problem] = []
-    try:
-        node = yaml.compose(text, Loader=_PolicyLoader)
-        if node is not None:
-            _index_lines(node, (), lines, dupes, source, [0])
-        raw = yaml.load(text, Loader=_PolicyLoader)
-    except yaml.YAMLError as exc:
-        return None, [_yaml_problem(exc, source, text)]
-    except RecursionError:
-        return None, [
-            Problem("the YAML is nested too deeply to read (unbalanced brackets?)", source=source)
-        ]
-    except _TooBig:
-        return None, [
-            Problem(
-                "the YAML expands to too many values (anchors and aliases?); a constitution "
-                "is far smaller",
-                source=source,
-            )
-        ]
+    raw, lines, problems = read_yaml(text, source, what="a constitution")
+    if problems:
+        return None, problems
     if not isinstance(raw, dict):
         return None, [
             Problem(
@@ -239,12 +216,12 @@ def check_constitution_text(
                 line=1,
             )
         ]
-    if dupes:
-        return None, dupes
     try:
         c = Constitution.model_validate(raw)
     except ValidationError as exc:
-        return None, [_problem(err, raw, lines, source) for err in exc.errors()]
+        # An unknown field first: a misspelt key is also reported as a missing one.
+        errors = sorted(exc.errors(), key=lambda e: e["type"] != "extra_forbidden")
+        return None, [_problem(err, raw, lines, source) for err in errors]
     problems = [
         Problem(p.message, source=source, line=_line_for(lines, p.field), field=p.field)
         for p in check_principles(c)
@@ -294,6 +271,8 @@ def _problem(err: Any, raw: Any, lines: dict[tuple[str | int, ...], int], source
         }
         where = allowed.get(() if len(path) == 1 else 1, "")
         msg = f"unknown field; the fields here are {where}" if where else "unknown field; remove it"
+    elif kind == "string_type":
+        msg = f'must be text (got {quote(err.get("input"))}); quote it, as in version: "1.0"'
     elif kind in ("model_type", "dict_type"):
         msg = "expected a mapping of fields here"
     elif kind == "literal_error":

@@ -152,31 +152,9 @@ def check_policy_text(
                 source=source,
             )
         ]
-    lines: dict[Path_, int] = {}
-    dupes: list[Problem] = []
-    try:
-        node = yaml.compose(text, Loader=_PolicyLoader)
-        if node is not None:
-            _index_lines(node, (), lines, dupes, source, [0])
-        raw = yaml.load(text, Loader=_PolicyLoader)
-    except yaml.YAMLError as exc:
-        return None, [_yaml_problem(exc, source, text)]
-    except RecursionError:
-        return None, [
-            Problem(
-                "the YAML is nested too deeply to read; a policy is only a few "
-                "levels deep (unbalanced brackets?)",
-                source=source,
-            )
-        ]
-    except _TooBig:
-        return None, [
-            Problem(
-                f"the YAML expands to more than {MAX_POLICY_NODES:,} values "
-                "(anchors and aliases?); a policy is far smaller",
-                source=source,
-            )
-        ]
+    raw, lines, problems = read_yaml(text, source, what="a policy")
+    if problems:
+        return None, problems
     if not isinstance(raw, dict):
         kind = {
             list: "a list",
@@ -193,8 +171,6 @@ def check_policy_text(
                 line=1,
             )
         ]
-    if dupes:
-        return None, dupes
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:
@@ -204,6 +180,48 @@ def check_policy_text(
         for p in check_references(policy)
     ]
     return (None if problems else policy), problems
+
+
+def read_yaml(text: str, source: str, *, what: str) -> tuple[Any, dict[Path_, int], list[Problem]]:
+    """Parse YAML text; (the value, the line of every value by path, problems).
+
+    Problems are a syntax error, nesting too deep, an alias bomb, or duplicate keys (YAML
+    silently keeps the last of those). ``what`` names the document in messages (``a policy``).
+    """
+    lines: dict[Path_, int] = {}
+    dupes: list[Problem] = []
+    try:
+        node = yaml.compose(text, Loader=_PolicyLoader)
+        if node is not None:
+            _index_lines(node, (), lines, dupes, source, [0])
+        raw = yaml.load(text, Loader=_PolicyLoader)
+    except yaml.YAMLError as exc:
+        return None, lines, [_yaml_problem(exc, source, text)]
+    except RecursionError:
+        return (
+            None,
+            lines,
+            [
+                Problem(
+                    f"the YAML is nested too deeply to read; {what} is only a few "
+                    "levels deep (unbalanced brackets?)",
+                    source=source,
+                )
+            ],
+        )
+    except _TooBig:
+        return (
+            None,
+            lines,
+            [
+                Problem(
+                    f"the YAML expands to more than {MAX_POLICY_NODES:,} values "
+                    f"(anchors and aliases?); {what} is far smaller",
+                    source=source,
+                )
+            ],
+        )
+    return raw, lines, dupes
 
 
 def _yaml_problem(exc: yaml.YAMLError, source: str, text: str) -> Problem:
