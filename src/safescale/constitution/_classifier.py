@@ -454,17 +454,13 @@ def _tokenizer_for(dataset: Any, cfg: ClassifierConfig, folder: Path) -> Any:
 
 
 def _hashes(dataset: Any) -> tuple[str, str]:
-    manifest = dataset.manifest
-    data = getattr(dataset, "sha256", None) or getattr(manifest, "sha256", None)
-    if data is None:
-        from safescale.policy import sha256_hex
+    """(sha256 of the data set's manifest as canonical JSON, the constitution's sha256)."""
+    from safescale.policy import sha256_hex
 
-        dump = manifest.model_dump(mode="json") if hasattr(manifest, "model_dump") else manifest
-        data = sha256_hex(json.dumps(dump, sort_keys=True, default=str).encode())
-    constitution = getattr(manifest, "constitution_sha256", None) or getattr(
-        dataset, "constitution_sha256", ""
-    )
-    return str(data), str(constitution)
+    manifest = dataset.manifest
+    doc = manifest.to_json() if hasattr(manifest, "to_json") else dict(manifest)
+    data = sha256_hex(json.dumps(doc, sort_keys=True).encode())
+    return data, str(doc.get("constitution_sha256", ""))
 
 
 def train_classifiers(
