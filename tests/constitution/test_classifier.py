@@ -128,7 +128,7 @@ def test_bad_classifier_folders_are_one_line_errors(tmp_path: Path, run_cli: Any
     assert not (tmp_path / "o").exists()
     from safescale._errors import UserError
 
-    with pytest.raises(UserError, match="classifier.json"):
+    with pytest.raises(UserError, match=r"classifier\.json"):
         load_classifier(tmp_path, "input")
 
 
