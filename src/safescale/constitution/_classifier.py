@@ -50,6 +50,7 @@ from safescale._io import atomic_write_text
 from safescale.redteam import Rate, rate
 
 if TYPE_CHECKING:
+    from safescale.constitution._data import Dataset
     from safescale.constitution._streaming import StreamSession
 
 Stage = Literal["input", "output"]
@@ -464,7 +465,7 @@ def _hashes(dataset: Any) -> tuple[str, str]:
 
 
 def train_classifiers(
-    dataset: Any,
+    dataset: Dataset,
     out_dir: str | Path,
     config: ClassifierConfig | None = None,
 ) -> TrainedClassifiers:
@@ -476,10 +477,25 @@ def train_classifiers(
     flag rates with n and Wilson intervals.
     """
     import torch
+    from transformers.utils import logging as hf_logging
 
     cfg = config or ClassifierConfig()
     out = Path(out_dir)
+    hf_logging.disable_progress_bar()  # the shard-writing bars say nothing here
     start = time.perf_counter()
+    # Every split and label must be there before anything is trained or written.
+    for stage in STAGES:
+        for split in ("train", "calibration", "test"):
+            if not _split(dataset, stage, split):
+                raise UserError(Problem(f"no {stage} examples in the {split} split", field="split"))
+        labels = {e.label for e in _split(dataset, stage, "train")}
+        if labels != {0, 1}:
+            raise UserError(
+                Problem(
+                    f"the {stage} training split needs harmful and harmless examples",
+                    field="label",
+                )
+            )
     data_sha, constitution_sha = _hashes(dataset)
     train_fams = {e.augmentation for e in dataset.examples if e.split == "train"}
     held_out = sorted({e.augmentation for e in dataset.examples if e.split == "test"} - train_fams)
@@ -498,11 +514,6 @@ def train_classifiers(
                 split: _rows(tok, stage, _split(dataset, stage, split), cfg.max_len)
                 for split in ("train", "calibration", "test")
             }
-            for split, r in rows.items():
-                if not r:
-                    raise UserError(
-                        Problem(f"no {stage} examples in the {split} split", field="split")
-                    )
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(cfg.seed)
                 loss = _train(model, rows["train"], cfg, tok.eos_token_id)
@@ -640,9 +651,11 @@ def load_classifier(
     """Load a classifier saved by :func:`train_classifiers` (``path``: its stage folder, or the
     training folder with ``stage``); ``threshold`` overrides the calibrated one."""
     from transformers import AutoModelForTokenClassification
+    from transformers.utils import logging as hf_logging
 
     from safescale.lab import load_tokenizer
 
+    hf_logging.disable_progress_bar()  # a per-load bar is noise in a campaign or a command
     folder = _stage_folder(path, stage)
     card = load_card(folder)
     if stage is not None and card.stage != stage:
