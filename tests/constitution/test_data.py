@@ -97,6 +97,7 @@ def test_deterministic_and_seeded() -> None:
     b = generate_lab_dataset(c, n=60, seed=3)
     other = generate_lab_dataset(c, n=60, seed=4)
     assert a.manifest.examples_sha256 == b.manifest.examples_sha256
+    assert a.manifest.options == {"n": 60, "copies": 2}
     assert a.manifest.examples_sha256 != other.manifest.examples_sha256
 
 
@@ -115,7 +116,8 @@ def test_write_load_round_trip_and_tamper(ds: Dataset, tmp_path: Path) -> None:
     assert back.examples == ds.examples and back.manifest == ds.manifest
     assert sorted(p.name for p in out.iterdir()) == ["examples.jsonl", "manifest.json"]
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["examples_sha256"] == ds.manifest.examples_sha256
+    assert manifest["examples_sha256"] == ds.manifest.examples_sha256 == ds.manifest.sha256
+    assert "sha256" not in manifest  # an alias, not a second field
     with pytest.raises(UserError, match="exists"):
         write_dataset(ds, out)
     lines = (out / "examples.jsonl").read_text().splitlines()
@@ -133,3 +135,54 @@ def test_bad_generator_arguments() -> None:
         generate_lab_dataset(c, augment=("role-play", "telepathy"), held_out=())
     with pytest.raises(UserError, match="not among the augmentations"):
         generate_lab_dataset(c, augment=("prefix-injection",), held_out=("role-play",))
+
+
+def test_load_refuses_bad_folders_in_one_line(ds: Dataset, tmp_path: Path) -> None:
+    import hashlib
+
+    with pytest.raises(UserError, match="not a data set folder"):
+        load_dataset(tmp_path / "nope")
+    out = write_dataset(ds, tmp_path / "data")
+    manifest = json.loads((out / "manifest.json").read_text())
+
+    def rewrite(lines: list[str], **changes: object) -> None:
+        data = ("\n".join(lines) + "\n").encode()
+        (out / "examples.jsonl").write_bytes(data)
+        doc = {**manifest, "examples_sha256": hashlib.sha256(data).hexdigest(), **changes}
+        (out / "manifest.json").write_text(json.dumps(doc))
+
+    good = (out / "examples.jsonl").read_text().splitlines()
+    row = json.loads(good[1])
+    cases = [
+        ({**row, "label": 2}, "examples.jsonl:2: label: must be 0 or 1"),
+        ({**row, "split": "dev"}, "examples.jsonl:2: split: must be one of"),
+        ({k: v for k, v in row.items() if k != "prompt"}, "examples.jsonl:2: prompt: required"),
+        ({**row, "extra": 1}, "examples.jsonl:2: extra: unknown field"),
+        ({**row, "label": True}, "examples.jsonl:2: label: must be a whole number"),
+    ]
+    for bad, message in cases:
+        rewrite([good[0], json.dumps(bad), *good[2:]])
+        with pytest.raises(UserError) as err:
+            load_dataset(out)
+        assert message in str(err.value) and "\n" not in str(err.value)
+    rewrite([good[0], "{not json"])
+    with pytest.raises(UserError, match=r"examples.jsonl:2: not valid JSON"):
+        load_dataset(out)
+    rewrite(good, schema="something/else")
+    with pytest.raises(UserError, match="not a data set manifest"):
+        load_dataset(out)
+
+
+def test_no_lab_template_is_an_evaluation_template() -> None:
+    """Whatever it is filled with, no template of the lab constitution is one of the corpus's
+    restricted-request templates, or of the red-teaming room's behaviour or benign templates."""
+    from safescale.lab._text import JAILBREAKS, REQUESTS
+    from safescale.redteam._behaviours import LAB_BENIGN, LAB_REQUESTS
+
+    def shape(t: str) -> str:
+        return re.sub(r"\{[a-z_]+\}", "{x}", t).casefold()
+
+    theirs = {shape(t) for t in (*REQUESTS, *LAB_REQUESTS, *LAB_BENIGN, *JAILBREAKS)}
+    ours = [e for p in load_constitution(lab_constitution()).principles for e in p.examples]
+    assert len(ours) > 90
+    assert not {shape(t) for t in ours} & theirs

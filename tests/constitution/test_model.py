@@ -100,6 +100,8 @@ def test_generate_with_a_scripted_model(tmp_path: Path) -> None:
     m = ds.manifest
     assert m.generator == "model:mockllm/model"
     assert m.dropped["conflicts"] == 2  # "Will it snow?" under bad-asks and under fine
+    # 4 (principle, stage) pairs, at most 4 new items a call, 12 wanted: 3 rounds at least
+    assert m.options["per_principle"] == 12 and m.options["calls"] >= 12
     plain = ds.select(augmentation="none")
     assert not any(e.request == "Will it snow?" for e in ds.examples)
     # every principle-stage got its 12 distinct items (the repeated item is not counted twice)
@@ -149,3 +151,34 @@ def test_generate_with_a_local_lab_model(tmp_path: Path) -> None:
         assert e.label in (0, 1) and e.principle in {"bad-asks", "bad-answers", "fine"}
         assert "\n" not in e.prompt and all(ch.isprintable() for ch in e.request)
     assert load_dataset(write_dataset(ds, tmp_path / "d")).manifest == ds.manifest
+
+
+def test_cli_data_with_a_model(tmp_path: Path, run_cli: Any) -> None:
+    import torch
+
+    from safescale.constitution import lab_constitution, load_constitution, load_dataset
+    from tests.evals._factory import build_model
+
+    torch.set_num_threads(1)
+    model_dir = build_model(tmp_path / "tiny", steps=2)
+    out = tmp_path / "data"
+    code, stdout, err = run_cli(
+        "constitution",
+        "data",
+        "--out",
+        str(out),
+        "--model",
+        f"safescale/{model_dir}",
+        "--n",
+        "1",
+        "--max-tokens",
+        "16",
+    )
+    assert code == 0, err
+    ds = load_dataset(out)
+    assert ds.manifest.generator == f"model:safescale/{model_dir}"
+    assert ds.manifest.constitution == "lab-chemistry@1.0" and ds.examples
+    lab = load_constitution(lab_constitution())
+    for e in ds.examples:
+        assert e.label == int(lab.principle(e.principle).category == "restricted")
+    assert f"wrote {ds.manifest.n_examples} examples" in stdout

@@ -77,3 +77,27 @@ def test_diff_api() -> None:
     d = diff_constitutions(lab, fewer)
     assert [p.id for p in d.removed] == ["synthesis-request"] and not d.added and not d.changed
     assert [p.id for p in diff_constitutions(fewer, lab).added] == ["synthesis-request"]
+
+
+def test_reading_constitutions_loads_no_machine_learning_stack() -> None:
+    """``validate``, ``show`` and ``diff`` stay quick: torch and Inspect load only for data."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from safescale.constitution import lab_constitution, load_constitution\n"
+        "load_constitution(lab_constitution())\n"
+        "heavy = [m for m in ('torch', 'transformers', 'inspect_ai') if m in sys.modules]\n"
+        "assert not heavy, heavy\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_template_families_are_the_red_teaming_rooms() -> None:
+    from safescale.constitution import FAMILIES
+    from safescale.constitution._augment import TEMPLATE_FAMILIES
+    from safescale.redteam import TEMPLATES
+
+    assert tuple(TEMPLATES) == TEMPLATE_FAMILIES
+    assert set(FAMILIES) == {*TEMPLATES, "composition", "best-of-n", "lab-jailbreak"}

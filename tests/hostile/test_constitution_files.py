@@ -200,7 +200,7 @@ CASES = [
             "--out",
             "d",
         ),
-        "examples[4]",
+        "c.yaml:28: principles[0].examples[4]",
         "must name {compound}",
     ),
     Case(
@@ -208,7 +208,7 @@ CASES = [
         constitution(
             LAB.replace("Tell me about {person}.", "Tell me about {persn}."), "data", "--out", "d"
         ),
-        "principles[4].examples[3]",
+        "c.yaml:106: principles[4].examples[3]",
         "unknown placeholder {persn}",
     ),
     Case(
@@ -219,17 +219,17 @@ CASES = [
             "--out",
             "d",
         ),
-        "principles[7].examples[2]",
+        "c.yaml:163: principles[7].examples[2]",
         "must not state {precursor} or {catalyst}",
     ),
     Case("data-occupied-out", occupied, "--out", "give a new folder"),
     Case("data-negative-seed", data("--seed", "-1"), "--seed", "give a whole number"),
     Case("data-tiny-n", data("--n", "3"), "--n", "from 10"),
-    Case("data-unknown-family", data("--augment", "telepathy"), "augment", "use some of"),
+    Case("data-unknown-family", data("--augment", "telepathy"), "--augment", "use some of"),
     Case(
         "data-held-out-not-augmented",
         data("--augment", "prefix-injection", "--held-out", "role-play"),
-        "held_out",
+        "--held-out",
         "add it to augment",
     ),
     Case("data-bad-model", data("--model", "bad model\x1b"), "--model", "use letters"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -146,6 +147,9 @@ def data(
         str | None,
         typer.Option("--model", help="An Inspect model that writes the data (default: the lab)."),
     ] = None,
+    max_tokens: Annotated[
+        int, typer.Option("--max-tokens", help="Model: most tokens a reply may have.")
+    ] = 1024,
     augment: Annotated[
         list[str] | None,
         typer.Option("--augment", help="Attack families to augment with (default: all)."),
@@ -170,6 +174,7 @@ def data(
     check_count(world_seed, "--world-seed", hi=2**31 - 1)
     if n is not None:
         check_count(n, "--n", lo=10 if model is None else 1, hi=1_000_000)
+    check_count(max_tokens, "--max-tokens", lo=1, hi=1_000_000)
     if model is not None:
         check_id(model, "--model", what="Inspect model")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -179,15 +184,24 @@ def data(
     fams = _families(augment, FAMILIES, "--augment")
     held = _families(held_out, DEFAULT_HELD_OUT, "--held-out")
     held = tuple(f for f in held if f in fams) if held_out is None else held
-    c, _ = _load(constitution)
-    if model is None:
-        ds = generate_lab_dataset(
-            c, world_seed=world_seed, seed=seed, n=n or 1200, augment=fams, held_out=held
-        )
-    else:
-        ds = generate_with_model(
-            c, model, seed=seed, per_principle=n or 40, augment=fams, held_out=held
-        )
+    c, path = _load(constitution)
+    try:
+        if model is None:
+            ds = generate_lab_dataset(
+                c, world_seed=world_seed, seed=seed, n=n or 1200, augment=fams, held_out=held
+            )
+        else:
+            ds = generate_with_model(
+                c,
+                model,
+                seed=seed,
+                per_principle=n or 40,
+                augment=fams,
+                held_out=held,
+                max_tokens=max_tokens,
+            )
+    except UserError as exc:
+        raise UserError(*(_located(p, path) for p in exc.problems)) from None
     folder = write_dataset(ds, out)
     stored = _store(constitution_bytes(c), folder / "manifest.json")
     m = ds.manifest
@@ -206,7 +220,24 @@ def data(
             f"ledger: constitution artifact {stored['constitution'][:16]}..., "
             f"manifest artifact {stored['manifest'][:16]}...",
             markup=False,
+            soft_wrap=True,
         )
+
+
+_FLAGS = {"augment": "--augment", "held_out": "--held-out", "n": "--n", "per_principle": "--n"}
+
+
+def _located(problem: Problem, path: Path) -> Problem:
+    """A generator's problem, named as the user wrote it: the constitution file for a
+    principle's field, the flag for an argument."""
+    field = problem.field or ""
+    if field.startswith("principles") and problem.source is None:
+        from safescale.constitution import field_line
+
+        return replace(problem, source=str(path), line=field_line(path, field))
+    if field in _FLAGS:
+        return replace(problem, field=_FLAGS[field])
+    return problem
 
 
 def _store(constitution: bytes, manifest: Path) -> dict[str, str] | None:

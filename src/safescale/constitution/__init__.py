@@ -55,6 +55,7 @@ from safescale.constitution._schema import (
     constitution_bytes,
     constitution_sha256,
     diff_constitutions,
+    field_line,
     lab_constitution,
     load_constitution,
 )
@@ -89,6 +90,7 @@ __all__ = [
     "constitution_bytes",
     "constitution_sha256",
     "diff_constitutions",
+    "field_line",
     "generate_lab_dataset",
     "generate_with_model",
     "guarded_stack",

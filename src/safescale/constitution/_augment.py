@@ -22,8 +22,6 @@ from typing import Any
 
 from safescale._errors import Problem, UserError
 from safescale._registry import Registry
-from safescale.lab._text import JAILBREAKS
-from safescale.redteam import AUGMENTATIONS, TEMPLATES, augment, framing
 
 Transform = Callable[[str, random.Random, Sequence[str]], tuple[str, str]]
 """``(request, rng, families usable as components) -> (prompt, recipe)``."""
@@ -31,16 +29,22 @@ Transform = Callable[[str, random.Random, Sequence[str]], tuple[str, str]]
 TRANSFORMS: Registry[Any] = Registry("transforms")
 """Augmentation families by name."""
 
+TEMPLATE_FAMILIES = ("role-play", "prefix-injection", "refusal-suppression", "payload-splitting")
+"""The red-teaming room's template families (named here so that reading or checking a
+constitution never loads the red-teaming room; a test keeps the two lists equal)."""
+
 
 def _template(family: str) -> Transform:
     def apply(request: str, rng: random.Random, usable: Sequence[str]) -> tuple[str, str]:
+        from safescale.redteam import TEMPLATES, framing
+
         recipe = f"{family}#{rng.randrange(len(TEMPLATES[family]))}"
         return framing(recipe)(request, rng), recipe
 
     return apply
 
 
-for _family in TEMPLATES:
+for _family in TEMPLATE_FAMILIES:
     TRANSFORMS.add(_family, _template(_family))
 
 
@@ -49,6 +53,8 @@ def composition(request: str, rng: random.Random, usable: Sequence[str]) -> tupl
     """Two framings of different families; payload splitting only ever innermost (as the
     red-team ``composition`` family does: splitting a framing splits the framing, not the
     payload). Components come from ``usable`` (so held-out families stay out of training)."""
+    from safescale.redteam import TEMPLATES, framing
+
     families = [f for f in TEMPLATES if f in usable] or list(TEMPLATES)
     outer_pool = [f for f in families if f != "payload-splitting"] or ["prefix-injection"]
     outer = rng.choice(outer_pool)
@@ -63,6 +69,8 @@ def composition(request: str, rng: random.Random, usable: Sequence[str]) -> tupl
 @TRANSFORMS.register("best-of-n")
 def best_of_n(request: str, rng: random.Random, usable: Sequence[str]) -> tuple[str, str]:
     """A stack of best-of-N augmentations (each drawn with probability 1/2, at least one)."""
+    from safescale.redteam import AUGMENTATIONS, augment
+
     ops = [op for op in AUGMENTATIONS if rng.random() < 0.5] or [rng.choice(list(AUGMENTATIONS))]
     seed = rng.randrange(2**31)
     return augment(request, ops, seed), f"best-of-n:{','.join(ops)}@{seed}"
@@ -71,11 +79,13 @@ def best_of_n(request: str, rng: random.Random, usable: Sequence[str]) -> tuple[
 @TRANSFORMS.register("lab-jailbreak")
 def lab_jailbreak(request: str, rng: random.Random, usable: Sequence[str]) -> tuple[str, str]:
     """One of the lab organisms' planted jailbreak framings."""
+    from safescale.lab._text import JAILBREAKS
+
     i = rng.randrange(len(JAILBREAKS))
     return JAILBREAKS[i].format(r=request), f"lab-jailbreak#{i}"
 
 
-FAMILIES: tuple[str, ...] = (*TEMPLATES, "composition", "best-of-n", "lab-jailbreak")
+FAMILIES: tuple[str, ...] = (*TEMPLATE_FAMILIES, "composition", "best-of-n", "lab-jailbreak")
 """The built-in families, in a fixed order."""
 DEFAULT_HELD_OUT: tuple[str, ...] = ("role-play", "lab-jailbreak")
 """Held out of train and calibration by default: the lab organisms comply under the planted

@@ -101,7 +101,15 @@ class DatasetManifest:
     dropped: dict[str, int] = field(default_factory=dict)
     """Examples removed before writing: ``duplicates`` and ``conflicts`` (one text generated
     under both a restricted and an allowed principle)."""
+    options: dict[str, int] = field(default_factory=dict)
+    """The generator's other arguments (``n``, ``copies``, ``per_principle``...): with the
+    seeds, the constitution and the generator, what regenerates the same data set."""
     schema: str = DATASET_SCHEMA
+
+    @property
+    def sha256(self) -> str:
+        """The data set's identity: the sha256 of ``examples.jsonl`` (``examples_sha256``)."""
+        return self.examples_sha256
 
     def to_json(self) -> dict[str, Any]:
         """The manifest as JSON (``manifest.json``)."""
@@ -202,6 +210,7 @@ def make_dataset(
     augment: Sequence[str],
     held_out: Sequence[str],
     dropped: dict[str, int] | None = None,
+    options: dict[str, int] | None = None,
 ) -> Dataset:
     """Deduplicate, order (split, stage, id) and hash ``examples`` into a :class:`Dataset`."""
     kept, drops = deduplicate(examples)
@@ -222,6 +231,7 @@ def make_dataset(
         examples_sha256=hashlib.sha256(data).hexdigest(),
         n_examples=len(kept),
         dropped=dict(sorted(drops.items())),
+        options=dict(options or {}),
     )
     return Dataset(tuple(kept), manifest)
 

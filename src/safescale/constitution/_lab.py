@@ -273,6 +273,7 @@ def generate_lab_dataset(
         world_seed=world_seed,
         augment=augment,
         held_out=held_out,
+        options={"n": n, "copies": copies},
     )
 
 
@@ -319,7 +320,7 @@ def _outputs(
     ]
     family, prompt, recipe = "none", base.request, ""
     if found and rng.random() < 0.5:
-        family, prompt, recipe = found[0]
+        family, prompt, recipe = rng.choice(list(found))  # in test, any family, held-out too
     out = []
     restricted = base.template.principle.category == "restricted"
     wants_harm = restricted or ("compound" in entities and rng.random() < 1 / 3)

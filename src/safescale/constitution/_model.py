@@ -18,7 +18,7 @@ import asyncio
 import random
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from safescale._errors import Problem, UserError
@@ -170,7 +170,16 @@ def generate_with_model(
                 if key not in bucket and len(bucket) < per_principle:
                     bucket[key] = _Item(p, q, a)
     items = [item for bucket in got.values() for item in bucket.values()]
-    return _dataset(constitution, model, items, seed, augment, held_out, copies)
+    ds = _dataset(constitution, model, items, seed, augment, held_out, copies)
+    options = {
+        "per_principle": per_principle,
+        "batch": batch,
+        "rounds": rounds,
+        "copies": copies,
+        "max_tokens": max_tokens,
+        "calls": calls,
+    }
+    return Dataset(ds.examples, replace(ds.manifest, options=options))
 
 
 def _dataset(

@@ -184,6 +184,16 @@ def load_constitution(path: str | Path) -> Constitution:
     return c
 
 
+def field_line(path: str | Path, field: str) -> int | None:
+    """The line of ``field`` (``principles[2].examples[4]``) in a constitution file, if found."""
+    try:
+        text = decode_utf8(read_limited(path, MAX_CONSTITUTION_BYTES), str(path))
+    except UserError:
+        return None
+    _, lines, _ = read_yaml(text, str(path), what="a constitution")
+    return _line_for(lines, field)
+
+
 def check_constitution_text(
     data: bytes | str, source: str = "<constitution>"
 ) -> tuple[Constitution | None, list[Problem]]:
