@@ -48,6 +48,7 @@ def test_training_saves_hugging_face_classifiers_with_their_cards(
         card = load_card(trained, stage)
         assert card.stage == stage and card.budget == 0.02
         assert card.constitution_sha256 == ds.manifest.constitution_sha256
+        assert card.dataset_sha256 == ds.manifest.sha256
         assert card.held_out_families == sorted(ds.manifest.held_out)
         cal = card.calibration["false_positive_rate"]
         # the budget holds on the calibration split by construction

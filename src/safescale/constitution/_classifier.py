@@ -33,7 +33,6 @@ response is the maximum over its prefixes, which is where a stream would have be
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import tempfile
@@ -118,7 +117,8 @@ class ClassifierCard(BaseModel):
     format: str
     """The text template the classifier reads."""
     dataset_sha256: str
-    """Hash of the data set's manifest the classifier was trained on."""
+    """The identity of the data set trained on (its manifest's ``sha256``: the hash of
+    ``examples.jsonl``, checked against the file on every load)."""
     constitution_sha256: str
     """Hash of the constitution that data set was generated from."""
     held_out_families: list[str]
@@ -455,13 +455,9 @@ def _tokenizer_for(dataset: Any, cfg: ClassifierConfig, folder: Path) -> Any:
 
 
 def _hashes(dataset: Any) -> tuple[str, str]:
-    """(sha256 of the data set's manifest as canonical JSON, the constitution's sha256)."""
-    from safescale.policy import sha256_hex
-
+    """(the data set's identity, the manifest's ``sha256``; the constitution's sha256)."""
     manifest = dataset.manifest
-    doc = manifest.to_json() if hasattr(manifest, "to_json") else dict(manifest)
-    data = sha256_hex(json.dumps(doc, sort_keys=True).encode())
-    return data, str(doc.get("constitution_sha256", ""))
+    return str(manifest.sha256), str(manifest.constitution_sha256)
 
 
 def train_classifiers(
