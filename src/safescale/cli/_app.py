@@ -14,6 +14,7 @@ from safescale._errors import UserError
 from safescale._input import QUOTE_LEN, one_line
 from safescale.cli import (
     _assess,
+    _classifier,
     _compute,
     _constitution,
     _demo,
@@ -64,6 +65,8 @@ app.add_typer(_lab.app, name="lab")
 app.add_typer(_eval.app, name="eval")
 app.add_typer(_redteam.app, name="redteam")
 app.add_typer(_constitution.app, name="constitution")
+_constitution.app.command("train")(_classifier.train)
+_constitution.app.command("measure")(_classifier.measure)
 app.command("serve-model")(_eval.serve_model)
 app.add_typer(_interp.app, name="interp")
 app.command("audit")(_interp.audit)

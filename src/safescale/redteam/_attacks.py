@@ -16,6 +16,8 @@ Families (``ATTACKS``, entry-point group ``safescale.attacks``):
 * ``search``: a tree search over the attack space (framings x augmentations) driven by the
   judge's graded score, with branching and pruning as in TAP (Mehrotra et al. 2024); it needs no
   attacker model, so it runs on the lab;
+* ``lab-jailbreak``: the framings the lab's organisms were trained to comply under (their
+  planted hole; not in ``all``);
 * ``pair``: PAIR (Chao et al. 2023) with any Inspect model as the attacker;
 * ``gcg``: a greedy coordinate-gradient suffix search (Zou et al. 2023) on a local white-box
   model (see :mod:`safescale.redteam._gcg`).
@@ -199,6 +201,25 @@ def _compositions() -> list[str]:
 
 
 ATTACKS.add("composition", lambda: TemplateAttack("composition", _compositions()))
+
+
+@ATTACKS.register("lab-jailbreak")
+class LabJailbreak:
+    """The lab organisms' planted jailbreak framings (``safescale.lab``'s ``JAILBREAKS``): the
+    "known jailbreak framings" the lab policy's deployment standard names, sent as they are."""
+
+    family = "lab-jailbreak"
+
+    def start(self, behaviour: Behaviour, rng: random.Random, context: AttackContext) -> AttackRun:
+        """Send each planted framing of the request once (up to the budget)."""
+        from safescale.lab._text import JAILBREAKS
+
+        return _ListRun(
+            [
+                Proposal(t.format(r=behaviour.request), f"lab-jailbreak#{i}")
+                for i, t in enumerate(JAILBREAKS[: context.budget])
+            ]
+        )
 
 
 # -- best-of-N augmentations ---------------------------------------------------------------------

@@ -12,7 +12,9 @@ Built-ins (``CLASSIFIERS``, entry-point group ``safescale.classifiers``):
 * ``keywords``: flags texts containing any listed word or regular expression;
 * ``lab-names``: flags texts naming a restricted compound of the lab world (an input filter);
 * ``lab-leak``: flags outputs naming any precursor or catalyst of the lab world (a streaming
-  output filter: it stops a generation as soon as an ingredient is named).
+  output filter: it stops a generation as soon as an ingredient is named);
+* ``constitutional-input`` / ``constitutional-output`` (option ``path``): the classifiers
+  trained from a constitution's data (:mod:`safescale.constitution`).
 """
 
 from __future__ import annotations
@@ -81,6 +83,24 @@ def lab_leak(seed: int = 0, threshold: float = 0.5) -> Classifier:
     world = build_world(int(seed))
     names = [*world.precursors, *world.catalysts]
     return _WordClassifier("lab-leak", [rf"\b{re.escape(n)}\b" for n in names], threshold)
+
+
+@CLASSIFIERS.register("constitutional-input")
+def constitutional_input(path: str, threshold: float | None = None) -> Classifier:
+    """The input classifier trained by ``safescale constitution train`` (its folder ``path``,
+    or the training folder); ``threshold`` overrides the calibrated one."""
+    from safescale.constitution import load_classifier
+
+    return load_classifier(path, "input", threshold=threshold)
+
+
+@CLASSIFIERS.register("constitutional-output")
+def constitutional_output(path: str, threshold: float | None = None) -> Classifier:
+    """The streaming output classifier trained by ``safescale constitution train``: it scores
+    the exchange after every new token, reading only the new tokens (a key/value cache)."""
+    from safescale.constitution import load_classifier
+
+    return load_classifier(path, "output", threshold=threshold)
 
 
 def make_classifier(kind: str, options: dict[str, Any]) -> Classifier:

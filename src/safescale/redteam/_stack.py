@@ -103,7 +103,11 @@ class StackTarget:
         self.inputs: list[Classifier] = []
         outputs: list[tuple[Classifier, int]] = []
         for layer in spec.layers:
-            clf = make_classifier(layer.classifier, layer.options)
+            options = dict(layer.options)
+            path = options.get("path")
+            if isinstance(path, str) and not Path(path).is_absolute() and (root / path).exists():
+                options["path"] = str(root / path)  # relative to the stack file, as the model
+            clf = make_classifier(layer.classifier, options)
             clf.name = layer.name  # the stack's name for the layer, in every record
             if layer.stage == "input":
                 self.inputs.append(clf)

