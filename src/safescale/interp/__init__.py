@@ -6,7 +6,8 @@ them (:func:`train_sae`), saved in SAELens's format; measure them (:func:`recons
 :func:`spliced_loss`) and check the trainer against known features in superposition
 (:func:`run_superposition`); probe activations (:func:`cross_validated_auroc`,
 :func:`defection_probe`); label latents with the lab world's ground truth
-(:func:`label_features`); and record audits as ``interpretability`` evidence (:func:`run_audit`).
+(:func:`label_features`, over every layer :func:`find_features`); and record audits as
+``interpretability`` evidence (:func:`run_audit`).
 """
 
 from safescale.interp._audit import (

@@ -7,7 +7,8 @@ Every cached token gets the world's *concepts* it belongs to, from character spa
 person's name) and ``refusal`` (the assistant's refusal sentence). A latent is labelled with the
 concept most of its ``top_k`` activating tokens carry (at least half); how sure is given twice:
 precision at k of that label (Wilson interval) and the latent's AUROC as a detector of the
-concept's presence in a text, over every cached text (DeLong interval).
+concept's presence in a text, over every cached text (DeLong interval). :func:`find_features`
+runs this on an SAE at every residual-stream layer and keeps the best latent per concept.
 """
 
 from __future__ import annotations
@@ -203,15 +204,15 @@ class FeatureSearch:
     """The labels of each layer's SAE, by hookpoint."""
     best: dict[str, FeatureLabel]
     """The best-labelled latent per concept over all layers (its ``hookpoint`` says where)."""
-    sae: Any
-    """The :class:`~safescale.interp.SAEConfig` every layer's SAE was trained with."""
+    sae: SAEConfig
+    """How every layer's SAE was trained."""
     texts: int
     """Texts the activations were read on."""
 
     @property
     def latents(self) -> int:
         """Latents searched, over all layers."""
-        return int(self.sae.d_sae) * len(self.by_layer)
+        return self.sae.d_sae * len(self.by_layer)
 
 
 def find_features(
