@@ -19,6 +19,7 @@ import io
 import math
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -167,15 +168,27 @@ class Row:
 def bench_sae(cache: ActivationCache, held_out: torch.Tensor) -> float:
     d = cache.manifest.d
     cfg = SAEConfig(architecture="topk", d_sae=16 * d, k=16, tokens=400_000, batch_size=1024)
-    results: dict[str, Row] = {}
-    for label, c in (("plain loop", replace(cfg, sparse=False)), ("ours", cfg)):
+    ours_lr = 2e-4 / math.sqrt(cfg.d_sae / 2**14)
+
+    def train_ours(c: SAEConfig) -> Row:
         t = train_sae(cache.batches(1024, epochs=None, seed=1), d, c)
         rec = reconstruction(t.sae, held_out)
-        results[label] = Row(t.tokens_per_second, rec.fvu.value, str(rec.fvu), rec.l0.value)
-    # SAELens at its default learning rate, and at ours (same schedule length and data).
-    results["SAELens"] = _saelens(cache, held_out, cfg, 3e-4)
-    ours_lr = 2e-4 / math.sqrt(cfg.d_sae / 2**14)
-    results["SAELens, our lr"] = _saelens(cache, held_out, cfg, ours_lr)
+        return Row(t.tokens_per_second, rec.fvu.value, str(rec.fvu), rec.l0.value)
+
+    # Two interleaved rounds, best throughput of each trainer, so that load on a shared
+    # machine hits every trainer alike; SAELens at its default learning rate and at ours.
+    runs: dict[str, Callable[[], Row]] = {
+        "plain loop": lambda: train_ours(replace(cfg, sparse=False)),
+        "ours": lambda: train_ours(cfg),
+        "SAELens": lambda: _saelens(cache, held_out, cfg, 3e-4),
+        "SAELens, our lr": lambda: _saelens(cache, held_out, cfg, ours_lr),
+    }
+    results: dict[str, Row] = {}
+    for _ in range(2):
+        for label, run in runs.items():
+            r = run()
+            if label not in results or r.tokens_per_second > results[label].tokens_per_second:
+                results[label] = r
     for label, r in results.items():
         print(
             f"SAE {label:<16} {r.tokens_per_second:>9,.0f} tok/s  FVU {r.fvu_text}  L0 {r.l0:.1f}"
@@ -186,7 +199,7 @@ def bench_sae(cache: ActivationCache, held_out: torch.Tensor) -> float:
     best_ref_fvu = min(ref.fvu, results["SAELens, our lr"].fvu)
     ok_fvu = ours.fvu <= best_ref_fvu * 1.02
     print(
-        f"SAE training: {ratio:.2f}x SAELens's trainer (target {TARGET}x), "
+        f"SAE training (best of 2 interleaved rounds): {ratio:.2f}x SAELens's trainer (target {TARGET}x), "
         f"{ours.tokens_per_second / loop.tokens_per_second:.2f}x the plain PyTorch loop; "
         f"FVU ours {ours.fvu:.4f} vs SAELens {ref.fvu:.4f} (its lr) / "
         f"{results['SAELens, our lr'].fvu:.4f} (our lr) at L0 {ours.l0:.0f} "
