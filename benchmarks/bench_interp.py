@@ -1,12 +1,12 @@
 """Interp throughput: SAE training on cached activations, and activation capture.
 
 1. SAE training: tokens per second of ``train_sae`` (TopK, sparse hand-written gradients)
-   against the plain PyTorch reference loop (the same SAE, data, AuxK and optimiser, with dense
-   codes and autograd: ``SAEConfig(sparse=False)``) on the same cached activations, dictionary
-   size and k; FVU on held-out cached tokens at the same L0 (k). Target: at least 2x.
-   SAELens installs beside our pins, but its trainer is built around its own activation
-   store and TransformerLens hooks, so the reference here is the plain loop; its SAE files
-   are checked for loading by SAELens in the tests instead.
+   against SAELens's trainer (``SAETrainer`` stepping a ``TopKTrainingSAE``, its defaults, fed
+   the same cached batches through its ``DataProvider`` interface: no TransformerLens, no
+   activation store) on the same activations, dictionary size, k, token budget and batch size;
+   FVU on held-out cached tokens at the same L0 (k). Target: at least 2x. A second reference is
+   the plain PyTorch loop (our SAE, data, AuxK and optimiser with dense codes and autograd:
+   ``SAEConfig(sparse=False)``), which isolates the sparse step.
 2. Capture: tokens per second of ``capture_activations`` (hook, stop after the layer, stream
    to safetensors shards) against a plain forward pass with a hook that keeps the activation
    in memory.
@@ -14,9 +14,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+import math
 import tempfile
 import time
-from dataclasses import replace
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import torch
@@ -30,6 +34,7 @@ from safescale.interp import (
     reconstruction,
     train_sae,
 )
+from safescale.interp._stats import bootstrap_ratio
 from safescale.lab import SIZES, TrainConfig, load_tokenizer, train_model, write_corpus
 
 TARGET = 2.0
@@ -100,24 +105,105 @@ def bench_capture(model, tok, texts: list[str], tmp: Path) -> float:  # type: ig
     return o / r
 
 
+def _saelens(cache: ActivationCache, held_out: torch.Tensor, cfg: SAEConfig, lr: float) -> Row:
+    """SAELens's own TopK trainer on our cached batches (its defaults but for ``lr``)."""
+    from sae_lens.config import SAETrainerConfig
+    from sae_lens.saes.topk_sae import TopKTrainingSAE, TopKTrainingSAEConfig
+    from sae_lens.training.sae_trainer import SAETrainer
+
+    d = cache.manifest.d
+    sae = TopKTrainingSAE(
+        TopKTrainingSAEConfig(
+            d_in=d,
+            d_sae=cfg.d_sae,
+            k=cfg.k,
+            dtype="float32",
+            device="cpu",
+            # Scale inputs to E||x|| = sqrt(d) as ours does, folded in after training.
+            normalize_activations="expected_average_only_in",
+        )
+    )
+    trainer = SAETrainer(
+        SAETrainerConfig(
+            total_training_samples=cfg.tokens,
+            train_batch_size_samples=cfg.batch_size,
+            lr=lr,
+            lr_end=lr,
+            device="cpu",
+            # Ours estimates the input scale from the first batch; SAELens's default of
+            # 1,000 batches would spend 1M tokens before the first step.
+            n_batches_for_norm_estimate=1,
+        ),
+        sae,
+        cache.batches(cfg.batch_size, epochs=None, seed=1),
+    )
+    t0 = time.perf_counter()
+    with contextlib.redirect_stderr(io.StringIO()):  # its progress bar
+        trained = trainer.fit()
+    seconds = time.perf_counter() - t0
+    with torch.no_grad():
+        f = torch.cat([trained.encode(x) for x in held_out.split(4096)])
+        x_hat = torch.cat([trained.decode(z) for z in f.split(4096)])
+    err = ((held_out - x_hat) ** 2).sum(1).double().numpy()
+    var = ((held_out - held_out.mean(0)) ** 2).sum(1).double().numpy()
+    fvu = bootstrap_ratio(err, var, "tokens")
+    return Row(
+        trainer.n_training_samples / seconds,
+        fvu.value,
+        str(fvu),
+        float((f != 0).sum(1).float().mean()),
+    )
+
+
+@dataclass(frozen=True)
+class Row:
+    """One trainer's result."""
+
+    tokens_per_second: float
+    fvu: float
+    fvu_text: str
+    l0: float
+
+
 def bench_sae(cache: ActivationCache, held_out: torch.Tensor) -> float:
     d = cache.manifest.d
     cfg = SAEConfig(architecture="topk", d_sae=16 * d, k=16, tokens=400_000, batch_size=1024)
-    results = {}
-    for label, c in (("reference", replace(cfg, sparse=False)), ("ours", cfg)):
+    ours_lr = 2e-4 / math.sqrt(cfg.d_sae / 2**14)
+
+    def train_ours(c: SAEConfig) -> Row:
         t = train_sae(cache.batches(1024, epochs=None, seed=1), d, c)
         rec = reconstruction(t.sae, held_out)
-        results[label] = (t.tokens_per_second, rec.fvu.value, rec.l0.value)
+        return Row(t.tokens_per_second, rec.fvu.value, str(rec.fvu), rec.l0.value)
+
+    # Two interleaved rounds, best throughput of each trainer, so that load on a shared
+    # machine hits every trainer alike; SAELens at its default learning rate and at ours.
+    runs: dict[str, Callable[[], Row]] = {
+        "plain loop": lambda: train_ours(replace(cfg, sparse=False)),
+        "ours": lambda: train_ours(cfg),
+        "SAELens": lambda: _saelens(cache, held_out, cfg, 3e-4),
+        "SAELens, our lr": lambda: _saelens(cache, held_out, cfg, ours_lr),
+    }
+    results: dict[str, Row] = {}
+    for _ in range(2):
+        for label, run in runs.items():
+            r = run()
+            if label not in results or r.tokens_per_second > results[label].tokens_per_second:
+                results[label] = r
+    for label, r in results.items():
         print(
-            f"SAE {label:<9} {t.tokens_per_second:>9,.0f} tok/s  FVU {rec.fvu}  L0 {rec.l0.value:.1f}"
-            f"  (d={d}, d_sae={c.d_sae}, k={c.k}, {t.tokens:,} tokens)"
+            f"SAE {label:<16} {r.tokens_per_second:>9,.0f} tok/s  FVU {r.fvu_text}  L0 {r.l0:.1f}"
+            f"  (d={d}, d_sae={cfg.d_sae}, k={cfg.k}, {cfg.tokens:,} tokens, batch {cfg.batch_size})"
         )
-    ratio = results["ours"][0] / results["reference"][0]
-    ok_fvu = results["ours"][1] <= results["reference"][1] * 1.02
+    ours, ref, loop = results["ours"], results["SAELens"], results["plain loop"]
+    ratio = ours.tokens_per_second / ref.tokens_per_second
+    best_ref_fvu = min(ref.fvu, results["SAELens, our lr"].fvu)
+    ok_fvu = ours.fvu <= best_ref_fvu * 1.02
     print(
-        f"SAE training: {ratio:.2f}x the plain PyTorch loop (target {TARGET}x); "
-        f"FVU ours {results['ours'][1]:.4f} vs reference {results['reference'][1]:.4f} "
-        f"at L0 {results['ours'][2]:.0f} ({'equal or better' if ok_fvu else 'WORSE'})"
+        f"SAE training (best of 2 interleaved rounds): {ratio:.2f}x SAELens's trainer (target {TARGET}x), "
+        f"{ours.tokens_per_second / loop.tokens_per_second:.2f}x the plain PyTorch loop; "
+        f"FVU ours {ours.fvu:.4f} vs SAELens {ref.fvu:.4f} (its lr) / "
+        f"{results['SAELens, our lr'].fvu:.4f} (our lr) at L0 {ours.l0:.0f} "
+        f"({'equal or better' if ok_fvu else 'WORSE'})"
     )
     return ratio if ok_fvu else 0.0
 

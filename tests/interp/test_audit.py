@@ -77,6 +77,24 @@ def test_report_section_lists_the_latest_check_per_subject() -> None:
     assert "auroc 1.000 [0.990, 1.000]" in probe_row[2] and probe_row[-1] == new.id
     feat_row = next(r for r in section.rows if r[0] == "interp.trigger-feature")
     assert "latent 4" in feat_row[4] and "trigger" in feat_row[4]
+    # A best candidate that is not sure enough is shown as not found, with its precision.
+    unsure = feature.model_copy(
+        update={
+            "id": "ev-unsure",
+            "details": {**feature.details, "found": False, "precision_at_k": {"value": 0.55}},
+        }
+    )
+    row = audit_section([unsure])
+    assert row is not None and row.rows[0][4].startswith("not found")
+    assert "0.55 of its top 20" in row.rows[0][4]
+    absent = feature.model_copy(
+        update={
+            "id": "ev-absent",
+            "details": {"check_kind": "feature", "found": False, "concept": "trigger"},
+        }
+    )
+    row = audit_section([absent])
+    assert row is not None and row.rows[0][4] == "no latent labelled trigger"
 
 
 def test_audit_config_file(tmp_path) -> None:  # type: ignore[no-untyped-def]

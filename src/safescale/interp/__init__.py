@@ -6,7 +6,8 @@ them (:func:`train_sae`), saved in SAELens's format; measure them (:func:`recons
 :func:`spliced_loss`) and check the trainer against known features in superposition
 (:func:`run_superposition`); probe activations (:func:`cross_validated_auroc`,
 :func:`defection_probe`); label latents with the lab world's ground truth
-(:func:`label_features`); and record audits as ``interpretability`` evidence (:func:`run_audit`).
+(:func:`label_features`, over every layer :func:`find_features`); and record audits as
+``interpretability`` evidence (:func:`run_audit`).
 """
 
 from safescale.interp._audit import (
@@ -41,6 +42,8 @@ from safescale.interp._features import (
     CONCEPTS,
     FeatureLabel,
     FeatureLabels,
+    FeatureSearch,
+    find_features,
     label_features,
     organism_texts,
     token_concepts,
@@ -97,6 +100,7 @@ __all__ = [
     "Estimate",
     "FeatureLabel",
     "FeatureLabels",
+    "FeatureSearch",
     "Hookpoint",
     "LinearProbe",
     "ProbeResult",
@@ -118,6 +122,7 @@ __all__ = [
     "defection_probe",
     "dense_step",
     "feature_dictionary",
+    "find_features",
     "geometric_median",
     "label_features",
     "last_token_activations",

