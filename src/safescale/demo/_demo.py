@@ -284,7 +284,7 @@ def _deploy_tests(ws: Workspace, model: str, how: str) -> list[Evidence]:
             for e in ws.evidence(model)
             if e.kind == "safeguard_test"
             and e.subject == "LAB-DEPLOY-2"
-            and e.details.get("demo") == f"triggered-{how}"
+            and e.details.get("campaign", {}).get("demo") == f"triggered-{how}"
         ),
         key=lambda e: str(e.details["criterion"]),
     )
