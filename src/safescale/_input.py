@@ -406,6 +406,36 @@ def read_json_limited(
     return loads_json(read_text_limited(path, limit, what=what), str(path), fix=fix)
 
 
+MAX_JSONL_BYTES = 256 << 20
+"""A JSONL input (behaviours, labelled texts, texts to capture) may be at most this large."""
+
+MAX_JSONL_LINE = 1 << 20
+"""One JSONL line may be at most this long."""
+
+
+def jsonl_rows(
+    path: str | os.PathLike[str],
+    what: str,
+    *,
+    limit: int = MAX_JSONL_BYTES,
+    max_line: int = MAX_JSONL_LINE,
+) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each non-blank line of a JSONL file, read within ``limit``
+    bytes and ``max_line`` bytes a line, strict UTF-8 and JSON (see :func:`loads_json`); a
+    problem is a one-line :class:`UserError` naming the file and the line."""
+    src = str(path)
+    data = read_limited(path, limit, what=what)
+    for number, line in split_lines(data, src, max_line=max_line):
+        if not line.strip():
+            continue
+        row = loads_json(line, src, line=number, fix=f"each line of a {what} is one JSON object")
+        if not isinstance(row, dict):
+            raise UserError(
+                Problem(f"each line of a {what} must be a JSON object", source=src, line=number)
+            )
+        yield number, row
+
+
 # -- YAML ---------------------------------------------------------------------------------------
 
 MAX_CONFIG_BYTES = 1 << 20

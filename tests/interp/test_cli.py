@@ -123,7 +123,7 @@ def test_bad_input_is_one_line_and_exit_2(run_cli, smoke_ladder, tmp_path) -> No
         "--out",
         str(out_dir),
     )
-    assert code == 2 and "text file does not exist" in err and not out_dir.exists()
+    assert code == 2 and "text file not found" in err and not out_dir.exists()
     code, _, err = run_cli(
         "interp", "sae", "train", "--cache", str(tmp_path), "--out", str(out_dir)
     )

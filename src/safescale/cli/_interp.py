@@ -289,19 +289,15 @@ def probe_cmd(
 
 
 def _labelled(path: Path) -> tuple[list[str], list[int]]:
-    if not path.is_file():
-        raise UserError(Problem("data file does not exist", source=str(path)))
+    from safescale._input import jsonl_rows
+
     texts, labels = [], []
-    for i, line in enumerate(path.read_text().splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            row = json.loads(line)
-            text, label = str(row["text"]), row["label"]
-        except (json.JSONDecodeError, KeyError, TypeError):
+    for i, row in jsonl_rows(path, "data file"):
+        text, label = row.get("text"), row.get("label")
+        if not isinstance(text, str):
             raise UserError(
-                Problem("expected a JSON object with 'text' and 'label'", source=str(path), line=i)
-            ) from None
+                Problem("expected a 'text' string", source=str(path), line=i, field="text")
+            )
         if label not in (0, 1, True, False):
             raise UserError(
                 Problem("label must be 0 or 1", source=str(path), line=i, field="label")

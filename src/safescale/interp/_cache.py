@@ -21,6 +21,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file, save_file
 
 from safescale._errors import Problem, UserError
+from safescale._input import MAX_JSONL_BYTES, jsonl_rows, read_text_limited
 from safescale._io import atomic_write_text, file_sha256
 from safescale.interp._hooks import Hookpoint, capture, run_to
 
@@ -287,20 +288,15 @@ def read_texts(path: str | Path, limit: int | None = None) -> list[str]:
     """Texts from a file: documents separated by blank lines (a lab corpus file), or JSONL
     with a ``text`` field per line."""
     p = Path(path)
-    if not p.is_file():
-        raise UserError(Problem("text file does not exist", source=str(p)))
-    raw = p.read_text()
     if p.suffix == ".jsonl":
         out = []
-        for i, line in enumerate(raw.splitlines(), 1):
-            if not line.strip():
-                continue
-            try:
-                out.append(str(json.loads(line)["text"]))
-            except (json.JSONDecodeError, KeyError, TypeError):
+        for i, row in jsonl_rows(p, "text file"):
+            if not isinstance(row.get("text"), str):
                 raise UserError(
-                    Problem("expected a JSON object with a 'text' field", source=str(p), line=i)
-                ) from None
+                    Problem("expected a 'text' string", source=str(p), line=i, field="text")
+                )
+            out.append(row["text"])
     else:
+        raw = read_text_limited(p, MAX_JSONL_BYTES, what="text file")
         out = [t.strip() for t in raw.split("\n\n") if t.strip()]
     return out[:limit] if limit is not None else out

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safescale._errors import Problem, UserError
+from safescale._input import jsonl_rows
 from safescale._io import file_sha256
 from safescale.policy import Evidence, Interval, sha256_hex, utcnow
-from safescale.redteam._behaviours import jsonl_rows
 from safescale.redteam._stats import Rate, rate
 
 

@@ -20,8 +20,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from safescale._errors import Problem, UserError
+from safescale._input import jsonl_rows
 from safescale._registry import Registry
-from safescale.redteam._behaviours import Behaviour, jsonl_rows
+from safescale.redteam._behaviours import Behaviour
 from safescale.redteam._stats import Rate, rate
 
 
