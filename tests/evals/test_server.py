@@ -403,7 +403,7 @@ def _same(a: list[Any], b: list[Any]) -> None:
 
 
 def test_shared_prefixes_are_computed_once_with_the_same_results(model_dir: Path) -> None:
-    from safescale.evals._server_engine import _share_prefixes
+    from safescale.evals._server_prefill import _share_prefixes
 
     lm = load_local_model(LocalModelConfig(model_dir))
     question = lm.encode(
@@ -421,7 +421,7 @@ def test_shared_prefixes_are_computed_once_with_the_same_results(model_dir: Path
 
 
 def test_scoring_batches_share_prefixes_within_and_across_batches(model_dir: Path) -> None:
-    from safescale.evals import _server_engine as engine
+    from safescale.evals import _server_prefill as engine
 
     lm = load_local_model(LocalModelConfig(model_dir))
     rows = _scoring_rows(lm)
@@ -442,7 +442,7 @@ def test_scoring_batches_share_prefixes_within_and_across_batches(model_dir: Pat
 def test_a_model_ignoring_packed_masks_falls_back_to_two_passes(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from safescale.evals import _server_engine as engine
+    from safescale.evals import _server_prefill as engine
 
     lm = load_local_model(LocalModelConfig(model_dir))
     rows = _scoring_rows(lm)
@@ -467,7 +467,7 @@ def test_a_model_ignoring_packed_masks_falls_back_to_two_passes(
 def test_prefix_cache_keeps_the_most_recently_used_within_its_budget() -> None:
     import torch
 
-    from safescale.evals._server_engine import MIN_SHARED, PrefixCache, _Kept
+    from safescale.evals._server_prefill import MIN_SHARED, PrefixCache, _Kept
 
     def kept(start: int) -> _Kept:
         tokens = tuple(range(start, start + MIN_SHARED + 4))

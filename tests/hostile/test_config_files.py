@@ -1,5 +1,5 @@
 """Hostile and careless configuration files: the audit config (``audit --config``) and the
-stack file (``redteam run --target stack.yaml``), both read by ``_input.load_yaml_model``.
+stack file (``redteam run --target stack.yaml``), both read by ``_config.load_yaml_model``.
 
 One table of broken YAML runs through both commands, then a few cases each command's model
 refuses. Each case: exit 2, one line naming the file (its line and field where there is one)

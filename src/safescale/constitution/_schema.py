@@ -29,20 +29,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from safescale._config import data_path, format_field, line_for, parse_field, parse_yaml
 from safescale._errors import Problem, UserError
-from safescale._input import (
-    ID_RE,
-    MAX_ID_LEN,
-    data_path,
-    decode_utf8,
-    escape_controls,
-    format_field,
-    line_for,
-    parse_field,
-    parse_yaml,
-    quote,
-    read_limited,
-)
+from safescale._input import ID_RE, MAX_ID_LEN, decode_utf8, escape_controls, quote, read_limited
 from safescale.policy._records import canonical_json
 
 SCHEMA = "safescale/constitution/v1"

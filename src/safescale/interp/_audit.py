@@ -27,8 +27,8 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from safescale._config import load_yaml_model
 from safescale._errors import Problem, UserError
-from safescale._input import load_yaml_model
 from safescale.interp._stats import Estimate
 from safescale.policy import Evidence, Interval, sha256_hex
 

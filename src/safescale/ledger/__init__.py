@@ -9,16 +9,10 @@ without our database.
 
 from safescale.ledger._checkpoint import Checkpoint, read_checkpoint
 from safescale.ledger._entry import LedgerEntry
+from safescale.ledger._export import LedgerExport, verify_export
 from safescale.ledger._keys import KeyPair, load_public_pem
 from safescale.ledger._verify import VerifyProblem, VerifyReport, verify_ledger
-from safescale.ledger._workspace import (
-    AppendResult,
-    LedgerExport,
-    RawRecord,
-    Workspace,
-    raw_record,
-    verify_export,
-)
+from safescale.ledger._workspace import AppendResult, RawRecord, Workspace, raw_record
 
 init_workspace = Workspace.init
 """Create a workspace (alias of :meth:`Workspace.init`)."""

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from pydantic import BaseModel, ConfigDict
 from sqlalchemy import Connection, text
 
 from safescale._errors import IntegrityError, Problem, UserError
@@ -51,6 +50,7 @@ from safescale.ledger._entry import (
     header_unchecked,
     plain,
 )
+from safescale.ledger._export import LedgerExport
 from safescale.ledger._keys import KeyPair, key_id, load_public_pem, public_pem
 from safescale.ledger._scan import scan_clean
 from safescale.ledger._store import (
@@ -88,7 +88,6 @@ from safescale.policy import (
 )
 
 WORKSPACE_DIR = ".safescale"
-EXPORT_VERSION = 1
 
 
 class RawRecord(NamedTuple):
@@ -124,20 +123,6 @@ class AppendResult:
             LedgerEntry.from_row((*r[:8], author, time, kid, r[8], signature, r[9]))
             for r in self.rows
         ]
-
-
-class LedgerExport(BaseModel):
-    """What ``safescale ledger export --json`` writes: enough to verify without our database."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    version: int = EXPORT_VERSION
-    public_key_pem: str
-    key_id: str
-    head: str | None
-    """Entry hash of the last entry; pins the history."""
-    count: int
-    entries: list[LedgerEntry]
 
 
 def raw_record(record: Record) -> RawRecord:
@@ -693,22 +678,3 @@ class Workspace:
             count=len(items),
             entries=items,
         )
-
-
-def verify_export(
-    export: LedgerExport | str | bytes, public_key_pem: str | bytes | None = None
-) -> VerifyReport:
-    """Verify an export (the model or its JSON) without any database.
-
-    Pass the public key you obtained separately as ``public_key_pem``: the key inside an
-    export proves only that the export is self-consistent, not who signed it.
-    """
-    if not isinstance(export, LedgerExport):
-        export = LedgerExport.model_validate_json(export)
-    public = load_public_pem(public_key_pem or export.public_key_pem)
-    rows = (
-        (e.seq, e.kind, e.record_id, e.model, e.payload.encode(), e.payload_sha256, e.prev_hash,
-         e.entry_hash, e.author, e.time, e.key_id, e.signed_seq, e.signature, e.version)
-        for e in export.entries
-    )  # fmt: skip
-    return verify_ledger(rows, public)

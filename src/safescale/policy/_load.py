@@ -16,16 +16,9 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from safescale._config import MAX_YAML_NODES, line_for, parse_field, parse_yaml, pydantic_problem
 from safescale._errors import Problem, UserError
-from safescale._input import (
-    MAX_YAML_NODES,
-    line_for,
-    parse_field,
-    parse_yaml,
-    pydantic_problem,
-    quote,
-    read_limited,
-)
+from safescale._input import quote, read_limited
 from safescale.policy._records import canonical_json
 from safescale.policy._schema import Policy, metric_range
 

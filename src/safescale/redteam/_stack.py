@@ -30,8 +30,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from safescale._config import load_yaml_model
 from safescale._errors import Problem, UserError
-from safescale._input import load_yaml_model
 from safescale.redteam._behaviours import Behaviour
 from safescale.redteam._campaign import DIRECT, Attempt
 from safescale.redteam._judges import is_refusal
