@@ -486,18 +486,22 @@ def _guard(ws: Workspace, model: ModelRecord, folder: Path, seed: int) -> Path:
         clf / "output" / "classifier.json",
     ):
         ws.add_artifact(path)
+    import yaml
+
+    layers = [
+        {"name": f"cc-{stage}", "stage": stage, "classifier": f"constitutional-{stage}",
+         "options": {"path": "classifiers"}}
+        for stage in ("input", "output")
+    ]  # fmt: skip
+    spec = {
+        "schema": "safescale/stack/v1",
+        "name": "constitutional-classifiers",
+        # Dumped, not formatted: any folder name (a colon, a '#') stays one YAML string.
+        "model": str(Path(str(model.weights_ref)).resolve()),
+        "layers": layers,
+    }
     stack = folder / "guarded.yaml"
-    atomic_write_text(
-        stack,
-        "schema: safescale/stack/v1\n"
-        "name: constitutional-classifiers\n"
-        f"model: {Path(str(model.weights_ref)).resolve()}\n"
-        "layers:\n"
-        "  - {name: cc-input, stage: input, classifier: constitutional-input, "
-        "options: {path: classifiers}}\n"
-        "  - {name: cc-output, stage: output, classifier: constitutional-output, "
-        "options: {path: classifiers}}\n",
-    )
+    atomic_write_text(stack, yaml.safe_dump(spec, sort_keys=False))
     return stack
 
 
