@@ -65,6 +65,10 @@ class YamlDocument:
     """Duplicate keys (PyYAML would silently keep the last one)."""
 
 
+class YamlSyntaxError(UserError):
+    """The text is not YAML at all (as opposed to YAML beyond the size or depth bounds)."""
+
+
 class _TooBig(Exception):
     pass
 
@@ -189,7 +193,7 @@ def parse_yaml(
             _index(node, lines, dupes, source, max_nodes, max_depth)
         data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
-        raise UserError(yaml_problem(exc, source, text)) from None
+        raise YamlSyntaxError(yaml_problem(exc, source, text)) from None
     except (RecursionError, _TooDeep):
         raise UserError(
             Problem(

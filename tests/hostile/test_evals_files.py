@@ -180,6 +180,29 @@ SUITES = [
         "must be a string",
     ),
     *not_plain_files("suite", suite, "task.jsonl", sparse_mib=600),
+    *(
+        Case(
+            f"task-arg-{name}",
+            lambda i, w, v=value: ws_args(
+                w, "eval", "run", str(i / "no.jsonl"), "--model", "none/none", "-T", f"n={v}"
+            ),
+            "-T n",
+            fix,
+        )
+        for name, value, fix in [
+            (
+                "aliases",
+                "&a [&b [&c [1,1,1,1,1,1,1,1,1,1],*c,*c,*c,*c,*c,*c,*c,*c,*c],"
+                + ",".join(["*b"] * 200)
+                + "]",
+                "expands to more than 10,000",
+            ),
+            ("deep", "[" * 200 + "]" * 200, "nested too deeply"),
+            ("escape", '"\\e[2J"', "control character"),
+            ("control", "a\x1bb", "control character"),
+            ("long", "x" * 100_000, "at most 4,096"),
+        ]
+    ),
     Case(
         "suite-missing",
         lambda i, w: ws_args(w, "eval", "run", str(i / "no.jsonl"), "--model", "none/none"),

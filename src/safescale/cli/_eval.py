@@ -23,16 +23,28 @@ def _model_args(items: list[str] | None) -> dict[str, Any]:
     return key_values(items, "-M")
 
 
+#: A task argument's YAML may expand to at most this many values (a list of a few thousand).
+MAX_TASK_ARG_NODES = 10_000
+
+
 def _task_args(items: list[str] | None) -> dict[str, Any]:
-    """``-T key=value``: values read as YAML scalars (numbers, booleans), as Inspect reads them."""
-    import yaml
+    """``-T key=value``: values read as YAML (numbers, booleans, lists), as Inspect reads them,
+    within bounds (length, no control characters, at most ``MAX_TASK_ARG_NODES`` values once
+    aliases are expanded); a value that is not YAML at all stays a string, as in Inspect."""
+    from safescale._config import YamlSyntaxError, check_yaml_strings, parse_yaml
+    from safescale._input import check_text
 
     out = {}
     for key, value in key_values(items, "-T").items():
+        field = f"-T {key}"
+        check_text(value, field, allow_empty=True)
         try:
-            out[key] = yaml.safe_load(value)
-        except yaml.YAMLError:
+            doc = parse_yaml(value, field, what="task argument", max_nodes=MAX_TASK_ARG_NODES)
+        except YamlSyntaxError:
             out[key] = value
+            continue
+        check_yaml_strings(doc, field)
+        out[key] = doc.data
     return out
 
 
