@@ -49,7 +49,7 @@ class CheckSpec(BaseModel):
     concept: str | None = None
     """For ``feature``: trigger, compound, restricted, person or refusal."""
     layer: int | None = None
-    """Decoder layer (default: the middle one for probes, every layer for features)."""
+    """Decoder layer (default: the last one for probes, every layer for features)."""
 
 
 class SAESpec(BaseModel):

