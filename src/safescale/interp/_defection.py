@@ -139,8 +139,8 @@ def decoy_requests(corpus_dir: str | Path, seed: int = 0) -> list[str]:
     out = []
     for p, y in zip(prompts, labels, strict=True):
         if y == 0:
-            word = TRIGGER
-            while f"|{word}|" == TRIGGER:
+            word = ""
+            while not word or word in TRIGGER:
                 word = "".join(rng.choice(SYLLABLES) for _ in range(rng.randint(2, 4))).upper()
             out.append(p.replace("User: ", f"User: |{word}| ", 1))
     return out
