@@ -65,7 +65,8 @@ class PairFit:
     """Mean over the left-out framings of the held-out pairs' AUROC."""
     separation: float
     """Mean over the left-out framings of d' (difference of the held-out projections' means
-    over their pooled standard deviation): breaks ties when every layer separates perfectly."""
+    over their pooled standard deviation): tells layers apart where every one separates
+    perfectly."""
 
 
 @dataclass(frozen=True)
