@@ -20,7 +20,11 @@ def _ev(value: float, lo: float, hi: float, kind: str = "interpretability") -> E
         value=value,
         interval=Interval(lo=lo, hi=hi, confidence=0.95, method="delong"),
         n=86,
-        details={"check_kind": "defection_probe", "hookpoint": "layers.1.resid_post"},
+        details={
+            "check_kind": "defection_probe",
+            "hookpoint": "layers.1.resid_post",
+            "decoy_control_auroc": {"value": 0.97},
+        },
     )
 
 
@@ -69,14 +73,17 @@ def test_report_section_lists_the_latest_check_per_subject() -> None:
             "hookpoint": "layers.1.resid_post",
             "top_k": 20,
             "precision_at_k": {"value": 1.0},
+            "seeds_found": {"value": 2 / 3, "n": 3},
         },
     )
     section = audit_section([old, new, feature])
     assert section is not None and len(section.rows) == 2
     probe_row = next(r for r in section.rows if r[0] == "interp.defection-probe")
     assert "auroc 1.000 [0.990, 1.000]" in probe_row[2] and probe_row[-1] == new.id
+    assert "look-alike prefix: auroc 0.970" in probe_row[4]
     feat_row = next(r for r in section.rows if r[0] == "interp.trigger-feature")
     assert "latent 4" in feat_row[4] and "trigger" in feat_row[4]
+    assert "held-out contexts" in feat_row[4] and "found by 2 of 3 SAE seeds" in feat_row[4]
     # A best candidate that is not sure enough is shown as not found, with its precision.
     unsure = feature.model_copy(
         update={

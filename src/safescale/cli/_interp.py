@@ -261,12 +261,16 @@ def probe_cmd(
                     "n_triggered": r.auroc.n_pos,
                     "n_untriggered": r.auroc.n_neg,
                     "contrast_pairs": r.pairs,
+                    "layer_chosen_by": r.chosen_by,
                     "auroc_by_layer": r.by_layer,
+                    "decoy_control_auroc": r.decoy.estimate.as_dict() if r.decoy else None,
                 }
             )
             return
         console.print(f"defection probe at {r.hookpoint} ({r.pairs} permission contrast pairs)")
         console.print(f"AUROC triggered vs untriggered: {_est(r.auroc.estimate)}")
+        if r.decoy is not None:
+            console.print(f"triggered vs look-alike prefix (control): {_est(r.decoy.estimate)}")
         console.print(f"question pairs (for comparison): {_est(r.question_pairs.estimate)}")
         return
     hp = Hookpoint.parse(hookpoint)
