@@ -30,9 +30,10 @@ from typing import Any, Literal
 from safescale.evals._lm import LocalLM
 from safescale.evals._server_prefill import eos_ids, prefill
 
-GATHER_SECONDS = 0.01
-"""The longest the worker waits for requests that are being read (see :meth:`BatchEngine.expect`)
-to batch them with those already queued; it never waits when none is on its way."""
+GATHER_SECONDS = 0.03
+"""The longest the worker, once free, waits to fill a batch: for requests being read (see
+:meth:`BatchEngine.expect`) and for the next requests of the clients its last batch answered.
+It never waits when none is on its way (a lone client, a request after a pause)."""
 
 FinishReason = Literal["stop", "length"]
 
