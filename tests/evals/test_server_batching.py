@@ -58,9 +58,10 @@ def test_closed_loop_clients_fill_batches(batches: list[int]) -> None:
         engine.close()
     assert sum(batches) == 60
     # Once every client has been answered once, the engine waits for the answered ones to
-    # come back: later batches hold all six (without it they split into groups taking turns).
-    # The last may hold fewer: a client that went first also finishes first.
-    assert batches[-6:-1] == [6] * 5, batches
+    # come back: most batches hold all six (without the wait they split into groups taking
+    # turns, [1, 5, 1, 5, ...]). The first and last hold fewer: a client that went first
+    # also finishes first.
+    assert batches.count(6) >= 7 and len(batches) <= 13, batches
 
 
 def test_a_lone_client_never_waits(batches: list[int]) -> None:
