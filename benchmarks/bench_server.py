@@ -22,6 +22,11 @@ clients send them. The log-likelihoods must agree within 1e-4 and the generation
 identical. Then 200 clients connect at once, each sending one scoring request: every one must
 be answered (target: zero failures). Best of ``ROUNDS`` rounds; torch runs on one thread on
 both sides.
+
+Then the same at 8 clients with a larger model (:data:`LARGER`, 8 layers, 512 wide), reported
+as a second row beside the first: the server's fixed cost per request (HTTP, validation, the
+answer's JSON, the clients' own) is about the same, the compute per request about 8 times.
+Both rows are held to the target.
 """
 
 from __future__ import annotations
@@ -48,19 +53,36 @@ N_GEN = 32
 GEN_TOKENS = 16
 
 
+LARGER = (8, 512)
+"""A second model, layers x width, measured at 8 clients only: the same fixed HTTP and JSON
+cost against a request of about 8 times the compute."""
+
+
 def main() -> bool:
     import torch
 
+    torch.set_num_threads(1)
+    ok = True
+    for (layers, hidden), concurrency, burst in (
+        ((4, 256), CONCURRENCY, True),
+        (LARGER, (8,), False),
+    ):
+        ok &= _run(layers, hidden, concurrency, burst)
+    return ok
+
+
+def _run(layers: int, hidden: int, concurrency: tuple[int, ...], burst: bool) -> bool:
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     from tests.evals._factory import build_model, write_mc_jsonl
 
     from safescale.evals import LocalModelConfig, LoglikelihoodGroup, encode_pairs, load_local_model
     from safescale.evals._server_engine import SequenceRequest, run_batch
 
-    torch.set_num_threads(1)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        model = build_model(root / "model", hidden=256, layers=4, heads=4, vocab=2048, steps=5)
+        model = build_model(
+            root / "model", hidden=hidden, layers=layers, heads=4, vocab=2048, steps=5
+        )
         lm = load_local_model(LocalModelConfig(model, batch_size=64))
         import json
 
@@ -69,7 +91,7 @@ def main() -> bool:
         # it), and a question it saw in an earlier measurement would be a warm start the
         # in-process reference does not get. Within one, both sides share a question's
         # context among its choices.
-        slices = ROUNDS * len(CONCURRENCY)
+        slices = ROUNDS * len(concurrency)
         text = write_mc_jsonl(root / "mc.jsonl", slices * N_SCORE // 4, seed=5).read_text()
         rows = [json.loads(x) for x in text.splitlines()]
         contexts = [f"Question {i}: {r['question']}\nAnswer:" for i, r in enumerate(rows)]
@@ -115,7 +137,7 @@ def main() -> bool:
             engine: dict[int, float] = {}
             checks = True
             for _ in range(ROUNDS):
-                for c in CONCURRENCY:
+                for c in concurrency:
                     score_reqs = next(fresh)
                     ref_s, ref_ll = in_process_score(c, score_reqs)
                     srv = asyncio.run(_clients(url, [_score_body(x, y) for x, y in score_reqs], c))
@@ -132,16 +154,18 @@ def main() -> bool:
                     texts = [r["choices"][0]["text"] for r in srv["bodies"]]
                     checks &= texts == [lm.decode(t) for t in ref_tokens]
                     _keep(best, ("generation", c), ref_g, srv)
-                failures, wall = asyncio.run(
-                    _burst(url, [_score_body(x, y) for x, y in every[:BURST]])
-                )
-                bursts.append((failures, wall))
+                if burst:
+                    failures, wall = asyncio.run(
+                        _burst(url, [_score_body(x, y) for x, y in every[:BURST]])
+                    )
+                    bursts.append((failures, wall))
         finally:
             proc.terminate()
             proc.wait(timeout=30)
 
     print(
-        f"torch threads 1; best of {ROUNDS} rounds; server batch size 64; model 4x256, vocab 2048"
+        f"torch threads 1; best of {ROUNDS} rounds; server batch size 64; model {layers}x{hidden}, "
+        f"vocab 2048; load average {os.getloadavg()[0]:.1f}"
     )
     ok = True
     for (kind, c), r in best.items():

@@ -30,9 +30,10 @@ from typing import Any, Literal
 from safescale.evals._lm import LocalLM
 from safescale.evals._server_prefill import eos_ids, prefill
 
-GATHER_SECONDS = 0.01
-"""The longest the worker waits for requests that are being read (see :meth:`BatchEngine.expect`)
-to batch them with those already queued; it never waits when none is on its way."""
+GATHER_SECONDS = 0.03
+"""The longest the worker, once free, waits to fill a batch: for requests being read (see
+:meth:`BatchEngine.expect`) and for the next requests of the clients its last batch answered.
+It never waits when none is on its way (a lone client, a request after a pause)."""
 
 FinishReason = Literal["stop", "length"]
 
@@ -346,19 +347,31 @@ class BatchEngine:
         self._thread.join(timeout=30)
 
     def _work(self) -> None:
+        # Requests answered by the last batch, plus those that arrived while it ran: how many
+        # to expect now. Closed-loop clients (lm-eval, a benchmark, an agent loop) send their
+        # next request as soon as the last is answered; without waiting for them, 8 clients
+        # fall into two groups taking turns, each batch half full. A lone client (1 + 0)
+        # never waits.
+        expected = 0
         while True:
+            start = time.monotonic()
             job = self._queue.get()
             if job is None:
                 return
             jobs = [job]
             rows = len(job.reqs)
-            deadline = time.monotonic() + self.gather
+            # The answered clients' next requests come within a few milliseconds (the answer
+            # is written, read, and the next request sent and parsed): the wait counts from
+            # when the engine became free.
+            deadline = start + self.gather
             while rows < self.batch_size:
                 try:
                     nxt = self._queue.get_nowait()
                 except queue.Empty:
-                    # Wait only for requests already being read; none: run what we have.
-                    if self._arriving <= 0 or time.monotonic() >= deadline:
+                    # Wait only for requests being read, or for the clients just answered.
+                    if (self._arriving <= 0 and len(jobs) >= expected) or (
+                        time.monotonic() >= deadline
+                    ):
                         break
                     try:
                         nxt = self._queue.get(timeout=0.0005)
@@ -370,6 +383,7 @@ class BatchEngine:
                 jobs.append(nxt)
                 rows += len(nxt.reqs)
             self._run(jobs)
+            expected = min(len(jobs) + self._queue.qsize(), self.batch_size)
 
     def _run(self, jobs: list[_Job]) -> None:
         jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]

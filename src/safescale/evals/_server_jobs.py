@@ -39,6 +39,17 @@ at most what the context leaves."""
 log = logging.getLogger("safescale.serve")
 
 
+def dumps(obj: Any) -> bytes:
+    """``obj`` as JSON bytes: orjson when installed (several times faster on answers with
+    per-token log-probabilities), else the standard library. Both write floats as the
+    shortest text that reads back to the same value."""
+    try:
+        import orjson
+    except ImportError:
+        return json.dumps(obj).encode()
+    return orjson.dumps(obj)
+
+
 @dataclass
 class ServerState:
     """What every request handler of one server needs: the model, its name, the engine, the
@@ -417,7 +428,7 @@ async def answer(state: ServerState, job: Job, sub: Submitted) -> dict[str, Any]
 
 async def stream_events(
     state: ServerState, job: Job, sub: Submitted, include_usage: bool
-) -> AsyncIterator[str]:
+) -> AsyncIterator[bytes]:
     """Server-sent events: one chunk per released piece of text, then ``[DONE]``."""
     lm = state.lm
     events = sub.events
@@ -430,7 +441,7 @@ async def stream_events(
 
     def chunk(
         i: int, text: str, tokens: list[TokenLogprob], finish: str | None, first: bool = False
-    ) -> str:
+    ) -> bytes:
         row = job.rows[i]
         if job.chat:
             delta: dict[str, Any] = {"content": text}
@@ -448,7 +459,7 @@ async def stream_events(
         choice["finish_reason"] = finish
         return event([choice])
 
-    def event(choices: list[dict[str, Any]], **extra: Any) -> str:
+    def event(choices: list[dict[str, Any]], **extra: Any) -> bytes:
         payload = {
             "id": ident,
             "object": kind,
@@ -457,9 +468,9 @@ async def stream_events(
             "choices": choices,
             **extra,
         }
-        return f"data: {json.dumps(payload)}\n\n"
+        return b"data: " + dumps(payload) + b"\n\n"
 
-    def echo(row: Row, logprobs: dict[str, Any] | None) -> str:
+    def echo(row: Row, logprobs: dict[str, Any] | None) -> bytes:
         return event(
             [
                 {
@@ -496,7 +507,7 @@ async def stream_events(
             yield chunk(i, text, tokens, finish)
         if include_usage:
             yield event([], usage=_usage(job, results))
-        yield "data: [DONE]\n\n"
+        yield b"data: [DONE]\n\n"
     finally:
         if not task.done():
             task.cancel()

@@ -13,6 +13,7 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 from typing import Any
 
 from safescale.evals._lm import LocalLM
@@ -262,56 +263,61 @@ def _packed(
     groups: Sequence[tuple[int, list[int]]],
     cache: PrefixCache | None,
 ) -> tuple[_Prefill, bool]:
-    """One pass for the whole batch: each group's shared prefix, then each of its rows'
-    remaining tokens, side by side in one sequence; ``(prefill, whether a kept prefix was
-    used)``.
+    """One pass for the whole batch, as one sequence without padding: each group's shared
+    prefix, then each of its rows' remaining tokens, group after group; ``(prefill, whether a
+    kept prefix was used)``.
 
-    A row's tokens see the prefix and the row's own earlier tokens, never another row's (a
-    4-D attention mask), and their positions continue from the prefix, so every row gets the
-    states a pass over its own prompt alone gives. A question's choices cost one pass over the
-    question and one token or so each, as in :meth:`LocalLM.loglikelihood`. A group whose
-    start is in ``cache`` runs only the rest, against the kept keys and values; each group's
-    prefix (a lone row's whole prompt) is kept in turn. No KV cache is returned: the caller
-    decodes no further than the prompts' next tokens.
+    A row's tokens see its group's prefix and the row's own earlier tokens, never another
+    row's or another group's (a 4-D attention mask), and their positions continue from the
+    prefix, so every row gets the states a pass over its own prompt alone gives. A question's
+    choices cost one pass over the question and one token or so each, as in
+    :meth:`LocalLM.loglikelihood`. A group whose start is in ``cache`` runs only the rest,
+    against the kept keys and values (laid side by side before the sequence, each group seeing
+    its own); each group's prefix (a lone row's whole prompt) is kept in turn. One sequence
+    rather than a row per group: a batch that holds a question's last choices (their prefix
+    kept) beside a new question is not padded to the longest group. No KV cache is returned:
+    the caller decodes no further than the prompts' next tokens.
     """
     import torch
 
     dev = lm.device
-    pad = _pad_id(lm)
     hits: list[tuple[_Kept | None, int]] = []
     for n, rows in groups:
         hit = cache.longest(prompts[rows[0]], n) if cache is not None else (None, 0)
         hits.append(hit)
-    ids_l: list[list[int]] = []
-    pos_l: list[list[int]] = []
-    seg_l: list[list[int]] = []  # -1: the prefix; b: row b's own tokens
+    ids: list[int] = []
+    pos: list[int] = []
+    seg: list[int] = []  # -1: a prefix; b: row b's own tokens
+    grp: list[int] = []  # each token's group
+    begins: list[int] = []  # where each group's own prefix tokens start
     spans: dict[int, tuple[int, int, int]] = {}  # row -> (group, start, length) of its rest
     for g, ((n, rows), (_, m)) in enumerate(zip(groups, hits, strict=True)):
-        ids, pos, seg = list(prompts[rows[0]][m:n]), list(range(m, n)), [-1] * (n - m)
+        begins.append(len(ids))
+        ids += prompts[rows[0]][m:n]
+        pos += range(m, n)
+        seg += [-1] * (n - m)
         for b in rows:
             rest = prompts[b][n:]
             spans[b] = (g, len(ids), len(rest))
             ids += rest
             pos += range(n, n + len(rest))
             seg += [b] * len(rest)
-        ids_l.append(ids)
-        pos_l.append(pos)
-        seg_l.append(seg)
-    width = max(map(len, ids_l))
-    past = max(m for _, m in hits)
-    ids_t = torch.tensor([x + [pad] * (width - len(x)) for x in ids_l], device=dev)
-    pos_t = torch.tensor([x + [0] * (width - len(x)) for x in pos_l], device=dev)
-    seg_t = torch.tensor([x + [-2] * (width - len(x)) for x in seg_l], device=dev)  # -2: padding
-    q, k = seg_t.unsqueeze(2), seg_t.unsqueeze(1)  # (G, W, 1), (G, 1, W)
-    causal = torch.ones(width, width, dtype=torch.bool, device=dev).tril()
-    allowed = causal & ((k == -1) | (k == q))
-    allowed |= torch.eye(width, dtype=torch.bool, device=dev)  # padding sees itself: no NaN
+        grp += [g] * (len(ids) - len(grp))
+    width = len(ids)
+    seg_t = torch.tensor(seg, device=dev)
+    grp_t = torch.tensor(grp, device=dev)
+    q, k = seg_t.unsqueeze(1), seg_t.unsqueeze(0)  # (T, 1), (1, T)
+    allowed = torch.ones(width, width, dtype=torch.bool, device=dev).tril()
+    allowed &= grp_t.unsqueeze(1) == grp_t.unsqueeze(0)
+    allowed &= (k == -1) | (k == q)
     kv = None
+    offsets = list(accumulate((m for _, m in hits), initial=0))  # each group's kept keys
+    past = offsets[-1]
     if past:
-        kept_len = torch.tensor([m for _, m in hits], device=dev)
-        seen = torch.arange(past, device=dev).unsqueeze(0) < kept_len.unsqueeze(1)  # (G, P)
-        allowed = torch.cat([seen.unsqueeze(1).expand(-1, width, -1), allowed], dim=2)
-        kv = _stack_kept(lm, hits, past)
+        past_grp = torch.tensor([g for g, (_, m) in enumerate(hits) for _ in range(m)], device=dev)
+        seen = grp_t.unsqueeze(1) == past_grp.unsqueeze(0)  # (T, P)
+        allowed = torch.cat([seen, allowed], dim=1)
+        kv = _stack_kept(hits)
     mask = allowed
     if getattr(lm.model.config, "_attn_implementation", None) != "sdpa":
         # Other attention code adds the mask to the scores; SDPA takes booleans (4x smaller).
@@ -319,57 +325,51 @@ def _packed(
         mask = torch.zeros(allowed.shape, dtype=dtype, device=dev)
         mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     out = lm.model.base_model(
-        input_ids=ids_t,
-        attention_mask=mask.unsqueeze(1),
-        position_ids=pos_t,
+        input_ids=torch.tensor([ids], device=dev),
+        attention_mask=mask.unsqueeze(0).unsqueeze(0),
+        position_ids=torch.tensor([pos], device=dev),
         past_key_values=kv,
         use_cache=cache is not None,
     )
-    hidden = out.last_hidden_state  # (G, W, H)
+    hidden = out.last_hidden_state[0]  # (T, H)
     parts = []
     group_of = []
     for b in range(len(prompts)):
         g, start, r = spans[b]
         kept, m = hits[g]
         n = groups[g][0]
-        own = [hidden[g, : n - m], hidden[g, start : start + r]]
+        own = [hidden[begins[g] : begins[g] + n - m], hidden[start : start + r]]
         parts.append(([kept.states[:m]] if kept is not None else []) + own)
         group_of.append(g)
     if cache is not None:
-        _keep(lm, cache, out.past_key_values, hidden, prompts, groups, hits, past)
+        _keep(cache, out.past_key_values, hidden, prompts, groups, hits, begins, past)
     prefill = _Prefill(None, None, None, parts, list(groups), group_of)
     return prefill, any(kept is not None for kept, _ in hits)
 
 
-def _stack_kept(lm: LocalLM, hits: Sequence[tuple[_Kept | None, int]], past: int) -> Any:
-    """The kept prefixes' keys and values as one cache: (G, heads, ``past``, d) per layer,
-    zeros after each group's own length (masked out)."""
+def _stack_kept(hits: Sequence[tuple[_Kept | None, int]]) -> Any:
+    """The kept prefixes' keys and values as one cache, side by side: (1, heads, P, d) per
+    layer, P the kept tokens of all groups together."""
+    import torch
     from transformers import DynamicCache
 
-    ref = next(kept for kept, _ in hits if kept is not None)
+    used = [(kept, m) for kept, m in hits if kept is not None and m]
     layers = []
-    for li in range(len(ref.keys)):
-        pair = []
-        for side in (ref.keys, ref.values):
-            h, _, d = side[li].shape
-            t = side[li].new_zeros((len(hits), h, past, d))
-            for g, (kept, m) in enumerate(hits):
-                if kept is not None:
-                    src = kept.keys if side is ref.keys else kept.values
-                    t[g, :, :m] = src[li][:, :m]
-            pair.append(t)
-        layers.append((pair[0], pair[1]))
+    for li in range(len(used[0][0].keys)):
+        keys = torch.cat([kept.keys[li][:, :m] for kept, m in used], dim=1).unsqueeze(0)
+        values = torch.cat([kept.values[li][:, :m] for kept, m in used], dim=1).unsqueeze(0)
+        layers.append((keys, values))
     return DynamicCache(layers)
 
 
 def _keep(
-    lm: LocalLM,
     cache: PrefixCache,
     kv: Any,
     hidden: Any,
     prompts: Sequence[tuple[int, ...]],
     groups: Sequence[tuple[int, list[int]]],
     hits: Sequence[tuple[_Kept | None, int]],
+    begins: Sequence[int],
     past: int,
 ) -> None:
     """Keep each group's prefix (a lone row: its whole prompt) for later batches."""
@@ -381,14 +381,19 @@ def _keep(
         return  # sliding windows and other layouts: nothing reusable by position
     for g, ((n, rows), (kept, m)) in enumerate(zip(groups, hits, strict=True)):
         tokens = prompts[rows[0]][:n] if len(rows) > 1 else prompts[rows[0]]
-        new = len(tokens) - m  # this pass's positions of them: past .. past + new
+        new = len(tokens) - m  # this pass's positions of them: begins[g] .. + new
+        at = past + begins[g]
         keys, values = [], []
-        for layer in layers:
-            keys.append(torch.cat([layer.keys[g, :, :m], layer.keys[g, :, past : past + new]], 1))
-            values.append(
-                torch.cat([layer.values[g, :, :m], layer.values[g, :, past : past + new]], 1)
-            )
-        own = hidden[g, :new]
+        for li, layer in enumerate(layers):
+            k_new, v_new = layer.keys[0, :, at : at + new], layer.values[0, :, at : at + new]
+            if kept is not None and m:
+                k_new = torch.cat([kept.keys[li][:, :m], k_new], 1)
+                v_new = torch.cat([kept.values[li][:, :m], v_new], 1)
+            else:
+                k_new, v_new = k_new.clone(), v_new.clone()
+            keys.append(k_new)
+            values.append(v_new)
+        own = hidden[begins[g] : begins[g] + new]
         states = torch.cat([kept.states[:m], own]) if kept is not None else own.clone()
         size = sum(t.numel() * t.element_size() for t in (*keys, *values, states))
         cache.add(_Kept(tuple(tokens), keys, values, states, size))

@@ -1,0 +1,151 @@
+"""serve-model's engine policy (batches fill with closed-loop clients, a lone client never
+waits) and its HTTP parsers (httptools when installed, h11 otherwise) answering malformed
+requests with JSON."""
+
+from __future__ import annotations
+
+import json
+import socket
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safescale.evals import LocalModelConfig, ModelServer, load_local_model
+from safescale.evals import _server_engine as engine_module
+from safescale.evals._server_engine import BatchEngine, SequenceRequest, SequenceResult
+
+
+@pytest.fixture
+def batches(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """Row counts of the batches the engine runs (the model is not called)."""
+    sizes: list[int] = []
+
+    def fake(lm: Any, reqs: Any, *args: Any, **kwargs: Any) -> list[SequenceResult]:
+        sizes.append(len(reqs))
+        time.sleep(0.005)  # a batch takes a little time, as a forward pass does
+        return [SequenceResult(None, (), "length") for _ in reqs]
+
+    monkeypatch.setattr(engine_module, "run_batch", fake)
+    return sizes
+
+
+def _closed_loop(engine: BatchEngine, clients: int, rounds: int) -> float:
+    """``clients`` threads, each sending its next request as soon as the last is answered;
+    returns the wall time."""
+
+    def client() -> None:
+        for _ in range(rounds):
+            future, _ = engine.submit([SequenceRequest((1, 2, 3))])
+            future.result(timeout=30)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    t0 = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - t0
+
+
+def test_closed_loop_clients_fill_batches(batches: list[int]) -> None:
+    engine = BatchEngine(object(), batch_size=64, gather=2.0)  # type: ignore[arg-type]
+    try:
+        _closed_loop(engine, clients=6, rounds=10)
+    finally:
+        engine.close()
+    assert sum(batches) == 60
+    # Once every client has been answered once, the engine waits for the answered ones to
+    # come back: most batches hold all six (without the wait they split into groups taking
+    # turns, [1, 5, 1, 5, ...]). The first and last hold fewer: a client that went first
+    # also finishes first.
+    assert batches.count(6) >= 7 and len(batches) <= 13, batches
+
+
+def test_a_lone_client_never_waits(batches: list[int]) -> None:
+    engine = BatchEngine(object(), batch_size=64, gather=5.0)  # type: ignore[arg-type]
+    try:
+        wall = _closed_loop(engine, clients=1, rounds=10)
+    finally:
+        engine.close()
+    assert batches == [1] * 10
+    assert wall < 5.0  # one wait of the window would take 5 s
+
+
+def test_a_request_after_a_pause_runs_at_once(batches: list[int]) -> None:
+    engine = BatchEngine(object(), batch_size=64, gather=0.5)  # type: ignore[arg-type]
+    try:
+        _closed_loop(engine, clients=4, rounds=3)  # the engine now expects 4
+        time.sleep(0.6)  # past the window: the clients are gone
+        t0 = time.perf_counter()
+        future, _ = engine.submit([SequenceRequest((1, 2, 3))])
+        future.result(timeout=30)
+        assert time.perf_counter() - t0 < 0.4
+    finally:
+        engine.close()
+
+
+def _raw(srv: ModelServer, request: bytes) -> bytes:
+    host, port = srv.base_url.split("//")[1].split("/")[0].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as s:
+        s.sendall(request)
+        out = b""
+        while chunk := s.recv(65536):
+            out += chunk
+    return out
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_malformed_http_is_a_json_400_with_either_parser(model_dir: Path, http: str) -> None:
+    if http == "httptools":
+        pytest.importorskip("httptools")
+    lm = load_local_model(LocalModelConfig(model_dir))
+    srv = ModelServer(lm, name="tiny", port=0, http=http).start()  # type: ignore[arg-type]
+    try:
+        head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        for bad, param in (
+            (b"Content-Length: abc\r\n\r\n{}", "Content-Length"),
+            (b"Content-Length: 2\r\nContent-Length: 3\r\n\r\n{}", "Content-Length"),
+        ):
+            out = _raw(srv, head + bad)
+            status, _, body = out.partition(b"\r\n\r\n")
+            assert status.startswith(b"HTTP/1.1 400") and b"application/json" in status.lower()
+            err = json.loads(body)["error"]
+            assert err["param"] == param and err["message"].startswith("Content-Length: ")
+        out = _raw(srv, b"NOT HTTP AT ALL\r\n\r\n")
+        assert out.startswith(b"HTTP/1.1 400")
+        assert (
+            "malformed HTTP request"
+            in json.loads(out.partition(b"\r\n\r\n")[2])["error"]["message"]
+        )
+        # The same server still answers a well-formed request.
+        body = json.dumps({"prompt": "a", "max_tokens": 1}).encode()
+        out = _raw(srv, b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+                   b"Content-Length: %d\r\n\r\n" % len(body) + body)  # fmt: skip
+        assert (
+            out.startswith(b"HTTP/1.1 200") and json.loads(out.partition(b"\r\n\r\n")[2])["choices"]
+        )
+    finally:
+        srv.close()
+
+
+def test_missing_httptools_is_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
+    import builtins
+
+    from safescale._errors import UserError
+    from safescale.evals._server import _http_protocol
+
+    real = builtins.__import__
+
+    def no_httptools(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "httptools":
+            raise ImportError(name)
+        return real(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_httptools)
+    assert _http_protocol("auto").__name__ == "Protocol"  # h11's, silently
+    assert "h11_impl" in _http_protocol("auto").__mro__[1].__module__
+    with pytest.raises(UserError, match="httptools"):
+        _http_protocol("httptools")
