@@ -114,3 +114,36 @@ def test_short_ladder_falls_back_to_the_bootstrap() -> None:
     assert not fc.calibrated and fc.method == "sigmoid"
     with pytest.raises(UserError, match="needs a loss"):
         fit_capability(c, s, chance=0.25, method="two-step")
+
+
+def test_auto_never_chooses_the_baseline() -> None:
+    from safescale.scaling import synthetic_ladder
+
+    lad = synthetic_ladder(7, n_models=12)
+    fc = fit_capability(lad.compute, lad.scores[:, 0], chance=float(lad.chance[0]), n_boot=20)
+    assert fc.method == "sigmoid" and "logistic-4p" not in dict(fc.method_errors)
+    bt = backtest(lad.compute, lad.scores[:, 0], chance=float(lad.chance[0]), n_boot=20)
+    assert bt.method == "sigmoid" and "logistic-4p" in {m.method for m in bt.methods}
+    # Asked for alone, the baseline is what is used.
+    only = backtest(
+        lad.compute, lad.scores[:, 0], chance=float(lad.chance[0]), methods=("logistic-4p",)
+    )
+    assert only.method == "logistic-4p"
+
+
+def test_frontier_jackknife_widens_a_forecast_that_hinges_on_its_largest_model() -> None:
+    # Flat at chance, then the largest model alone shows the rise: without it the curve stays
+    # flat, with it the curve climbs, so the forecast a decade on rests on one model.
+    c = np.geomspace(1e19, 1e22, 10)
+    s = np.full(10, 0.25) + np.array(
+        [0.004, -0.003, 0.002, -0.004, 0.003, 0, -0.002, 0.001, 0.0, 0.0]
+    )
+    s[-1] = 0.45
+    fc = fit_capability(c, s, chance=0.25, method="sigmoid", n_boot=20)
+    assert fc.calibrated and fc.calibration is not None and len(fc.frontier) == 3
+    ahead = c.max() * np.array([1.0, 3.0, 10.0])
+    d, v = fc.distance(ahead), fc.jackknife_variance(ahead)
+    record = fc.calibration.scale(d)
+    assert np.allclose(fc.scale(ahead) ** 2, np.maximum(record**2, v))
+    assert v[-1] > record[-1] ** 2  # the fit's own instability exceeds the ladder's record
+    assert float(fc.predict(ahead[-1], level=0.9).lo) < 0.45 < float(fc.predict(ahead[-1]).hi)

@@ -65,8 +65,8 @@ MethodOpt = Annotated[
     str,
     typer.Option(
         "--method",
-        help="Forecast method: auto (smallest leave-future-out error), "
-        + ", ".join(METHODS.names()),
+        help="Forecast method: auto (smallest leave-future-out error; "
+        "never the baseline logistic-4p), " + ", ".join(METHODS.names()),
     ),
 ]
 

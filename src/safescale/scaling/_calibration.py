@@ -10,9 +10,22 @@ fitted). The error scale is modelled as growing with distance,
 
     s(d)^2 = s0^2 + (g d)^2,
 
-fitted by maximum likelihood (Gaussian errors), with ``s0`` at least the in-sample residual
-spread. The predictive distribution at distance ``d`` is ``point + s(d) T``, with ``T`` a
-Student t with ``k - 1`` degrees of freedom for ``k`` cuts.
+with ``s0`` at least the in-sample residual spread. ``s0`` comes from the maximum-likelihood
+fit of all errors (Gaussian); the growth ``g`` is the root mean square of each cut's own
+maximum-likelihood growth (``s0`` fixed), so every cut counts once. The pooled fit lets the
+early cuts, which predict the most models, set ``g``; the per-cut mean does not, and a single
+cut whose fit leapt past its data widens the band as a new fit may leap too.
+
+A new forecast is also a new fit, whose extrapolation may hinge on its largest models (a
+sigmoid whose rise the last model moves beyond the data). The frontier jackknife variance
+``v_J(C) = sum_i (p_{-i}(C) - p(C))^2`` over the :data:`FRONTIER` largest models ``i``
+(``p_{-i}``: the method refitted without model ``i``; the Quenouille-Tukey jackknife,
+restricted to the models that drive an extrapolation) measures how unstable this fit is. The
+predictive scale is the larger of the two, ``sqrt(max(s(d)^2, v_J))``: the ladder's record
+already holds the instability of fits like its cuts', so the two are not added; the jackknife
+guards against a fit less stable than any the record saw. The predictive distribution at
+distance ``d`` is ``point + scale T``, with ``T`` a Student t with ``k - 1`` degrees of freedom
+for ``k`` cuts.
 
 Why ``k - 1`` and not one per error: the errors from one cut share that cut's fit (nested
 cuts of one ladder share most of their models), so they move together, and a new forecast is
@@ -22,6 +35,10 @@ a t with one degree of freedom per error) understates the tails: on the calibrat
 (:data:`~safescale.scaling._synthetic.CALIBRATION_SEEDS`) it covered 0.83-0.88 at nominal
 90%, against 0.88-0.92 per method with ``k - 1``. Intervals and ``P(score >= line)`` both come
 from this one distribution, clipped to the metric's range.
+
+The per-cut growth and the frontier jackknife were chosen on the calibration ladders and on a
+public table of other benchmarks (``tests/scaling/data``, Open LLM Leaderboard v2 scores of
+base models), never on the held-out ones; ``docs/scaling.md`` gives the figures.
 """
 
 from __future__ import annotations
@@ -38,6 +55,9 @@ from safescale.scaling._methods import METHODS, ScoreData
 
 MIN_CUTS = 2
 """Fewest ladder cuts (and at least three errors) a calibration is fitted from."""
+
+FRONTIER = 3
+"""Largest models left out one at a time for the frontier jackknife variance."""
 
 
 @dataclass(frozen=True)
@@ -56,6 +76,8 @@ class Calibration:
     """Error scale at zero distance."""
     growth: float
     """Growth of the error scale per order of magnitude of extrapolation."""
+    cut_growth: FloatArray | None = None
+    """``(k,)`` each cut's own growth (``growth`` is their root mean square)."""
 
     @property
     def dof(self) -> float:
@@ -68,19 +90,26 @@ class Calibration:
         """Mean absolute backtest error of the method on this ladder."""
         return float(np.mean(np.abs(self.errors)))
 
-    def scale(self, distance: ArrayLike) -> FloatArray:
-        """Error scale ``s(d)`` at extrapolation distance ``d`` (negative counts as zero)."""
+    def scale(self, distance: ArrayLike, extra: ArrayLike = 0.0) -> FloatArray:
+        """Error scale ``sqrt(max(s(d)^2, extra))`` at extrapolation distance ``d`` (negative
+        counts as zero); ``extra`` is the forecast's own variance (its frontier jackknife)."""
         d = np.maximum(np.asarray(distance, dtype=float), 0.0)
-        return np.asarray(np.sqrt(self.s0**2 + (self.growth * d) ** 2))
+        s2 = self.s0**2 + (self.growth * d) ** 2
+        return np.asarray(np.sqrt(np.maximum(s2, np.asarray(extra, dtype=float))))
 
-    def cdf(self, point: ArrayLike, distance: ArrayLike, value: ArrayLike) -> FloatArray:
+    def cdf(
+        self, point: ArrayLike, distance: ArrayLike, value: ArrayLike, extra: ArrayLike = 0.0
+    ) -> FloatArray:
         """``P(score <= value)`` for a model whose point forecast is ``point``."""
-        z = (np.asarray(value, dtype=float) - np.asarray(point)) / self.scale(distance)
+        z = (np.asarray(value, dtype=float) - np.asarray(point)) / self.scale(distance, extra)
         return np.asarray(student_t.cdf(z, self.dof))
 
-    def quantile(self, point: ArrayLike, distance: ArrayLike, q: float) -> FloatArray:
+    def quantile(
+        self, point: ArrayLike, distance: ArrayLike, q: float, extra: ArrayLike = 0.0
+    ) -> FloatArray:
         """The ``q`` quantile of the predictive distribution (before clipping)."""
-        return np.asarray(point) + self.scale(distance) * float(student_t.ppf(q, self.dof))
+        t = float(student_t.ppf(q, self.dof))
+        return np.asarray(point) + self.scale(distance, extra) * t
 
     def as_json(self) -> dict[str, object]:
         """Plain numbers for JSON output and evidence."""
@@ -110,27 +139,63 @@ def ladder_cuts(compute: FloatArray, *, min_train: int, max_cuts: int) -> FloatA
     return np.asarray(ok, dtype=float)[pick]
 
 
+@dataclass(frozen=True)
+class FutureErrors:
+    """Leave-future-out errors of one method on one ladder."""
+
+    distances: FloatArray
+    """``(m,)`` extrapolation distances (orders of magnitude past the cut)."""
+    errors: FloatArray
+    """``(m,)`` signed errors, actual minus predicted."""
+    cut: FloatArray
+    """``(m,)`` index of the cut each error came from."""
+    n_cuts: int
+    """Cuts used."""
+
+
 def future_errors(
     method: str, data: ScoreData, *, min_train: int = 4, max_cuts: int = 8
-) -> tuple[FloatArray, FloatArray, int]:
-    """Leave-future-out errors of ``method`` on ``data``: distances, signed errors, cuts used."""
+) -> FutureErrors:
+    """Leave-future-out errors of ``method`` on ``data``, with the cut each came from."""
     fit = METHODS.get(method).fit
     dist: list[FloatArray] = []
     err: list[FloatArray] = []
+    ids: list[FloatArray] = []
     cuts = ladder_cuts(data.compute, min_train=min_train, max_cuts=max_cuts)
-    for cut in cuts:
+    for i, cut in enumerate(cuts):
         train = data.compute <= cut
         predict = fit(data.subset(train))
         c = data.compute[~train]
         dist.append(np.log10(c / cut))
         err.append(data.score[~train] - predict(c))
+        ids.append(np.full(len(c), float(i)))
     if not dist:
-        return np.empty(0), np.empty(0), 0
-    return np.concatenate(dist), np.concatenate(err), len(cuts)
+        return FutureErrors(np.empty(0), np.empty(0), np.empty(0), 0)
+    return FutureErrors(np.concatenate(dist), np.concatenate(err), np.concatenate(ids), len(cuts))
+
+
+def cut_growths(fe: FutureErrors, s0: float, start: float) -> FloatArray:
+    """``(k,)`` each cut's maximum-likelihood growth ``g_i`` of ``s0^2 + (g_i d)^2``, ``s0``
+    fixed (a cut whose errors are within ``s0`` gets a growth near zero)."""
+    out = np.zeros(fe.n_cuts)
+    for i in range(fe.n_cuts):
+        sel = fe.cut == i
+        d2, r2 = fe.distances[sel] ** 2, fe.errors[sel] ** 2
+        if not sel.any() or not np.any(d2 > 0):
+            continue
+
+        def nll(p: FloatArray, d2: FloatArray = d2, r2: FloatArray = r2) -> float:
+            s2 = s0**2 + np.exp(2 * p[0]) * d2
+            return float(np.sum(0.5 * np.log(s2) + r2 / (2 * s2)))
+
+        res = minimize(nll, np.array([np.log(max(start, 1e-4))]), method="Nelder-Mead")
+        out[i] = float(np.exp(res.x[0]))
+    return out
 
 
 def fit_scale(distances: FloatArray, errors: FloatArray, floor: float) -> tuple[float, float]:
-    """Maximum-likelihood ``(s0, g)`` of ``s(d)^2 = s0^2 + (g d)^2`` with ``s0 >= floor``."""
+    """Maximum-likelihood ``(s0, g)`` of ``s(d)^2 = s0^2 + (g d)^2`` with ``s0 >= floor``,
+    all errors pooled."""
     d2 = distances**2
     r2 = errors**2
     floor = max(floor, 1e-6)
@@ -159,8 +224,10 @@ def calibrate(
     Args:
         sigma: in-sample residual spread of the full fit, the floor of ``s0``.
     """
-    d, r, n_cuts = future_errors(method, data, min_train=min_train, max_cuts=max_cuts)
-    if n_cuts < MIN_CUTS or len(r) < 3:
+    fe = future_errors(method, data, min_train=min_train, max_cuts=max_cuts)
+    if fe.n_cuts < MIN_CUTS or len(fe.errors) < 3:
         return None
-    s0, g = fit_scale(d, r, sigma)
-    return Calibration(method, d, r, n_cuts, s0, g)
+    s0, g_pooled = fit_scale(fe.distances, fe.errors, sigma)
+    per_cut = cut_growths(fe, s0, g_pooled)
+    g = float(np.sqrt(np.mean(per_cut**2)))
+    return Calibration(method, fe.distances, fe.errors, fe.n_cuts, s0, g, per_cut)

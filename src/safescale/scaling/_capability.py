@@ -6,8 +6,9 @@ usual one-step fit; with ``x = loss`` it is the second step of the two-step meth
 al. (2024), "Establishing Task Scaling Laws via Compute-Efficient Model Ladders" (OLMo), whose
 first step is a compute law ``L(C) = E + A / C^alpha`` fitted to the same models.
 
-Point forecasts come from a registered method (``sigmoid``, ``two-step``, ``logistic-4p``;
-``auto`` picks the one with the smallest leave-future-out error on this ladder). Intervals and
+Point forecasts come from a registered method (``sigmoid``, ``two-step``, ``capability-pc``,
+``logistic-4p``; ``auto`` picks the one with the smallest leave-future-out error on this
+ladder among the non-baselines, so never the plain ``logistic-4p``). Intervals and
 ``P(score >= line)`` are calibrated on the ladder's own rolling-origin backtests, so they widen
 with extrapolation distance (:mod:`safescale.scaling._calibration`). A ladder too short to
 calibrate (fewer than two cuts) falls back to the bootstrap over models (both steps refitted
@@ -26,7 +27,7 @@ from safescale._errors import Problem as UserProblem
 from safescale._errors import UserError
 from safescale._stats import wilson_interval
 from safescale.scaling._bootstrap import Estimate, LawBootstrap, bootstrap_law
-from safescale.scaling._calibration import Calibration, calibrate, ladder_cuts
+from safescale.scaling._calibration import FRONTIER, Calibration, calibrate, ladder_cuts
 from safescale.scaling._fit import check_columns
 from safescale.scaling._laws import FloatArray
 from safescale.scaling._methods import (
@@ -35,6 +36,7 @@ from safescale.scaling._methods import (
     ScoreData,
     available_methods,
     best_sigmoid,
+    choosable,
     sigmoid,
 )
 from safescale.scaling._methods import fit_sigmoid_batch as _fit_sigmoid
@@ -81,6 +83,8 @@ class CapabilityForecast:
     """Leave-future-out mean absolute error of every method tried, ``(name, mae)``."""
     draw_seed: int = 0
     """Seed of the predictive draws of a calibrated forecast."""
+    frontier: tuple[Predictor, ...] = ()
+    """The method refitted without each of the largest models in turn (frontier jackknife)."""
 
     @property
     def calibrated(self) -> bool:
@@ -116,6 +120,23 @@ class CapabilityForecast:
             return np.asarray(self.point(c))
         return sigmoid(self._x(c, replicates=False), self.x0, self.slope, self.chance, self.ceiling)
 
+    def jackknife_variance(self, compute: ArrayLike) -> FloatArray:
+        """Frontier jackknife variance ``sum_i (p_{-i}(C) - p(C))^2`` of the point forecast
+        (zero without a calibrated method)."""
+        c = np.asarray(compute, dtype=float)
+        if not self.frontier:
+            return np.zeros(c.shape)
+        p = self._point(c)
+        return np.asarray(sum((np.asarray(f(c)) - p) ** 2 for f in self.frontier))
+
+    def scale(self, compute: ArrayLike) -> FloatArray:
+        """Scale of the calibrated predictive distribution at ``compute``: the larger of the
+        ladder's error scale at that distance and the frontier jackknife spread."""
+        if self.calibration is None:
+            raise ValueError("the forecast is not calibrated")
+        c = np.asarray(compute, dtype=float)
+        return self.calibration.scale(self.distance(c), self.jackknife_variance(c))
+
     def sample(self, compute: ArrayLike) -> FloatArray:
         """``(R, ...)`` predictive draws of the score a new model at ``compute`` would get."""
         c = np.asarray(compute, dtype=float)
@@ -123,7 +144,7 @@ class CapabilityForecast:
             rng = np.random.default_rng(self.draw_seed)
             r = max(len(self.noise), 1000)
             z = rng.standard_t(self.calibration.dof, size=(r,) + (1,) * c.ndim)
-            draws = self._point(c)[None] + self.calibration.scale(self.distance(c))[None] * z
+            draws = self._point(c)[None] + self.scale(c)[None] * z
             return np.clip(draws, self._low(), self.ceiling)
         x = self._x(c, replicates=True)
         extra = (slice(None),) + (None,) * c.ndim
@@ -139,9 +160,11 @@ class CapabilityForecast:
         full = self._point(c)
         tail = (1 - lv) / 2
         if self.calibration is not None:
-            d = self.distance(c)
-            lo = np.clip(self.calibration.quantile(full, d, tail), self._low(), self.ceiling)
-            hi = np.clip(self.calibration.quantile(full, d, 1 - tail), self._low(), self.ceiling)
+            d, v = self.distance(c), self.jackknife_variance(c)
+            q_lo = self.calibration.quantile(full, d, tail, v)
+            q_hi = self.calibration.quantile(full, d, 1 - tail, v)
+            lo = np.clip(q_lo, self._low(), self.ceiling)
+            hi = np.clip(q_hi, self._low(), self.ceiling)
             return Estimate(np.asarray(full), np.asarray(lo), np.asarray(hi), lv)
         lo, hi = np.percentile(self.sample(c), [100 * tail, 100 * (1 - tail)], axis=0)
         return Estimate(np.asarray(full), lo, hi, lv)
@@ -154,14 +177,16 @@ class CapabilityForecast:
                 return np.ones(c.shape)
             if line > self.ceiling:
                 return np.zeros(c.shape)
-            return 1.0 - self.calibration.cdf(self._point(c), self.distance(c), line)
+            v = self.jackknife_variance(c)
+            return 1.0 - self.calibration.cdf(self._point(c), self.distance(c), line, v)
         return np.mean(self.sample(c) >= line, axis=0)
 
     def pit(self, compute: ArrayLike, actual: ArrayLike) -> FloatArray:
         """Probability integral transform ``P(score <= actual)``: uniform when calibrated."""
         c = np.asarray(compute, dtype=float)
         if self.calibration is not None:
-            return self.calibration.cdf(self._point(c), self.distance(c), actual)
+            v = self.jackknife_variance(c)
+            return self.calibration.cdf(self._point(c), self.distance(c), actual, v)
         return np.mean(self.sample(c) <= np.asarray(actual), axis=0)
 
 
@@ -196,7 +221,8 @@ def fit_capability(
         level: interval coverage.
         names: column names for messages, keyed ``compute``, ``score``, ``loss``.
         method: a name in ``METHODS``, or ``auto``: the method with the smallest
-            leave-future-out mean absolute error on these models.
+            leave-future-out mean absolute error on these models among the
+            non-baselines (never ``logistic-4p``).
         calibrate_intervals: calibrate intervals on the ladder's own backtests (default);
             False keeps the bootstrap intervals.
         max_cuts: most ladder cuts the calibration fits.
@@ -231,11 +257,13 @@ def fit_capability(
     data = ScoreData(c, s, None if loss is None else x, chance, ceiling, oth, oth_chance)
     chosen, cal, tried = _choose(data, method, sigma, calibrate_intervals, max_cuts)
     point = METHODS.get(chosen).fit(data) if cal is not None else None
+    front = _frontier(chosen, data) if cal is not None else ()
     if cal is not None and not bootstrap_calibrated:
         # Calibrated and no bootstrap asked for (backtests): skip the replicates.
         return CapabilityForecast(
             float(full[0]), float(full[1]), chance, ceiling, sigma, np.empty((0, 2)),
             np.empty(0), n, level, None, rise, chosen, point, cal, float(c.max()), tried, seed,
+            front,
         )  # fmt: skip
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
@@ -250,8 +278,20 @@ def fit_capability(
     return CapabilityForecast(
         float(full[0]), float(full[1]), chance, ceiling, sigma, draws, noise, n, level, loss_law,
         rise, chosen if cal is not None else ("two-step" if loss is not None else "sigmoid"),
-        point, cal, float(c.max()), tried, seed,
+        point, cal, float(c.max()), tried, seed, front,
     )  # fmt: skip
+
+
+def _frontier(method: str, data: ScoreData) -> tuple[Predictor, ...]:
+    """The method refitted without each of the :data:`FRONTIER` largest models in turn."""
+    fit = METHODS.get(method).fit
+    largest = np.argsort(data.compute, kind="stable")[::-1][:FRONTIER]
+    out = []
+    for i in largest:
+        keep = np.ones(len(data.compute), dtype=bool)
+        keep[i] = False
+        out.append(fit(data.subset(keep)))
+    return tuple(out)
 
 
 def _choose(
@@ -266,7 +306,7 @@ def _choose(
             raise UserError(UserProblem(f"method {method!r} needs other benchmarks (--with)"))
         names = [method]
     else:
-        names = available_methods(has_loss, has_others)
+        names = available_methods(has_loss, has_others, baselines=False)
     if not enabled:
         return names[0], None, ()
     cals = {m: calibrate(m, data, sigma=sigma, max_cuts=max_cuts) for m in names}
@@ -417,7 +457,8 @@ def backtest(
 
     Every method (all the data allow, or ``methods``) is backtested with calibrated intervals
     (each cut's forecast is calibrated on its own training models only); the method with the
-    smallest mean absolute error is chosen and its rows reported, with coverage by distance and
+    smallest mean absolute error among the non-baselines (``logistic-4p`` is a baseline: scored
+    and reported, not chosen) is chosen and its rows reported, with coverage by distance and
     the Brier score of ``P(score >= line)``.
 
     Rows at the same compute go to the same side of each cut. Predictions made from one cut
@@ -483,7 +524,8 @@ def backtest(
     if not any(results.values()):
         raise UserError(UserProblem("no model lies within --max-distance of a ladder cut"))
     scores = [_score(m, rows, level, seed) for m, rows in results.items() if rows]
-    chosen = min(scores, key=lambda sc: float(sc.mae.value))
+    eligible = choosable([sc.method for sc in scores])
+    chosen = min((sc for sc in scores if sc.method in eligible), key=lambda sc: float(sc.mae.value))
     rows = results[chosen.method]
     return BacktestResult(
         tuple(rows), chosen.mae, chosen.coverage, level, chosen.method, tuple(scores),
