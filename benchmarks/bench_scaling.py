@@ -18,6 +18,7 @@ import time
 
 import numpy as np
 from scipy.optimize import minimize
+from tests.scaling.conftest import small_runs
 
 from safescale.scaling import (
     LAWS,
@@ -68,6 +69,17 @@ def main() -> bool:
         f"  speed-up {speedup:.0f}x (target >= {SPEEDUP_TARGET:.0f}x); "
         f"objective rel. diff {rel:.1e} (target <= 1e-9)"
     )
+    # The same optimum on a law unlike Chinchilla's (the tests check all data sets against 64
+    # grid starts; the whole grid runs here).
+    small = small_runs()
+    sargs = (small.params, small.tokens, small.loss)
+    s_fast, s_ref = fit_law(*sargs), fit_law(*sargs, method="reference")
+    s_rel = abs(s_fast.objective_ - s_ref.objective_) / s_ref.objective_
+    print(
+        f"  {len(small)} runs of another law: objective rel. diff {s_rel:.1e} against the "
+        "full-grid reference (target <= 1e-9)"
+    )
+    rel = max(rel, s_rel)
 
     n_boot = 1000
     boot, t_boot = _timed(lambda: bootstrap_law(*args, n_boot=n_boot, seed=0))
