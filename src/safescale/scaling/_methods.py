@@ -22,6 +22,7 @@ Each method fits the models it is given and returns a predictor of the score at 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -31,7 +32,6 @@ from scipy.optimize import least_squares
 
 from safescale._registry import Registry
 from safescale.scaling._laws import FloatArray
-from safescale.scaling._newton import solve_batch
 
 Predictor = Callable[[FloatArray], FloatArray]
 """Score at an array of compute values (FLOP)."""
@@ -128,36 +128,49 @@ def fit_sigmoid_batch(
     span = ceiling - floor
     k_max = max_slope(x)
     theta[:, 1] = np.clip(theta[:, 1], -k_max, k_max)
+    w = np.asarray(w, dtype=float)
 
-    def cost(t: FloatArray, wt: FloatArray) -> FloatArray:
-        r = sigmoid(x[None], t[:, :1], t[:, 1:], floor, ceiling) - s[None]
+    def denominator(t: FloatArray) -> FloatArray:
+        # 1 + exp(-k (x - x0)): the curve is floor + span / denominator.
+        return 1.0 + np.exp(-np.clip(t[:, 1:] * (x[None] - t[:, :1]), -700, 700))
+
+    def cost(den: FloatArray, wt: FloatArray) -> FloatArray:
+        r = floor + span / den - s[None]
         return np.sum(wt * r * r, axis=1)
 
-    f = cost(theta, w)
+    den = denominator(theta)  # (R, n), kept for the accepted point of every row
+    f = cost(den, w)
     mu = np.full(len(theta), 1e-3)
     active = np.arange(len(theta))
-    eye = np.eye(2)
     for _ in range(200):
         # Only rows still moving are stepped: most starts settle in a few iterations.
         th, wa = theta[active], w[active]
-        z = np.clip(th[:, 1:] * (x[None] - th[:, :1]), -700, 700)
-        q = 1.0 / (1.0 + np.exp(-z))
+        q = 1.0 / den[active]
         r = floor + span * q - s[None]  # (R, n)
         dq = span * q * (1.0 - q)
-        jac = np.stack([-th[:, 1:] * dq, (x[None] - th[:, :1]) * dq], axis=2)  # (R, n, 2)
-        jw = jac * wa[:, :, None]
-        h = jw.transpose(0, 2, 1) @ jac
-        g = np.einsum("rnj,rn->rj", jw, r)
-        diag = np.maximum(np.einsum("rjj->rj", h), 1e-300)
-        damp = (mu[active, None] * diag + 1e-12)[:, :, None] * eye
-        trial = th + solve_batch(h + damp, -g)
+        j0, j1 = -th[:, 1:] * dq, (x[None] - th[:, :1]) * dq  # Jacobian columns
+        wj0, wj1 = wa * j0, wa * j1
+        h00, h01, h11 = np.sum(wj0 * j0, 1), np.sum(wj0 * j1, 1), np.sum(wj1 * j1, 1)
+        g0, g1 = np.sum(wj0 * r, 1), np.sum(wj1 * r, 1)
+        m = mu[active]
+        a00 = h00 + (m * np.maximum(h00, 1e-300) + 1e-12)
+        a11 = h11 + (m * np.maximum(h11, 1e-300) + 1e-12)
+        # The damped 2x2 normal equations solved in closed form; a singular system gives a
+        # zero step, which ends the row.
+        det = a00 * a11 - h01 * h01
+        good = det > 0
+        det = np.where(good, det, 1.0)
+        step = np.stack([(h01 * g1 - a11 * g0) / det, (h01 * g0 - a00 * g1) / det], axis=1)
+        trial = th + np.where(good[:, None], step, 0.0)
         trial[:, 1] = np.clip(trial[:, 1], -k_max, k_max)
-        ft = cost(trial, wa)
+        den_t = denominator(trial)
+        ft = cost(den_t, wa)
         fa = f[active]
         ok = np.isfinite(ft) & (ft <= fa)
         done = ok & (fa - ft <= 1e-12 * np.maximum(fa, 1e-300))
-        theta[active[ok]], f[active[ok]] = trial[ok], ft[ok]
-        mu[active] = np.where(ok, mu[active] / 5.0, mu[active] * 10.0)
+        acc = active[ok]
+        theta[acc], f[acc], den[acc] = trial[ok], ft[ok], den_t[ok]
+        mu[active] = np.where(ok, m / 5.0, m * 10.0)
         active = active[~(done | (mu[active] > 1e12))]
         if active.size == 0:
             break
@@ -177,7 +190,16 @@ def best_sigmoid(
     x: FloatArray, s: FloatArray, floor: float, ceiling: float, keep: int = 16
 ) -> FloatArray:
     """Least-squares ``(x0, k)`` from the ``keep`` best starts of :func:`sigmoid_starts`
-    (ranked by their cost before any step), best end point kept."""
+    (ranked by their cost before any step), best end point kept. Remembered: a backtest fits
+    the same models again (every method's full fit, nested cuts), and gets the same answer."""
+    xc = np.ascontiguousarray(x, dtype=float)
+    sc = np.ascontiguousarray(s, dtype=float)
+    return _best_sigmoid(xc.tobytes(), sc.tobytes(), float(floor), float(ceiling), keep).copy()
+
+
+@lru_cache(maxsize=1024)
+def _best_sigmoid(x_b: bytes, s_b: bytes, floor: float, ceiling: float, keep: int) -> FloatArray:
+    x, s = np.frombuffer(x_b), np.frombuffer(s_b)
     starts = sigmoid_starts(x)
     k_max = max_slope(x)
     clipped = np.c_[starts[:, 0], np.clip(starts[:, 1], -k_max, k_max)]
@@ -294,6 +316,40 @@ for _m in (
     ),
 ):
     METHODS.add(_m.name, _m)
+
+
+_FITTED: OrderedDict[tuple[object, ...], Predictor] = OrderedDict()
+_FITTED_MAX = 512
+
+
+def fit_method(name: str, data: ScoreData) -> Predictor:
+    """``METHODS.get(name).fit(data)``, remembered by the data's content.
+
+    A backtest refits the same models many times: the calibration of every cut's forecast
+    cuts the ladder again, and the frontier jackknife's fit without the largest model is the
+    calibration's last cut. The fits are deterministic, so each distinct set is fitted once
+    (the most recent 512 kept)."""
+    key = (name, data.chance, data.ceiling, *(_bytes(a) for a in _arrays(data)))
+    hit = _FITTED.get(key)
+    if hit is not None:
+        _FITTED.move_to_end(key)
+        return hit
+    predictor = METHODS.get(name).fit(data)
+    _FITTED[key] = predictor
+    if len(_FITTED) > _FITTED_MAX:
+        _FITTED.popitem(last=False)
+    return predictor
+
+
+def _arrays(data: ScoreData) -> tuple[FloatArray | None, ...]:
+    return (data.compute, data.score, data.loss, data.others, data.others_chance)
+
+
+def _bytes(a: FloatArray | None) -> tuple[tuple[int, ...], bytes] | None:
+    if a is None:
+        return None
+    c = np.ascontiguousarray(a, dtype=float)
+    return c.shape, c.tobytes()
 
 
 def available_methods(
