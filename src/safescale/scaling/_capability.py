@@ -38,6 +38,7 @@ from safescale.scaling._methods import (
     best_sigmoid,
     choosable,
     fit_method,
+    fit_methods,
     sigmoid,
 )
 from safescale.scaling._methods import fit_sigmoid_batch as _fit_sigmoid
@@ -286,12 +287,12 @@ def fit_capability(
 def _frontier(method: str, data: ScoreData) -> tuple[Predictor, ...]:
     """The method refitted without each of the :data:`FRONTIER` largest models in turn."""
     largest = np.argsort(data.compute, kind="stable")[::-1][:FRONTIER]
-    out = []
+    masks = []
     for i in largest:
         keep = np.ones(len(data.compute), dtype=bool)
         keep[i] = False
-        out.append(fit_method(method, data.subset(keep)))
-    return tuple(out)
+        masks.append(keep)
+    return tuple(fit_methods(method, data, masks))
 
 
 def _choose(
