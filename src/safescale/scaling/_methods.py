@@ -22,9 +22,11 @@ Each method fits the models it is given and returns a predictor of the score at 
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -32,6 +34,9 @@ from scipy.optimize import least_squares
 
 from safescale._registry import Registry
 from safescale.scaling._laws import FloatArray
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 Predictor = Callable[[FloatArray], FloatArray]
 """Score at an array of compute values (FLOP)."""
@@ -206,6 +211,33 @@ def sigmoid_starts(x: FloatArray) -> FloatArray:
     return np.array([(m, sg * k) for m in mids for k in slopes for sg in (1.0, -1.0)])
 
 
+class _Memo(Generic[K, V]):
+    """A bounded, thread-safe map from content keys to fits, oldest use forgotten first."""
+
+    def __init__(self, size: int) -> None:
+        self._items: OrderedDict[K, V] = OrderedDict()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def get(self, key: K) -> V | None:
+        with self._lock:
+            value = self._items.pop(key, None)
+            if value is not None:
+                self._items[key] = value
+            return value
+
+    def put(self, key: K, value: V) -> None:
+        with self._lock:
+            self._items.pop(key, None)
+            self._items[key] = value
+            while len(self._items) > self._size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+
 def best_sigmoid(
     x: FloatArray, s: FloatArray, floor: float, ceiling: float, keep: int = 16
 ) -> FloatArray:
@@ -214,7 +246,7 @@ def best_sigmoid(
     return best_sigmoids([(x, s)], floor, ceiling, keep)[0]
 
 
-_SIGMOIDS: OrderedDict[tuple[bytes, bytes, float, float, int], FloatArray] = OrderedDict()
+_SIGMOIDS: _Memo[tuple[bytes, bytes, float, float, int], FloatArray] = _Memo(1024)
 
 
 def best_sigmoids(
@@ -234,18 +266,14 @@ def best_sigmoids(
         )
         for x, s in problems
     ]
-    todo = list(dict.fromkeys(k for k in keys if k not in _SIGMOIDS))
+    found = {k: v for k in dict.fromkeys(keys) if (v := _SIGMOIDS.get(k)) is not None}
+    todo = [k for k in dict.fromkeys(keys) if k not in found]
     if todo:
         data = [(np.frombuffer(k[0]), np.frombuffer(k[1])) for k in todo]
         for key, fit in zip(todo, _fit_sigmoids(data, floor, ceiling, keep), strict=True):
-            _SIGMOIDS[key] = fit
-        while len(_SIGMOIDS) > 1024:
-            _SIGMOIDS.popitem(last=False)
-    out = []
-    for k in keys:
-        _SIGMOIDS.move_to_end(k)
-        out.append(_SIGMOIDS[k].copy())
-    return out
+            found[key] = fit
+            _SIGMOIDS.put(key, fit)
+    return [found[k].copy() for k in keys]
 
 
 def _fit_sigmoids(
@@ -305,7 +333,7 @@ def _log_compute_sigmoid(x0: float, k: float, floor: float, ceiling: float) -> P
     return lambda c: sigmoid(np.log10(c), x0, k, floor, ceiling)
 
 
-_LAWS_FITTED: OrderedDict[tuple[bytes, bytes], FloatArray] = OrderedDict()
+_LAWS_FITTED: _Memo[tuple[bytes, bytes], FloatArray] = _Memo(256)
 
 
 def _compute_laws(compute: FloatArray, loss: FloatArray, masks: Sequence[Mask]) -> list[FloatArray]:
@@ -320,13 +348,11 @@ def _compute_laws(compute: FloatArray, loss: FloatArray, masks: Sequence[Mask]) 
     out = []
     for m in masks:
         key = (c[m].tobytes(), y[m].tobytes())
-        if key not in _LAWS_FITTED:
-            law = fit_law(compute=c[m], loss=y[m], form="compute")
-            _LAWS_FITTED[key] = np.asarray(law.theta_, dtype=float)
-            while len(_LAWS_FITTED) > 256:
-                _LAWS_FITTED.popitem(last=False)
-        _LAWS_FITTED.move_to_end(key)
-        out.append(_LAWS_FITTED[key])
+        theta = _LAWS_FITTED.get(key)
+        if theta is None:
+            theta = np.asarray(fit_law(compute=c[m], loss=y[m], form="compute").theta_, dtype=float)
+            _LAWS_FITTED.put(key, theta)
+        out.append(theta)
     return out
 
 
@@ -462,8 +488,7 @@ for _m in (
     METHODS.add(_m.name, _m)
 
 
-_FITTED: OrderedDict[tuple[object, ...], Predictor] = OrderedDict()
-_FITTED_MAX = 512
+_FITTED: _Memo[tuple[object, ...], Predictor] = _Memo(512)
 
 
 def fit_method(name: str, data: ScoreData) -> Predictor:
@@ -482,7 +507,8 @@ def fit_methods(name: str, data: ScoreData, masks: Sequence[Mask]) -> list[Predi
     (``fit_many``)."""
     subsets = [data.subset(m) for m in masks]
     keys = [(name, data.chance, data.ceiling, *(_bytes(a) for a in _arrays(d))) for d in subsets]
-    todo = {k: m for k, m in zip(keys, masks, strict=True) if k not in _FITTED}
+    found = {k: v for k in dict.fromkeys(keys) if (v := _FITTED.get(k)) is not None}
+    todo = {k: m for k, m in zip(keys, masks, strict=True) if k not in found}
     if todo:
         method = METHODS.get(name)
         if method.fit_many is not None:
@@ -490,12 +516,9 @@ def fit_methods(name: str, data: ScoreData, masks: Sequence[Mask]) -> list[Predi
         else:
             fitted = [method.fit(data.subset(m)) for m in todo.values()]
         for k, predictor in zip(todo, fitted, strict=True):
-            _FITTED[k] = predictor
-        while len(_FITTED) > _FITTED_MAX:
-            _FITTED.popitem(last=False)
-    for k in keys:
-        _FITTED.move_to_end(k)
-    return [_FITTED[k] for k in keys]
+            found[k] = predictor
+            _FITTED.put(k, predictor)
+    return [found[k] for k in keys]
 
 
 def _arrays(data: ScoreData) -> tuple[FloatArray | None, ...]:
