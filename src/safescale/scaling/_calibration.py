@@ -51,7 +51,7 @@ from scipy.optimize import minimize
 from scipy.stats import t as student_t
 
 from safescale.scaling._laws import FloatArray
-from safescale.scaling._methods import METHODS, ScoreData
+from safescale.scaling._methods import ScoreData, fit_methods
 
 MIN_CUTS = 2
 """Fewest ladder cuts (and at least three errors) a calibration is fitted from."""
@@ -157,14 +157,14 @@ def future_errors(
     method: str, data: ScoreData, *, min_train: int = 4, max_cuts: int = 8
 ) -> FutureErrors:
     """Leave-future-out errors of ``method`` on ``data``, with the cut each came from."""
-    fit = METHODS.get(method).fit
     dist: list[FloatArray] = []
     err: list[FloatArray] = []
     ids: list[FloatArray] = []
     cuts = ladder_cuts(data.compute, min_train=min_train, max_cuts=max_cuts)
-    for i, cut in enumerate(cuts):
-        train = data.compute <= cut
-        predict = fit(data.subset(train))
+    trains = [data.compute <= cut for cut in cuts]
+    # Every cut's fit at once (methods that can fit several subsets together do).
+    predictors = fit_methods(method, data, trains)
+    for i, (cut, train, predict) in enumerate(zip(cuts, trains, predictors, strict=True)):
         c = data.compute[~train]
         dist.append(np.log10(c / cut))
         err.append(data.score[~train] - predict(c))

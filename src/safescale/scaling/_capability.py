@@ -37,6 +37,8 @@ from safescale.scaling._methods import (
     available_methods,
     best_sigmoid,
     choosable,
+    fit_method,
+    fit_methods,
     sigmoid,
 )
 from safescale.scaling._methods import fit_sigmoid_batch as _fit_sigmoid
@@ -256,7 +258,7 @@ def fit_capability(
     oth, oth_chance = _others(others, others_chance, n)
     data = ScoreData(c, s, None if loss is None else x, chance, ceiling, oth, oth_chance)
     chosen, cal, tried = _choose(data, method, sigma, calibrate_intervals, max_cuts)
-    point = METHODS.get(chosen).fit(data) if cal is not None else None
+    point = fit_method(chosen, data) if cal is not None else None
     front = _frontier(chosen, data) if cal is not None else ()
     if cal is not None and not bootstrap_calibrated:
         # Calibrated and no bootstrap asked for (backtests): skip the replicates.
@@ -284,14 +286,13 @@ def fit_capability(
 
 def _frontier(method: str, data: ScoreData) -> tuple[Predictor, ...]:
     """The method refitted without each of the :data:`FRONTIER` largest models in turn."""
-    fit = METHODS.get(method).fit
     largest = np.argsort(data.compute, kind="stable")[::-1][:FRONTIER]
-    out = []
+    masks = []
     for i in largest:
         keep = np.ones(len(data.compute), dtype=bool)
         keep[i] = False
-        out.append(fit(data.subset(keep)))
-    return tuple(out)
+        masks.append(keep)
+    return tuple(fit_methods(method, data, masks))
 
 
 def _choose(
