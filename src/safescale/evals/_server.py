@@ -260,7 +260,8 @@ def _h11_protocol() -> Any:
 
 
 def build_app(state: ServerState) -> Any:
-    """The Starlette application for ``state``."""
+    """The ASGI application for ``state``: Starlette's, the two generation routes called
+    directly."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
     from starlette.requests import Request
@@ -369,7 +370,7 @@ def build_app(state: ServerState) -> Any:
         log.error("request failed: %s: %s", type(exc).__name__, exc)
         return error(ApiError(500, f"the model failed: {type(exc).__name__}: {exc}"))
 
-    return Starlette(
+    app = Starlette(
         routes=[
             Route(f"/{API_VERSION}/models", models, methods=["GET"]),
             Route(f"/{API_VERSION}/completions", completions, methods=["POST"]),
@@ -378,3 +379,38 @@ def build_app(state: ServerState) -> Any:
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    direct: dict[str, type[CompletionRequest] | type[ChatRequest]] = {
+        f"/{API_VERSION}/completions": CompletionRequest,
+        f"/{API_VERSION}/chat/completions": ChatRequest,
+    }
+
+    async def asgi(scope: Any, receive: Any, send: Any) -> None:
+        # A POST to one of the two generation routes goes straight to its handler: Starlette's
+        # middleware and router layers cost about as much per request as reading and
+        # validating the body. What they would do here is done the same way: a failure is
+        # answered by server_error (unless the answer has started) and raised for the log.
+        kind = (
+            direct.get(scope["path"])
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
+        if kind is None:
+            await app(scope, receive, send)
+            return
+        request = Request(scope, receive)
+        started = False
+
+        async def sender(message: Any) -> None:
+            nonlocal started
+            started = True
+            await send(message)
+
+        try:
+            response = await generate(request, kind)
+            await response(scope, receive, sender)
+        except Exception as exc:
+            if not started:
+                await (await server_error(request, exc))(scope, receive, send)
+            raise
+
+    return asgi
