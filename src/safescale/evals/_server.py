@@ -259,6 +259,25 @@ def _h11_protocol() -> Any:
     return Protocol
 
 
+def loads(data: bytes) -> Any:
+    """A request body's JSON: orjson when installed (several times faster), the standard
+    library for what orjson refuses (``NaN``, integers over 64 bits) and for the error
+    message; a body that is not JSON is a 400."""
+    try:
+        import orjson
+    except ImportError:
+        pass
+    else:
+        try:
+            return orjson.loads(data)
+        except orjson.JSONDecodeError:
+            pass
+    try:
+        return json.loads(data)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
+
+
 def build_app(state: ServerState) -> Any:
     """The ASGI application for ``state``: Starlette's, the two generation routes called
     directly."""
@@ -305,10 +324,7 @@ def build_app(state: ServerState) -> Any:
                     413, f"the request body is over the limit of {state.max_body_bytes} bytes"
                 )
             chunks.append(chunk)
-        try:
-            return json.loads(b"".join(chunks) or b"null")
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
+        return loads(b"".join(chunks) or b"null")
 
     def check_model(name: str | None) -> None:
         if name and name != state.name:
