@@ -250,7 +250,9 @@ async def _clients(url: str, bodies: list[dict[str, Any]], c: int) -> dict[str, 
     todo = iter(range(len(bodies)))
     payloads = [orjson.dumps(b) for b in bodies]
     headers = {"Content-Type": "application/json"}
-    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=c)) as session:
+    async with aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(limit=c), cookie_jar=aiohttp.DummyCookieJar()
+    ) as session:
 
         async def client() -> None:
             for i in todo:

@@ -113,6 +113,9 @@ class ModelServer:
             lifespan="off",
             backlog=backlog,
             timeout_keep_alive=30,
+            # Nothing here reads the client's address or scheme: no X-Forwarded-* rewriting
+            # (a middleware layer on every request).
+            proxy_headers=False,
             http=_http_protocol(http),
         )
         self._server = uvicorn.Server(config)
