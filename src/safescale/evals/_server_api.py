@@ -95,6 +95,9 @@ class CompletionRequest(_Common):
             return v
         if not isinstance(v, list) or not v:
             raise ValueError("must be a string, a list of strings or a list of token ids")
+        kinds = set(map(type, v))  # one pass in C: a JSON body holds exact ints and strs
+        if kinds == {int} or kinds == {str}:
+            return v
         if all(isinstance(x, str) for x in v):
             return v
         if all(isinstance(x, int) and not isinstance(x, bool) for x in v):

@@ -20,9 +20,9 @@ from __future__ import annotations
 import concurrent.futures
 import logging
 import os
-import queue
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -146,8 +146,10 @@ def run_batch(
             parts = (scored[shared[g]] if g in shared else ()) + (
                 scored[own[b]] if b in own else ()
             )
+            keep_k = r.prompt_logprobs
             prompt_lps[b] = tuple(
-                TokenLogprob(t.token, t.logprob, t.top[: r.prompt_logprobs]) for t in parts
+                t if len(t.top) <= keep_k else TokenLogprob(t.token, t.logprob, t.top[:keep_k])
+                for t in parts
             )
         if on_step is not None:
             for b, lps in enumerate(prompt_lps):
@@ -176,7 +178,8 @@ def run_batch(
                 if step.token in stops_at:
                     finish[b] = "stop"
                     continue
-                step = TokenLogprob(step.token, step.logprob, step.top[: r.top_logprobs])
+                if len(step.top) > r.top_logprobs:
+                    step = TokenLogprob(step.token, step.logprob, step.top[: r.top_logprobs])
                 new[b].append(step)
                 if on_step is not None:
                     on_step(b, step)
@@ -291,14 +294,12 @@ def _pick(lp: Any, targets: Any, k: int) -> tuple[TokenLogprob, ...]:
             top_v, top_i = lp.max(dim=-1, keepdim=True)
         else:
             top_v, top_i = lp.topk(min(k, lp.shape[-1]), dim=-1)
-        tv, ti = top_v.tolist(), top_i.tolist()
+        # ``tolist`` gives Python ints (ids) and floats (log-probabilities) already.
         return tuple(
-            TokenLogprob(
-                int(t), float(v), tuple(zip(map(int, ti[j]), map(float, tv[j]), strict=True))
-            )
-            for j, (t, v) in enumerate(zip(toks, values, strict=True))
+            TokenLogprob(t, v, tuple(zip(ids, vals, strict=True)))
+            for t, v, ids, vals in zip(toks, values, top_i.tolist(), top_v.tolist(), strict=True)
         )
-    return tuple(TokenLogprob(int(t), float(v)) for t, v in zip(toks, values, strict=True))
+    return tuple(TokenLogprob(t, v) for t, v in zip(toks, values, strict=True))
 
 
 def _hits_stop(lm: LocalLM, tokens: Sequence[TokenLogprob], stop: Sequence[str]) -> bool:
@@ -321,30 +322,53 @@ class BatchEngine:
         self.lm = lm
         self.batch_size = batch_size
         self.gather = gather
-        self._queue: queue.Queue[_Job | None] = queue.Queue()
+        # Queued jobs, requests being read and the closing flag, under one condition. The
+        # worker is woken only when it can act (the first job of a batch arrives, or the batch
+        # it gathers is complete): a wake-up per request would take the interpreter lock from
+        # the event loop while it reads the next ones.
+        self._cond = threading.Condition()
+        self._jobs: deque[_Job] = deque()
+        self._rows = 0  # rows of the queued jobs
         self._arriving = 0
-        self._arriving_lock = threading.Lock()
+        self._expected = 0  # jobs the gathering worker waits for (see _work)
+        self._closing = False
         self._thread = threading.Thread(target=self._work, name="serve-model-engine", daemon=True)
         self._thread.start()
 
     def expect(self, n: int = 1) -> None:
         """Announce ``n`` requests being read (``-n``: read, or dropped): while any is on its
         way, the worker waits for it (up to ``gather`` seconds) to run it in the same batch."""
-        with self._arriving_lock:
+        with self._cond:
             self._arriving += n
+            if n < 0 and self._complete():
+                self._cond.notify()
 
     def submit(
         self, reqs: list[SequenceRequest], on_step: StepCallback | None = None
     ) -> tuple[concurrent.futures.Future[list[SequenceResult]], threading.Event]:
         """Queue one request's rows; returns their future and an event that cancels them."""
         job = _Job(reqs, concurrent.futures.Future(), on_step, threading.Event())
-        self._queue.put(job)
+        with self._cond:
+            self._jobs.append(job)
+            self._rows += len(reqs)
+            if len(self._jobs) == 1 or self._complete():
+                self._cond.notify()
         return job.future, job.cancel
 
     def close(self) -> None:
         """Stop the worker once the queued work is done."""
-        self._queue.put(None)
+        with self._cond:
+            self._closing = True
+            self._cond.notify()
         self._thread.join(timeout=30)
+
+    def _complete(self) -> bool:
+        """Whether the queued jobs make a batch to run now (call holding the condition)."""
+        return bool(self._jobs) and (
+            self._closing
+            or self._rows >= self.batch_size
+            or (self._arriving <= 0 and len(self._jobs) >= self._expected)
+        )
 
     def _work(self) -> None:
         # Requests answered by the last batch, plus those that arrived while it ran: how many
@@ -352,38 +376,32 @@ class BatchEngine:
         # next request as soon as the last is answered; without waiting for them, 8 clients
         # fall into two groups taking turns, each batch half full. A lone client (1 + 0)
         # never waits.
-        expected = 0
         while True:
-            start = time.monotonic()
-            job = self._queue.get()
-            if job is None:
-                return
-            jobs = [job]
-            rows = len(job.reqs)
             # The answered clients' next requests come within a few milliseconds (the answer
             # is written, read, and the next request sent and parsed): the wait counts from
             # when the engine became free.
-            deadline = start + self.gather
-            while rows < self.batch_size:
-                try:
-                    nxt = self._queue.get_nowait()
-                except queue.Empty:
-                    # Wait only for requests being read, or for the clients just answered.
-                    if (self._arriving <= 0 and len(jobs) >= expected) or (
-                        time.monotonic() >= deadline
-                    ):
+            deadline = time.monotonic() + self.gather
+            with self._cond:
+                while not self._jobs:
+                    if self._closing:
+                        return
+                    self._cond.wait()
+                # Wait only for requests being read, or for the clients just answered.
+                while not self._complete():
+                    left = deadline - time.monotonic()
+                    if left <= 0:
                         break
-                    try:
-                        nxt = self._queue.get(timeout=0.0005)
-                    except queue.Empty:
-                        continue
-                if nxt is None:
-                    self._queue.put(None)  # finish this round, then stop
-                    break
-                jobs.append(nxt)
-                rows += len(nxt.reqs)
+                    self._cond.wait(left)
+                jobs: list[_Job] = []
+                rows = 0
+                while self._jobs and rows < self.batch_size:
+                    job = self._jobs.popleft()
+                    jobs.append(job)
+                    rows += len(job.reqs)
+                self._rows -= rows
             self._run(jobs)
-            expected = min(len(jobs) + self._queue.qsize(), self.batch_size)
+            with self._cond:
+                self._expected = min(len(jobs) + len(self._jobs), self.batch_size)
 
     def _run(self, jobs: list[_Job]) -> None:
         jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]

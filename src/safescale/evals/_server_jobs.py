@@ -222,7 +222,10 @@ class _Text:
 
     def text(self) -> str:
         """The text so far, cut at the first stop string."""
-        text = self.lm.decode([t.token for t in self.tokens])
+        if len(self.tokens) == 1:  # one new token (scoring): its remembered text
+            text = _tok(self.lm, self.tokens[0].token)
+        else:
+            text = self.lm.decode([t.token for t in self.tokens])
         cut = min((text.index(s) for s in self.stops if s and s in text), default=None)
         if cut is not None:
             self.stopped = True
@@ -270,9 +273,8 @@ def _tok(lm: LocalLM, token: int) -> str:
 def _names(lm: LocalLM, ids: Iterable[int]) -> dict[int, str]:
     """The model's table of token texts, holding at least ``ids`` (each decoded once)."""
     table = _TOKEN_TEXT.setdefault(lm, {})
-    for t in ids:
-        if t not in table:
-            table[t] = lm.decode([t])
+    for t in set(ids).difference(table):
+        table[t] = lm.decode([t])
     return table
 
 
@@ -288,11 +290,16 @@ def _completion_logprobs(
     names = _names(lm, chain(ids, (i for t in scored for i, _ in t.top)))
     strings = [names[t] for t in ids]
     tops: list[dict[str, float] | None] = []
+    add = tops.append
     for t in scored:
         # OpenAI's completions shape: the k best and the chosen token, by decoded text.
-        top = {names[i]: v for i, v in t.top}
+        if len(t.top) == 1:  # logprobs=1, lm-eval's setting: no dict comprehension
+            ((i, v),) = t.top
+            top = {names[i]: v}
+        else:
+            top = {names[i]: v for i, v in t.top}
         top.setdefault(names[t.token], t.logprob)
-        tops.append(top)
+        add(top)
     values: list[float | None] = [t.logprob for t in scored]
     if prompt is not None:  # the first prompt token has no log-probability
         values.insert(0, None)
