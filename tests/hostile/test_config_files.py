@@ -168,6 +168,18 @@ AUDIT_CASES = _shared("audit", audit, AUDIT) + [
         "expected a mapping of fields here, got a list",
     ),
     Case(
+        "audit-sae-seeds-many",
+        audit(sub(AUDIT, "sae:\n  k: 4", "sae:\n  k: 4\n  seeds: 1000000")),
+        "a.yaml:5: sae.seeds",
+        "less than or equal to 32",
+    ),
+    Case(
+        "audit-sae-seed-negative",
+        audit(sub(AUDIT, "sae:\n  k: 4", "sae:\n  k: 4\n  seed: -1")),
+        "a.yaml:5: sae.seed",
+        "greater than or equal to 0",
+    ),
+    Case(
         "audit-feature-concept",
         audit("checks:\n  - {id: f, kind: feature}\n"),
         "a.yaml: checks[0].concept",

@@ -6,22 +6,23 @@ import numpy as np
 import pytest
 from scipy.optimize import least_squares
 
-from safescale.scaling import _methods as methods
 from safescale.scaling import synthetic_ladder
-from safescale.scaling._methods import METHODS, ScoreData, best_sigmoids, fit_methods, sigmoid
+from safescale.scaling._methods import (
+    METHODS,
+    ScoreData,
+    best_sigmoids,
+    fit_methods,
+    forget_fits,
+    sigmoid,
+)
 
 
 @pytest.fixture(autouse=True)
 def _forget_fits() -> Iterator[None]:
     # Every fit below must really be fitted, not recalled from an earlier test.
-    def forget() -> None:
-        methods._FITTED.clear()
-        methods._SIGMOIDS.clear()
-        methods._LAWS_FITTED.clear()
-
-    forget()
+    forget_fits()
     yield
-    forget()
+    forget_fits()
 
 
 def _subsets(compute: np.ndarray) -> list[np.ndarray]:
@@ -46,9 +47,7 @@ def test_fits_made_together_match_fits_made_one_at_a_time(seed: int) -> None:
         assert METHODS.get(name).fit_many is not None
         together = fit_methods(name, data, masks)
         for mask, predictor in zip(masks, together, strict=True):
-            methods._FITTED.clear()
-            methods._SIGMOIDS.clear()
-            methods._LAWS_FITTED.clear()
+            forget_fits()
             alone = METHODS.get(name).fit(data.subset(mask))
             assert np.max(np.abs(predictor(ahead) - alone(ahead))) <= 1e-6, name
 

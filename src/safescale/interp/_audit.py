@@ -58,15 +58,15 @@ class SAESpec(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     architecture: Literal["topk", "batchtopk", "relu"] = "topk"
-    expansion: int = Field(4, ge=1)
+    expansion: int = Field(4, ge=1, le=256)
     """Latents per activation dimension."""
-    k: int = Field(8, ge=1)
-    tokens: int = Field(300_000, ge=1)
-    texts: int = Field(700, ge=10)
+    k: int = Field(8, ge=1, le=4096)
+    tokens: int = Field(300_000, ge=1, le=1_000_000_000)
+    texts: int = Field(700, ge=10, le=1_000_000)
     """Lab texts to read activations from."""
-    seed: int = 0
+    seed: int = Field(0, ge=0, le=2**32 - 1)
     """The first SAE seed."""
-    seeds: int = Field(3, ge=1)
+    seeds: int = Field(3, ge=1, le=32)
     """SAE seeds trained per layer (``seed`` onwards); the result says how many agree."""
 
 
@@ -200,7 +200,6 @@ def run_audit(
             )
         search = searches[key]
         results.append(_feature_result(check, search))
-        continue
     doc = {
         "model": name,
         "weights_sha256": weights,

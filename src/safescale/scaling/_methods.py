@@ -532,6 +532,13 @@ def _bytes(a: FloatArray | None) -> tuple[tuple[int, ...], bytes] | None:
     return c.shape, c.tobytes()
 
 
+def forget_fits() -> None:
+    """Forget every remembered fit (method, sigmoid and compute-law fits), so the next ones
+    are really fitted."""
+    for memo in (_FITTED, _SIGMOIDS, _LAWS_FITTED):
+        memo.clear()
+
+
 def available_methods(
     has_loss: bool, has_others: bool = False, *, baselines: bool = True
 ) -> list[str]:
