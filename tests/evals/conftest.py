@@ -7,6 +7,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import torch_threads
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
@@ -19,7 +21,7 @@ from tests.evals._factory import build_model, write_mc_jsonl
 def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     import torch
 
-    torch.set_num_threads(2)
+    torch.set_num_threads(torch_threads())
     return build_model(tmp_path_factory.mktemp("tiny-llama"))
 
 

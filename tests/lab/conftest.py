@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import torch_threads
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -14,7 +15,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 @pytest.fixture(scope="session", autouse=True)
 def _threads() -> None:
     # The test machine is small and shared; two threads is what the presets are sized for.
-    torch.set_num_threads(min(2, torch.get_num_threads()))
+    torch.set_num_threads(torch_threads())
 
 
 @pytest.fixture(scope="session")

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from tests.conftest import torch_threads
 from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from safescale.lab import SIZES, TrainConfig, build_model, load_train_result, train_model
@@ -119,4 +120,4 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(
     resumed = train_model(cfg, small_corpus, killed)
     straight = train_model(cfg, small_corpus, tmp_path / "straight")
     assert resumed.record.val_loss == pytest.approx(straight.record.val_loss, abs=1e-3)
-    torch.set_num_threads(2)
+    torch.set_num_threads(torch_threads())
