@@ -9,8 +9,18 @@ from safescale.ledger import Workspace
 from safescale.policy import ModelRecord
 
 
+def _columns(monkeypatch: pytest.MonkeyPatch, n: int) -> None:
+    """A terminal ``n`` columns wide. The command's console reads COLUMNS once, when it is
+    made (on import, in whatever environment that was: a parallel test process sets its own),
+    so its width is set too."""
+    from safescale.cli._common import console
+
+    monkeypatch.setenv("COLUMNS", str(n))
+    monkeypatch.setattr(console, "width", n)
+
+
 def test_wide_tables_fit_80_columns(tmp_path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "80")
+    _columns(monkeypatch, 80)
     with Workspace.init(tmp_path / "ws") as ws:
         ws.append_model(ModelRecord(id="m0", flops=1e15, extra={"lineage": "ladder"}))
         ws.append_model(ModelRecord(id="m1", flops=1e16, extra={"lineage": "ladder"}))
@@ -30,7 +40,7 @@ def test_wide_tables_fit_80_columns(tmp_path, run_cli, monkeypatch: pytest.Monke
 
 
 def test_narrow_tables_stay_tables(tmp_path, run_cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("COLUMNS", "200")
+    _columns(monkeypatch, 200)
     with Workspace.init(tmp_path / "ws") as ws:
         ws.append_model(ModelRecord(id="m0", flops=1e15))
     code, out, _ = run_cli("--workspace", str(tmp_path / "ws"), "compute", "show")
