@@ -4,6 +4,8 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 PRESET ?= demo
+# Test processes (pytest-xdist): one per core; the lab's fixtures are built once and shared.
+TEST_WORKERS ?= auto
 
 .PHONY: install system test check bench demo clean
 
@@ -22,7 +24,7 @@ system:
 	@bash scripts/install-system.sh
 
 test: install
-	$(PY) -m pytest -q
+	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 check: install
 	$(VENV)/bin/ruff check src tests benchmarks
