@@ -71,10 +71,10 @@ def _per_method(multi: bool) -> dict[str, float]:
 @pytest.mark.parametrize("multi", [False, True], ids=["one-benchmark+loss", "four-benchmarks"])
 def test_ninety_percent_intervals_cover_ninety_percent_within_a_decade(multi: bool) -> None:
     # Sixteen ladders per case: the predictions from one ladder move together, so fewer
-    # ladders leave the pooled coverage too noisy to test against 0.85-0.95. At least 0.85
-    # pooled, in each half-decade band and for every method but the baseline; at most 0.95
-    # is required here for the one-benchmark case and tested apart for the four-benchmark
-    # case, which over-covers (docs/scaling.md).
+    # ladders leave the pooled coverage too noisy to test against 0.85-0.95. Pooled within
+    # 0.85-0.95 in both cases; at least 0.85 in each half-decade band and for every method
+    # but the baseline; at most 0.95 there too for the one-benchmark case, tested apart for
+    # the four-benchmark case, whose near band and sigmoid over-cover (docs/scaling.md).
     covered, chosen_err, logistic_err, dist = _pooled(multi)
     hit = np.array(covered)
     coverage = float(np.mean(hit))
@@ -84,8 +84,7 @@ def test_ninety_percent_intervals_cover_ninety_percent_within_a_decade(multi: bo
         assert np.mean(hit[band]) >= 0.85, (near, np.mean(hit[band]), int(band.sum()))
         if not multi:
             assert np.mean(hit[band]) <= 0.95, (near, np.mean(hit[band]), int(band.sum()))
-    if not multi:
-        assert coverage <= 0.95, (coverage, len(covered))
+    assert coverage <= 0.95, (coverage, len(covered))
     assert np.mean(chosen_err) < np.mean(logistic_err)
     # Every method offered for the case, each on its own, except the plain logistic (the
     # baseline to beat, whose floor and ceiling are free; docs/scaling.md gives its figure).
@@ -99,10 +98,13 @@ def test_ninety_percent_intervals_cover_ninety_percent_within_a_decade(multi: bo
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="the four-benchmark held-out ladders over-cover (0.966 at nominal 90%) with the "
-    "frontier jackknife chosen on the calibration data (0.887 there); see docs/scaling.md",
+    reason="on the four-benchmark held-out ladders the pooled coverage is within (0.943), but "
+    "the near half-decade (0.955) and the sigmoid on its own (0.960) over-cover; see "
+    "docs/scaling.md",
 )
-def test_four_benchmark_intervals_are_not_too_wide() -> None:
-    covered, _, _, _ = _pooled(True)
-    assert float(np.mean(covered)) <= 0.95
+def test_four_benchmark_intervals_are_not_too_wide_in_any_band_or_method() -> None:
+    covered, _, _, dist = _pooled(True)
+    hit = np.array(covered)
+    for band in (dist <= 0.5, dist > 0.5):
+        assert np.mean(hit[band]) <= 0.95, (np.mean(hit[band]), int(band.sum()))
     assert all(cov <= 0.95 for m, cov in _per_method(True).items() if m != "logistic-4p")

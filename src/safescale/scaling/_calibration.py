@@ -78,12 +78,24 @@ class Calibration:
     """Growth of the error scale per order of magnitude of extrapolation."""
     cut_growth: FloatArray | None = None
     """``(k,)`` each cut's own growth (``growth`` is their root mean square)."""
+    intra_cut_correlation: float = 1.0
+    """Correlation ``rho`` of the standardised errors within a cut (one-way ANOVA, clipped
+    to [0, 1]; 1: the errors of a cut move as one)."""
+
+    @property
+    def n_effective(self) -> float:
+        """Effective number of independent errors, ``m / (1 + (m/k - 1) rho)`` (the design
+        effect of ``k`` clusters of mean size ``m/k``)."""
+        m = len(self.errors)
+        mean_size = m / max(self.n_cuts, 1)
+        return float(m / (1.0 + (mean_size - 1.0) * self.intra_cut_correlation))
 
     @property
     def dof(self) -> float:
-        """Degrees of freedom of the Student t: one per cut, less one (errors from one cut
-        share a fit and are not independent evidence)."""
-        return float(max(self.n_cuts - 1, 1))
+        """Degrees of freedom of the Student t: ``n_eff - 1``, between ``k - 1`` (the errors of
+        a cut move together: one piece of evidence per cut) and ``m - 1`` (independent)."""
+        m, k = len(self.errors), self.n_cuts
+        return float(max(np.clip(self.n_effective - 1.0, k - 1, m - 1), 1.0))
 
     @property
     def mae(self) -> float:
@@ -119,6 +131,8 @@ class Calibration:
             "n_cuts": self.n_cuts,
             "s0": self.s0,
             "growth_per_decade": self.growth,
+            "intra_cut_correlation": self.intra_cut_correlation,
+            "n_effective": self.n_effective,
             "dof": self.dof,
             "mae": self.mae,
         }
@@ -230,4 +244,26 @@ def calibrate(
     s0, g_pooled = fit_scale(fe.distances, fe.errors, sigma)
     per_cut = cut_growths(fe, s0, g_pooled)
     g = float(np.sqrt(np.mean(per_cut**2)))
-    return Calibration(method, fe.distances, fe.errors, fe.n_cuts, s0, g, per_cut)
+    z = fe.errors / np.sqrt(s0**2 + (g * fe.distances) ** 2)
+    rho = intra_cut_correlation(z, fe.cut)
+    return Calibration(method, fe.distances, fe.errors, fe.n_cuts, s0, g, per_cut, rho)
+
+
+def intra_cut_correlation(z: FloatArray, cut: FloatArray) -> float:
+    """One-way ANOVA intra-class correlation of ``z`` grouped by ``cut`` (unequal group
+    sizes: ``n0 = (m - sum n_i^2 / m) / (k - 1)``), clipped to [0, 1]; 1 when there are fewer
+    than two groups or no error beyond one per group."""
+    labels = np.unique(cut)
+    k, m = len(labels), len(z)
+    if k < 2 or m <= k:
+        return 1.0
+    groups = [z[cut == c] for c in labels]
+    sizes = np.array([len(g) for g in groups], dtype=float)
+    means = np.array([g.mean() for g in groups])
+    between = float(np.sum(sizes * (means - z.mean()) ** 2)) / (k - 1)
+    within = float(sum(np.sum((g - g.mean()) ** 2) for g in groups)) / (m - k)
+    n0 = (m - float(np.sum(sizes**2)) / m) / (k - 1)
+    denominator = between + (n0 - 1.0) * within
+    if denominator <= 0:
+        return 0.0
+    return float(np.clip((between - within) / denominator, 0.0, 1.0))
