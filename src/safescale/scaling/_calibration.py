@@ -24,21 +24,26 @@ restricted to the models that drive an extrapolation) measures how unstable this
 predictive scale is the larger of the two, ``sqrt(max(s(d)^2, v_J))``: the ladder's record
 already holds the instability of fits like its cuts', so the two are not added; the jackknife
 guards against a fit less stable than any the record saw. The predictive distribution at
-distance ``d`` is ``point + scale T``, with ``T`` a Student t with ``k - 1`` degrees of freedom
-for ``k`` cuts.
+distance ``d`` is ``point + scale T``, with ``T`` a Student t whose degrees of freedom count
+the independent evidence in the ``m`` errors from ``k`` cuts.
 
-Why ``k - 1`` and not one per error: the errors from one cut share that cut's fit (nested
-cuts of one ladder share most of their models), so they move together, and a new forecast is
-a new fit. The unit of evidence about how wrong a fit is, is the cut, not the error. Counting
-every error as independent (the standardised errors' own quantiles, split-conformal style, or
-a t with one degree of freedom per error) understates the tails: on the calibration ladders
-(:data:`~safescale.scaling._synthetic.CALIBRATION_SEEDS`) it covered 0.83-0.88 at nominal
-90%, against 0.88-0.92 per method with ``k - 1``. Intervals and ``P(score >= line)`` both come
+The errors from one cut share that cut's fit (nested cuts of one ladder share most of their
+models), so they can move together, and a new forecast is a new fit. How much they move
+together is measured: ``rho``, the intra-cut correlation of the standardised errors
+``r / s(d)`` (one-way ANOVA, clipped to [0, 1]), gives the design effect of ``k`` clusters of
+mean size ``m/k``, ``n_eff = m / (1 + (m/k - 1) rho)``, and the t has
+``clip(n_eff - 1, k - 1, m - 1)`` degrees of freedom: ``k - 1`` when a cut's errors move as
+one (the cut is the unit of evidence), ``m - 1`` when they are independent. Counting every
+error as independent regardless (the standardised errors' own quantiles, split-conformal
+style, or a t with one degree of freedom per error) understated the tails of the first error
+model (0.83-0.88 at nominal 90% on calibration seeds 100-131); ``k - 1`` alone over-covered
+where the errors of a cut are nearly independent. Intervals and ``P(score >= line)`` both come
 from this one distribution, clipped to the metric's range.
 
-The per-cut growth and the frontier jackknife were chosen on the calibration ladders and on a
-public table of other benchmarks (``tests/scaling/data``, Open LLM Leaderboard v2 scores of
-base models), never on the held-out ones; ``docs/scaling.md`` gives the figures.
+The per-cut growth, the frontier jackknife and the degrees of freedom were chosen on the
+calibration ladders and on a public table of other benchmarks (``tests/scaling/data``, Open
+LLM Leaderboard v2 scores of base models), never on the held-out ones; ``docs/scaling.md``
+gives the figures.
 """
 
 from __future__ import annotations
