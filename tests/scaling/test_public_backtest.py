@@ -3,8 +3,10 @@
 The table (tests/scaling/data/README.md has its source, commit and license) was not used to
 choose anything in ``safescale.scaling``; the error model was chosen on another table of the
 same release (Open LLM Leaderboard v2 benchmarks of base models, with their compute taken
-from this table by model name) and on the synthetic calibration seeds. The models form one ladder across families, so the
-scatter about any curve in compute is wide (families differ in data and recipe).
+from this table by model name) and on the synthetic calibration seeds. Its results were seen
+before the degrees of freedom of the intervals were chosen (on the calibration data). The
+models form one ladder across families, so the scatter about any curve in compute is wide
+(families differ in data and recipe).
 """
 
 import csv
