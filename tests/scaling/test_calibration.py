@@ -17,7 +17,13 @@ from safescale.scaling import (
     backtest,
     synthetic_ladder,
 )
-from safescale.scaling._calibration import Calibration, intra_cut_correlation
+from safescale.scaling._calibration import (
+    Calibration,
+    FutureErrors,
+    intra_cut_correlation,
+    reach_weights,
+    weighted_growth,
+)
 
 
 @cache
@@ -59,6 +65,29 @@ def test_degrees_of_freedom_follow_the_within_cut_correlation() -> None:
     assert cal(1.0).dof == 5 and cal(0.0).dof == 47
     assert 5 < cal(0.3).dof < 47
     assert cal(0.3).n_effective == pytest.approx(48 / (1 + 7 * 0.3))
+
+
+def test_a_cut_that_reaches_a_hundredth_of_a_decade_counts_little_in_the_growth() -> None:
+    # Two cuts reach a decade (growth about 0.1 per decade); the last reaches 0.01 decades,
+    # where an error of 0.05 is a growth of 5 per decade. Each cut is weighted by the share of
+    # the variance at its farthest error that the growth explains, at the plain root mean
+    # square of the growths (2.9 here, inflated by the last cut itself, which therefore still
+    # gets a quarter of a cut's weight).
+    d = np.array([0.2, 0.5, 1.0, 0.3, 1.0, 0.01])
+    r = np.array([0.05, -0.06, 0.11, 0.04, -0.1, 0.05])
+    fe = FutureErrors(d, r, np.array([0.0, 0, 0, 1, 1, 2]), 3)
+    per_cut = np.array([0.1, 0.1, 5.0])
+    rms = weighted_growth(per_cut, np.ones(3))
+    assert rms == pytest.approx(np.sqrt(np.mean(per_cut**2)))
+    weight = reach_weights(fe, 0.05, rms)
+    u2 = (rms * 0.01 / 0.05) ** 2
+    assert weight[2] == pytest.approx(u2 / (1 + u2)) and weight[2] < 0.3
+    assert weight[0] == weight[1] > 0.99
+    assert weighted_growth(per_cut, weight) < 0.6 * rms
+    # a cut without errors has no weight; with no growth at all every weight is zero
+    empty = FutureErrors(d[:3], r[:3], np.zeros(3), 2)
+    assert reach_weights(empty, 0.05, 0.1)[1] == 0.0
+    assert weighted_growth(np.zeros(3), reach_weights(fe, 0.05, 0.0)) == 0.0
 
 
 def _pooled(multi: bool) -> tuple[list[bool], list[float], list[float], np.ndarray]:

@@ -82,10 +82,12 @@ class Calibration:
     growth: float
     """Growth of the error scale per order of magnitude of extrapolation."""
     cut_growth: FloatArray | None = None
-    """``(k,)`` each cut's own growth (``growth`` is their root mean square)."""
+    """``(k,)`` each cut's own growth (``growth`` is their weighted root mean square)."""
     intra_cut_correlation: float = 1.0
     """Correlation ``rho`` of the standardised errors within a cut (one-way ANOVA, clipped
     to [0, 1]; 1: the errors of a cut move as one)."""
+    cut_weight: FloatArray | None = None
+    """``(k,)`` each cut's weight in ``growth`` (:func:`reach_weights`)."""
 
     @property
     def n_effective(self) -> float:
@@ -212,6 +214,31 @@ def cut_growths(fe: FutureErrors, s0: float, start: float) -> FloatArray:
     return out
 
 
+def reach_weights(fe: FutureErrors, s0: float, growth: float) -> FloatArray:
+    """``(k,)`` how much each cut can say about the growth: ``u^2 / (1 + u^2)`` with
+    ``u = growth * d_max / s0`` (``d_max``: the cut's farthest error), the share of the error
+    variance at that distance that the growth term explains. A cut whose errors all lie where
+    ``s0`` dominates (a few hundredths of a decade out) counts little, since its growth is an
+    error divided by a tiny distance; one that reaches far counts about once. 0 for a cut
+    without errors."""
+    out = np.zeros(fe.n_cuts)
+    for i in range(fe.n_cuts):
+        sel = fe.cut == i
+        if not sel.any():
+            continue
+        u2 = (growth * float(np.max(fe.distances[sel])) / max(s0, 1e-12)) ** 2
+        out[i] = u2 / (1.0 + u2)
+    return out
+
+
+def weighted_growth(per_cut: FloatArray, weight: FloatArray) -> float:
+    """Weighted root mean square ``sqrt(sum w_i g_i^2 / sum w_i)`` of the cuts' growths (the
+    plain root mean square where no cut has weight)."""
+    if float(np.sum(weight)) <= 0:
+        return float(np.sqrt(np.mean(per_cut**2))) if len(per_cut) else 0.0
+    return float(np.sqrt(np.sum(weight * per_cut**2) / np.sum(weight)))
+
+
 def fit_scale(distances: FloatArray, errors: FloatArray, floor: float) -> tuple[float, float]:
     """Maximum-likelihood ``(s0, g)`` of ``s(d)^2 = s0^2 + (g d)^2`` with ``s0 >= floor``,
     all errors pooled."""
@@ -248,10 +275,13 @@ def calibrate(
         return None
     s0, g_pooled = fit_scale(fe.distances, fe.errors, sigma)
     per_cut = cut_growths(fe, s0, g_pooled)
-    g = float(np.sqrt(np.mean(per_cut**2)))
+    weight = reach_weights(fe, s0, weighted_growth(per_cut, np.ones(fe.n_cuts)))
+    g = weighted_growth(per_cut, weight)
     z = fe.errors / np.sqrt(s0**2 + (g * fe.distances) ** 2)
     rho = intra_cut_correlation(z, fe.cut)
-    return Calibration(method, fe.distances, fe.errors, fe.n_cuts, s0, g, per_cut, rho)
+    return Calibration(
+        method, fe.distances, fe.errors, fe.n_cuts, s0, g, per_cut, rho, cut_weight=weight
+    )
 
 
 def intra_cut_correlation(z: FloatArray, cut: FloatArray) -> float:
