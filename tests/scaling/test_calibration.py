@@ -1,7 +1,8 @@
 """Calibration as a test: forecasts on ladders drawn from a known generative process.
 
 The ladders are drawn from ``HELD_OUT_SEEDS``, disjoint from ``CALIBRATION_SEEDS`` (the seeds
-the error model was chosen on): nothing in the methods was chosen by looking at these.
+the error model was chosen on): nothing in the methods was chosen on these, though their
+results were seen before the last change of the error model (docs/scaling.md says which).
 """
 
 from functools import cache
@@ -15,6 +16,13 @@ from safescale.scaling import (
     BacktestResult,
     backtest,
     synthetic_ladder,
+)
+from safescale.scaling._calibration import (
+    Calibration,
+    FutureErrors,
+    intra_cut_correlation,
+    reach_weights,
+    weighted_growth,
 )
 
 
@@ -38,6 +46,48 @@ def _backtest(seed: int, multi: bool) -> BacktestResult:
 
 def test_held_out_seeds_are_disjoint_from_calibration_seeds() -> None:
     assert not set(HELD_OUT_SEEDS) & set(CALIBRATION_SEEDS)
+
+
+def test_degrees_of_freedom_follow_the_within_cut_correlation() -> None:
+    # Six cuts of eight errors: errors that move as one per cut give k - 1 degrees of freedom,
+    # independent ones nearly m - 1; the correlation is estimated, not assumed.
+    rng = np.random.default_rng(0)
+    cut = np.repeat(np.arange(6), 8).astype(float)
+    shared = np.repeat(rng.normal(size=6), 8)
+    assert intra_cut_correlation(shared + 1e-6 * rng.normal(size=48), cut) > 0.99
+    rho = [intra_cut_correlation(rng.normal(size=48), cut) for _ in range(200)]
+    assert np.mean(rho) < 0.1
+    d = np.tile(np.linspace(0.1, 1.0, 8), 6)
+
+    def cal(r: float) -> Calibration:
+        return Calibration("sigmoid", d, shared, 6, 0.05, 0.1, None, r)
+
+    assert cal(1.0).dof == 5 and cal(0.0).dof == 47
+    assert 5 < cal(0.3).dof < 47
+    assert cal(0.3).n_effective == pytest.approx(48 / (1 + 7 * 0.3))
+
+
+def test_a_cut_that_reaches_a_hundredth_of_a_decade_counts_little_in_the_growth() -> None:
+    # Two cuts reach a decade (growth about 0.1 per decade); the last reaches 0.01 decades,
+    # where an error of 0.05 is a growth of 5 per decade. Each cut is weighted by the share of
+    # the variance at its farthest error that the growth explains, at the plain root mean
+    # square of the growths (2.9 here, inflated by the last cut itself, which therefore still
+    # gets a quarter of a cut's weight).
+    d = np.array([0.2, 0.5, 1.0, 0.3, 1.0, 0.01])
+    r = np.array([0.05, -0.06, 0.11, 0.04, -0.1, 0.05])
+    fe = FutureErrors(d, r, np.array([0.0, 0, 0, 1, 1, 2]), 3)
+    per_cut = np.array([0.1, 0.1, 5.0])
+    rms = weighted_growth(per_cut, np.ones(3))
+    assert rms == pytest.approx(np.sqrt(np.mean(per_cut**2)))
+    weight = reach_weights(fe, 0.05, rms)
+    u2 = (rms * 0.01 / 0.05) ** 2
+    assert weight[2] == pytest.approx(u2 / (1 + u2)) and weight[2] < 0.3
+    assert weight[0] == weight[1] > 0.99
+    assert weighted_growth(per_cut, weight) < 0.6 * rms
+    # a cut without errors has no weight; with no growth at all every weight is zero
+    empty = FutureErrors(d[:3], r[:3], np.zeros(3), 2)
+    assert reach_weights(empty, 0.05, 0.1)[1] == 0.0
+    assert weighted_growth(np.zeros(3), reach_weights(fe, 0.05, 0.0)) == 0.0
 
 
 def _pooled(multi: bool) -> tuple[list[bool], list[float], list[float], np.ndarray]:
@@ -71,10 +121,10 @@ def _per_method(multi: bool) -> dict[str, float]:
 @pytest.mark.parametrize("multi", [False, True], ids=["one-benchmark+loss", "four-benchmarks"])
 def test_ninety_percent_intervals_cover_ninety_percent_within_a_decade(multi: bool) -> None:
     # Sixteen ladders per case: the predictions from one ladder move together, so fewer
-    # ladders leave the pooled coverage too noisy to test against 0.85-0.95. At least 0.85
-    # pooled, in each half-decade band and for every method but the baseline; at most 0.95
-    # is required here for the one-benchmark case and tested apart for the four-benchmark
-    # case, which over-covers (docs/scaling.md).
+    # ladders leave the pooled coverage too noisy to test against 0.85-0.95. Pooled within
+    # 0.85-0.95 in both cases; at least 0.85 in each half-decade band and for every method
+    # but the baseline; at most 0.95 there too for the one-benchmark case, tested apart for
+    # the four-benchmark case, whose near band and sigmoid over-cover (docs/scaling.md).
     covered, chosen_err, logistic_err, dist = _pooled(multi)
     hit = np.array(covered)
     coverage = float(np.mean(hit))
@@ -84,8 +134,7 @@ def test_ninety_percent_intervals_cover_ninety_percent_within_a_decade(multi: bo
         assert np.mean(hit[band]) >= 0.85, (near, np.mean(hit[band]), int(band.sum()))
         if not multi:
             assert np.mean(hit[band]) <= 0.95, (near, np.mean(hit[band]), int(band.sum()))
-    if not multi:
-        assert coverage <= 0.95, (coverage, len(covered))
+    assert coverage <= 0.95, (coverage, len(covered))
     assert np.mean(chosen_err) < np.mean(logistic_err)
     # Every method offered for the case, each on its own, except the plain logistic (the
     # baseline to beat, whose floor and ceiling are free; docs/scaling.md gives its figure).
@@ -99,10 +148,13 @@ def test_ninety_percent_intervals_cover_ninety_percent_within_a_decade(multi: bo
 @pytest.mark.slow
 @pytest.mark.xfail(
     strict=True,
-    reason="the four-benchmark held-out ladders over-cover (0.966 at nominal 90%) with the "
-    "frontier jackknife chosen on the calibration data (0.887 there); see docs/scaling.md",
+    reason="on the four-benchmark held-out ladders the pooled coverage is within (0.940), but "
+    "the near half-decade (0.955) and the sigmoid on its own (0.960) over-cover; see "
+    "docs/scaling.md",
 )
-def test_four_benchmark_intervals_are_not_too_wide() -> None:
-    covered, _, _, _ = _pooled(True)
-    assert float(np.mean(covered)) <= 0.95
+def test_four_benchmark_intervals_are_not_too_wide_in_any_band_or_method() -> None:
+    covered, _, _, dist = _pooled(True)
+    hit = np.array(covered)
+    for band in (dist <= 0.5, dist > 0.5):
+        assert np.mean(hit[band]) <= 0.95, (np.mean(hit[band]), int(band.sum()))
     assert all(cov <= 0.95 for m, cov in _per_method(True).items() if m != "logistic-4p")

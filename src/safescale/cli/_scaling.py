@@ -378,7 +378,8 @@ def forecast(
         tried = ", ".join(f"{m} {e:.4f}" for m, e in fc.method_errors)
         console.print(
             f"interval calibrated on {len(cal.errors)} leave-future-out errors from {cal.n_cuts} "
-            f"ladder cuts (error scale {cal.s0:.4f} + {cal.growth:.4f}/decade); "
+            f"ladder cuts (error scale {cal.s0:.4f} + {cal.growth:.4f}/decade, t with "
+            f"{cal.dof:.1f} degrees of freedom); "
             f"out-of-sample MAE: {tried}"
         )
     else:
