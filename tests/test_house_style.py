@@ -7,6 +7,7 @@ import pkgutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -81,3 +82,20 @@ def test_walk_packages_imports_cleanly():
         if "._migrations" in info.name:
             continue  # Alembic scripts run only inside Alembic
         importlib.import_module(info.name)
+
+
+def test_every_command_has_a_one_line_summary():
+    # The command lists of `--help` show a command's first paragraph as it is written: a
+    # summary broken over two source lines shows as two ragged lines.
+    import typer
+
+    from safescale.cli._app import app
+
+    def walk(cmd: Any, path: str) -> list[str]:
+        first = (cmd.help or "").strip().split("\n\n")[0]
+        found = [f"{path}: {first[:60]!r}"] if "\n" in first else []
+        for name, sub in getattr(cmd, "commands", {}).items():  # a group's commands
+            found += walk(sub, f"{path} {name}")
+        return found
+
+    assert walk(typer.main.get_command(app), "safescale") == []

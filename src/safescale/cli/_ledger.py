@@ -90,8 +90,9 @@ def verify(
     ] = None,
     json_out: Annotated[bool, typer.Option("--json", help="Print the report as JSON.")] = False,
 ) -> None:
-    """Re-derive the whole chain, every signature and every artifact, and check the ledger
-    extends its checkpoints (the workspace's own and any --checkpoint); exit 1 on any change."""
+    """Re-derive the chain, every signature and artifact; check it extends its checkpoints.
+
+    The checkpoints are the workspace's own and any --checkpoint; exit 1 on any change."""
     pem = _read_pem(public_key)
     given: list[tuple[str, Checkpoint]] = [(str(f), read_checkpoint(f)) for f in checkpoint or []]
     if export is not None and given:
@@ -153,9 +154,10 @@ def checkpoint_cmd(
         ),
     ] = None,
 ) -> None:
-    """Verify the ledger, then sign a checkpoint of it (entry count, head hash, time, key id) to
-    publish or hand to an auditor; `ledger verify --checkpoint FILE` later proves the ledger
-    still extends it."""
+    """Verify the ledger, then sign a checkpoint of it to publish or hand to an auditor.
+
+    The checkpoint holds the entry count, head hash, time and key id; `ledger verify
+    --checkpoint FILE` later proves the ledger still extends it."""
     signer = None if key is None else KeyPair.load(key)
     with Workspace.open(workspace_path()) as ws:
         made = ws.checkpoint(signer)
@@ -175,8 +177,9 @@ def checkpoint_cmd(
 def keygen(
     out: Annotated[Path, typer.Argument(help="Private key file to create (PEM, mode 600).")],
 ) -> None:
-    """Create an ed25519 key pair for signing checkpoints: OUT and OUT.pub (keep OUT away from
-    the workspace; hand OUT.pub to whoever verifies the checkpoints)."""
+    """Create an ed25519 key pair for signing checkpoints: OUT and OUT.pub.
+
+    Keep OUT away from the workspace; hand OUT.pub to whoever verifies the checkpoints."""
     if out.exists():
         raise UserError(Problem("already exists; pick a new file name", source=str(out)))
     pair = KeyPair.generate()

@@ -424,8 +424,10 @@ def backtest_cmd(
     ] = None,
     with_: WithOpt = None,
 ) -> None:
-    """Fit on the smaller models, predict the larger ones; choose the method with the smallest
-    error; report coverage by extrapolation distance and the Brier score of P(score >= line)."""
+    """Fit on the smaller models, predict the larger ones: method, coverage, Brier score.
+
+    Chooses the method with the smallest out-of-sample error; reports coverage by
+    extrapolation distance and the Brier score of P(score >= line)."""
     _check_common(chance, ceiling, bootstrap, seed)
     check_count(min_train, "--min-train", lo=2, hi=MAX_CSV_ROWS)
     data = _score_data(csv, compute, score, loss)
