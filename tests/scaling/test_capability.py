@@ -73,6 +73,25 @@ def test_backtest_reports_errors_and_coverage() -> None:
     assert abs(last.error) < 0.1
 
 
+def test_backtest_coverage_by_band_counts_every_prediction_once() -> None:
+    # The ladder spans the whole rise, so its predictions fall near the floor, on the rise and
+    # near the ceiling; each band's count and coverage are recomputed from the rows.
+    rng = np.random.default_rng(5)
+    c = np.geomspace(1e19, 3e22, 14)
+    s = sigmoid(np.log10(c), 21.9, 2.2, 0.25, 1.0) + rng.normal(0, 0.015, 14)
+    bt = backtest(c, s, chance=0.25, n_boot=50, seed=0, min_train=5)
+    pos = np.clip((np.array([float(r.predicted.value) for r in bt.rows]) - 0.25) / 0.75, 0, 1)
+    dist = np.array([r.distance for r in bt.rows])
+    hit = np.array([r.covered for r in bt.rows])
+    for bands, v in ((bt.by_position, pos), (bt.by_distance, dist)):
+        assert sum(b.n for b in bands) == bt.n
+        for k, b in enumerate(bands):
+            sel = ((v >= b.lo) if k == 0 else (v > b.lo)) & (v <= b.hi)
+            assert b.n == sel.sum() and float(b.coverage.value) == pytest.approx(hit[sel].mean())
+            assert b.coverage.lo <= b.coverage.value <= b.coverage.hi
+    assert [b.lo for b in bt.by_position] == [0.0, 0.1, 0.9]
+
+
 def test_bad_inputs_name_the_column() -> None:
     c, _, s = _ladder(5)
     with pytest.raises(UserError, match="chance"):

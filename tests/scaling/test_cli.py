@@ -226,11 +226,13 @@ def test_backtest_chooses_a_method_and_draws_calibration(tmp_path: Path, capsys)
     best = min(doc["methods"], key=lambda m: m["mae"]["value"])
     assert doc["method"] == best["method"]
     assert sum(d["n"] for d in doc["by_distance"]) == doc["n"]
+    assert sum(b["n"] for b in doc["by_position"]) == doc["n"]
     assert 0 <= doc["brier"]["value"] <= 1 and len(doc["lines"]) == 3
     assert all(0 <= r["pit"] <= 1 for r in doc["rows"])
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     code, out, _ = _run(capsys, *args)
     assert code == 0 and "chosen: " + doc["method"] in out and "Brier" in out
+    assert "position on the rise" in out and "decades past the cut" in out
     code, _, err = _run(capsys, *args[:6], "--method", "two-step")
     assert code == 2 and "--loss" in err
 

@@ -466,6 +466,10 @@ def backtest_cmd(
             }
             for d in bt.by_distance
         ],
+        "by_position": [
+            {"share_of_rise": [b.lo, b.hi], "n": b.n, "coverage": b.coverage.as_json()}
+            for b in bt.by_position
+        ],
         "lines": list(bt.lines),
         "brier": None if bt.brier is None else bt.brier.as_json(),
         "rows": [
@@ -516,13 +520,19 @@ def backtest_cmd(
             _est(ms.mae, 4), _est(ms.coverage, 2),
         )  # fmt: skip
     console.print(methods)
-    dist = Table(title="coverage by extrapolation distance", title_justify="left")
-    for col in ("decades past the cut", "n", f"coverage of {level}%"):
-        dist.add_column(col, justify="right")
-    for d in bt.by_distance:
-        hi = "" if np.isinf(d.hi) else f"{d.hi:g}"
-        dist.add_row(f"({d.lo:g}, {hi}]", str(d.n), _est(d.coverage, 2))
-    console.print(dist)
+    where = {0.0: "near the floor [0, ", 0.1: "rising (0.1, ", 0.9: "near the ceiling (0.9, "}
+    for title, head, bands, label in (
+        ("coverage by extrapolation distance", "decades past the cut", bt.by_distance,
+         lambda b: f"({b.lo:g}, {'' if np.isinf(b.hi) else f'{b.hi:g}'}]"),
+        ("coverage by position on the rise (point forecast)", "share of chance to ceiling",
+         bt.by_position, lambda b: f"{where.get(b.lo, f'({b.lo:g}, ')}{b.hi:g}]"),
+    ):  # fmt: skip
+        table = Table(title=title, title_justify="left")
+        for col in (head, "n", f"coverage of {level}%"):
+            table.add_column(col, justify="right")
+        for b in bands:
+            table.add_row(label(b), str(b.n), _est(b.coverage, 2))
+        console.print(table)
     if bt.brier is not None:
         shown = ", ".join(f"{ln:g}" for ln in bt.lines)
         console.print(f"Brier score of P(score >= line), lines {shown}: {_est(bt.brier, 4)}")

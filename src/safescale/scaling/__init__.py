@@ -16,8 +16,10 @@ from safescale.scaling._bootstrap import (
 from safescale.scaling._calibration import Calibration, calibrate
 from safescale.scaling._capability import (
     DISTANCE_BINS,
+    POSITION_BINS,
     BacktestResult,
     BacktestRow,
+    BandCoverage,
     CapabilityForecast,
     DistanceCoverage,
     MethodScore,
@@ -51,8 +53,10 @@ __all__ = [
     "HUBER_DELTA",
     "LAWS",
     "METHODS",
+    "POSITION_BINS",
     "BacktestResult",
     "BacktestRow",
+    "BandCoverage",
     "Calibration",
     "CapabilityForecast",
     "ComputeOptimal",

@@ -321,6 +321,10 @@ def _choose(
 DISTANCE_BINS = (0.0, 0.5, 1.0, 2.0, np.inf)
 """Extrapolation distances (orders of magnitude of compute) coverage is reported by."""
 
+POSITION_BINS = (0.0, 0.1, 0.9, 1.0)
+"""Where a point forecast lies on the rise (share of the way from chance to the ceiling, clipped
+to [0, 1]) coverage is reported by: near the floor, rising, near the ceiling."""
+
 
 def _others(
     others: ArrayLike | None, chance: ArrayLike | None, n: int
@@ -384,17 +388,23 @@ class MethodScore:
 
 
 @dataclass(frozen=True)
-class DistanceCoverage:
-    """Coverage of the chosen method's intervals within a band of extrapolation distance."""
+class BandCoverage:
+    """Coverage of the chosen method's intervals within a band of its predictions: of
+    extrapolation distance (``by_distance``) or of position on the rise (``by_position``)."""
 
     lo: float
-    """Band start (orders of magnitude of compute)."""
+    """Band start: orders of magnitude of compute past the cut, or the share of the way from
+    chance to the ceiling (the first band includes its start)."""
     hi: float
-    """Band end."""
+    """Band end (included)."""
     coverage: Estimate
     """Share covered, with a Wilson interval."""
     n: int
     """Predictions in the band."""
+
+
+DistanceCoverage = BandCoverage
+"""The name :class:`BandCoverage` had when it held distance bands only."""
 
 
 @dataclass(frozen=True)
@@ -413,12 +423,16 @@ class BacktestResult:
     """The method chosen: smallest out-of-sample mean absolute error."""
     methods: tuple[MethodScore, ...] = ()
     """Every method tried, in the order tried."""
-    by_distance: tuple[DistanceCoverage, ...] = ()
+    by_distance: tuple[BandCoverage, ...] = ()
     """Coverage by extrapolation distance (bands of :data:`DISTANCE_BINS`)."""
     lines: tuple[float, ...] = ()
     """Score lines whose exceedance probabilities were scored."""
     brier: Estimate | None = None
     """Brier score of ``P(score >= line)`` over rows and lines, with a bootstrap interval."""
+    by_position: tuple[BandCoverage, ...] = ()
+    """Coverage by where the point forecast lies on the rise (bands of
+    :data:`POSITION_BINS`): a pooled figure can hide intervals too narrow near the floor or
+    the ceiling behind ones too wide on the rise."""
 
     @property
     def n(self) -> int:
@@ -528,9 +542,14 @@ def backtest(
     eligible = choosable([sc.method for sc in scores])
     chosen = min((sc for sc in scores if sc.method in eligible), key=lambda sc: float(sc.mae.value))
     rows = results[chosen.method]
+    hits = [r.covered for r in rows]
+    position = np.clip(
+        (np.array([float(r.predicted.value) for r in rows]) - chance) / (ceiling - chance), 0, 1
+    )
     return BacktestResult(
         tuple(rows), chosen.mae, chosen.coverage, level, chosen.method, tuple(scores),
-        _by_distance(rows, level), tuple(lines), _brier(rows, lines, level, seed),
+        _bands([r.distance for r in rows], hits, DISTANCE_BINS, level), tuple(lines),
+        _brier(rows, lines, level, seed), _bands(position, hits, POSITION_BINS, level),
     )  # fmt: skip
 
 
@@ -540,15 +559,18 @@ def _score(method: str, rows: list[BacktestRow], level: float, seed: int) -> Met
     return MethodScore(method, mae, _wilson(hits, len(rows), level), len(rows))
 
 
-def _by_distance(rows: list[BacktestRow], level: float) -> tuple[DistanceCoverage, ...]:
-    d = np.array([r.distance for r in rows])
-    hit = np.array([r.covered for r in rows])
+def _bands(
+    values: ArrayLike, hits: list[bool], bins: tuple[float, ...], level: float
+) -> tuple[BandCoverage, ...]:
+    """Coverage within each band ``(lo, hi]`` of ``bins`` (the first band ``[lo, hi]``)."""
+    v = np.asarray(values, dtype=float)
+    hit = np.asarray(hits, dtype=bool)
     out = []
-    for lo, hi in itertools.pairwise(DISTANCE_BINS):
-        sel = (d > lo) & (d <= hi)
+    for lo, hi in itertools.pairwise(bins):
+        sel = ((v >= lo) if lo == bins[0] else (v > lo)) & (v <= hi)
         if sel.any():
             k, n = int(hit[sel].sum()), int(sel.sum())
-            out.append(DistanceCoverage(lo, hi, _wilson(k, n, level), n))
+            out.append(BandCoverage(lo, hi, _wilson(k, n, level), n))
     return tuple(out)
 
 
