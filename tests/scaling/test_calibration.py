@@ -158,3 +158,22 @@ def test_four_benchmark_intervals_are_not_too_wide_in_any_band_or_method() -> No
     for band in (dist <= 0.5, dist > 0.5):
         assert np.mean(hit[band]) <= 0.95, (np.mean(hit[band]), int(band.sum()))
     assert all(cov <= 0.95 for m, cov in _per_method(True).items() if m != "logistic-4p")
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="by position on the rise the held-out intervals are too wide where the score is "
+    "rising (0.983 one benchmark + loss, 0.975 four) and too narrow near the floor (0.806, "
+    "0.861) or the ceiling (0.846 one benchmark + loss); see docs/scaling.md",
+)
+@pytest.mark.parametrize("multi", [False, True], ids=["one-benchmark+loss", "four-benchmarks"])
+def test_intervals_are_calibrated_at_every_position_on_the_rise(multi: bool) -> None:
+    hits: dict[float, list[float]] = {}
+    for seed in HELD_OUT_SEEDS:
+        for b in _backtest(seed, multi).by_position:
+            k, n = hits.setdefault(b.lo, [0.0, 0.0])
+            hits[b.lo] = [k + float(b.coverage.value) * b.n, n + b.n]
+    assert set(hits) == {0.0, 0.1, 0.9}
+    for lo, (k, n) in hits.items():
+        assert 0.85 <= k / n <= 0.95, (lo, k / n, n)
