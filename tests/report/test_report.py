@@ -168,3 +168,23 @@ def test_html_renders_in_headless_chromium(tmp_path):
         if img.getpixel((x, y))[0] > 150 and img.getpixel((x, y))[1] < 80
     )
     assert reds > 50
+
+
+def test_a_forecast_near_the_floor_says_its_band_may_be_too_narrow() -> None:
+    from safescale.report._ledger import forecast_caption
+
+    def caption(position: float) -> str:
+        return forecast_caption(
+            Evidence(
+                id="fc-1", model="m2", kind="forecast", subject="lab-hazard-proxy-mc",
+                value=0.27, interval=Interval(lo=0.25, hi=0.31), n=8,
+                details={"at_effective_compute": 4e21, "prob_over_alert": 0.02,
+                         "rise_observed": True, "position_on_rise": position},
+            )
+        )  # fmt: skip
+
+    low = caption(0.03)
+    assert low.startswith("lab-hazard-proxy-mc against effective compute over 8 ladder models")
+    assert "Caution: the forecast lies near the floor of the rise (3% of the way" in low
+    assert low.endswith("(evidence fc-1).")
+    assert "Caution" not in caption(0.5) and "near the ceiling" in caption(0.97)

@@ -42,3 +42,38 @@ def test_checks_are_quiet_on_a_plausible_fit() -> None:
     assert exponent_warnings({"alpha": 0.01})[0].startswith("alpha = 0.01 is implausible")
     assert extrapolation_warnings([1e20], [1e19]) == []
     assert extrapolation_warnings([1e22], [1e19])
+
+
+def test_position_on_the_rise_and_its_warning() -> None:
+    from safescale.scaling import position_warnings, rise_position
+
+    assert rise_position(0.25, 0.25, 1.0) == 0.0 and rise_position(0.1, 0.25, 1.0) == 0.0
+    assert rise_position(0.625, 0.25, 1.0) == pytest.approx(0.5)
+    assert rise_position(1.2, 0.25, 1.0) == 1.0
+    assert position_warnings(0.5) == [] and position_warnings(0.11) == []
+    (low,) = position_warnings(0.05)
+    assert "near the floor" in low and "5%" in low and "not begun" in low
+    (high,) = position_warnings(0.95)
+    assert "near the ceiling" in high
+
+
+def test_forecast_near_the_floor_warns_and_one_on_the_rise_does_not(
+    tmp_path: Path, run_cli
+) -> None:
+    # A ladder still flat at chance: its forecast one decade on lies near the floor.
+    c = np.geomspace(1e19, 1e21, 10)
+    rng = np.random.default_rng(0)
+    noise = rng.normal(0, 0.01, 10)
+    for name, mid, warned in (("flat", 23.5, True), ("rising", 21.5, False)):
+        score = 0.25 + 0.75 / (1 + np.exp(-2.0 * (np.log10(c) - mid))) + noise
+        path = tmp_path / f"{name}.csv"
+        rows = "".join(f"{x:.17g},{y:.17g}\n" for x, y in zip(c, score, strict=True))
+        path.write_text("flops,score\n" + rows)
+        args = ["scaling", "forecast", str(path), "--compute", "flops", "--score", "score",
+                "--chance", "0.25", "--at", "1e22", "--bootstrap", "50"]  # fmt: skip
+        code, _, err = run_cli(*args)
+        assert code == 0 and ("warning: the forecast lies near the floor" in err) is warned, err
+        code, out, _ = run_cli(*args, "--json")
+        doc = json.loads(out)
+        assert code == 0 and bool(doc["warnings"]) is warned
+        assert (doc["position_on_rise"] <= 0.1) is warned

@@ -149,6 +149,7 @@ def forecast_evaluations(
                     "calibrated": fit.calibrated,
                     "calibration": (None if fit.calibration is None else fit.calibration.as_json()),
                     "distance_decades": float(fit.distance(at)),
+                    "position_on_rise": fit.position(at),
                     "loss_bootstrap": (
                         None if fit.loss_law is None else fit.loss_law.convergence_json()
                     ),

@@ -26,6 +26,7 @@ from safescale.scaling import (
     plot_calibration,
     plot_forecast,
     plot_law,
+    position_warnings,
     read_columns,
     select_law,
 )
@@ -355,7 +356,9 @@ def forecast(
         "calibrated": fc.calibrated,
         "calibration": None if fc.calibration is None else fc.calibration.as_json(),
         "distance_decades": float(fc.distance(at)),
+        "position_on_rise": fc.position(at),
         "method_errors": dict(fc.method_errors),
+        "warnings": position_warnings(fc.position(at)),
     }
     if fc.loss_law is not None:
         out["loss_bootstrap"] = fc.loss_law.convergence_json()
@@ -394,6 +397,8 @@ def forecast(
         console.print(f"P(score >= {line:g}) = {out['prob_exceeds']:.3f}  ({how})")
     if plot is not None:
         console.print(f"plot written to {plot}")
+    for warning in out["warnings"]:
+        err_console.print(f"warning: {warning}", markup=False, soft_wrap=True)
 
 
 @app.command("backtest")

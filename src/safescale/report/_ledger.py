@@ -6,8 +6,9 @@ from safescale._errors import UserError
 from safescale._input import quote
 from safescale.compute import evaluate_triggers
 from safescale.ledger import Workspace
-from safescale.policy import Determination, Policy, check_policy_text
+from safescale.policy import Determination, Evidence, Policy, check_policy_text
 from safescale.report._content import Figure, ReportInput, TriggerLine
+from safescale.scaling import position_warnings
 
 
 def policy_for(ws: Workspace, det: Determination) -> Policy:
@@ -37,6 +38,31 @@ def latest_determination(
     return dets[-1]
 
 
+def forecast_caption(ev: Evidence) -> str:
+    """The caption of a forecast's figure: the forecast, its band, and what the band does
+    not cover (an onset the ladder has not shown; a forecast near the floor or the ceiling)."""
+    p_alert = ev.details.get("prob_over_alert")
+    at = ev.details.get("at_effective_compute")
+    caption = (
+        f"{ev.subject} against effective compute over {ev.n} ladder models, with the "
+        f"95% prediction band; forecast at {at:.3g} FLOP: {ev.value:.3f} "
+        f"[{ev.interval.lo:.3f}, {ev.interval.hi:.3f}]"
+        if ev.interval is not None and isinstance(at, float)
+        else ev.subject
+    )
+    if isinstance(p_alert, float):
+        caption += f"; P(score >= alert line) = {p_alert:.2f}"
+    if ev.details.get("rise_observed") is False:
+        caption += (
+            ". No rise above the floor is seen across the ladder, so the fit "
+            "cannot place the onset; the band does not cover an unseen onset"
+        )
+    position = ev.details.get("position_on_rise")
+    if isinstance(position, float):
+        caption += "".join(f". Caution: {w}" for w in position_warnings(position))
+    return caption + f" (evidence {ev.id})."
+
+
 def report_input(
     ws: Workspace,
     *,
@@ -62,27 +88,11 @@ def report_input(
     for ev in evidence:
         sha = ev.artifacts.get("figure")
         if ev.id in cited and sha and ws.artifact_path(sha).exists():
-            p_alert = ev.details.get("prob_over_alert")
-            at = ev.details.get("at_effective_compute")
-            caption = (
-                f"{ev.subject} against effective compute over {ev.n} ladder models, with the "
-                f"95% prediction band; forecast at {at:.3g} FLOP: {ev.value:.3f} "
-                f"[{ev.interval.lo:.3f}, {ev.interval.hi:.3f}]"
-                if ev.interval is not None and isinstance(at, float)
-                else ev.subject
-            )
-            if isinstance(p_alert, float):
-                caption += f"; P(score >= alert line) = {p_alert:.2f}"
-            if ev.details.get("rise_observed") is False:
-                caption += (
-                    ". No rise above the floor is seen across the ladder, so the fit "
-                    "cannot place the onset; the band does not cover an unseen onset"
-                )
             figures.append(
                 Figure(
                     f"Forecast: {ev.subject}",
                     ws.artifact_path(sha).read_bytes(),
-                    caption + f" (evidence {ev.id}).",
+                    forecast_caption(ev),
                 )
             )
     triggers = [

@@ -26,7 +26,12 @@ from safescale.scaling._capability import (
     backtest,
     fit_capability,
 )
-from safescale.scaling._checks import exponent_warnings, extrapolation_warnings
+from safescale.scaling._checks import (
+    exponent_warnings,
+    extrapolation_warnings,
+    position_warnings,
+    rise_position,
+)
 from safescale.scaling._csv import read_columns
 from safescale.scaling._fit import ScalingLaw, SearchSettings, fit_law
 from safescale.scaling._laws import LAWS, LawForm, Term
@@ -86,8 +91,10 @@ __all__ = [
     "plot_calibration",
     "plot_forecast",
     "plot_law",
+    "position_warnings",
     "read_columns",
     "reference_fit",
+    "rise_position",
     "select_law",
     "synthetic_ladder",
     "synthetic_runs",

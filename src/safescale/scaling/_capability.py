@@ -28,6 +28,7 @@ from safescale._errors import UserError
 from safescale._stats import wilson_interval
 from safescale.scaling._bootstrap import Estimate, LawBootstrap, bootstrap_law
 from safescale.scaling._calibration import FRONTIER, Calibration, calibrate, ladder_cuts
+from safescale.scaling._checks import rise_position
 from safescale.scaling._fit import check_columns
 from safescale.scaling._laws import FloatArray
 from safescale.scaling._methods import (
@@ -92,6 +93,12 @@ class CapabilityForecast:
     def calibrated(self) -> bool:
         """Whether intervals and probabilities come from the ladder's own backtests."""
         return self.calibration is not None
+
+    def position(self, compute: float) -> float:
+        """The point forecast's share of the way from chance to the ceiling at ``compute``
+        (clipped to [0, 1]); see ``position_warnings`` for why it matters."""
+        point = float(self._point(np.asarray(compute, dtype=float)))
+        return rise_position(point, self.chance, self.ceiling)
 
     def distance(self, compute: ArrayLike) -> FloatArray:
         """Orders of magnitude of compute past the largest model fitted (0 inside the data)."""
@@ -543,9 +550,7 @@ def backtest(
     chosen = min((sc for sc in scores if sc.method in eligible), key=lambda sc: float(sc.mae.value))
     rows = results[chosen.method]
     hits = [r.covered for r in rows]
-    position = np.clip(
-        (np.array([float(r.predicted.value) for r in rows]) - chance) / (ceiling - chance), 0, 1
-    )
+    position = [rise_position(float(r.predicted.value), chance, ceiling) for r in rows]
     return BacktestResult(
         tuple(rows), chosen.mae, chosen.coverage, level, chosen.method, tuple(scores),
         _bands([r.distance for r in rows], hits, DISTANCE_BINS, level), tuple(lines),

@@ -6,7 +6,9 @@ on values no language model has shown. Published fits put both exponents between
 and 0.8 (Kaplan et al. 2020: 0.076 and 0.095 for the separate power laws; Hoffmann et al.
 2022: alpha 0.34, beta 0.28; Besiroglu et al. 2024's replication: 0.35 and 0.37). Compute-
 optimal allocations far beyond the largest run extrapolate the law over orders of magnitude
-it was never fitted on. These checks say so; they do not change the fit.
+it was never fitted on. A capability forecast near the floor or the ceiling of its rise has
+intervals that backtests found too narrow there (docs/scaling.md). These checks say so; they do
+not change the fit.
 """
 
 from __future__ import annotations
@@ -18,6 +20,32 @@ EXPONENT_RANGE = (0.05, 1.5)
 """Exponents outside this range are reported as implausible."""
 EXTRAPOLATION_LIMIT = 100.0
 """Compute more than this many times the largest run's is reported as far outside the data."""
+EDGE_OF_RISE = 0.1
+"""A point forecast within this share of the way from chance, or from the ceiling, lies near
+the floor or the ceiling of its rise (the outer bands of ``POSITION_BINS``)."""
+
+
+def rise_position(value: float, chance: float, ceiling: float) -> float:
+    """A score's share of the way from ``chance`` to ``ceiling``, clipped to [0, 1]."""
+    return min(max((value - chance) / (ceiling - chance), 0.0), 1.0)
+
+
+def position_warnings(position: float) -> list[str]:
+    """A warning when a capability forecast lies near the floor or the ceiling of its rise,
+    where calibrated intervals covered less than their nominal level in backtests."""
+    if EDGE_OF_RISE < position < 1 - EDGE_OF_RISE:
+        return []
+    where = "floor" if position <= EDGE_OF_RISE else "ceiling"
+    why = (
+        "a rise that has not begun is not in the ladder's record"
+        if where == "floor"
+        else "a slower approach to the ceiling than the fit's is not in the ladder's record"
+    )
+    return [
+        f"the forecast lies near the {where} of the rise ({position:.0%} of the way from chance "
+        f"to the ceiling): in backtests, intervals there covered less than their nominal level "
+        f"({why}; docs/scaling.md, coverage by position on the rise)"
+    ]
 
 
 def exponent_warnings(params: Mapping[str, float]) -> list[str]:
