@@ -52,7 +52,7 @@ def test_position_on_the_rise_and_its_warning() -> None:
     assert rise_position(1.2, 0.25, 1.0) == 1.0
     assert position_warnings(0.5) == [] and position_warnings(0.11) == []
     (low,) = position_warnings(0.05)
-    assert "near the floor" in low and "5%" in low and "not begun" in low
+    assert "near the floor" in low and "5.0%" in low and "not begun" in low
     (high,) = position_warnings(0.95)
     assert "near the ceiling" in high
 

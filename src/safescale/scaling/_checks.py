@@ -42,7 +42,7 @@ def position_warnings(position: float) -> list[str]:
         else "a slower approach to the ceiling than the fit's is not in the ladder's record"
     )
     return [
-        f"the forecast lies near the {where} of the rise ({position:.0%} of the way from chance "
+        f"the forecast lies near the {where} of the rise ({position:.1%} of the way from chance "
         f"to the ceiling): in backtests, intervals there covered less than their nominal level "
         f"({why}; docs/scaling.md, coverage by position on the rise)"
     ]
