@@ -90,6 +90,15 @@ def test_backtest_coverage_by_band_counts_every_prediction_once() -> None:
             assert b.n == sel.sum() and float(b.coverage.value) == pytest.approx(hit[sel].mean())
             assert b.coverage.lo <= b.coverage.value <= b.coverage.hi
     assert [b.lo for b in bt.by_position] == [0.0, 0.1, 0.9]
+    # The calibration plot's third panel draws one bar per band, at its coverage.
+    from safescale.scaling import plot_calibration
+
+    fig = plot_calibration(bt)
+    bars = [p.get_height() for p in fig.axes[2].patches]
+    bands = [*bt.by_distance, *bt.by_position]
+    assert bars == pytest.approx([float(b.coverage.value) for b in bands])
+    labels = [t.get_text() for t in fig.axes[2].get_xticklabels()]
+    assert labels[-3:] == ["floor", "rising", "ceiling"]
 
 
 def test_bad_inputs_name_the_column() -> None:

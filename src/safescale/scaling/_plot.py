@@ -150,15 +150,17 @@ def plot_forecast(
 
 
 def plot_calibration(result: BacktestResult, path: str | Path | None = None) -> Figure:
-    """Two calibration panels for a backtest of the chosen method.
+    """Three calibration panels for a backtest of the chosen method.
 
     Left: the share of actual scores inside the central predictive interval against its
     nominal level (from the rows' PIT values); a calibrated forecast lies on the diagonal.
     Right: a reliability diagram of ``P(score >= line)``: predicted probability (binned by
     tenths) against the observed frequency, with the count per bin.
+    Third: coverage of the nominal-level intervals by extrapolation distance and by position on
+    the rise, with Wilson intervals and counts (a pooled figure can hide bands off the line).
     """
     plt = _pyplot()
-    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 4.4))
+    fig, (left, right, bands) = plt.subplots(1, 3, figsize=(15, 4.4))
     levels = np.linspace(0.05, 0.95, 19)
     left.plot([0, 1], [0, 1], color="grey", lw=0.8, ls=":")
     left.plot(levels, [result.coverage_at(lv) for lv in levels], "o-", ms=3, color="tab:blue")
@@ -185,5 +187,28 @@ def plot_calibration(result: BacktestResult, path: str | Path | None = None) -> 
         ax.set_xlim(0, 1)
         ax.set_ylim(0, 1)
         ax.grid(alpha=0.3, lw=0.5)
+    _band_panel(bands, result)
     _save(fig, path)
     return fig
+
+
+_POSITION_NAMES = {0.0: "floor", 0.1: "rising", 0.9: "ceiling"}
+
+
+def _band_panel(ax: Any, result: BacktestResult) -> None:
+    """Coverage per band: distance bands (blue), then position-on-the-rise bands (green)."""
+    shown = [
+        (f"{b.lo:g}-{'' if np.isinf(b.hi) else f'{b.hi:g}'} dec", b, "tab:blue")
+        for b in result.by_distance
+    ] + [(_POSITION_NAMES.get(b.lo, f"{b.lo:g}"), b, "tab:green") for b in result.by_position]
+    for x, (_, b, color) in enumerate(shown):
+        v, lo, hi = float(b.coverage.value), float(b.coverage.lo), float(b.coverage.hi)
+        ax.bar(x, v, color=color, alpha=0.6)
+        ax.errorbar(x, v, yerr=[[v - lo], [hi - v]], color="black", lw=1, capsize=3)
+        ax.annotate(f"n={b.n}", (x, 0.02), ha="center", fontsize=7)
+    ax.axhline(result.level, color="grey", lw=0.8, ls=":")
+    ax.set_xticks(range(len(shown)), [label for label, _, _ in shown], fontsize=8, rotation=30)
+    ax.set_ylim(0, 1.05)
+    ax.set_ylabel(f"coverage of {round(100 * result.level)}% intervals")
+    ax.set_title("by distance (blue) and position on the rise (green)", fontsize=10)
+    ax.grid(alpha=0.3, lw=0.5, axis="y")
