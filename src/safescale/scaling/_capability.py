@@ -28,7 +28,7 @@ from safescale._errors import UserError
 from safescale._stats import wilson_interval
 from safescale.scaling._bootstrap import Estimate, LawBootstrap, bootstrap_law
 from safescale.scaling._calibration import FRONTIER, Calibration, calibrate, ladder_cuts
-from safescale.scaling._checks import rise_position
+from safescale.scaling._checks import EDGE_OF_RISE, rise_position
 from safescale.scaling._fit import check_columns
 from safescale.scaling._laws import FloatArray
 from safescale.scaling._methods import (
@@ -328,7 +328,7 @@ def _choose(
 DISTANCE_BINS = (0.0, 0.5, 1.0, 2.0, np.inf)
 """Extrapolation distances (orders of magnitude of compute) coverage is reported by."""
 
-POSITION_BINS = (0.0, 0.1, 0.9, 1.0)
+POSITION_BINS = (0.0, EDGE_OF_RISE, 1 - EDGE_OF_RISE, 1.0)
 """Where a point forecast lies on the rise (share of the way from chance to the ceiling, clipped
 to [0, 1]) coverage is reported by: near the floor, rising, near the ceiling."""
 
