@@ -98,7 +98,7 @@ def test_backtest_coverage_by_band_counts_every_prediction_once() -> None:
     bands = [*bt.by_distance, *bt.by_position]
     assert bars == pytest.approx([float(b.coverage.value) for b in bands])
     labels = [t.get_text() for t in fig.axes[2].get_xticklabels()]
-    assert labels[-3:] == ["floor", "rising", "ceiling"]
+    assert labels[-3:] == ["near the floor", "rising", "near the ceiling"]
 
 
 def test_bad_inputs_name_the_column() -> None:

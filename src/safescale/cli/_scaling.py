@@ -15,6 +15,9 @@ from safescale.cli._common import console, err_console, print_json, print_table
 from safescale.scaling import (
     LAWS,
     METHODS,
+    POSITION_BINS,
+    POSITION_NAMES,
+    BandCoverage,
     Estimate,
     backtest,
     bootstrap_law,
@@ -356,9 +359,9 @@ def forecast(
         "calibrated": fc.calibrated,
         "calibration": None if fc.calibration is None else fc.calibration.as_json(),
         "distance_decades": float(fc.distance(at)),
-        "position_on_rise": fc.position(at),
+        "position_on_rise": (position := fc.position(at)),
         "method_errors": dict(fc.method_errors),
-        "warnings": position_warnings(fc.position(at)),
+        "warnings": position_warnings(position),
     }
     if fc.loss_law is not None:
         out["loss_bootstrap"] = fc.loss_law.convergence_json()
@@ -525,12 +528,11 @@ def backtest_cmd(
             _est(ms.mae, 4), _est(ms.coverage, 2),
         )  # fmt: skip
     console.print(methods)
-    where = {0.0: "near the floor [0, ", 0.1: "rising (0.1, ", 0.9: "near the ceiling (0.9, "}
     for title, head, bands, label in (
         ("coverage by extrapolation distance", "decades past the cut", bt.by_distance,
          lambda b: f"({b.lo:g}, {'' if np.isinf(b.hi) else f'{b.hi:g}'}]"),
         ("coverage by position on the rise (point forecast)", "share of chance to ceiling",
-         bt.by_position, lambda b: f"{where.get(b.lo, f'({b.lo:g}, ')}{b.hi:g}]"),
+         bt.by_position, _position_label),
     ):  # fmt: skip
         table = Table(title=title, title_justify="left")
         for col in (head, "n", f"coverage of {level}%"):
@@ -543,6 +545,11 @@ def backtest_cmd(
         console.print(f"Brier score of P(score >= line), lines {shown}: {_est(bt.brier, 4)}")
     if plot is not None:
         console.print(f"calibration plot written to {plot}")
+
+
+def _position_label(b: BandCoverage) -> str:
+    k = POSITION_BINS.index(b.lo)  # the first band includes its start
+    return f"{POSITION_NAMES[k]} {'[' if k == 0 else '('}{b.lo:g}, {b.hi:g}]"
 
 
 def _est(e: Estimate, digits: int) -> str:

@@ -17,6 +17,7 @@ from safescale.scaling._calibration import Calibration, calibrate
 from safescale.scaling._capability import (
     DISTANCE_BINS,
     POSITION_BINS,
+    POSITION_NAMES,
     BacktestResult,
     BacktestRow,
     BandCoverage,
@@ -59,6 +60,7 @@ __all__ = [
     "LAWS",
     "METHODS",
     "POSITION_BINS",
+    "POSITION_NAMES",
     "BacktestResult",
     "BacktestRow",
     "BandCoverage",

@@ -331,6 +331,8 @@ DISTANCE_BINS = (0.0, 0.5, 1.0, 2.0, np.inf)
 POSITION_BINS = (0.0, EDGE_OF_RISE, 1 - EDGE_OF_RISE, 1.0)
 """Where a point forecast lies on the rise (share of the way from chance to the ceiling, clipped
 to [0, 1]) coverage is reported by: near the floor, rising, near the ceiling."""
+POSITION_NAMES = ("near the floor", "rising", "near the ceiling")
+"""The names of the bands of :data:`POSITION_BINS`, in order."""
 
 
 def _others(

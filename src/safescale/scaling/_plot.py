@@ -14,7 +14,12 @@ from numpy.typing import ArrayLike
 
 from safescale._errors import UserError
 from safescale.scaling._bootstrap import LawBootstrap, compute_optimal
-from safescale.scaling._capability import BacktestResult, CapabilityForecast
+from safescale.scaling._capability import (
+    POSITION_BINS,
+    POSITION_NAMES,
+    BacktestResult,
+    CapabilityForecast,
+)
 from safescale.scaling._fit import ScalingLaw
 
 if TYPE_CHECKING:
@@ -192,15 +197,12 @@ def plot_calibration(result: BacktestResult, path: str | Path | None = None) -> 
     return fig
 
 
-_POSITION_NAMES = {0.0: "floor", 0.1: "rising", 0.9: "ceiling"}
-
-
 def _band_panel(ax: Any, result: BacktestResult) -> None:
     """Coverage per band: distance bands (blue), then position-on-the-rise bands (green)."""
     shown = [
         (f"{b.lo:g}-{'' if np.isinf(b.hi) else f'{b.hi:g}'} dec", b, "tab:blue")
         for b in result.by_distance
-    ] + [(_POSITION_NAMES.get(b.lo, f"{b.lo:g}"), b, "tab:green") for b in result.by_position]
+    ] + [(POSITION_NAMES[POSITION_BINS.index(b.lo)], b, "tab:green") for b in result.by_position]
     for x, (_, b, color) in enumerate(shown):
         v, lo, hi = float(b.coverage.value), float(b.coverage.lo), float(b.coverage.hi)
         ax.bar(x, v, color=color, alpha=0.6)
