@@ -116,7 +116,7 @@ def test_bad_inputs_name_the_column() -> None:
 def test_calibrated_interval_grows_with_distance_and_says_how_it_was_made() -> None:
     from safescale.scaling import synthetic_ladder
 
-    lad = synthetic_ladder(4, n_models=12)
+    lad = synthetic_ladder(3, n_models=12)
     fc = fit_capability(
         lad.compute, lad.scores[:, 0], chance=float(lad.chance[0]), loss=lad.loss, n_boot=50
     )

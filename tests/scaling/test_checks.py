@@ -53,8 +53,8 @@ def test_position_on_the_rise_and_its_warning() -> None:
     assert position_warnings(0.5) == [] and position_warnings(0.11) == []
     (low,) = position_warnings(0.05)
     assert "near the floor" in low and "5.0%" in low and "not begun" in low
-    (high,) = position_warnings(0.95)
-    assert "near the ceiling" in high
+    # near the ceiling the backtests' intervals over-covered: nothing to warn of
+    assert position_warnings(0.95) == [] and position_warnings(1.0) == []
 
 
 def test_forecast_near_the_floor_warns_and_one_on_the_rise_does_not(

@@ -440,8 +440,8 @@ class BacktestResult:
     """Brier score of ``P(score >= line)`` over rows and lines, with a bootstrap interval."""
     by_position: tuple[BandCoverage, ...] = ()
     """Coverage by where the point forecast lies on the rise (bands of
-    :data:`POSITION_BINS`): a pooled figure can hide intervals too narrow near the floor or
-    the ceiling behind ones too wide on the rise."""
+    :data:`POSITION_BINS`): a pooled figure can hide intervals too narrow near the floor
+    behind ones too wide on the rise and near the ceiling."""
 
     @property
     def n(self) -> int:
@@ -516,7 +516,9 @@ def backtest(
     for cut in cuts:
         train = c <= cut
         test = ~train if max_distance is None else ~train & (c <= cut * 10**max_distance)
-        if not test.any():
+        if not test.any() or np.ptp(s[train]) == 0:
+            # nothing to predict, or nothing to fit (every smaller model scored the same: a
+            # forecast from them is refused, so the backtest makes none)
             continue
         for m in names_tried:
             fc = fit_capability(
@@ -546,7 +548,12 @@ def backtest(
                     )
                 )
     if not any(results.values()):
-        raise UserError(UserProblem("no model lies within --max-distance of a ladder cut"))
+        raise UserError(
+            UserProblem(
+                "no ladder cut has a model within --max-distance above it and scores that vary "
+                "below it"
+            )
+        )
     scores = [_score(m, rows, level, seed) for m, rows in results.items() if rows]
     eligible = choosable([sc.method for sc in scores])
     chosen = min((sc for sc in scores if sc.method in eligible), key=lambda sc: float(sc.mae.value))

@@ -103,15 +103,18 @@ def synthetic_ladder(
     n_models: int = 14,
     n_benchmarks: int = 1,
     decades: float = 3.0,
-    noise: float = 0.015,
+    questions: int = 1111,
 ) -> Ladder:
     """A ladder drawn from a known generative process (the truth the calibration tests use).
 
     Loss follows ``L(C) = E + A / C^alpha`` with per-model log-normal scatter (0.5%); each
-    benchmark's score is a sigmoid of loss between its chance level and 1, plus Gaussian
-    noise: the process the OLMo ladder paper assumes. Midpoints, slopes and chance levels are
-    drawn per seed so that ladders sit at different stages of their rise. Models are spread
-    log-uniformly (with jitter) over ``decades`` orders of magnitude from 1e19 FLOP.
+    benchmark's probability of a right answer is a sigmoid of loss between its chance level and
+    1 (the process the OLMo ladder paper assumes), and its score the share of ``questions``
+    items answered right, a binomial draw: a proportion in [0, 1] whose noise shrinks towards
+    the floor and the ceiling (standard deviation 0.015 at 0.5 for the default 1,111 items).
+    Midpoints, slopes and chance levels are drawn per seed so that ladders sit at different
+    stages of their rise. Models are spread log-uniformly (with jitter) over ``decades``
+    orders of magnitude from 1e19 FLOP.
     """
     rng = np.random.default_rng(seed)
     base = np.linspace(0.0, decades, n_models)
@@ -127,6 +130,6 @@ def synthetic_ladder(
         # Midpoint somewhere from the middle of the ladder's losses to a decade beyond it.
         mid = rng.uniform(lo - 0.4 * (hi - lo), lo + 0.6 * (hi - lo))
         slope = rng.uniform(3.0, 12.0) / max(hi - lo, 1e-9)
-        s = chance[b] + (1 - chance[b]) / (1 + np.exp(slope * (loss - mid)))
-        scores[:, b] = s + rng.normal(0.0, noise, n_models)
+        p = chance[b] + (1 - chance[b]) / (1 + np.exp(slope * (loss - mid)))
+        scores[:, b] = rng.binomial(questions, p) / questions
     return Ladder(c, loss, scores, chance)
