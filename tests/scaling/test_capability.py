@@ -175,3 +175,31 @@ def test_frontier_jackknife_widens_a_forecast_that_hinges_on_its_largest_model()
     assert np.allclose(fc.scale(ahead) ** 2, np.maximum(record**2, v))
     assert v[-1] > record[-1] ** 2  # the fit's own instability exceeds the ladder's record
     assert float(fc.predict(ahead[-1], level=0.9).lo) < 0.45 < float(fc.predict(ahead[-1]).hi)
+
+
+def test_synthetic_scores_are_proportions_of_the_questions() -> None:
+    # A benchmark score is a share of questions answered right: never outside [0, 1], a
+    # multiple of 1/questions, and exact at a floor of zero or at the ceiling.
+    from safescale.scaling import synthetic_ladder
+
+    for seed in range(40):
+        s = synthetic_ladder(seed, n_models=14, n_benchmarks=4).scores
+        assert s.min() >= 0.0 and s.max() <= 1.0
+        assert np.allclose(s * 1111, np.round(s * 1111), atol=1e-9)
+    few = synthetic_ladder(0, n_models=14, questions=10).scores
+    assert np.allclose(few * 10, np.round(few * 10), atol=1e-9)
+
+
+def test_backtest_skips_cuts_whose_smaller_models_all_scored_the_same() -> None:
+    # The first seven models score exactly zero (a free-form benchmark before its rise): a cut
+    # among them has nothing to fit and is skipped; later cuts are backtested as usual.
+    c = np.geomspace(1e19, 1e22, 16)
+    rng = np.random.default_rng(3)
+    p = 1 / (1 + np.exp(-3.0 * (np.log10(c) - 21.3)))
+    s = np.where(np.arange(16) < 7, 0.0, rng.binomial(400, p) / 400)
+    bt = backtest(c, s, chance=0.0, min_train=4, n_boot=20, level=0.9, max_cuts=12)
+    assert bt.n > 0
+    assert all(np.ptp(s[c <= r.train_max_compute]) > 0 for r in bt.rows)
+    assert min(r.train_max_compute for r in bt.rows) == c[7]
+    with pytest.raises(UserError, match="scores that vary"):
+        backtest(c, np.zeros(16), chance=0.0, min_train=4, n_boot=20)
