@@ -203,3 +203,27 @@ def test_backtest_skips_cuts_whose_smaller_models_all_scored_the_same() -> None:
     assert min(r.train_max_compute for r in bt.rows) == c[7]
     with pytest.raises(UserError, match="scores that vary"):
         backtest(c, np.zeros(16), chance=0.0, min_train=4, n_boot=20)
+
+
+def test_a_forecast_near_the_floor_has_its_scale_widened() -> None:
+    # On a rising ladder, the forecast at its smallest model lies near the floor and its
+    # predictive scale is FLOOR_WIDENING times the calibration's; past its largest model (on
+    # the rise) it is not widened.
+    from scipy.stats import t as student_t
+
+    from safescale.scaling import FLOOR_WIDENING
+
+    c = np.geomspace(1e19, 1e22, 14)
+    p = 0.25 + 0.75 / (1 + np.exp(-2.0 * (np.log10(c) - 21.0)))
+    s = np.random.default_rng(5).binomial(1111, p) / 1111
+    fc = fit_capability(c, s, chance=0.25, n_boot=20)
+    assert fc.calibration is not None
+    at = np.array([c[0], c[-1] * 3])
+    assert fc.position(float(at[0])) <= 0.1 < fc.position(float(at[1]))
+    base = fc.calibration.scale(fc.distance(at), fc.jackknife_variance(at))
+    assert np.allclose(fc.scale(at) / base, [FLOOR_WIDENING, 1.0])
+    # the interval and the exceedance probability come from the widened distribution
+    est = fc.predict(at, level=0.9)
+    t95 = student_t.ppf(0.95, fc.calibration.dof)
+    assert np.allclose(est.hi, np.minimum(np.asarray(est.value) + t95 * fc.scale(at), 1.0))
+    assert np.allclose(fc.prob_exceeds(at[:1], float(est.hi[0])), 0.05, atol=1e-6)

@@ -13,7 +13,7 @@ from safescale.scaling._bootstrap import (
     bootstrap_law,
     compute_optimal,
 )
-from safescale.scaling._calibration import Calibration, calibrate
+from safescale.scaling._calibration import FLOOR_WIDENING, Calibration, calibrate
 from safescale.scaling._capability import (
     DISTANCE_BINS,
     POSITION_BINS,
@@ -55,6 +55,7 @@ __all__ = [
     "CALIBRATION_SEEDS",
     "CHINCHILLA",
     "DISTANCE_BINS",
+    "FLOOR_WIDENING",
     "HELD_OUT_SEEDS",
     "HUBER_DELTA",
     "LAWS",

@@ -27,7 +27,13 @@ from safescale._errors import Problem as UserProblem
 from safescale._errors import UserError
 from safescale._stats import wilson_interval
 from safescale.scaling._bootstrap import Estimate, LawBootstrap, bootstrap_law
-from safescale.scaling._calibration import FRONTIER, Calibration, calibrate, ladder_cuts
+from safescale.scaling._calibration import (
+    FLOOR_WIDENING,
+    FRONTIER,
+    Calibration,
+    calibrate,
+    ladder_cuts,
+)
 from safescale.scaling._checks import EDGE_OF_RISE, rise_position
 from safescale.scaling._fit import check_columns
 from safescale.scaling._laws import FloatArray
@@ -138,13 +144,24 @@ class CapabilityForecast:
         p = self._point(c)
         return np.asarray(sum((np.asarray(f(c)) - p) ** 2 for f in self.frontier))
 
+    def widening(self, compute: ArrayLike) -> FloatArray:
+        """Factor on the predictive scale at ``compute``: :data:`FLOOR_WIDENING` where the
+        point forecast lies within ``EDGE_OF_RISE`` of the floor, else 1."""
+        u = (self._point(np.asarray(compute, dtype=float)) - self.chance) / (
+            self.ceiling - self.chance
+        )
+        return np.asarray(np.where(u <= EDGE_OF_RISE, FLOOR_WIDENING, 1.0))
+
     def scale(self, compute: ArrayLike) -> FloatArray:
         """Scale of the calibrated predictive distribution at ``compute``: the larger of the
-        ladder's error scale at that distance and the frontier jackknife spread."""
+        ladder's error scale at that distance and the frontier jackknife spread, widened near
+        the floor."""
         if self.calibration is None:
             raise ValueError("the forecast is not calibrated")
         c = np.asarray(compute, dtype=float)
-        return self.calibration.scale(self.distance(c), self.jackknife_variance(c))
+        return self.calibration.scale(
+            self.distance(c), self.jackknife_variance(c), self.widening(c)
+        )
 
     def sample(self, compute: ArrayLike) -> FloatArray:
         """``(R, ...)`` predictive draws of the score a new model at ``compute`` would get."""
@@ -169,9 +186,9 @@ class CapabilityForecast:
         full = self._point(c)
         tail = (1 - lv) / 2
         if self.calibration is not None:
-            d, v = self.distance(c), self.jackknife_variance(c)
-            q_lo = self.calibration.quantile(full, d, tail, v)
-            q_hi = self.calibration.quantile(full, d, 1 - tail, v)
+            d, v, w = self.distance(c), self.jackknife_variance(c), self.widening(c)
+            q_lo = self.calibration.quantile(full, d, tail, v, w)
+            q_hi = self.calibration.quantile(full, d, 1 - tail, v, w)
             lo = np.clip(q_lo, self._low(), self.ceiling)
             hi = np.clip(q_hi, self._low(), self.ceiling)
             return Estimate(np.asarray(full), np.asarray(lo), np.asarray(hi), lv)
@@ -186,16 +203,16 @@ class CapabilityForecast:
                 return np.ones(c.shape)
             if line > self.ceiling:
                 return np.zeros(c.shape)
-            v = self.jackknife_variance(c)
-            return 1.0 - self.calibration.cdf(self._point(c), self.distance(c), line, v)
+            v, w = self.jackknife_variance(c), self.widening(c)
+            return 1.0 - self.calibration.cdf(self._point(c), self.distance(c), line, v, w)
         return np.mean(self.sample(c) >= line, axis=0)
 
     def pit(self, compute: ArrayLike, actual: ArrayLike) -> FloatArray:
         """Probability integral transform ``P(score <= actual)``: uniform when calibrated."""
         c = np.asarray(compute, dtype=float)
         if self.calibration is not None:
-            v = self.jackknife_variance(c)
-            return self.calibration.cdf(self._point(c), self.distance(c), actual, v)
+            v, w = self.jackknife_variance(c), self.widening(c)
+            return self.calibration.cdf(self._point(c), self.distance(c), actual, v, w)
         return np.mean(self.sample(c) <= np.asarray(actual), axis=0)
 
 
