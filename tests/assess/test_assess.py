@@ -110,6 +110,10 @@ def test_assess_forecasts_the_next_scale_up_and_records_a_determination(ws):
     assert 0.0 <= fc.prob_over_alert <= 1.0
     assert len(fc.points) == 5
     assert "figure" in fc.evidence.artifacts
+    # where the forecast lies on the rise, and the factor its interval was widened by
+    details = fc.evidence.details
+    floor = details["calibrated"] and details["position_on_rise"] <= 0.1
+    assert details["scale_widening"] == (1.5 if floor else 1.0)
     assert ws.determinations(names[-1])[-1] == det
     assert det.outcome in ("restrict_deployment", "upgrade_safeguards")
     assert ws.verify().ok

@@ -179,12 +179,14 @@ def test_a_forecast_near_the_floor_says_its_band_may_be_too_narrow() -> None:
                 id="fc-1", model="m2", kind="forecast", subject="lab-hazard-proxy-mc",
                 value=0.27, interval=Interval(lo=0.25, hi=0.31), n=8,
                 details={"at_effective_compute": 4e21, "prob_over_alert": 0.02,
-                         "rise_observed": True, "position_on_rise": position},
+                         "rise_observed": True, "position_on_rise": position,
+                         "scale_widening": 1.5 if position <= 0.1 else 1.0},
             )
         )  # fmt: skip
 
     low = caption(0.03)
     assert low.startswith("lab-hazard-proxy-mc against effective compute over 8 ladder models")
     assert "Caution: the forecast lies near the floor of the rise (3.0% of the way" in low
+    assert "(the band was widened 1.5x there)" in low and "widened" not in caption(0.5)
     assert low.endswith("(evidence fc-1).")
     assert "Caution" not in caption(0.5) and "Caution" not in caption(0.97)

@@ -77,3 +77,7 @@ def test_forecast_near_the_floor_warns_and_one_on_the_rise_does_not(
         doc = json.loads(out)
         assert code == 0 and bool(doc["warnings"]) is warned
         assert (doc["position_on_rise"] <= 0.1) is warned
+        # the calibrated interval near the floor is widened, and the output says by how much
+        assert doc["calibrated"] and doc["scale_widening"] == (1.5 if warned else 1.0)
+        code, out, _ = run_cli(*args)
+        assert ("widened 1.5x near the floor" in " ".join(out.split())) is warned

@@ -150,6 +150,7 @@ def forecast_evaluations(
                     "calibration": (None if fit.calibration is None else fit.calibration.as_json()),
                     "distance_decades": float(fit.distance(at)),
                     "position_on_rise": fit.position(at),
+                    "scale_widening": float(fit.widening(at)),
                     "loss_bootstrap": (
                         None if fit.loss_law is None else fit.loss_law.convergence_json()
                     ),

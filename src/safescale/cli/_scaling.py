@@ -360,6 +360,7 @@ def forecast(
         "calibration": None if fc.calibration is None else fc.calibration.as_json(),
         "distance_decades": float(fc.distance(at)),
         "position_on_rise": (position := fc.position(at)),
+        "scale_widening": float(fc.widening(at)),
         "method_errors": dict(fc.method_errors),
         "warnings": position_warnings(position),
     }
@@ -385,8 +386,13 @@ def forecast(
         console.print(
             f"interval calibrated on {len(cal.errors)} leave-future-out errors from {cal.n_cuts} "
             f"ladder cuts (error scale {cal.s0:.4f} + {cal.growth:.4f}/decade, t with "
-            f"{cal.dof:.1f} degrees of freedom); "
-            f"out-of-sample MAE: {tried}"
+            f"{cal.dof:.1f} degrees of freedom"
+            + (
+                f", widened {out['scale_widening']:g}x near the floor"
+                if out["scale_widening"] != 1.0
+                else ""
+            )
+            + f"); out-of-sample MAE: {tried}"
         )
     else:
         console.print(

@@ -40,7 +40,7 @@ def latest_determination(
 
 def forecast_caption(ev: Evidence) -> str:
     """The caption of a forecast's figure: the forecast, its band, and what the band does
-    not cover (an onset the ladder has not shown; a forecast near the floor or the ceiling)."""
+    not cover (an onset the ladder has not shown; a forecast near the floor)."""
     p_alert = ev.details.get("prob_over_alert")
     at = ev.details.get("at_effective_compute")
     caption = (
@@ -60,6 +60,9 @@ def forecast_caption(ev: Evidence) -> str:
     position = ev.details.get("position_on_rise")
     if isinstance(position, float):
         caption += "".join(f". Caution: {w}" for w in position_warnings(position))
+    widening = ev.details.get("scale_widening")
+    if isinstance(widening, float) and widening != 1.0:
+        caption += f" (the band was widened {widening:g}x there)"
     return caption + f" (evidence {ev.id})."
 
 

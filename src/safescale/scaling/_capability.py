@@ -146,10 +146,12 @@ class CapabilityForecast:
 
     def widening(self, compute: ArrayLike) -> FloatArray:
         """Factor on the predictive scale at ``compute``: :data:`FLOOR_WIDENING` where the
-        point forecast lies within ``EDGE_OF_RISE`` of the floor, else 1."""
-        u = (self._point(np.asarray(compute, dtype=float)) - self.chance) / (
-            self.ceiling - self.chance
-        )
+        point forecast lies within ``EDGE_OF_RISE`` of the floor, else 1 (always 1 for a
+        forecast that is not calibrated: the bootstrap's intervals are not widened)."""
+        c = np.asarray(compute, dtype=float)
+        if self.calibration is None:
+            return np.ones(c.shape)
+        u = (self._point(c) - self.chance) / (self.ceiling - self.chance)
         return np.asarray(np.where(u <= EDGE_OF_RISE, FLOOR_WIDENING, 1.0))
 
     def scale(self, compute: ArrayLike) -> FloatArray:
