@@ -73,8 +73,8 @@ def synthetic_runs(
 
 CALIBRATION_SEEDS = range(0, 1000)
 """Synthetic-ladder seeds on which any choice in the forecast calibration may be made (the
-error model, its degrees of freedom, any constant). Seeds 0-21, 100-131, 200-231 and
-300-363 were used."""
+error model, its degrees of freedom, any constant). Seeds 0-21, 100-131, 200-263, 300-363,
+400-463 and 500-563 were used."""
 
 HELD_OUT_SEEDS = range(1000, 1016)
 """Synthetic-ladder seeds kept for testing calibration only: disjoint from
