@@ -126,41 +126,23 @@ class Calibration:
         """Mean absolute backtest error of the method on this ladder."""
         return float(np.mean(np.abs(self.errors)))
 
-    def scale(
-        self, distance: ArrayLike, extra: ArrayLike = 0.0, widen: ArrayLike = 1.0
-    ) -> FloatArray:
-        """Error scale ``widen * sqrt(max(s(d)^2, extra))`` at extrapolation distance ``d``
-        (negative counts as zero); ``extra`` is the forecast's own variance (its frontier
-        jackknife), ``widen`` a factor for where the forecast lies (:data:`FLOOR_WIDENING`)."""
+    def scale(self, distance: ArrayLike, extra: ArrayLike = 0.0) -> FloatArray:
+        """Error scale ``sqrt(max(s(d)^2, extra))`` at extrapolation distance ``d`` (negative
+        counts as zero); ``extra`` is the forecast's own variance (its frontier jackknife)."""
         d = np.maximum(np.asarray(distance, dtype=float), 0.0)
         s2 = self.s0**2 + (self.growth * d) ** 2
-        root = np.sqrt(np.maximum(s2, np.asarray(extra, dtype=float)))
-        return np.asarray(root * np.asarray(widen, dtype=float))
+        return np.asarray(np.sqrt(np.maximum(s2, np.asarray(extra, dtype=float))))
 
-    def cdf(
-        self,
-        point: ArrayLike,
-        distance: ArrayLike,
-        value: ArrayLike,
-        extra: ArrayLike = 0.0,
-        widen: ArrayLike = 1.0,
-    ) -> FloatArray:
-        """``P(score <= value)`` for a model whose point forecast is ``point``."""
-        scale = self.scale(distance, extra, widen)
-        z = (np.asarray(value, dtype=float) - np.asarray(point)) / scale
+    def cdf(self, point: ArrayLike, scale: ArrayLike, value: ArrayLike) -> FloatArray:
+        """``P(score <= value)`` for a model whose point forecast is ``point`` and predictive
+        scale ``scale`` (from :meth:`scale`, times any widening)."""
+        z = (np.asarray(value, dtype=float) - np.asarray(point)) / np.asarray(scale)
         return np.asarray(student_t.cdf(z, self.dof))
 
-    def quantile(
-        self,
-        point: ArrayLike,
-        distance: ArrayLike,
-        q: float,
-        extra: ArrayLike = 0.0,
-        widen: ArrayLike = 1.0,
-    ) -> FloatArray:
+    def quantile(self, point: ArrayLike, scale: ArrayLike, q: float) -> FloatArray:
         """The ``q`` quantile of the predictive distribution (before clipping)."""
         t = float(student_t.ppf(q, self.dof))
-        return np.asarray(point) + self.scale(distance, extra, widen) * t
+        return np.asarray(point) + np.asarray(scale) * t
 
     def as_json(self) -> dict[str, object]:
         """Plain numbers for JSON output and evidence."""

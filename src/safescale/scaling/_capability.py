@@ -139,10 +139,12 @@ class CapabilityForecast:
         """Frontier jackknife variance ``sum_i (p_{-i}(C) - p(C))^2`` of the point forecast
         (zero without a calibrated method)."""
         c = np.asarray(compute, dtype=float)
+        return self._jackknife(c, self._point(c))
+
+    def _jackknife(self, c: FloatArray, point: FloatArray) -> FloatArray:
         if not self.frontier:
             return np.zeros(c.shape)
-        p = self._point(c)
-        return np.asarray(sum((np.asarray(f(c)) - p) ** 2 for f in self.frontier))
+        return np.asarray(sum((np.asarray(f(c)) - point) ** 2 for f in self.frontier))
 
     def widening(self, compute: ArrayLike) -> FloatArray:
         """Factor on the predictive scale at ``compute``: :data:`FLOOR_WIDENING` where the
@@ -151,8 +153,19 @@ class CapabilityForecast:
         c = np.asarray(compute, dtype=float)
         if self.calibration is None:
             return np.ones(c.shape)
-        u = (self._point(c) - self.chance) / (self.ceiling - self.chance)
+        return self._widening(self._point(c))
+
+    def _widening(self, point: FloatArray) -> FloatArray:
+        u = (point - self.chance) / (self.ceiling - self.chance)
         return np.asarray(np.where(u <= EDGE_OF_RISE, FLOOR_WIDENING, 1.0))
+
+    def _predictive(self, c: FloatArray, cal: Calibration) -> tuple[FloatArray, FloatArray]:
+        # The point forecast and the calibrated predictive scale at c, each computed once:
+        # the larger of the ladder's error scale at that distance and the frontier jackknife
+        # spread, widened near the floor.
+        point = self._point(c)
+        scale = cal.scale(self.distance(c), self._jackknife(c, point))
+        return point, scale * self._widening(point)
 
     def scale(self, compute: ArrayLike) -> FloatArray:
         """Scale of the calibrated predictive distribution at ``compute``: the larger of the
@@ -160,10 +173,7 @@ class CapabilityForecast:
         the floor."""
         if self.calibration is None:
             raise ValueError("the forecast is not calibrated")
-        c = np.asarray(compute, dtype=float)
-        return self.calibration.scale(
-            self.distance(c), self.jackknife_variance(c), self.widening(c)
-        )
+        return self._predictive(np.asarray(compute, dtype=float), self.calibration)[1]
 
     def sample(self, compute: ArrayLike) -> FloatArray:
         """``(R, ...)`` predictive draws of the score a new model at ``compute`` would get."""
@@ -172,8 +182,8 @@ class CapabilityForecast:
             rng = np.random.default_rng(self.draw_seed)
             r = max(len(self.noise), 1000)
             z = rng.standard_t(self.calibration.dof, size=(r,) + (1,) * c.ndim)
-            draws = self._point(c)[None] + self.scale(c)[None] * z
-            return np.clip(draws, self._low(), self.ceiling)
+            point, scale = self._predictive(c, self.calibration)
+            return np.clip(point[None] + scale[None] * z, self._low(), self.ceiling)
         x = self._x(c, replicates=True)
         extra = (slice(None),) + (None,) * c.ndim
         x0, k = self.draws[:, 0][extra], self.draws[:, 1][extra]
@@ -185,17 +195,16 @@ class CapabilityForecast:
         forecast's own)."""
         c = np.asarray(compute, dtype=float)
         lv = self.level if level is None else level
-        full = self._point(c)
         tail = (1 - lv) / 2
         if self.calibration is not None:
-            d, v, w = self.distance(c), self.jackknife_variance(c), self.widening(c)
-            q_lo = self.calibration.quantile(full, d, tail, v, w)
-            q_hi = self.calibration.quantile(full, d, 1 - tail, v, w)
+            full, scale = self._predictive(c, self.calibration)
+            q_lo = self.calibration.quantile(full, scale, tail)
+            q_hi = self.calibration.quantile(full, scale, 1 - tail)
             lo = np.clip(q_lo, self._low(), self.ceiling)
             hi = np.clip(q_hi, self._low(), self.ceiling)
             return Estimate(np.asarray(full), np.asarray(lo), np.asarray(hi), lv)
         lo, hi = np.percentile(self.sample(c), [100 * tail, 100 * (1 - tail)], axis=0)
-        return Estimate(np.asarray(full), lo, hi, lv)
+        return Estimate(np.asarray(self._point(c)), lo, hi, lv)
 
     def prob_exceeds(self, compute: ArrayLike, line: float) -> FloatArray:
         """Probability that a new model at ``compute`` scores at or above ``line``."""
@@ -205,16 +214,14 @@ class CapabilityForecast:
                 return np.ones(c.shape)
             if line > self.ceiling:
                 return np.zeros(c.shape)
-            v, w = self.jackknife_variance(c), self.widening(c)
-            return 1.0 - self.calibration.cdf(self._point(c), self.distance(c), line, v, w)
+            return 1.0 - self.calibration.cdf(*self._predictive(c, self.calibration), line)
         return np.mean(self.sample(c) >= line, axis=0)
 
     def pit(self, compute: ArrayLike, actual: ArrayLike) -> FloatArray:
         """Probability integral transform ``P(score <= actual)``: uniform when calibrated."""
         c = np.asarray(compute, dtype=float)
         if self.calibration is not None:
-            v, w = self.jackknife_variance(c), self.widening(c)
-            return self.calibration.cdf(self._point(c), self.distance(c), actual, v, w)
+            return self.calibration.cdf(*self._predictive(c, self.calibration), actual)
         return np.mean(self.sample(c) <= np.asarray(actual), axis=0)
 
 
