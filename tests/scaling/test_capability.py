@@ -188,6 +188,8 @@ def test_synthetic_scores_are_proportions_of_the_questions() -> None:
         assert np.allclose(s * 1111, np.round(s * 1111), atol=1e-9)
     few = synthetic_ladder(0, n_models=14, questions=10).scores
     assert np.allclose(few * 10, np.round(few * 10), atol=1e-9)
+    with pytest.raises(ValueError, match="questions"):
+        synthetic_ladder(0, questions=0)
 
 
 def test_backtest_skips_cuts_whose_smaller_models_all_scored_the_same() -> None:

@@ -116,6 +116,8 @@ def synthetic_ladder(
     stages of their rise. Models are spread log-uniformly (with jitter) over ``decades``
     orders of magnitude from 1e19 FLOP.
     """
+    if questions < 1:
+        raise ValueError(f"questions must be at least 1, got {questions}")
     rng = np.random.default_rng(seed)
     base = np.linspace(0.0, decades, n_models)
     jitter = rng.uniform(-0.3, 0.3, n_models) * decades / max(n_models - 1, 1)
