@@ -1,9 +1,9 @@
 """Choosing the training precision by measured speed, not by a CPU flag.
 
-A CPU that advertises native bf16 (AVX512-BF16) may still run bf16 matmuls far slower than fp32
-when it lacks matrix units (AMX): on one AMD machine a 1024 x 1024 bf16 matmul ran at 77-89
-GFLOP/s against 1,519 on an Intel machine with AMX. ``auto`` therefore times both and takes bf16
-only where it is clearly faster. Either precision must give the same planted truths: the lab
+A CPU flag does not say which is faster. On one AMD machine a 1024 x 1024 bf16 matmul ran at
+77-89 GFLOP/s against 1,519 on an Intel machine with AMX; on another AMD EPYC, with AVX512-BF16
+and no AMX, at 512 against fp32's 117 (one thread). ``auto`` therefore times both and takes
+bf16 only where it is clearly faster. Either precision must give the same planted truths: the lab
 certifies its organisms after training (:mod:`safescale.lab._certify`), whichever was used.
 """
 
