@@ -35,6 +35,7 @@ from safescale.redteam._campaign import (
     CampaignConfig,
     CampaignResult,
     run_campaign,
+    summarise,
 )
 from safescale.redteam._evidence import CriterionRule, campaign_evidence, criterion_rule
 from safescale.redteam._garak import GarakResult, garak_evidence, read_garak_report
@@ -127,6 +128,7 @@ __all__ = [
     "run_campaign",
     "stack_plot",
     "stack_result",
+    "summarise",
     "write_behaviours",
     "write_campaign_log",
 ]
