@@ -507,11 +507,8 @@ def test_a_model_failure_is_a_json_500(model_dir: Path, monkeypatch: pytest.Monk
         srv.close()
 
 
-def test_a_client_leaving_a_stream_stops_its_generation(
-    server: ModelServer, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    import http.client
-
+def record_submits(server: ModelServer, monkeypatch: pytest.MonkeyPatch) -> list[Any]:
+    """The futures of the jobs the server's engine is given from now on, in order."""
     futures: list[Any] = []
     submit = server.engine.submit
 
@@ -521,6 +518,15 @@ def test_a_client_leaving_a_stream_stops_its_generation(
         return future, cancel
 
     monkeypatch.setattr(server.engine, "submit", recording)
+    return futures
+
+
+def test_a_client_leaving_a_stream_stops_its_generation(
+    server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import http.client
+
+    futures = record_submits(server, monkeypatch)
     host, port = server.base_url.split("//")[1].split("/")[0].rsplit(":", 1)
     conn = http.client.HTTPConnection(host, int(port), timeout=30)
     body = {"messages": [{"role": "user", "content": "The"}], "max_tokens": 240,

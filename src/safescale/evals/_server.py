@@ -29,6 +29,7 @@ socket listens with a large backlog so that bursts of connections wait rather th
 
 from __future__ import annotations
 
+import asyncio
 import errno
 import hmac
 import json
@@ -217,6 +218,45 @@ def _http_protocol(parser: HttpParser = "auto") -> Any:
     return _h11_protocol()
 
 
+REQUEST_READ_SECONDS = 30.0
+"""Longest a request may take to arrive, from its first byte (or the connection) to its last:
+a client that stalls is answered 408 and disconnected, so that stalled connections cannot
+pile up (each holds a file descriptor)."""
+
+
+def _timeout_response() -> bytes:
+    body = json.dumps(
+        ApiError(408, f"the request did not arrive within {REQUEST_READ_SECONDS:g} s").body()
+    ).encode()
+    return (
+        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body
+    )
+
+
+class _ReadDeadline:
+    """A timer on reading one request (mixed into uvicorn's protocols)."""
+
+    loop: Any
+    transport: Any
+    _read_timer: Any = None
+
+    def _arm(self) -> None:
+        self._disarm()
+        self._read_timer = self.loop.call_later(REQUEST_READ_SECONDS, self._read_timed_out)
+
+    def _disarm(self) -> None:
+        if self._read_timer is not None:
+            self._read_timer.cancel()
+            self._read_timer = None
+
+    def _read_timed_out(self) -> None:
+        self._read_timer = None
+        if not self.transport.is_closing():
+            self.transport.write(_timeout_response())
+            self.transport.close()
+
+
 def _bad_request_body(detail: str) -> bytes:
     param = "Content-Length" if "content-length" in detail.lower() else None
     return json.dumps(ApiError(400, f"malformed HTTP request ({detail})", param).body()).encode()
@@ -226,7 +266,23 @@ def _httptools_protocol() -> Any:
     import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class Protocol(HttpToolsProtocol):  # type: ignore[misc]
+    class Protocol(_ReadDeadline, HttpToolsProtocol):  # type: ignore[misc]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()  # a connection that never sends a request is closed too
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def on_message_begin(self) -> None:
+            super().on_message_begin()
+            self._arm()
+
+        def on_message_complete(self) -> None:
+            self._disarm()
+            super().on_message_complete()
+
         def send_400_response(self, msg: str) -> None:
             # Called inside uvicorn's `except httptools.HttpParserError`: the error says what.
             exc = sys.exc_info()[1]
@@ -245,7 +301,22 @@ def _h11_protocol() -> Any:
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class Protocol(H11Protocol):  # type: ignore[misc]
+    class Protocol(_ReadDeadline, H11Protocol):  # type: ignore[misc]
+        def connection_made(self, transport: Any) -> None:
+            super().connection_made(transport)
+            self._arm()
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._disarm()
+            super().connection_lost(exc)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if self.conn.their_state is h11.DONE or self.transport.is_closing():
+                self._disarm()  # the request is in (or the connection is going)
+            elif self._read_timer is None:
+                self._arm()
+
         def send_400_response(self, msg: str) -> None:
             # Called inside uvicorn's `except h11.RemoteProtocolError`: the error says what.
             exc = sys.exc_info()[1]
@@ -265,7 +336,8 @@ def _h11_protocol() -> Any:
 def loads(data: bytes) -> Any:
     """A request body's JSON: orjson when installed (several times faster), the standard
     library for what orjson refuses (``NaN``, integers over 64 bits) and for the error
-    message; a body that is not JSON is a 400."""
+    message. A body that is not UTF-8 JSON, nests too deeply or holds a string with an
+    unpaired surrogate (``"\\ud800"``, which no UTF-8 text can hold) is a 400."""
     try:
         import orjson
     except ImportError:
@@ -276,9 +348,39 @@ def loads(data: bytes) -> Any:
         except orjson.JSONDecodeError:
             pass
     try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ApiError(400, f"the request body is not valid UTF-8 ({exc})") from None
+    try:
+        body = json.loads(text)
+    except json.JSONDecodeError as exc:
         raise ApiError(400, f"the request body is not valid JSON ({exc})") from None
+    except RecursionError:
+        raise ApiError(400, "the request body nests too deeply to be a request") from None
+    _no_surrogates(body)
+    return body
+
+
+def _no_surrogates(body: Any) -> None:
+    # Walks the parsed body (without recursion: its depth is the client's choice) for strings
+    # that are not Unicode text; the field is named as in validation errors.
+    stack: list[tuple[Any, str]] = [(body, "")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise ApiError(
+                    400, "holds an unpaired surrogate (\\ud800-\\udfff); send Unicode text",
+                    where or None,
+                ) from None  # fmt: skip
+        elif isinstance(value, dict):
+            for k, v in value.items():
+                stack.append((k, where))
+                stack.append((v, f"{where}.{k}" if where else str(k)))
+        elif isinstance(value, list):
+            stack.extend((v, f"{where}[{i}]") for i, v in enumerate(value))
 
 
 def build_app(state: ServerState) -> Any:
@@ -286,7 +388,7 @@ def build_app(state: ServerState) -> Any:
     directly."""
     from starlette.applications import Starlette
     from starlette.exceptions import HTTPException
-    from starlette.requests import Request
+    from starlette.requests import ClientDisconnect, Request
     from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
@@ -355,7 +457,7 @@ def build_app(state: ServerState) -> Any:
     async def generate(
         request: Request, kind: type[CompletionRequest] | type[ChatRequest]
     ) -> Response:
-        state.engine.expect()  # the engine may wait for this one to batch it with others
+        arrival = state.engine.arriving()  # the engine may wait to batch it with others
         try:
             authorize(request)
             req = parse(kind, await body(request))
@@ -365,11 +467,27 @@ def build_app(state: ServerState) -> Any:
         except ApiError as exc:
             return error(exc)
         finally:
-            state.engine.expect(-1)
+            state.engine.arrived(arrival)
         if req.stream:
             events = stream_events(state, job, submitted, req.include_usage)
             return StreamingResponse(events, media_type="text/event-stream")
-        return Response(dumps(await answer(state, job, submitted)), media_type="application/json")
+        if not any(r.seq.max_new_tokens > 1 for r in job.rows):
+            # Scoring (lm-eval's echo + one token): one pass, over before a client could leave.
+            answer_json = dumps(await answer(state, job, submitted))
+            return Response(answer_json, media_type="application/json")
+        # Generation runs for many steps: a client that goes away stops its rows.
+        left = asyncio.ensure_future(_disconnected(request))
+        answered = asyncio.ensure_future(answer(state, job, submitted))
+        try:
+            await asyncio.wait((left, answered), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            left.cancel()
+        if not answered.done():
+            submitted.cancel.set()
+            submitted.future.cancel()
+            answered.cancel()
+            raise ClientDisconnect()
+        return Response(dumps(answered.result()), media_type="application/json")
 
     async def completions(request: Request) -> Response:
         return await generate(request, CompletionRequest)
@@ -389,6 +507,11 @@ def build_app(state: ServerState) -> Any:
         log.error("request failed: %s: %s", type(exc).__name__, exc)
         return error(ApiError(500, f"the model failed: {type(exc).__name__}: {exc}"))
 
+    async def _disconnected(request: Request) -> None:
+        # The body has been read: the next message the server can receive is the disconnect.
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
     app = Starlette(
         routes=[
             Route(f"/{API_VERSION}/models", models, methods=["GET"]),
@@ -398,6 +521,7 @@ def build_app(state: ServerState) -> Any:
         ],
         exception_handlers={HTTPException: http_error, Exception: server_error},
     )
+    app.router.redirect_slashes = False  # /v1/completions/ is a 404, not a redirect
     direct: dict[str, type[CompletionRequest] | type[ChatRequest]] = {
         f"/{API_VERSION}/completions": CompletionRequest,
         f"/{API_VERSION}/chat/completions": ChatRequest,
@@ -408,15 +532,20 @@ def build_app(state: ServerState) -> Any:
         # middleware and router layers cost about as much per request as reading and
         # validating the body. What they would do here is done the same way: a failure is
         # answered by server_error (unless the answer has started) and raised for the log.
-        kind = (
-            direct.get(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "POST"
-            else None
-        )
-        if kind is None:
+        if scope["type"] != "http":
             await app(scope, receive, send)
             return
         request = Request(scope, receive)
+        if state.api_key is not None:  # every route, unknown ones too, needs the key
+            try:
+                authorize(request)
+            except ApiError as exc:
+                await error(exc)(scope, receive, send)
+                return
+        kind = direct.get(scope["path"]) if scope["method"] == "POST" else None
+        if kind is None:
+            await app(scope, receive, send)
+            return
         started = False
 
         async def sender(message: Any) -> None:
@@ -427,9 +556,13 @@ def build_app(state: ServerState) -> Any:
         try:
             response = await generate(request, kind)
             await response(scope, receive, sender)
+        except ClientDisconnect:
+            return  # the client went away: nobody to answer
         except Exception as exc:
-            if not started:
-                await (await server_error(request, exc))(scope, receive, send)
-            raise
+            if started:
+                raise  # the answer has begun: the connection is closed, the error logged
+            # Answered with a JSON 500 (server_error logs it); the connection stays open for
+            # the client's next request (raising would make the server close it after the 500).
+            await (await server_error(request, exc))(scope, receive, send)
 
     return asgi

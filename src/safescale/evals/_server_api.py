@@ -16,6 +16,19 @@ MAX_LOGPROBS = 20
 """Most alternatives per token (vLLM's default limit; OpenAI's completions allow 5)."""
 MAX_N = 64
 """Most choices per request."""
+MAX_PROMPTS = 2048
+"""Most prompts in one completions request (OpenAI's limit)."""
+MAX_ROWS = 4096
+"""Most sequences (prompts times ``n``) one request may ask the engine for."""
+MAX_STOP = 16
+"""Most stop strings per request (OpenAI allows 4; vLLM more)."""
+MAX_STOP_CHARS = 1000
+"""Longest stop string."""
+SAMPLING_EPS = 1e-5
+"""A temperature below this is greedy decoding (as vLLM treats it): dividing logits by a
+vanishing temperature overflows."""
+MAX_SEED = 2**63
+"""Seeds are taken modulo this (the choices of a request sample with seed + i)."""
 
 
 class ApiError(Exception):
@@ -62,6 +75,22 @@ class _Common(BaseModel):
                 raise ApiError(400, "is not supported by serve-model; leave it 0", name)
         if self.logit_bias:
             raise ApiError(400, "is not supported by serve-model", "logit_bias")
+        fmt = (self.model_extra or {}).get("response_format")
+        if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
+            raise ApiError(
+                400, 'is not supported by serve-model; leave it out or {"type": "text"}',
+                "response_format",
+            )  # fmt: skip
+
+    @field_validator("stop", mode="after")
+    @classmethod
+    def _stop(cls, v: str | list[str] | None) -> str | list[str] | None:
+        many = [v] if isinstance(v, str) else (v or [])
+        if len(many) > MAX_STOP:
+            raise ValueError(f"{len(many)} stop strings is over the limit of {MAX_STOP}")
+        if any(len(x) > MAX_STOP_CHARS for x in many):
+            raise ValueError(f"a stop string is over {MAX_STOP_CHARS} characters")
+        return v
 
     @property
     def stops(self) -> tuple[str, ...]:
@@ -95,6 +124,8 @@ class CompletionRequest(_Common):
             return v
         if not isinstance(v, list) or not v:
             raise ValueError("must be a string, a list of strings or a list of token ids")
+        if len(v) > MAX_PROMPTS and not isinstance(v[0], int):
+            raise ValueError(f"{len(v)} prompts is over the limit of {MAX_PROMPTS} a request")
         kinds = set(map(type, v))  # one pass in C: a JSON body holds exact ints and strs
         if kinds == {int} or kinds == {str}:
             return v

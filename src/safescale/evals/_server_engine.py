@@ -250,6 +250,7 @@ def _choose(logits: Any, reqs: Sequence[SequenceRequest], gens: Sequence[Any]) -
             p, order = probs.sort(descending=True)
             # Keep the smallest prefix whose mass reaches top_p (the first token always stays).
             drop = (p.cumsum(0) - p) >= r.top_p
+            drop[0] = False  # a top_p that rounds to 0 in float32 still keeps the best token
             p[drop] = 0.0
             probs = torch.zeros_like(probs).scatter(0, order, p)
         chosen[j] = torch.multinomial(probs, 1, generator=g)[0]
@@ -307,12 +308,29 @@ def _hits_stop(lm: LocalLM, tokens: Sequence[TokenLogprob], stop: Sequence[str])
     return any(s and s in text for s in stop)
 
 
-@dataclass
+@dataclass(eq=False)
 class _Job:
     reqs: list[SequenceRequest]
     future: concurrent.futures.Future[list[SequenceResult]]
     on_step: StepCallback | None
     cancel: threading.Event
+    stepped: bool = False
+    """Whether an event has been passed to ``on_step``."""
+
+    def cancel_row(self, b: int) -> bool:
+        """Whether the client went away (every row of the request stops)."""
+        return self.cancel.is_set()
+
+
+def _forward(job: _Job, rows: list[int]) -> StepCallback:
+    """``on_step`` for ``job`` run alone on its ``rows`` (batch index -> the job's row)."""
+
+    def step(b: int, ev: TokenLogprob | PromptScored) -> None:
+        if job.on_step is not None:
+            job.stepped = True
+            job.on_step(rows[b], ev)
+
+    return step
 
 
 class BatchEngine:
@@ -329,18 +347,28 @@ class BatchEngine:
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()
         self._rows = 0  # rows of the queued jobs
-        self._arriving = 0
+        self._arrivals: dict[int, float] = {}  # requests being read: token -> when they began
+        self._next_arrival = 0
         self._expected = 0  # jobs the gathering worker waits for (see _work)
         self._closing = False
         self._thread = threading.Thread(target=self._work, name="serve-model-engine", daemon=True)
         self._thread.start()
 
-    def expect(self, n: int = 1) -> None:
-        """Announce ``n`` requests being read (``-n``: read, or dropped): while any is on its
-        way, the worker waits for it (up to ``gather`` seconds) to run it in the same batch."""
+    def arriving(self) -> int:
+        """Announce a request being read; returns the token to pass to :meth:`arrived`. While
+        one is on its way, the worker waits for it (up to ``gather`` seconds) to run it in the
+        same batch; one that began more than ``gather`` seconds ago (a stalled upload) is no
+        longer waited for."""
         with self._cond:
-            self._arriving += n
-            if n < 0 and self._complete():
+            self._next_arrival += 1
+            self._arrivals[self._next_arrival] = time.monotonic()
+            return self._next_arrival
+
+    def arrived(self, token: int) -> None:
+        """The request announced as ``token`` was read (or dropped)."""
+        with self._cond:
+            self._arrivals.pop(token, None)
+            if self._complete():
                 self._cond.notify()
 
     def submit(
@@ -367,8 +395,15 @@ class BatchEngine:
         return bool(self._jobs) and (
             self._closing
             or self._rows >= self.batch_size
-            or (self._arriving <= 0 and len(self._jobs) >= self._expected)
+            or (not self._on_the_way() and len(self._jobs) >= self._expected)
         )
+
+    def _on_the_way(self) -> bool:
+        """Whether a request began arriving within the last ``gather`` seconds."""
+        if not self._arrivals:
+            return False
+        oldest_waited = time.monotonic() - self.gather
+        return any(t > oldest_waited for t in self._arrivals.values())
 
     def _work(self) -> None:
         # Requests answered by the last batch, plus those that arrived while it ran: how many
@@ -419,6 +454,7 @@ class BatchEngine:
             ) -> None:
                 j, i = chunk[b]
                 if j.on_step is not None:
+                    j.stepped = True
                     j.on_step(i, tok)
 
             try:
@@ -428,12 +464,30 @@ class BatchEngine:
                     step,
                     lambda b, chunk=chunk: chunk[b][0].cancel.is_set(),  # type: ignore[misc]
                 )
-            except Exception as exc:  # a failed batch fails each of its requests
-                for j, _ in chunk:
-                    failed[id(j)] = exc
+            except Exception as exc:
+                # One request's rows must not fail the others batched with it: each request
+                # is run again alone, and only those that fail alone fail. A streaming request
+                # that has had events cannot be run again without repeating them.
+                out = None
+                failure = exc
+            if out is not None:
+                for (j, i), res in zip(chunk, out, strict=True):
+                    results[id(j), i] = res
                 continue
-            for (j, i), res in zip(chunk, out, strict=True):
-                results[id(j), i] = res
+            for j in dict.fromkeys(j for j, _ in chunk):
+                mine = [i for jj, i in chunk if jj is j]
+                if j.on_step is not None and j.stepped:
+                    failed[id(j)] = failure
+                    continue
+                try:
+                    alone = run_batch(
+                        self.lm, [j.reqs[i] for i in mine], _forward(j, mine), j.cancel_row
+                    )
+                except Exception as exc:
+                    failed[id(j)] = exc
+                    continue
+                for i, res in zip(mine, alone, strict=True):
+                    results[id(j), i] = res
         for j in jobs:
             if id(j) in failed:
                 j.future.set_exception(failed[id(j)])

@@ -23,7 +23,14 @@ from typing import Any
 
 from safescale._errors import UserError
 from safescale.evals._lm import LocalLM
-from safescale.evals._server_api import ApiError, ChatRequest, CompletionRequest
+from safescale.evals._server_api import (
+    MAX_ROWS,
+    MAX_SEED,
+    SAMPLING_EPS,
+    ApiError,
+    ChatRequest,
+    CompletionRequest,
+)
 from safescale.evals._server_engine import (
     BatchEngine,
     PromptScored,
@@ -110,6 +117,34 @@ def _fits(state: ServerState, ids: Sequence[int], max_new: int, param: str) -> N
         )
 
 
+def _fits_text(state: ServerState, text: str, param: str) -> None:
+    # A text far longer than any prompt the context holds is refused before it is tokenized
+    # (tokenizing megabytes holds the event loop for seconds): no token is longer than the
+    # tokenizer's longest, so such a text has more tokens than the context; the factor 4
+    # leaves room for normalisation that shortens text.
+    bound = 4 * state.lm.max_length * _longest_token(state.lm)
+    if len(text) > bound:
+        raise ApiError(
+            400,
+            f"the prompt is {len(text)} characters, far over the model's context of "
+            f"{state.lm.max_length} tokens (serve-model --max-length); shorten it",
+            param,
+            "context_length_exceeded",
+        )
+
+
+_LONGEST: weakref.WeakKeyDictionary[LocalLM, int] = weakref.WeakKeyDictionary()
+
+
+def _longest_token(lm: LocalLM) -> int:
+    """Characters of the tokenizer's longest token, as stored (at least as long as its text)."""
+    n = _LONGEST.get(lm)
+    if n is None:
+        vocab = lm.tokenizer.get_vocab()
+        n = _LONGEST[lm] = max((len(t) for t in vocab), default=1) or 1
+    return n
+
+
 def _sequence(
     req: CompletionRequest | ChatRequest,
     ids: Sequence[int],
@@ -119,12 +154,13 @@ def _sequence(
     prompt_logprobs: int | None,
 ) -> SequenceRequest:
     # Choice i of a seeded request samples with seed + i: n choices differ, and repeat exactly.
+    temperature = req.temperature or 0.0
     return SequenceRequest(
         prompt=tuple(ids),
         max_new_tokens=max_new,
-        temperature=req.temperature or 0.0,
+        temperature=temperature if temperature >= SAMPLING_EPS else 0.0,
         top_p=req.top_p if req.top_p is not None else 1.0,
-        seed=None if req.seed is None else req.seed + choice,
+        seed=None if req.seed is None else (req.seed + choice) % MAX_SEED,
         top_logprobs=top_logprobs,
         prompt_logprobs=prompt_logprobs,
         stop=req.stops,
@@ -137,6 +173,9 @@ def completion_job(state: ServerState, req: CompletionRequest) -> Job:
     lm = state.lm
     prompts: list[tuple[list[int], str | None]]
     p = req.prompt
+    texts = [p] if isinstance(p, str) else [x for x in p if isinstance(x, str)]
+    for i, x in enumerate(texts):
+        _fits_text(state, x, "prompt" if isinstance(p, str) else f"prompt[{i}]")
     if isinstance(p, str):
         prompts = [(lm.encode(p), p)]
     elif p and isinstance(p[0], int):
@@ -146,6 +185,13 @@ def completion_job(state: ServerState, req: CompletionRequest) -> Job:
             (lm.encode(x), x) if isinstance(x, str) else ([int(t) for t in x], None)  # type: ignore[union-attr]
             for x in p
         ]
+    if len(prompts) * req.n > MAX_ROWS:
+        raise ApiError(
+            400,
+            f"{len(prompts)} prompts x n {req.n} = {len(prompts) * req.n} sequences, over the "
+            f"limit of {MAX_ROWS} a request; send fewer prompts or a smaller n",
+            "prompt",
+        )
     max_new = 16 if req.max_tokens is None else req.max_tokens
     k = req.logprobs
     echo_k = k if req.echo and k is not None else None
@@ -181,8 +227,17 @@ def chat_job(state: ServerState, req: ChatRequest) -> Job:
     tok = lm.tokenizer
     # The same prompt the in-process provider builds: the chat template when the tokenizer has
     # one; else one message as is, a conversation as "role: text" lines.
+    for i, m in enumerate(messages):
+        _fits_text(state, m["content"], f"messages[{i}].content")
     if getattr(tok, "chat_template", None):
-        text = str(tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+        try:
+            text = str(
+                tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            )
+        except Exception as exc:  # a template may refuse a conversation (roles that repeat)
+            raise ApiError(
+                400, f"the model's chat template refused the conversation: {exc}", "messages"
+            ) from None
     elif len(messages) == 1:
         text = messages[0]["content"]
     else:
