@@ -72,10 +72,12 @@ def test_bodies_that_are_not_json_text_are_400(
         ({"prompt": "a", "stop": [f"s{i}" for i in range(MAX_STOP + 1)]}, "stop"),
         ({"prompt": "a", "stop": "x" * (MAX_STOP_CHARS + 1)}, "stop"),
         ({"prompt": "a", "response_format": {"type": "json_object"}}, "response_format"),
+        ({"prompt": "a", "n": True}, "n"),
+        ({"prompt": "a", "stream": "yes"}, "stream"),
     ],
-    ids=["prompts", "rows", "stop-count", "stop-length", "response-format"],
+    ids=["prompts", "rows", "stop-count", "stop-length", "response-format", "bool-n", "str-stream"],
 )
-def test_sizes_are_bounded_and_unimplemented_fields_refused(
+def test_sizes_types_and_unimplemented_fields_are_refused(
     server: ModelServer, body: dict[str, Any], param: str
 ) -> None:
     status, err = post_error(server, "/completions", body)

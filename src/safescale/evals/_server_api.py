@@ -54,7 +54,8 @@ class ApiError(Exception):
 class _Common(BaseModel):
     """Fields shared by both endpoints."""
 
-    model_config = ConfigDict(extra="allow")
+    # Strict types: "n": true or "stream": "yes" are not quietly converted.
+    model_config = ConfigDict(extra="allow", strict=True)
 
     model: str | None = None
     temperature: float | None = Field(None, ge=0, le=2)
