@@ -101,13 +101,13 @@ def _set(col: int, row: int, value: str):
 @pytest.mark.parametrize(("edit", "expected"), [
     (lambda rows: rows, "no column 'loss'"),
     (_set(3, 4, "-2.0"),
-     "runs.csv:6: loss: data row 5: -2.0 is not a positive"),
+     "runs.csv:6: loss: -2.0 is not a positive"),
     (_set(3, 0, "nan"),
-     "runs.csv:2: loss: data row 1: nan is not a positive"),
+     "runs.csv:2: loss: 'nan' is not a finite number"),
     (_set(3, 2, "abc"),
-     "data row 3: 'abc' is not a number"),
-    (lambda rows: rows[:5], "5 rows is too few"),
-    (lambda rows: [[*r[:1], "1e9", *r[2:]] for r in rows], "d: every row has the same value"),
+     "runs.csv:4: loss: 'abc' is not a number"),
+    (lambda rows: rows[:5], "runs.csv: 5 rows is too few"),
+    (lambda rows: [[*r[:1], "1e9", *r[2:]] for r in rows], "runs.csv: d: every row has the same value"),
 ])  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, edit, expected) -> None:
     r = synthetic_runs(seed=1, per_budget=4)

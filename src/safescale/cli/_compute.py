@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -10,7 +12,14 @@ import typer
 from rich.table import Table
 
 from safescale._errors import Problem, UserError
-from safescale._input import check_id, check_number, check_optional_id, check_optional_number, quote
+from safescale._input import (
+    check_id,
+    check_number,
+    check_optional_id,
+    check_optional_number,
+    check_text,
+    quote,
+)
 from safescale._io import weights_sha256
 from safescale.cli._common import console, print_json, print_table, workspace_path
 from safescale.compute import (
@@ -38,6 +47,14 @@ MAX_MULTIPLIER = 1e6
 Stage = Literal["pretraining", "finetuning", "rl", "other"]
 
 
+MIN_FLOP = 1.0
+"""Smallest FLOP figure accepted, given or derived: less than one operation is no training run
+(and a subnormal figure such as 6e-320 turns ratios into infinities downstream)."""
+HARDWARE_FLAGS = ("--gpu-hours", "--peak-flops", "--utilization")
+MAX_WEIGHTS_LEN = 4096
+"""Longest --weights value (a path: Linux's PATH_MAX)."""
+
+
 def _flops(
     flops: float | None,
     params: float | None,
@@ -46,8 +63,28 @@ def _flops(
     hardware: tuple[float | None, float | None, float | None],
     rel_uncertainty: float | None,
 ) -> tuple[float, str, float]:
+    """The training FLOP, how it was obtained and its relative uncertainty, from exactly one of
+    three ways of stating it: --flops; --params with --tokens (6ND); the hardware flags."""
+    ways = {
+        "--flops": ["--flops"] if flops is not None else [],
+        "--params": [f for f, v in (("--params", params), ("--tokens", tokens)) if v is not None],
+        "--gpu-hours": [f for f, v in zip(HARDWARE_FLAGS, hardware, strict=True) if v is not None],
+    }
+    given = [flags for flags in ways.values() if flags]
+    if len(given) > 1:
+        first, second = given[0][0], given[1][0]
+        raise UserError(
+            Problem(f"give one way to state the FLOP, not both {first} and {second}: --flops C, "
+                    "or --params N with --tokens D, or --gpu-hours, --peak-flops and "
+                    "--utilization", field=first)
+        )  # fmt: skip
     gpu_hours, peak, util = hardware
-    if method == "hardware" or (method is None and gpu_hours is not None and flops is None):
+    if method == "count" and not ways["--params"]:
+        raise UserError(
+            Problem("--method count is 6ND: give --params N and --tokens D (or drop --method "
+                    "to record reported --flops)", field="--method")
+        )  # fmt: skip
+    if method == "hardware" or (method is None and ways["--gpu-hours"]):
         if None in hardware:
             raise UserError(Problem("--method hardware needs --gpu-hours, --peak-flops and "
                                     "--utilization", field="--gpu-hours"))  # fmt: skip
@@ -59,17 +96,26 @@ def _flops(
             raise UserError(
                 Problem(f"{exc}; fix the hardware numbers", field="--utilization")
             ) from None
+        _check_derived(est.flops, "--gpu-hours x 3600 x --peak-flops x --utilization")
         return est.flops, "hardware", est.rel_uncertainty
     if flops is not None:
-        if params is not None or tokens is not None:
-            raise UserError(Problem("give either --flops or --params with --tokens, not both",
-                                    field="--flops"))  # fmt: skip
-        return flops, method or "reported", rel_uncertainty or 0.0
+        return flops, "reported", rel_uncertainty or 0.0
     if params is None or tokens is None:
         raise UserError(Problem("give --flops C, or --params N with --tokens D, or the hardware "
                                 "options (--gpu-hours, --peak-flops, --utilization)",
                                 field="--flops"))  # fmt: skip
-    return training_flops(params, tokens), "count", rel_uncertainty or 0.0
+    value = training_flops(params, tokens)
+    _check_derived(value, "6 x --params x --tokens")
+    return value, "count", rel_uncertainty or 0.0
+
+
+def _check_derived(value: float, how: str) -> None:
+    """A FLOP figure computed from other flags: in the range --flops itself must be in."""
+    if not MIN_FLOP <= value <= MAX_FLOP:
+        raise UserError(
+            Problem(f"{how} = {value:.3g} FLOP is out of range; the training FLOP must be in "
+                    f"[{MIN_FLOP:g}, {MAX_FLOP:g}] (check the units)", field="--flops")
+        )  # fmt: skip
 
 
 def _weights(weights: str | None, records: list[ModelRecord]) -> tuple[str | None, str | None]:
@@ -77,15 +123,23 @@ def _weights(weights: str | None, records: list[ModelRecord]) -> tuple[str | Non
     if weights is None:
         return None, None
     folder = Path(weights).expanduser()
-    if not folder.is_dir():
+    try:
+        is_folder = folder.is_dir()
+    except OSError:  # a name too long for the file system: not a folder
+        is_folder = False
+    if not is_folder:
         if "/" not in weights:
             raise UserError(Problem("not a weights folder nor an Inspect model string "
                                     "(provider/model)", field="--weights"))  # fmt: skip
+        check_id(weights, "--weights", what="Inspect model string (or weights folder)")
         return weights, None
     try:
         sha = weights_sha256(folder)
     except FileNotFoundError:
         raise UserError(Problem("no weight files (*.safetensors, *.bin) in the folder",
+                                source=str(folder), field="--weights")) from None  # fmt: skip
+    except OSError as exc:
+        raise UserError(Problem(f"cannot read the weights ({exc.strerror or exc})",
                                 source=str(folder), field="--weights")) from None  # fmt: skip
     same = next((r.id for r in records if r.weights_sha256 == sha), None)
     if same is not None:
@@ -126,8 +180,8 @@ def add(
     check_id(model, "--model", what="model id")
     check_optional_id(parent, "--parent", what="model id")
     check_optional_id(lineage, "--lineage", what="lineage id")
+    check_optional_number(flops, "--flops", lo=MIN_FLOP, hi=MAX_FLOP)
     for flag, value, top in (
-        ("--flops", flops, MAX_FLOP),
         ("--params", params, MAX_COUNT),
         ("--tokens", tokens, MAX_COUNT),
         ("--gpu-hours", gpu_hours, MAX_COUNT),
@@ -138,6 +192,8 @@ def add(
     check_optional_number(rel_uncertainty, "--rel-uncertainty", lo=0, hi=MAX_REL_UNCERTAINTY)
     check_number(effective_multiplier, "--effective-multiplier", lo=0, hi=MAX_MULTIPLIER,
                  lo_open=True)  # fmt: skip
+    if weights is not None:
+        check_text(weights, "--weights", max_len=MAX_WEIGHTS_LEN)
     if method not in (None, "count", "hardware"):
         raise UserError(Problem(f"unknown method {quote(method)}; use count or hardware",
                                 field="--method"))  # fmt: skip
@@ -175,7 +231,7 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     with Workspace.open(workspace_path()) as ws:
         summaries = lineage_summary(ws.models(), ws.determinations())
     if json_out:
-        print_json([vars(s) for s in summaries])
+        _print_json([vars(s) for s in summaries])
         return
     table = Table("model", "lineage", "stage", "parent", "FLOP", "cumulative", "±1σ",
                   "multiplier", "effective", "assessed")  # fmt: skip
@@ -204,7 +260,7 @@ def triggers(
     if fired_only:
         results = [r for r in results if r.fired]
     if json_out:
-        print_json([r.to_dict() for r in results])
+        _print_json([r.to_dict() for r in results])
         return
     table = Table("model", "trigger", "status", "value", "rule", "requires", "why")
     for r in results:
@@ -213,3 +269,21 @@ def triggers(
         table.add_row(r.model, r.trigger, r.status, value, r.rule,
                       r.requires if r.fired else "", "; ".join(r.reasons), style=style)  # fmt: skip
     print_table(table)
+
+
+def _print_json(obj: object) -> None:
+    """JSON on stdout; a failed write (a full disk, a closed pipe) is one line, exit 2."""
+    try:
+        print_json(obj)
+    except OSError as exc:
+        try:  # what stdout still buffers would fail again at exit: send it to /dev/null
+            fd = sys.stdout.fileno()
+        except (AttributeError, OSError, ValueError):
+            fd = -1
+        if fd >= 0:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        raise UserError(
+            Problem(f"cannot write the output ({exc.strerror or exc}); check where stdout goes")
+        ) from None

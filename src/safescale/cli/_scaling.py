@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +12,7 @@ import typer
 from rich.table import Table
 
 from safescale._errors import Problem, UserError
-from safescale._input import check_count, check_number, check_optional_number, quote
+from safescale._input import check_count, check_number, check_text, quote
 from safescale.cli._common import console, err_console, print_json, print_table
 from safescale.scaling import (
     LAWS,
@@ -21,21 +23,35 @@ from safescale.scaling import (
     Estimate,
     backtest,
     bootstrap_law,
+    check_plot_path,
+    check_work,
     compute_optimal,
     exponent_warnings,
     extrapolation_warnings,
+    finite_json,
     fit_capability,
     fit_law,
+    in_file,
     plot_calibration,
     plot_forecast,
     plot_law,
     position_warnings,
-    read_columns,
+    read_runs,
+    read_score_data,
     select_law,
 )
 
 MAX_BOOTSTRAP = 100_000
-"""Most bootstrap replicates (each refits the law; 1,000 is plenty for a 95% interval)."""
+"""Most bootstrap replicates of a forecast or backtest (1,000 is plenty for a 95% interval)."""
+MAX_FIT_BOOTSTRAP = 5_000
+"""Most bootstrap replicates of ``fit`` (each is a fresh grid search and Newton refit)."""
+MAX_FIT_WORK = 1_000_000
+"""Most bootstrap replicates x rows of ``fit`` (about a minute and a half, under 1 GB)."""
+MAX_SCORE_WORK = 10_000_000
+"""Most bootstrap replicates x rows of ``forecast``/``backtest`` (the default 1,000 replicates
+at the largest CSV's 10,000 rows; each replicate keeps a weight per row)."""
+MAX_DISTANCE = 10.0
+"""Most decades ``--max-distance`` may reach past a cut."""
 MAX_SEED = 2**32 - 1
 """numpy seeds are 32-bit here."""
 MAX_FLOP = 1e35
@@ -115,7 +131,18 @@ def fit(
     ] = None,
 ) -> None:
     """Fit a scaling law by Hoffmann et al. (2022) Approach 3 (Huber on log loss, grid + L-BFGS)."""
-    candidates = [f.strip() for f in compare.split(",") if f.strip()] if compare else [form]
+    if plot is not None:
+        check_plot_path(plot)
+    if compare is not None:
+        check_text(compare, "--compare", max_len=1000)
+        candidates = list(dict.fromkeys(f.strip() for f in compare.split(",") if f.strip()))
+        if not candidates:
+            raise UserError(
+                Problem("names no law form; give forms separated by commas "
+                        f"({', '.join(LAWS.names())})", field="--compare")
+            )  # fmt: skip
+    else:
+        candidates = [form]
     for f in candidates:
         if f not in LAWS:
             raise UserError(
@@ -124,12 +151,16 @@ def fit(
             )  # fmt: skip
     needed = {v for f in candidates for v in LAWS.get(f).variables}
     law = LAWS.get(candidates[0])
+    if plot is not None and not compare and not {"N", "D"} <= set(law.variables):
+        raise UserError("--plot draws iso-FLOP curves and needs the chinchilla form")
     if tokens and flops and "D" in needed:
         raise UserError("give --tokens or --flops, not both")
-    check_count(bootstrap, "--bootstrap", lo=0, hi=MAX_BOOTSTRAP)
+    check_count(bootstrap, "--bootstrap", lo=0, hi=MAX_FIT_BOOTSTRAP)
     check_count(seed, "--seed", hi=MAX_SEED)
     if bootstrap == 1:
         raise UserError("--bootstrap must be 0 or at least 2")
+    for b in budget or []:
+        check_number(b, "--budget", lo=0, hi=MAX_FLOP, lo_open=True)
     wanted = {"loss": loss}
     for key, col, flag in (
         ("N", params, "--params"),
@@ -141,7 +172,10 @@ def fit(
         elif key in needed and not (key == "D" and flops and params):
             which = next(f for f in candidates if key in LAWS.get(f).variables)
             raise UserError(f"the {which} law needs {flag} COLUMN")
-    data = read_columns(csv, wanted, positive=tuple(wanted))
+    flags = {"loss": "--loss", "N": "--params", "D": "--tokens", "C": "--flops"}
+    notes: list[str] = []  # printed once the fit has worked (a refusal is one line)
+    data = read_runs(csv, wanted, positive=tuple(wanted), flags=flags, warn=notes.append)
+    check_work(bootstrap, len(data["loss"]), MAX_FIT_WORK, csv)
     inputs = {v: data.get(v) for v in ("N", "D", "C")}
     if "D" in needed and inputs["D"] is None:
         inputs["D"] = data["C"] / (6.0 * data["N"])
@@ -150,10 +184,11 @@ def fit(
         inputs["C"] = 6.0 * n_col * d_col
     selection = None
     if compare:
-        selection = select_law(
-            tuple(candidates), data["loss"], params=inputs["N"], tokens=inputs["D"],
-            compute=inputs["C"],
-        )  # fmt: skip
+        with in_file(csv):
+            selection = select_law(
+                tuple(candidates), data["loss"], params=inputs["N"], tokens=inputs["D"],
+                compute=inputs["C"],
+            )  # fmt: skip
         form = selection.chosen
         law = LAWS.get(form)
     else:
@@ -165,11 +200,15 @@ def fit(
     kwargs: dict[str, Any] = {
         "params": inputs["N"], "tokens": inputs["D"], "compute": inputs["C"], "names": names
     }  # fmt: skip
-    if bootstrap:
-        boot = bootstrap_law(loss=data["loss"], form=form, n_boot=bootstrap, seed=seed, **kwargs)
-        est = boot.estimate
-    else:
-        boot, est = None, fit_law(loss=data["loss"], form=form, **kwargs)
+    with in_file(csv):
+        if bootstrap:
+            boot = bootstrap_law(
+                loss=data["loss"], form=form, n_boot=bootstrap, seed=seed, **kwargs
+            )
+            est = boot.estimate
+        else:
+            boot, est = None, fit_law(loss=data["loss"], form=form, **kwargs)
+    _warn(*notes)
     out: dict[str, Any] = {
         "form": form,
         "params": est.params_,
@@ -201,8 +240,6 @@ def fit(
         if run_compute is not None
         else np.geomspace(1e21, 1e25, 5)
     )
-    if budget and (not np.isfinite(budgets).all() or (budgets <= 0).any()):
-        raise UserError("--budget must be a positive number of FLOP")
     warnings = exponent_warnings(est.params_)
     if form == "chinchilla" and run_compute is not None:
         warnings += extrapolation_warnings(budgets.tolist(), run_compute.tolist())
@@ -218,7 +255,7 @@ def fit(
             raise UserError("--plot draws iso-FLOP curves and needs the chinchilla form")
         plot_law(boot or est, inputs["N"], inputs["D"], data["loss"], plot)
     if as_json:
-        print_json(out)
+        _print_json(out)
         return
     if selection is not None:
         _show_selection(out["selection"])
@@ -328,15 +365,20 @@ def forecast(
 ) -> None:
     """Forecast a benchmark score at a planned compute, with a prediction interval."""
     check_number(at, "--at", lo=0, hi=MAX_FLOP, lo_open=True)
-    check_optional_number(line, "--line", lo=-MAX_SCORE, hi=MAX_SCORE)
-    _check_common(chance, ceiling, bootstrap, seed)
-    data = _score_data(csv, compute, score, loss)
-    others, others_chance = _other_scores(csv, with_)
-    fc = fit_capability(
-        data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
-        n_boot=bootstrap, seed=seed, names=_names(compute, score, loss), method=method,
-        others=others, others_chance=others_chance,
-    )  # fmt: skip
+    _check_common(chance, ceiling, bootstrap, seed, plot)
+    if line is not None:
+        check_number(line, "--line", lo=chance, hi=ceiling)
+    _check_method(method, loss, with_)
+    data, others, others_chance, notes = _read_scores(
+        csv, compute, score, loss, with_, chance, ceiling, bootstrap
+    )
+    with in_file(csv):
+        fc = fit_capability(
+            data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
+            n_boot=bootstrap, seed=seed, names=_names(compute, score, loss), method=method,
+            others=others, others_chance=others_chance,
+        )  # fmt: skip
+    _warn(*notes)
     p = fc.predict(at)
     out: dict[str, Any] = {
         "against": fc.against,
@@ -372,7 +414,7 @@ def forecast(
     if plot is not None:
         plot_forecast(fc, data["C"], data["s"], at=at, line=line, path=plot)
     if as_json:
-        print_json(out)
+        _print_json(out)
         return
     level = round(100 * fc.level)
     console.print(
@@ -442,19 +484,25 @@ def backtest_cmd(
 
     Chooses the method with the smallest out-of-sample error; reports coverage by
     extrapolation distance and the Brier score of P(score >= line)."""
-    _check_common(chance, ceiling, bootstrap, seed)
+    _check_common(chance, ceiling, bootstrap, seed, plot)
     check_count(min_train, "--min-train", lo=2, hi=MAX_CSV_ROWS)
-    data = _score_data(csv, compute, score, loss)
-    if method != "auto" and METHODS.get(method).needs_loss and not loss:
-        raise UserError(f"--method {method} needs --loss COLUMN")
-    others, others_chance = _other_scores(csv, with_)
-    bt = backtest(
-        data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
-        min_train=min_train, n_boot=bootstrap, seed=seed, names=_names(compute, score, loss),
-        methods=None if method == "auto" else (method,),
-        lines=tuple(lines) if lines else None, max_distance=max_distance,
-        others=others, others_chance=others_chance,
-    )  # fmt: skip
+    for ln in lines or []:
+        check_number(ln, "--line", lo=chance, hi=ceiling)
+    if max_distance is not None:
+        check_number(max_distance, "--max-distance", lo=0, hi=MAX_DISTANCE, lo_open=True)
+    _check_method(method, loss, with_)
+    data, others, others_chance, notes = _read_scores(
+        csv, compute, score, loss, with_, chance, ceiling, bootstrap
+    )
+    with in_file(csv):
+        bt = backtest(
+            data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
+            min_train=min_train, n_boot=bootstrap, seed=seed,
+            names=_names(compute, score, loss), methods=None if method == "auto" else (method,),
+            lines=tuple(lines) if lines else None, max_distance=max_distance,
+            others=others, others_chance=others_chance,
+        )  # fmt: skip
+    _warn(*notes)
     if plot is not None:
         plot_calibration(bt, plot)
     out = {
@@ -502,7 +550,7 @@ def backtest_cmd(
         ],
     }
     if as_json:
-        print_json(out)
+        _print_json(out)
         return
     table = Table(title=f"backtest: {bt.n} predictions", title_justify="left")
     for col in ("fit up to C", "predict C", "actual", "predicted", "interval", "covered"):
@@ -562,8 +610,11 @@ def _est(e: Estimate, digits: int) -> str:
     return f"{float(e.value):.{digits}f} [{float(e.lo):.{digits}f}, {float(e.hi):.{digits}f}]"
 
 
-def _check_common(chance: float, ceiling: float, bootstrap: int, seed: int) -> None:
-    """The flags forecast and backtest share: finite score bounds, bounded bootstrap."""
+def _check_common(
+    chance: float, ceiling: float, bootstrap: int, seed: int, plot: Path | None
+) -> None:
+    """The flags forecast and backtest share: finite score bounds, bounded bootstrap, and a
+    writable --plot path (checked before any work)."""
     check_number(chance, "--chance", lo=-MAX_SCORE, hi=MAX_SCORE)
     check_number(ceiling, "--ceiling", lo=-MAX_SCORE, hi=MAX_SCORE)
     if not chance < ceiling:
@@ -572,31 +623,70 @@ def _check_common(chance: float, ceiling: float, bootstrap: int, seed: int) -> N
         )
     check_count(bootstrap, "--bootstrap", lo=2, hi=MAX_BOOTSTRAP)
     check_count(seed, "--seed", hi=MAX_SEED)
+    if plot is not None:
+        check_plot_path(plot)
 
 
-def _score_data(csv: Path, compute: str, score: str, loss: str | None) -> dict[str, np.ndarray]:
-    cols = {"C": compute, "s": score} | ({"L": loss} if loss else {})
-    return read_columns(csv, cols, positive=("C", "L"))
+def _read_scores(
+    csv: Path,
+    compute: str,
+    score: str,
+    loss: str | None,
+    with_: list[str] | None,
+    chance: float,
+    ceiling: float,
+    bootstrap: int,
+) -> tuple[dict[str, Any], Any, Any, list[str]]:
+    """The score columns (``read_score_data``), with the bootstrap's work checked against
+    them, and the notes to print once the fit has worked (a refusal stays one line)."""
+    notes: list[str] = []
+    data, others, others_chance = read_score_data(
+        csv, compute, score, loss, with_, chance, ceiling, notes.append
+    )
+    check_work(bootstrap, len(data["s"]), MAX_SCORE_WORK, csv)
+    return data, others, others_chance, notes
 
 
-def _other_scores(
-    csv: Path, specs: list[str] | None
-) -> tuple[np.ndarray | None, np.ndarray | None]:
-    if not specs:
-        return None, None
-    cols: dict[str, str] = {}
-    chance: list[float] = []
-    for i, spec in enumerate(specs):
-        name, _, level = spec.partition(":")
-        try:
-            chance.append(float(level) if level else 0.0)
-        except ValueError:
-            raise UserError(
-                f"--with {spec}: the chance level after ':' must be a number (COLUMN:0.25)"
-            ) from None
-        cols[f"o{i}"] = name
-    data = read_columns(csv, cols)
-    return np.column_stack([data[f"o{i}"] for i in range(len(specs))]), np.asarray(chance)
+def _check_method(method: str, loss: str | None, with_: list[str] | None) -> None:
+    if method == "auto":
+        return
+    chosen = METHODS.get(method)
+    if chosen.needs_loss and not loss:
+        raise UserError(Problem(f"method {quote(method)} needs --loss COLUMN", field="--method"))
+    if chosen.needs_others and not with_:
+        raise UserError(
+            Problem(f"method {quote(method)} needs other benchmarks (--with COLUMN)",
+                    field="--method")
+        )  # fmt: skip
+
+
+def _print_json(out: dict[str, Any]) -> None:
+    """``out`` as JSON on stdout, with a non-finite number as null (JSON has no NaN); a failed
+    write (a full disk, a closed pipe) is one line, not a traceback."""
+    try:
+        print_json(finite_json(out))
+    except OSError as exc:
+        _silence_stdout()
+        raise UserError(
+            Problem(f"cannot write the output ({exc.strerror or exc}); check where stdout goes")
+        ) from None
+
+
+def _warn(*texts: str) -> None:
+    for text in texts:
+        err_console.print(f"warning: {text}", markup=False, soft_wrap=True)
+
+
+def _silence_stdout() -> None:
+    # What stdout still buffers would fail again when Python flushes it at exit: point the
+    # descriptor at /dev/null (the standard library's advice for a broken pipe).
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def _names(compute: str, score: str, loss: str | None) -> dict[str, str]:

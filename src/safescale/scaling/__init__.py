@@ -33,12 +33,19 @@ from safescale.scaling._checks import (
     position_warnings,
     rise_position,
 )
-from safescale.scaling._csv import read_columns
+from safescale.scaling._csv import CsvColumns, read_columns, read_table
 from safescale.scaling._fit import ScalingLaw, SearchSettings, fit_law
+from safescale.scaling._inputs import (
+    check_work,
+    finite_json,
+    in_file,
+    read_runs,
+    read_score_data,
+)
 from safescale.scaling._laws import LAWS, LawForm, Term
 from safescale.scaling._methods import METHODS, ForecastMethod, ScoreData
 from safescale.scaling._objective import HUBER_DELTA
-from safescale.scaling._plot import plot_calibration, plot_forecast, plot_law
+from safescale.scaling._plot import check_plot_path, plot_calibration, plot_forecast, plot_law
 from safescale.scaling._reference import ReferenceFit, reference_fit
 from safescale.scaling._select import FormScore, LawSelection, select_law
 from safescale.scaling._synthetic import (
@@ -68,6 +75,7 @@ __all__ = [
     "Calibration",
     "CapabilityForecast",
     "ComputeOptimal",
+    "CsvColumns",
     "DistanceCoverage",
     "Estimate",
     "ForecastMethod",
@@ -86,16 +94,23 @@ __all__ = [
     "backtest",
     "bootstrap_law",
     "calibrate",
+    "check_plot_path",
+    "check_work",
     "compute_optimal",
     "exponent_warnings",
     "extrapolation_warnings",
+    "finite_json",
     "fit_capability",
     "fit_law",
+    "in_file",
     "plot_calibration",
     "plot_forecast",
     "plot_law",
     "position_warnings",
     "read_columns",
+    "read_runs",
+    "read_score_data",
+    "read_table",
     "reference_fit",
     "rise_position",
     "select_law",

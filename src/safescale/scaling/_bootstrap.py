@@ -19,8 +19,15 @@ from types import MappingProxyType
 import numpy as np
 from numpy.typing import ArrayLike
 
-from safescale.scaling._fit import Method, ScalingLaw, SearchSettings, prepare, search_batch
-from safescale.scaling._laws import FloatArray
+from safescale.scaling._fit import (
+    Method,
+    ScalingLaw,
+    SearchResult,
+    SearchSettings,
+    prepare,
+    search_batch,
+)
+from safescale.scaling._laws import FloatArray, LawForm
 from safescale.scaling._objective import HUBER_DELTA, Problem
 
 QUICK_SEARCH = SearchSettings(per_cell=0, top=6, irls_iter=20, polish=3)
@@ -192,15 +199,13 @@ def bootstrap_law(
     # Every replicate gets a fresh search of its own (grid scored under its weights, its own
     # starts, IRLS, Newton polish), plus the full-data optimum as one more start: a replicate
     # warm-started only from the full-data optimum can stop in a nearby basin.
-    res = search_batch(law, problem, counts, QUICK_SEARCH, extra_starts=est.theta_)
+    res = _search_in_chunks(law, problem, counts, QUICK_SEARCH, est.theta_)
     theta, ok = res.theta, res.converged
     # Where the quick search's two routes (its best grid starts, the full-data optimum) end at
     # different optima, the landscape has several basins for that replicate: search it fully.
     redo = np.flatnonzero(~res.agreed | ~res.converged)
     if redo.size:
-        full = search_batch(
-            law, problem, counts[redo], search or SearchSettings(), extra_starts=est.theta_
-        )
+        full = _search_in_chunks(law, problem, counts[redo], search or SearchSettings(), est.theta_)
         better = full.value < res.value[redo]
         theta[redo[better]] = full.theta[better]
         ok[redo] = np.where(better, full.converged, ok[redo])
@@ -212,6 +217,30 @@ def bootstrap_law(
     }
     return LawBootstrap(
         est, theta, residuals, boot.converged, level, seed, MappingProxyType(intervals)
+    )
+
+
+REPLICATE_CHUNK = 2000
+"""Replicates searched at once: the grid is scored for all of them in one ``(S, R)`` matrix
+(4,500 starts x 2,000 replicates is 72 MB), so memory stays bounded whatever ``n_boot``."""
+
+
+def _search_in_chunks(
+    law: LawForm, problem: Problem, counts: FloatArray, settings: SearchSettings, extra: FloatArray
+) -> SearchResult:
+    """:func:`search_batch` over blocks of :data:`REPLICATE_CHUNK` replicates (each replicate
+    is searched on its own, so the result is the same as one call)."""
+    parts = [
+        search_batch(law, problem, counts[lo : lo + REPLICATE_CHUNK], settings, extra_starts=extra)
+        for lo in range(0, len(counts), REPLICATE_CHUNK)
+    ]
+    if len(parts) == 1:
+        return parts[0]
+    return SearchResult(
+        np.concatenate([p.theta for p in parts]),
+        np.concatenate([p.value for p in parts]),
+        np.concatenate([p.converged for p in parts]),
+        np.concatenate([p.agreed for p in parts]),
     )
 
 

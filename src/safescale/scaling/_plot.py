@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import ArrayLike
 
-from safescale._errors import UserError
+from safescale._errors import Problem, UserError
 from safescale.scaling._bootstrap import LawBootstrap, compute_optimal
 from safescale.scaling._capability import (
     POSITION_BINS,
@@ -37,6 +37,29 @@ def _pyplot() -> Any:
     return plt
 
 
+def check_plot_path(path: str | Path, field: str = "--plot") -> Path:
+    """``path`` as a PNG to write, checked before any work: what ``check_output_path`` refuses,
+    and a folder that cannot take a new file (``/proc``, a read-only mount), found by creating
+    and removing a temporary file in the nearest existing folder."""
+    import tempfile
+
+    from safescale._io import check_output_path
+
+    target = check_output_path(path, field)
+    folder = target.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".safescale-probe."):
+            pass
+    except OSError as exc:
+        raise UserError(
+            Problem(f"{target} cannot be written ({exc.strerror or exc}); give another path",
+                    field=field)
+        ) from None  # fmt: skip
+    return target
+
+
 def _save(fig: Figure, path: str | Path | None) -> None:
     if path is not None:
         from io import BytesIO
@@ -45,7 +68,13 @@ def _save(fig: Figure, path: str | Path | None) -> None:
 
         buf = BytesIO()
         fig.savefig(buf, format="png", dpi=130, bbox_inches="tight")
-        atomic_write_bytes(path, buf.getvalue())
+        try:
+            atomic_write_bytes(path, buf.getvalue())
+        except OSError as exc:
+            raise UserError(
+                Problem(f"{path} cannot be written ({exc.strerror or exc}); give another path",
+                        field="--plot")
+            ) from None  # fmt: skip
 
 
 def plot_law(
