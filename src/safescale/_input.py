@@ -337,6 +337,15 @@ def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not a JSON number")
 
 
+def _unique_object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    obj = dict(pairs)
+    if len(obj) != len(pairs):
+        seen: set[str] = set()
+        twice = next(k for k, _ in pairs if k in seen or seen.add(k))  # type: ignore[func-returns-value]
+        raise ValueError(f"the key {quote(twice)} is given twice; keep one")
+    return obj
+
+
 def json_depth(obj: Any) -> int:
     """How deeply ``obj`` (parsed JSON) nests lists and objects (a scalar is 0)."""
     deepest = 0
@@ -362,24 +371,33 @@ def loads_json(
     max_depth: int = MAX_JSON_DEPTH,
     fix: str = "fix the JSON",
     allow_nan: bool = False,
+    unique_keys: bool = False,
 ) -> Any:
     """Parse JSON text strictly: no NaN or Infinity, nesting at most ``max_depth`` deep.
 
     ``line`` is the file line the text starts on (for JSONL); otherwise the parser's line is
     reported. ``allow_nan`` lets the non-standard constants through, for formats that write
     them (Inspect logs mark unscored values NaN); the caller then checks its numbers itself.
+    ``unique_keys`` refuses an object that gives a key twice (the parser would keep the last).
     """
     try:
-        obj = json.loads(text, parse_constant=None if allow_nan else _refuse_constant)
+        obj = json.loads(
+            text,
+            parse_constant=None if allow_nan else _refuse_constant,
+            object_pairs_hook=_unique_object if unique_keys else None,
+        )
     except json.JSONDecodeError as exc:
         where = line if line is not None else exc.lineno
         raise UserError(
             Problem(f"not valid JSON ({exc.msg}); {fix}", source=source, line=where)
         ) from None
-    except ValueError as exc:  # NaN / Infinity, refused by _refuse_constant
-        raise UserError(
-            Problem(f"{exc}; write a finite number", source=source, line=line)
-        ) from None
+    except ValueError as exc:  # NaN / Infinity, or a key given twice
+        why = str(exc)
+        if "digits" in why:  # an int beyond Python's str-to-int limit (4,300 digits)
+            why = "a number has thousands of digits; write a finite number in range"
+        elif "twice" not in why:
+            why += "; write a finite number"
+        raise UserError(Problem(why, source=source, line=line)) from None
     except RecursionError:
         obj = None
         depth = max_depth + 1

@@ -16,7 +16,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync: bool 
     (about 15 ms on a loaded disk) for files where, after a power loss, the previous version
     is as good as the new one.
     """
-    target = Path(path)
+    target = check_output_path(path)
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -32,6 +32,43 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync: bool 
         raise
     if sync:
         _fsync_dir(target.parent)
+    return target
+
+
+NAME_MAX = 255
+"""Longest file name (bytes of UTF-8) most file systems take."""
+
+
+def check_output_path(path: str | os.PathLike[str], field: str | None = None) -> Path:
+    """``path`` as a file to write, or a one-line :class:`UserError` (naming ``field``, the flag
+    it came from) before anything is computed or written: an empty path, a name too long, an
+    existing folder, device, pipe or socket (a write would replace it with a regular file), or a
+    path through a file. What the operating system refuses later (permissions, a full disk)
+    still raises ``OSError``."""
+    from safescale._errors import Problem, UserError
+
+    text = os.fspath(path)
+    target = Path(text)
+
+    def fail(message: str) -> UserError:
+        return UserError(Problem(message, field=field))
+
+    if not text.strip():
+        raise fail("the path is empty; give a file to write")
+    if len(target.name.encode("utf-8", "surrogateescape")) > NAME_MAX:
+        raise fail(f"the file name is over {NAME_MAX} bytes; give a shorter one")
+    try:
+        mode = target.stat().st_mode
+    except FileNotFoundError:
+        mode = None
+    except OSError as exc:
+        raise fail(f"{text} cannot be written ({exc.strerror}); give another path") from None
+    import stat
+
+    if mode is not None and stat.S_ISDIR(mode):
+        raise fail(f"{text} is a folder; give a file path inside it")
+    if mode is not None and not stat.S_ISREG(mode):
+        raise fail(f"{text} is not a regular file (a device, pipe or socket); give a file path")
     return target
 
 

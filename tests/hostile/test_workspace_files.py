@@ -214,13 +214,13 @@ LEDGER = [
         "export-out-folder",
         lambda i, w: ws_args(w, "ledger", "export", "-o", str(i)),
         "--output",
-        "give a file name",
+        "give a file path",
     ),
     Case(
         "report-out-folder",
         lambda i, w: ws_args(w, "report", "--out", str(i)),
         "--out",
-        "give a file name",
+        "give a file path",
     ),
     Case(
         "init-over-a-file",

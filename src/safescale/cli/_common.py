@@ -37,6 +37,18 @@ def workspace_path() -> Path | None:
     return Path(env) if env else None
 
 
+def check_output(path: Path, field: str) -> Path:
+    """``path`` as a file an output flag may write, checked before any work is done: not a
+    folder, device or over-long name (see ``check_output_path``), and not one of the
+    workspace's own files (database, keys, configuration, checkpoint, artifacts)."""
+    from safescale._io import check_output_path
+    from safescale.ledger import refuse_workspace_file
+
+    target = check_output_path(path, field)
+    refuse_workspace_file(target, workspace_path(), field)
+    return target
+
+
 def print_json(obj: Any) -> None:
     """Print ``obj`` as JSON on stdout, unstyled, so that it pipes into other tools."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")

@@ -9,10 +9,18 @@ import typer
 from rich.table import Table
 
 from safescale._errors import Problem, UserError
-from safescale._input import check_id, check_text, read_limited
+from safescale._input import check_count, check_id, check_text, quote, read_limited
 from safescale._io import atomic_write_text
-from safescale.cli._common import OPTIONS, console, print_json, print_table, workspace_path
+from safescale.cli._common import (
+    OPTIONS,
+    check_output,
+    console,
+    print_json,
+    print_table,
+    workspace_path,
+)
 from safescale.ledger import (
+    RECORD_TYPES,
     Checkpoint,
     KeyPair,
     Workspace,
@@ -25,6 +33,8 @@ MAX_KEY_BYTES = 64 << 10
 """Largest public key file read (an ed25519 PEM is about 120 bytes)."""
 MAX_EXPORT_BYTES = 4 << 30
 """Largest ledger export verified (it is parsed in memory)."""
+MAX_LOG_LIMIT = 10**9
+"""Largest --limit of `ledger log` (0 shows every entry)."""
 MAX_SETTING_LEN = 2048
 """Longest --database-url or --author."""
 
@@ -95,13 +105,12 @@ def verify(
     The checkpoints are the workspace's own and any --checkpoint; exit 1 on any change."""
     pem = _read_pem(public_key)
     given: list[tuple[str, Checkpoint]] = [(str(f), read_checkpoint(f)) for f in checkpoint or []]
-    if export is not None and given:
-        raise UserError(Problem("--checkpoint needs a workspace; verify the export without it, "
-                                "or the workspace with it", field="--checkpoint"))  # fmt: skip
     if export is not None:
         data = read_limited(export, MAX_EXPORT_BYTES, what="ledger export")
         try:
-            report = verify_export(data, pem)
+            report = verify_export(
+                data, pem, checkpoints=given, checkpoint_key_pem=_read_pem(checkpoint_key)
+            )
         except ValueError as exc:
             first = str(exc).splitlines()[0]
             raise UserError(Problem(f"not a ledger export ({first})", source=str(export))) from None
@@ -158,6 +167,8 @@ def checkpoint_cmd(
 
     The checkpoint holds the entry count, head hash, time and key id; `ledger verify
     --checkpoint FILE` later proves the ledger still extends it."""
+    if out is not None:
+        check_output(out, "--out")
     signer = None if key is None else KeyPair.load(key)
     with Workspace.open(workspace_path()) as ws:
         made = ws.checkpoint(signer)
@@ -194,11 +205,17 @@ def log(
     kind: Annotated[
         str | None, typer.Option(help="model, evidence, determination or signoff.")
     ] = None,
-    limit: Annotated[int, typer.Option(help="Show the last N entries (0: all).")] = 50,
+    limit: Annotated[
+        int, typer.Option(help=f"Show the last N entries (0: all; at most {MAX_LOG_LIMIT:,}).")
+    ] = 50,
 ) -> None:
     """The ledger for people: one line per entry, newest last."""
     if model is not None:
         check_id(model, "--model", what="model id")
+    if kind is not None and kind not in RECORD_TYPES:
+        raise UserError(Problem(f"{quote(kind)} is not an entry kind; choose one of "
+                                f"{', '.join(RECORD_TYPES)}", field="--kind"))  # fmt: skip
+    check_count(limit, "--limit", hi=MAX_LOG_LIMIT)
     with Workspace.open(workspace_path()) as ws:
         items = ws.entries(kind=kind, model=model)
     if limit > 0:
@@ -218,9 +235,8 @@ def export_cmd(
     ] = None,
 ) -> None:
     """Every entry and the public key, so an outside reviewer can verify without our database."""
-    if output is not None and output.is_dir():
-        raise UserError(Problem("is a folder; give a file name", source=str(output),
-                                field="--output"))  # fmt: skip
+    if output is not None:
+        check_output(output, "--output")
     with Workspace.open(workspace_path()) as ws:
         text = ws.export().model_dump_json(indent=2) + "\n"
     if output is not None:

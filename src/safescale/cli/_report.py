@@ -10,7 +10,7 @@ import typer
 from safescale._errors import UserError
 from safescale._input import check_optional_id, quote
 from safescale._io import atomic_write_text
-from safescale.cli._common import console, workspace_path
+from safescale.cli._common import check_output, console, workspace_path
 from safescale.ledger import Workspace
 from safescale.report import RENDERERS, build_report, render, report_input
 
@@ -32,8 +32,8 @@ def report(
         raise UserError(
             f"--format: {quote(fmt)} is not a format; choose one of {', '.join(RENDERERS.names())}"
         )
-    if out is not None and out.is_dir():
-        raise UserError(f"--out: {quote(str(out))} is a folder; give a file name")
+    if out is not None:
+        check_output(out, "--out")
     check_optional_id(model, "--model", what="model id")
     check_optional_id(determination, "--determination", what="determination id")
     with Workspace.open(workspace_path()) as ws:

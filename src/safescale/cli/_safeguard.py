@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from safescale._errors import Problem, UserError
+from safescale._input import check_count, check_optional_number, check_text
 from safescale.assess import (
     attestation,
     record_safeguard_evidence,
@@ -45,12 +46,23 @@ def _artifacts(items: list[str] | None) -> dict[str, Path]:
         name, sep, file = item.partition("=")
         path = Path(file if sep else item)
         key = name if sep and name else path.name
+        check_text(key, "--artifact", max_len=MAX_NAME_LEN)
         if key in out:
             raise UserError(
                 Problem(f"two artifacts named {key!r}; use NAME=FILE", field="--artifact")
             )
         out[key] = path
     return out
+
+
+MAX_NAME_LEN = 255
+"""Longest artifact name, metric or --by."""
+MAX_TRIALS = 10**9
+"""Most trials a safeguard test may count."""
+
+
+def _check_by(by: str) -> None:
+    check_text(by, "--by", max_len=MAX_NAME_LEN)
 
 
 Build = Callable[[Policy, dict[str, str]], Evidence]
@@ -122,6 +134,8 @@ def attest(
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
 ) -> None:
     """Record an attestation that a safeguard standard (or one criterion) is in place."""
+    _check_by(by)
+    check_text(statement, "--statement")
     ev = _record(
         policy,
         model,
@@ -165,6 +179,15 @@ def test(
     as_json: Annotated[bool, typer.Option("--json", help="Print the record as JSON.")] = False,
 ) -> None:
     """Record a safeguard test (k of n) judged against one criterion's bound."""
+    _check_by(by)
+    check_text(metric, "--metric", max_len=MAX_NAME_LEN)
+    check_text(method, "--method", allow_empty=True)
+    check_count(n, "--n", lo=1, hi=MAX_TRIALS)
+    lo = check_optional_number(at_least, "--at-least", lo=0, hi=1)
+    hi = check_optional_number(at_most, "--at-most", lo=0, hi=1)
+    if lo is not None and hi is not None and lo > hi:
+        raise UserError(Problem(f"{lo:g} is above --at-most {hi:g}; no rate could meet both",
+                                field="--at-least"))  # fmt: skip
     ev = _record(
         policy,
         model,

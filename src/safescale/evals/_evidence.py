@@ -20,6 +20,7 @@ from safescale._input import (
     check_count,
     check_id,
     check_number,
+    check_text,
     decode_utf8,
     loads_json,
     quote,
@@ -35,6 +36,10 @@ from safescale.policy import Evidence, Interval, ModelRecord, metric_range, sha2
 
 MAX_SAMPLES = 1_000_000_000
 """Most samples a metric may claim (lm-eval's ``n-samples``)."""
+MAX_METRIC_LEN = 256
+"""Longest metric key (``acc,none``) imported from a results file."""
+MAX_VERSION_LEN = 256
+"""Longest package version string imported from a results file."""
 MAX_LOG_BYTES = 4 << 30
 """Largest .eval log imported (Inspect logs of large suites run to hundreds of MB)."""
 MAX_JSON_LOG_BYTES = 1 << 30
@@ -295,9 +300,12 @@ def evidence_from_lm_eval_results(
     if not isinstance(n_table, dict):
         raise UserError(Problem("must be a mapping of tasks", source=source, field="n-samples"))
     versions = {
-        "lm_eval": str(results.get("lm_eval_version", "")),
-        "transformers": str(results.get("transformers_version", "")),
-    }
+        name: check_text(
+            str(results.get(f"{name}_version", "")), f"{name}_version", max_len=MAX_VERSION_LEN,
+            allow_empty=True, source=source,
+        )
+        for name in ("lm_eval", "transformers")
+    }  # fmt: skip
     metrics: list[MetricEstimate] = []
     evidence: list[Evidence] = []
     for task, row in results["results"].items():
@@ -318,11 +326,21 @@ def evidence_from_lm_eval_results(
             source=source,
         )
         for key, value in row.items():
+            check_text(key, f"{base} (a metric name)", max_len=MAX_METRIC_LEN, source=source)
             if "," not in key or "_stderr" in key or not isinstance(value, int | float):
                 continue
             name = key.split(",", 1)[0]
+            check_text(name, f"{base}.{quote(key)} (the metric name)", max_len=MAX_METRIC_LEN,
+                       source=source)  # fmt: skip
+            if not n:
+                raise UserError(Problem(
+                    f"no sample count for task {quote(task)}, so {name} has no interval; give the "
+                    "results file lm-eval writes with n-samples (lm-eval 0.4 or later), or run "
+                    "it with --log_samples", source=source, field=f"n-samples.{task}"))  # fmt: skip
             span = metric_range(name)
             lo, hi = span if span is not None else (None, None)
+            if "perplexity" in name:  # a perplexity is exp(mean loss) >= 1
+                lo, hi = 1.0, None
             value = check_number(value, f"{base}.{key}", lo=lo, hi=hi, source=source)
             stderr = row.get(f"{name}_stderr,{key.split(',', 1)[1]}")
             if isinstance(stderr, int | float) and not isinstance(stderr, bool):
@@ -424,6 +442,7 @@ def read_log_evidence(
             src,
             fix="give the log or results file as written",
             allow_nan=True,
+            unique_keys=True,
         )
         if isinstance(doc, dict) and "results" in doc and "eval" not in doc:
             return evidence_from_lm_eval_results(

@@ -8,9 +8,10 @@ without our database.
 """
 
 from safescale.ledger._checkpoint import Checkpoint, read_checkpoint
-from safescale.ledger._entry import LedgerEntry
+from safescale.ledger._entry import RECORD_TYPES, LedgerEntry
 from safescale.ledger._export import LedgerExport, verify_export
 from safescale.ledger._keys import KeyPair, load_public_pem
+from safescale.ledger._protect import refuse_workspace_file
 from safescale.ledger._verify import VerifyProblem, VerifyReport, verify_ledger
 from safescale.ledger._workspace import AppendResult, RawRecord, Workspace, raw_record
 
@@ -18,6 +19,7 @@ init_workspace = Workspace.init
 """Create a workspace (alias of :meth:`Workspace.init`)."""
 
 __all__ = [
+    "RECORD_TYPES",
     "AppendResult",
     "Checkpoint",
     "KeyPair",
@@ -31,6 +33,7 @@ __all__ = [
     "load_public_pem",
     "raw_record",
     "read_checkpoint",
+    "refuse_workspace_file",
     "verify_export",
     "verify_ledger",
 ]

@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -81,6 +82,21 @@ class Checkpoint(BaseModel):
         if why is None and self.ledger_key_id != ledger_key:
             why = f"is of the ledger signed by key {self.ledger_key_id}, not {ledger_key}"
         return [] if why is None else [VerifyProblem(None, "checkpoint", f"{name} {why}")]
+
+
+def given_anchors(
+    checkpoints: Sequence[tuple[str, Checkpoint]], signer: Ed25519PublicKey, ledger_key: str
+) -> tuple[list[VerifyProblem], list[Anchor]]:
+    """The problems of ``checkpoints`` (``(name, checkpoint)`` pairs signed with ``signer``),
+    and an anchor for each one without problems, to verify a ledger or an export against."""
+    problems: list[VerifyProblem] = []
+    anchors: list[Anchor] = []
+    for label, given in checkpoints:
+        found = given.problems(signer, ledger_key, label)
+        problems.extend(found)
+        if not found:
+            anchors.append(given.anchor(label))
+    return problems, anchors
 
 
 def sign_checkpoint(

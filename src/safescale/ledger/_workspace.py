@@ -24,12 +24,14 @@ from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import Connection, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from safescale._errors import IntegrityError, Problem, UserError
 from safescale._io import atomic_write_bytes
 from safescale.ledger._checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
+    given_anchors,
     sign_checkpoint,
     store_checkpoint,
 )
@@ -51,7 +53,14 @@ from safescale.ledger._entry import (
     plain,
 )
 from safescale.ledger._export import LedgerExport
+from safescale.ledger._init import (
+    check_init_paths,
+    creation_failed,
+    existing_paths,
+    remove_new,
+)
 from safescale.ledger._keys import KeyPair, key_id, load_public_pem, public_pem
+from safescale.ledger._read import check_chain, check_sequence, entry_from_row, record_from_row
 from safescale.ledger._scan import scan_clean
 from safescale.ledger._store import (
     ENTRY_COLUMNS,
@@ -160,6 +169,8 @@ class Workspace:
         self.engine = make_engine(self.url)
         self._keys: KeyPair | None = None
         self._author: str | None = None
+        self._verified = (0, GENESIS_HASH)
+        """The last entry this object has re-derived the chain up to (see :meth:`_append`)."""
 
     # -- creating and opening ------------------------------------------------------------
     @classmethod
@@ -172,26 +183,28 @@ class Workspace:
     ) -> Workspace:
         """Create a workspace in ``path`` (the workspace folder itself); refuse to overwrite."""
         path = Path(path)
-        if (path / CONFIG_NAME).exists():
-            raise UserError(
-                Problem("a workspace already exists here; use it, or pick another folder",
-                        source=str(path / CONFIG_NAME))
-            )  # fmt: skip
         config = WorkspaceConfig(
             **({"database_url": database_url} if database_url else {}),
             **({"author": author} if author else {}),
         )
+        check_init_paths(path, config)  # a workspace already there, or paths in the way
         # The engine first: a bad database URL is refused before anything is written.
         ws = cls(path, config)
-        path.mkdir(parents=True, exist_ok=True)
-        (path / config.artifacts).mkdir(exist_ok=True)
-        keys = path / config.private_key
-        if not keys.exists():
-            KeyPair.generate().save(keys, path / config.public_key)
-        migrate(ws.engine)
-        ws._write_checkpoint(0, GENESIS_HASH)
-        # The configuration is written last: a workspace exists once it is complete.
-        write_config(path / CONFIG_NAME, config)
+        before = existing_paths(path)
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+            (path / config.artifacts).mkdir(exist_ok=True)
+            keys = path / config.private_key
+            if not keys.exists():
+                KeyPair.generate().save(keys, path / config.public_key)
+            migrate(ws.engine)
+            ws._write_checkpoint(0, GENESIS_HASH)
+            # The configuration is written last: a workspace exists once it is complete.
+            write_config(path / CONFIG_NAME, config)
+        except (OSError, SQLAlchemyError) as exc:
+            ws.close()  # nothing half-made is left: what this call created is removed again
+            remove_new(path, before)
+            raise creation_failed(path, exc) from None
         return ws
 
     @classmethod
@@ -318,6 +331,12 @@ class Workspace:
         )
         with write_transaction(self.engine) as conn:
             last = head(conn)
+            # Re-derive what was written since this object last did (everything, in a new
+            # process), so a rewritten entry is never buried under new, signed ones.
+            if last is None or last[0] < self._verified[0]:  # emptied or cut: start over
+                self._verified = (0, GENESIS_HASH)
+            if last is not None:
+                last = self._verified = check_chain(conn, *self._verified)
             self._check_extends_checkpoint(conn, last)
             if check is not None:
                 check(conn)
@@ -345,6 +364,7 @@ class Workspace:
         # After the commit: a crash before this line leaves an older checkpoint, which the
         # ledger still extends; written before, it could name entries that never committed.
         self._write_checkpoint(signed, prev, time)
+        self._verified = (signed, prev)
         return AppendResult(
             first_seq=rows[0][0], last_seq=signed, head=prev, rows=rows, head_row=head_row
         )
@@ -399,7 +419,7 @@ class Workspace:
                         "`safescale ledger checkpoint` to write a new one if you trust the ledger",
                         source=str(self.checkpoint_path))
             ) from None  # fmt: skip
-        except ValueError:
+        except (OSError, ValueError):
             raise IntegrityError(
                 Problem("the workspace checkpoint is not readable; run `safescale ledger verify`",
                         source=str(self.checkpoint_path))
@@ -469,12 +489,13 @@ class Workspace:
     def entries(self, *, kind: str | None = None, model: str | None = None) -> list[LedgerEntry]:
         """Entries in sequence order, optionally of one kind and/or about one model."""
         with self.engine.connect() as conn:
-            return [LedgerEntry.from_row(r) for r in select_rows(conn, kind=kind, model=model)]
+            return [entry_from_row(r) for r in select_rows(conn, kind=kind, model=model)]
 
     def _records(self, kind: str, model: str | None) -> Iterator[Any]:
         with self.engine.connect() as conn:
+            check_sequence(conn)
             for row in select_rows(conn, kind=kind, model=model):
-                yield RECORD_TYPES[kind].model_validate_json(bytes(row[4]))
+                yield record_from_row(kind, row)
 
     def models(self) -> list[ModelRecord]:
         """Model records in ledger order; a model recorded again is listed once, as last written."""
@@ -606,7 +627,7 @@ class Workspace:
             problems.append(VerifyProblem(None, "checkpoint", f"{name} is missing: the ledger "
                                           "cannot be checked for removed entries; if it was "
                                           "lost, run `safescale ledger checkpoint`"))  # fmt: skip
-        except ValueError:
+        except (OSError, ValueError):
             problems.append(VerifyProblem(None, "checkpoint", f"{name} is not a checkpoint"))
         else:
             found = saved.problems(public, ledger_key, name)
@@ -614,11 +635,9 @@ class Workspace:
             if not found:
                 anchors.append(saved.anchor(name))
         signer = public if checkpoint_key_pem is None else load_public_pem(checkpoint_key_pem)
-        for label, given in checkpoints:
-            found = given.problems(signer, ledger_key, label)
-            problems.extend(found)
-            if not found:
-                anchors.append(given.anchor(label))
+        found, given = given_anchors(checkpoints, signer, ledger_key)
+        problems.extend(found)
+        anchors.extend(given)
         artifacts = self.root / self.config.artifacts
         if reference:
             problems.extend(self._page_problems())
@@ -671,10 +690,10 @@ class Workspace:
     def export(self) -> LedgerExport:
         """Every entry with the public key, for verification without the database."""
         items = self.entries()
-        return LedgerExport(
-            public_key_pem=self.public_key_pem(),
-            key_id=key_id(self.public_key()),
-            head=items[-1].entry_hash if items else None,
-            count=len(items),
-            entries=items,
-        )
+        last = items[-1].entry_hash if items else None
+        ledger_key = key_id(self.public_key())
+        now = format_time(datetime.now(UTC))
+        signed = sign_checkpoint(self.keys, ledger_key_id=ledger_key, count=len(items),
+                                 head=last or GENESIS_HASH, time=now)  # fmt: skip
+        return LedgerExport(public_key_pem=self.public_key_pem(), key_id=ledger_key, head=last,
+                            count=len(items), checkpoint=signed, entries=items)  # fmt: skip

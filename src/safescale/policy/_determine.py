@@ -156,7 +156,10 @@ def evaluate_binding(
         )
     lo, hi = _bounds(ev)
     near, far = (lo, hi) if higher else (hi, lo)
-    safe = far < binding.rule_out if higher else far > binding.rule_out
+    # A point value with no interval, or measured on no samples, shows nothing about how far
+    # the true value may be: it can cross a line but never rule one out.
+    unsupported = ev.interval is None or ev.n == 0
+    safe = not unsupported and (far < binding.rule_out if higher else far > binding.rule_out)
     past = binding.threshold is not None and (
         near > binding.threshold if higher else near < binding.threshold
     )
@@ -170,6 +173,9 @@ def evaluate_binding(
     else:
         status = "cannot_rule_out"
         why = f"{word_far} bound {far:.3g} does not clear the rule-out line {binding.rule_out:g}"
+        if unsupported:
+            why = (f"evidence {ev.id} has no interval or no samples (n={ev.n}): a point value "
+                   f"cannot clear the rule-out line {binding.rule_out:g}")  # fmt: skip
         if binding.threshold is not None:
             why += (
                 f" and the {word_near} bound {near:.3g} is not past the threshold line "

@@ -18,6 +18,10 @@ _PATTERN = re.compile(
 )
 
 
+MAX_YEARS = 100
+"""Longest duration a policy may give (a stale-evidence age, a review interval)."""
+
+
 class Duration:
     """A calendar-aware duration: years and months add on the calendar, the rest is exact.
 
@@ -33,12 +37,20 @@ class Duration:
             raise ValueError(
                 f"{quote(text)} is not an ISO 8601 duration; write e.g. P6M, P1Y, P14D or PT12H"
             )
+        # Digits are bounded before int(): 5,000 of them would hit Python's str-to-int limit.
+        if any(v and len(v) > 12 for v in match.groupdict().values()):
+            raise ValueError(f"{quote(text)} is longer than {MAX_YEARS} years; give a shorter one")
         g = {k: int(v) if v else 0 for k, v in match.groupdict().items()}
         self.text = text.strip()
         self.months = g["y"] * 12 + g["m"]
-        self.delta = timedelta(
-            weeks=g["w"], days=g["d"], hours=g["h"], minutes=g["min"], seconds=g["s"]
-        )
+        seconds = (
+            ((g["w"] * 7 + g["d"]) * 24 + g["h"]) * 3600 + g["min"] * 60 + g["s"]
+        )  # exact integers: no OverflowError whatever the size
+        if self.months * 31 * 86400 + seconds > MAX_YEARS * 366 * 86400:
+            raise ValueError(f"{quote(text)} is longer than {MAX_YEARS} years; give a shorter one")
+        if self.months == 0 and seconds == 0:
+            raise ValueError(f"{quote(text)} is zero; give a positive duration such as P6M")
+        self.delta = timedelta(seconds=seconds)
 
     def add_to(self, when: datetime) -> datetime:
         """``when`` plus this duration (months on the calendar, clamped to the month's end)."""

@@ -16,7 +16,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from safescale._config import MAX_YAML_NODES, line_for, parse_field, parse_yaml, pydantic_problem
+from safescale._config import (
+    MAX_YAML_NODES,
+    check_yaml_strings,
+    line_for,
+    parse_field,
+    parse_yaml,
+    pydantic_problem,
+)
 from safescale._errors import Problem, UserError
 from safescale._input import quote, read_limited
 from safescale.policy._records import canonical_json
@@ -139,6 +146,9 @@ def check_policy_text(
         doc = parse_yaml(text, source, what="policy", max_nodes=MAX_POLICY_NODES)
     except UserError as exc:
         return None, list(exc.problems)
+    except ValueError as exc:  # an integer past Python's str-to-int limit (4,300 digits)
+        why = "a number has thousands of digits" if "digits" in str(exc) else "not a policy"
+        return None, [Problem(f"{why}; write a finite number in range", source=source)]
     raw, lines = doc.data, doc.lines
     if not isinstance(raw, dict):
         kind = {
@@ -158,6 +168,10 @@ def check_policy_text(
         ]
     if doc.problems:
         return None, list(doc.problems)
+    try:  # terminal escapes, bidi overrides, NUL in any key or text (JSON can spell them)
+        check_yaml_strings(doc, source)
+    except UserError as exc:
+        return None, list(exc.problems)
     try:
         policy = Policy.model_validate(raw)
     except ValidationError as exc:

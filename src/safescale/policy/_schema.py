@@ -11,7 +11,15 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal, get_args
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from safescale.policy._duration import Duration
 
@@ -138,6 +146,14 @@ class Evaluation(_Model):
     """The runnable suite that produces it (for example ``lab/hazard_proxy``), if any."""
     chance: Number | None = None
     """Score of a model with no capability (the floor of a capability forecast)."""
+
+    @field_validator("chance")
+    @classmethod
+    def _chance_in_range(cls, value: float | None, info: ValidationInfo) -> float | None:
+        span = metric_range(str(info.data.get("metric", "accuracy")))
+        if value is not None and span is not None and not span[0] <= value <= span[1]:
+            raise ValueError(f"{value:g} is outside the metric's range [{span[0]:g}, {span[1]:g}]")
+        return value
 
 
 class EvaluationBinding(_Model):
