@@ -16,7 +16,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync: bool 
     (about 15 ms on a loaded disk) for files where, after a power loss, the previous version
     is as good as the new one.
     """
-    target = check_output_path(path)
+    target = check_output_path(path, probe=False)  # the temporary file below is the probe
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
     try:
@@ -39,11 +39,14 @@ NAME_MAX = 255
 """Longest file name (bytes of UTF-8) most file systems take."""
 
 
-def check_output_path(path: str | os.PathLike[str], field: str | None = None) -> Path:
+def check_output_path(
+    path: str | os.PathLike[str], field: str | None = None, *, probe: bool = True
+) -> Path:
     """``path`` as a file to write, or a one-line :class:`UserError` (naming ``field``, the flag
     it came from) before anything is computed or written: an empty path, a name too long, an
-    existing folder, device, pipe or socket (a write would replace it with a regular file), or a
-    path through a file. What the operating system refuses later (permissions, a full disk)
+    existing folder, device, pipe or socket (a write would replace it with a regular file), a
+    path through a file, or (``probe``) a folder that cannot take a new file, found by creating
+    and removing a temporary file there. What the operating system refuses later (a full disk)
     still raises ``OSError``."""
     from safescale._errors import Problem, UserError
 
@@ -69,6 +72,18 @@ def check_output_path(path: str | os.PathLike[str], field: str | None = None) ->
         raise fail(f"{text} is a folder; give a file path inside it")
     if mode is not None and not stat.S_ISREG(mode):
         raise fail(f"{text} is not a regular file (a device, pipe or socket); give a file path")
+    if not probe:
+        return target
+    # A folder that cannot take a new file (/proc, a read-only mount, no permission): found by
+    # creating and removing a temporary file in the nearest folder that exists.
+    folder = target.absolute().parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    try:
+        with tempfile.TemporaryFile(dir=folder, prefix=".safescale-probe."):
+            pass
+    except OSError as exc:
+        raise fail(f"{text} cannot be written ({exc.strerror or exc}); give another path") from None
     return target
 
 

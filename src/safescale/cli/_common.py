@@ -50,9 +50,30 @@ def check_output(path: Path, field: str) -> Path:
 
 
 def print_json(obj: Any) -> None:
-    """Print ``obj`` as JSON on stdout, unstyled, so that it pipes into other tools."""
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-    sys.stdout.flush()
+    """Print ``obj`` as JSON on stdout, unstyled, so that it pipes into other tools; a failed
+    write (a full disk, a closed pipe) is one line and exit status 2, not a traceback."""
+    from safescale._errors import Problem, UserError
+
+    try:
+        sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+        sys.stdout.flush()
+    except OSError as exc:
+        _silence_stdout()
+        raise UserError(
+            Problem(f"cannot write the output ({exc.strerror or exc}); check where stdout goes")
+        ) from None
+
+
+def _silence_stdout() -> None:
+    # What stdout still buffers would fail again when Python flushes it at exit: point the
+    # descriptor at /dev/null (the standard library's advice for a broken pipe).
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def key_values(items: list[str] | None, flag: str) -> dict[str, str]:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Literal
@@ -231,7 +229,7 @@ def show(json_out: Annotated[bool, typer.Option("--json", help="Print JSON.")] =
     with Workspace.open(workspace_path()) as ws:
         summaries = lineage_summary(ws.models(), ws.determinations())
     if json_out:
-        _print_json([vars(s) for s in summaries])
+        print_json([vars(s) for s in summaries])
         return
     table = Table("model", "lineage", "stage", "parent", "FLOP", "cumulative", "±1σ",
                   "multiplier", "effective", "assessed")  # fmt: skip
@@ -260,7 +258,7 @@ def triggers(
     if fired_only:
         results = [r for r in results if r.fired]
     if json_out:
-        _print_json([r.to_dict() for r in results])
+        print_json([r.to_dict() for r in results])
         return
     table = Table("model", "trigger", "status", "value", "rule", "requires", "why")
     for r in results:
@@ -269,21 +267,3 @@ def triggers(
         table.add_row(r.model, r.trigger, r.status, value, r.rule,
                       r.requires if r.fired else "", "; ".join(r.reasons), style=style)  # fmt: skip
     print_table(table)
-
-
-def _print_json(obj: object) -> None:
-    """JSON on stdout; a failed write (a full disk, a closed pipe) is one line, exit 2."""
-    try:
-        print_json(obj)
-    except OSError as exc:
-        try:  # what stdout still buffers would fail again at exit: send it to /dev/null
-            fd = sys.stdout.fileno()
-        except (AttributeError, OSError, ValueError):
-            fd = -1
-        if fd >= 0:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, fd)
-            os.close(devnull)
-        raise UserError(
-            Problem(f"cannot write the output ({exc.strerror or exc}); check where stdout goes")
-        ) from None

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import sys
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -13,6 +11,7 @@ from rich.table import Table
 
 from safescale._errors import Problem, UserError
 from safescale._input import check_count, check_number, check_text, quote
+from safescale._io import check_output_path
 from safescale.cli._common import console, err_console, print_json, print_table
 from safescale.scaling import (
     LAWS,
@@ -23,7 +22,6 @@ from safescale.scaling import (
     Estimate,
     backtest,
     bootstrap_law,
-    check_plot_path,
     check_work,
     compute_optimal,
     exponent_warnings,
@@ -132,7 +130,7 @@ def fit(
 ) -> None:
     """Fit a scaling law by Hoffmann et al. (2022) Approach 3 (Huber on log loss, grid + L-BFGS)."""
     if plot is not None:
-        check_plot_path(plot)
+        check_output_path(plot, "--plot")
     if compare is not None:
         check_text(compare, "--compare", max_len=1000)
         candidates = list(dict.fromkeys(f.strip() for f in compare.split(",") if f.strip()))
@@ -624,7 +622,7 @@ def _check_common(
     check_count(bootstrap, "--bootstrap", lo=2, hi=MAX_BOOTSTRAP)
     check_count(seed, "--seed", hi=MAX_SEED)
     if plot is not None:
-        check_plot_path(plot)
+        check_output_path(plot, "--plot")
 
 
 def _read_scores(
@@ -661,32 +659,13 @@ def _check_method(method: str, loss: str | None, with_: list[str] | None) -> Non
 
 
 def _print_json(out: dict[str, Any]) -> None:
-    """``out`` as JSON on stdout, with a non-finite number as null (JSON has no NaN); a failed
-    write (a full disk, a closed pipe) is one line, not a traceback."""
-    try:
-        print_json(finite_json(out))
-    except OSError as exc:
-        _silence_stdout()
-        raise UserError(
-            Problem(f"cannot write the output ({exc.strerror or exc}); check where stdout goes")
-        ) from None
+    """``out`` as JSON on stdout, with a non-finite number as null (JSON has no NaN)."""
+    print_json(finite_json(out))
 
 
 def _warn(*texts: str) -> None:
     for text in texts:
         err_console.print(f"warning: {text}", markup=False, soft_wrap=True)
-
-
-def _silence_stdout() -> None:
-    # What stdout still buffers would fail again when Python flushes it at exit: point the
-    # descriptor at /dev/null (the standard library's advice for a broken pipe).
-    try:
-        fd = sys.stdout.fileno()
-    except (AttributeError, OSError, ValueError):
-        return
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, fd)
-    os.close(devnull)
 
 
 def _names(compute: str, score: str, loss: str | None) -> dict[str, str]:

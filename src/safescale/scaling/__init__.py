@@ -45,7 +45,7 @@ from safescale.scaling._inputs import (
 from safescale.scaling._laws import LAWS, LawForm, Term
 from safescale.scaling._methods import METHODS, ForecastMethod, ScoreData
 from safescale.scaling._objective import HUBER_DELTA
-from safescale.scaling._plot import check_plot_path, plot_calibration, plot_forecast, plot_law
+from safescale.scaling._plot import plot_calibration, plot_forecast, plot_law
 from safescale.scaling._reference import ReferenceFit, reference_fit
 from safescale.scaling._select import FormScore, LawSelection, select_law
 from safescale.scaling._synthetic import (
@@ -94,7 +94,6 @@ __all__ = [
     "backtest",
     "bootstrap_law",
     "calibrate",
-    "check_plot_path",
     "check_work",
     "compute_optimal",
     "exponent_warnings",

@@ -37,29 +37,6 @@ def _pyplot() -> Any:
     return plt
 
 
-def check_plot_path(path: str | Path, field: str = "--plot") -> Path:
-    """``path`` as a PNG to write, checked before any work: what ``check_output_path`` refuses,
-    and a folder that cannot take a new file (``/proc``, a read-only mount), found by creating
-    and removing a temporary file in the nearest existing folder."""
-    import tempfile
-
-    from safescale._io import check_output_path
-
-    target = check_output_path(path, field)
-    folder = target.absolute().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
-    try:
-        with tempfile.TemporaryFile(dir=folder, prefix=".safescale-probe."):
-            pass
-    except OSError as exc:
-        raise UserError(
-            Problem(f"{target} cannot be written ({exc.strerror or exc}); give another path",
-                    field=field)
-        ) from None  # fmt: skip
-    return target
-
-
 def _save(fig: Figure, path: str | Path | None) -> None:
     if path is not None:
         from io import BytesIO
