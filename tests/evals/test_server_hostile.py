@@ -281,3 +281,30 @@ def test_a_client_leaving_a_plain_request_stops_its_generation(
     results = futures[1].result(timeout=60)
     assert all(r.finish_reason == "stop" and len(r.tokens) < 240 for r in results)
     assert post(server, "/completions", {"prompt": "a", "max_tokens": 1})["choices"]
+
+
+def test_connections_over_the_cap_are_answered_503_and_the_server_serves_on(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safescale.evals import _server
+
+    monkeypatch.setattr(_server, "MAX_CONNECTIONS", 3)
+    lm = load_local_model(LocalModelConfig(model_dir))
+    for parser in ("httptools", "h11"):
+        srv = ModelServer(lm, name="tiny", port=0, http=parser).start()  # type: ignore[arg-type]
+        idle = [socket.create_connection(_address(srv), timeout=10) for _ in range(3)]
+        try:
+            time.sleep(0.3)  # the server has accepted them
+            with socket.create_connection(_address(srv), timeout=10) as s:
+                out = b""
+                while chunk := s.recv(65536):
+                    out += chunk
+            assert out.startswith(b"HTTP/1.1 503") and b"retry shortly" in out, (parser, out)
+            for s in idle:
+                s.close()
+            time.sleep(0.3)
+            assert post(srv, "/completions", {"prompt": "a", "max_tokens": 1})["choices"]
+        finally:
+            for s in idle:
+                s.close()
+            srv.close()

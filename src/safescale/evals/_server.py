@@ -224,13 +224,16 @@ a client that stalls is answered 408 and disconnected, so that stalled connectio
 pile up (each holds a file descriptor)."""
 
 
-def _timeout_response() -> bytes:
-    body = json.dumps(
-        ApiError(408, f"the request did not arrive within {REQUEST_READ_SECONDS:g} s").body()
-    ).encode()
+MAX_CONNECTIONS = 4096
+"""Open connections beyond which a new one is answered 503 and closed at once: each holds a
+file descriptor, and a flood of idle ones would otherwise leave none for real clients."""
+
+
+def _closing_response(status: int, reason: bytes, message: str) -> bytes:
+    body = json.dumps(ApiError(status, message).body()).encode()
     return (
-        b"HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-        b"content-length: %d\r\nconnection: close\r\n\r\n" % len(body) + body
+        b"HTTP/1.1 %d %s\r\ncontent-type: application/json\r\n"
+        b"content-length: %d\r\nconnection: close\r\n\r\n" % (status, reason, len(body)) + body
     )
 
 
@@ -253,8 +256,18 @@ class _ReadDeadline:
     def _read_timed_out(self) -> None:
         self._read_timer = None
         if not self.transport.is_closing():
-            self.transport.write(_timeout_response())
+            message = f"the request did not arrive within {REQUEST_READ_SECONDS:g} s"
+            self.transport.write(_closing_response(408, b"Request Timeout", message))
             self.transport.close()
+
+    def _over_capacity(self, connections: set[Any]) -> bool:
+        """Answer 503 and close when more than :data:`MAX_CONNECTIONS` are open."""
+        if len(connections) <= MAX_CONNECTIONS:
+            return False
+        message = f"the server holds {MAX_CONNECTIONS} connections; retry shortly"
+        self.transport.write(_closing_response(503, b"Service Unavailable", message))
+        self.transport.close()
+        return True
 
 
 def _bad_request_body(detail: str) -> bytes:
@@ -269,7 +282,8 @@ def _httptools_protocol() -> Any:
     class Protocol(_ReadDeadline, HttpToolsProtocol):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            self._arm()  # a connection that never sends a request is closed too
+            if not self._over_capacity(self.connections):
+                self._arm()  # a connection that never sends a request is closed too
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
@@ -304,7 +318,8 @@ def _h11_protocol() -> Any:
     class Protocol(_ReadDeadline, H11Protocol):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
-            self._arm()
+            if not self._over_capacity(self.connections):
+                self._arm()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
