@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -162,3 +163,19 @@ def test_compute_add_user_errors(run_cli, tmp_path: Path) -> None:  # type: igno
 def test_missing_workspace_exit_2(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     code, _, err = run_cli("--workspace", str(tmp_path / "none"), "compute", "show")
     assert code == 2 and "safescale init" in err
+
+
+def test_records_whose_parents_do_not_form_a_tree_are_one_line_in_every_command(
+    tmp_path: Path, run_cli: Any
+) -> None:
+    from safescale.ledger import Workspace
+    from safescale.policy import ModelRecord
+
+    root = tmp_path / ".safescale"
+    ws = Workspace.init(root, author="t")
+    ws.append_model(ModelRecord(id="child", parent="ghost", flops=1e20))  # through Python
+    ws.close()
+    for args in (("compute", "show"), ("compute", "triggers", "--policy", "lab"),
+                 ("compute", "add", "--model", "m2", "--flops", "1e21")):  # fmt: skip
+        code, _, err = run_cli("--workspace", str(root), *args)
+        assert code == 1 and err.count("\n") == 1 and "parent 'ghost' is not recorded" in err

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from safescale._errors import IntegrityError, Problem
 from safescale.policy import Determination, ModelRecord
 
 DEFAULT_LINEAGE = "default"
@@ -57,14 +58,22 @@ def lineage_of(record: ModelRecord, by_id: dict[str, ModelRecord]) -> str:
     return DEFAULT_LINEAGE
 
 
+class LineageError(IntegrityError, ValueError):
+    """Model records whose parents do not form a tree (a parent not recorded, or a cycle): a
+    ``ValueError`` for Python callers, and one line with exit status 1 from a command, whose
+    records come from a ledger that should never hold them."""
+
+
 def _ancestors(record: ModelRecord, by_id: dict[str, ModelRecord]) -> tuple[str, ...]:
     chain: list[str] = []
     parent = record.parent
     while parent is not None:
         if parent == record.id or parent in chain:
-            raise ValueError(f"model {record.id!r}: its parents form a cycle through {parent!r}")
+            raise LineageError(Problem(f"model {record.id!r}: its parents form a cycle through "
+                                       f"{parent!r}; the records do not form a tree"))  # fmt: skip
         if parent not in by_id:
-            raise ValueError(f"model {record.id!r}: parent {parent!r} is not recorded")
+            raise LineageError(Problem(f"model {record.id!r}: parent {parent!r} is not recorded; "
+                                       "record the parent before its children"))  # fmt: skip
         chain.append(parent)
         parent = by_id[parent].parent
     return tuple(chain)
@@ -96,7 +105,8 @@ def lineage_summary(
     """Per-model compute facts, in the order of ``models``.
 
     Raises:
-        ValueError: a parent that is not among ``models``, or parents forming a cycle.
+        LineageError: (a ``ValueError``) a parent that is not among ``models``, or parents
+            forming a cycle.
     """
     by_id = {m.id: m for m in models}
     assessed = assessment_times(models, determinations)
