@@ -5,12 +5,12 @@ from __future__ import annotations
 import re
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from safescale import __version__
-from safescale._errors import UserError
+from safescale._errors import Problem, UserError
 from safescale._input import QUOTE_LEN, one_line
 from safescale.cli import (
     _assess,
@@ -137,6 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     # In-process callers (the tests) run many commands: no option outlives its command.
     OPTIONS.workspace, OPTIONS.debug = None, False
     try:
+        _refuse_repeated_options(sys.argv[1:] if argv is None else argv)
         result = app(args=argv, prog_name="safescale", standalone_mode=False)
     except UserError as exc:
         if OPTIONS.debug:
@@ -161,6 +162,40 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     # click returns the exit code of a ``typer.Exit`` raised inside a command.
     return result if isinstance(result, int) else 0
+
+
+def _refuse_repeated_options(argv: list[str]) -> None:
+    """A usage error for an option given twice that takes one value (``--flops 1e20 --flops
+    1e22``): the parser would keep the last one without a word. Options that may repeat
+    (``--with``, ``-T``) and flags (``--json``) are left alone."""
+    names = [t.split("=", 1)[0] for t in argv if t.startswith("-")]
+    if len(set(names)) == len(names):
+        return  # nothing given twice (the common case: no need to build the command tree)
+    command: Any = typer.main.get_command(app)
+    seen: set[int] = set()
+    args = iter(argv)
+    for token in args:
+        if token == "--":
+            return
+        if token.startswith("-") and token != "-":
+            name = token.split("=", 1)[0]
+            param = next(
+                (p for p in command.params
+                 if name in (*getattr(p, "opts", ()), *getattr(p, "secondary_opts", ()))),
+                None,
+            )  # fmt: skip
+            if param is None or getattr(param, "is_flag", False):
+                continue  # a flag twice says the same thing
+            if "=" not in token:
+                next(args, None)  # its value
+            if getattr(param, "multiple", False):
+                continue  # a list option may repeat
+            if id(param) in seen:
+                raise UserError(Problem("is given twice; give it once", field=name))
+            seen.add(id(param))
+        elif token in getattr(command, "commands", {}):
+            command = command.commands[token]
+            seen = set()
 
 
 if __name__ == "__main__":  # pragma: no cover
