@@ -308,3 +308,41 @@ def test_connections_over_the_cap_are_answered_503_and_the_server_serves_on(
             for s in idle:
                 s.close()
             srv.close()
+
+
+def test_a_long_text_is_tokenized_off_the_event_loop(
+    server: ModelServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safescale.evals import _server
+
+    lm = server.lm
+    encode = lm.encode
+    started = []
+
+    monkeypatch.setattr(_server, "TOKENIZE_ON_LOOP_CHARS", 500)  # the tiny model's context
+
+    def slow(text: str) -> list[int]:
+        if len(text) > 600:
+            started.append(time.monotonic())
+            time.sleep(2.0)  # a tokenizer busy with a long text
+        return encode(text)
+
+    monkeypatch.setattr(lm, "encode", slow)
+    long_text = "Zorbia " * 100
+    conn = http.client.HTTPConnection(*_address(server), timeout=30)
+    body = json.dumps({"prompt": long_text, "max_tokens": 1})
+    conn.request("POST", "/v1/completions", body, {"Content-Type": "application/json"})
+    deadline = time.monotonic() + 10
+    while not started:
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    t0 = time.monotonic()
+    models = http.client.HTTPConnection(*_address(server), timeout=30)
+    models.request("GET", "/v1/models")
+    assert models.getresponse().status == 200
+    assert time.monotonic() - t0 < 1.5  # answered while the long text was being tokenized
+    models.close()
+    r = conn.getresponse()
+    r.read()
+    assert r.status in (200, 400)  # served, or over the context: either way answered
+    conn.close()

@@ -270,6 +270,19 @@ class _ReadDeadline:
         return True
 
 
+TOKENIZE_ON_LOOP_CHARS = 20_000
+"""Requests with more text than this (characters over their prompts or messages) are tokenized
+in a worker thread, so that the event loop goes on answering other clients meanwhile."""
+
+
+def _text_chars(req: CompletionRequest | ChatRequest) -> int:
+    """Characters of text the request asks to tokenize."""
+    if isinstance(req, ChatRequest):
+        return sum(len(m.content or "") for m in req.messages)
+    p = req.prompt
+    return len(p) if isinstance(p, str) else sum(len(x) for x in p if isinstance(x, str))
+
+
 def _bad_request_body(detail: str) -> bytes:
     param = "Content-Length" if "content-length" in detail.lower() else None
     return json.dumps(ApiError(400, f"malformed HTTP request ({detail})", param).body()).encode()
@@ -477,7 +490,11 @@ def build_app(state: ServerState) -> Any:
             authorize(request)
             req = parse(kind, await body(request))
             check_model(req.model)
-            job = completion_job(state, req) if kind is CompletionRequest else chat_job(state, req)
+            build = completion_job if kind is CompletionRequest else chat_job
+            if _text_chars(req) > TOKENIZE_ON_LOOP_CHARS:  # long text: tokenized off the loop
+                job = await asyncio.to_thread(build, state, req)
+            else:
+                job = build(state, req)
             submitted = submit(state, job)
         except ApiError as exc:
             return error(exc)
