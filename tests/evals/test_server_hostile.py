@@ -8,6 +8,7 @@ import http.client
 import json
 import socket
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -40,6 +41,19 @@ def _send(srv: ModelServer, body: bytes, path: str = "/v1/completions") -> tuple
         return r.status, json.loads(r.read())
     finally:
         conn.close()
+
+
+def _each_parser(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, setting: str, value: float
+) -> Iterator[ModelServer]:
+    """A started server with each HTTP parser in turn, ``_server.<setting>`` set to ``value``
+    (the caller closes each)."""
+    from safescale.evals import _server
+
+    monkeypatch.setattr(_server, setting, value)
+    lm = load_local_model(LocalModelConfig(model_dir))
+    for parser in ("httptools", "h11"):
+        yield ModelServer(lm, name="tiny", port=0, http=parser).start()  # type: ignore[arg-type]
 
 
 @pytest.mark.parametrize(
@@ -150,9 +164,13 @@ def test_one_failing_request_does_not_fail_those_batched_with_it(
                 outcomes.append(len(future.result(timeout=60)[0].tokens))
             except RuntimeError as exc:
                 outcomes.append(str(exc))
+        lone, _ = engine.submit([SequenceRequest((poison, 5, 6), 2)])
+        with pytest.raises(RuntimeError, match="poisoned row"):
+            lone.result(timeout=60)
     finally:
         engine.close()
-    assert batches[0] == 4  # they were batched together
+    # batched together, then each of the four alone; the lone poisoned request is run once
+    assert batches == [4, 1, 1, 1, 1, 1]
     assert outcomes == [2, "poisoned row", 2, 2]
 
 
@@ -222,12 +240,7 @@ def test_the_api_key_guards_every_route(model_dir: Path) -> None:
 def test_stalled_requests_are_answered_408_and_closed(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from safescale.evals import _server
-
-    monkeypatch.setattr(_server, "REQUEST_READ_SECONDS", 0.5)
-    lm = load_local_model(LocalModelConfig(model_dir))
-    for parser in ("httptools", "h11"):
-        srv = ModelServer(lm, name="tiny", port=0, http=parser).start()  # type: ignore[arg-type]
+    for srv in _each_parser(model_dir, monkeypatch, "REQUEST_READ_SECONDS", 0.5):
         try:
             head = b"POST /v1/completions HTTP/1.1\r\nHost: x\r\n"
             for sent in (b"", b"GET /v1/models HTTP/1.1\r\n",
@@ -238,7 +251,7 @@ def test_stalled_requests_are_answered_408_and_closed(
                     out = b""
                     while chunk := s.recv(65536):
                         out += chunk
-                    assert out.startswith(b"HTTP/1.1 408"), (parser, sent, out)
+                    assert out.startswith(b"HTTP/1.1 408"), (sent, out)
                     assert time.monotonic() - t0 < 5
             # a stalled upload does not make every batch wait for it
             with socket.create_connection(_address(srv), timeout=10) as s:
@@ -286,12 +299,7 @@ def test_a_client_leaving_a_plain_request_stops_its_generation(
 def test_connections_over_the_cap_are_answered_503_and_the_server_serves_on(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from safescale.evals import _server
-
-    monkeypatch.setattr(_server, "MAX_CONNECTIONS", 3)
-    lm = load_local_model(LocalModelConfig(model_dir))
-    for parser in ("httptools", "h11"):
-        srv = ModelServer(lm, name="tiny", port=0, http=parser).start()  # type: ignore[arg-type]
+    for srv in _each_parser(model_dir, monkeypatch, "MAX_CONNECTIONS", 3):
         idle = [socket.create_connection(_address(srv), timeout=10) for _ in range(3)]
         try:
             time.sleep(0.3)  # the server has accepted them
@@ -299,7 +307,7 @@ def test_connections_over_the_cap_are_answered_503_and_the_server_serves_on(
                 out = b""
                 while chunk := s.recv(65536):
                     out += chunk
-            assert out.startswith(b"HTTP/1.1 503") and b"retry shortly" in out, (parser, out)
+            assert out.startswith(b"HTTP/1.1 503") and b"retry shortly" in out, out
             for s in idle:
                 s.close()
             time.sleep(0.3)

@@ -466,18 +466,20 @@ class BatchEngine:
                 )
             except Exception as exc:
                 # One request's rows must not fail the others batched with it: each request
-                # is run again alone, and only those that fail alone fail. A streaming request
-                # that has had events cannot be run again without repeating them.
+                # is run again alone, and only those that fail alone fail. A request that ran
+                # alone is not run again, nor a streaming one that has had events (they would
+                # be repeated).
                 out = None
                 failure = exc
             if out is not None:
                 for (j, i), res in zip(chunk, out, strict=True):
                     results[id(j), i] = res
                 continue
-            for j in dict.fromkeys(j for j, _ in chunk):
+            together = list(dict.fromkeys(j for j, _ in chunk))
+            for j in together:
                 mine = [i for jj, i in chunk if jj is j]
-                if j.on_step is not None and j.stepped:
-                    failed[id(j)] = failure
+                if len(together) == 1 or (j.on_step is not None and j.stepped):
+                    failed[id(j)] = failure  # alone already, or its events already sent
                     continue
                 try:
                     alone = run_batch(
