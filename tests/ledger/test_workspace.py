@@ -134,3 +134,19 @@ def test_head_is_the_last_entry_hash(tmp_path):
     ws.append_model(ModelRecord(id="a", flops=1e20))
     entry = ws.append_model(ModelRecord(id="b", flops=2e20))
     assert ws.head() == entry.entry_hash == ws.entries()[-1].entry_hash
+
+
+def test_every_append_path_refuses_a_parent_that_is_not_recorded(ws: Workspace) -> None:
+    # The raw appends as well as append_new_model: a lineage is a tree of recorded models.
+    child = model(1).model_copy(update={"parent": "ghost"})
+    for append in (ws.append_model, ws.append, lambda r: ws.append_many([r])):
+        with pytest.raises(UserError, match="'ghost' of model 'm1' is not recorded"):
+            append(child)
+    with pytest.raises(UserError, match="names itself as its parent"):
+        ws.append_model(model(1).model_copy(update={"parent": "m1"}))
+    assert ws.entries() == []
+    # A parent recorded earlier in the same transaction, or before, is accepted.
+    ws.append_many([model(0), model(1).model_copy(update={"parent": "m0"})])
+    ws.append_model(model(2).model_copy(update={"parent": "m1"}))
+    assert [m.parent for m in ws.models()] == [None, "m0", "m1"]
+    assert ws.verify().ok

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
-from sqlalchemy import Connection, text
+from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from safescale._errors import IntegrityError, Problem, UserError
@@ -60,6 +60,7 @@ from safescale.ledger._init import (
     remove_new,
 )
 from safescale.ledger._keys import KeyPair, key_id, load_public_pem, public_pem
+from safescale.ledger._parents import parents_recorded, recorded
 from safescale.ledger._read import check_chain, check_sequence, entry_from_row, record_from_row
 from safescale.ledger._scan import scan_clean
 from safescale.ledger._store import (
@@ -375,16 +376,10 @@ class Workspace:
         id, exactly one records it; the others get a :class:`UserError`."""
 
         def check(conn: Connection) -> None:
-            def known(model_id: str) -> bool:
-                sql = "SELECT 1 FROM entries WHERE model = :m AND kind = 'model' LIMIT 1"
-                return conn.execute(text(sql), {"m": model_id}).first() is not None
-
-            if known(record.id):
+            if recorded(conn, record.id):
                 raise UserError(Problem(f"model {record.id!r} is already recorded; use a new id",
                                         field="--model"))  # fmt: skip
-            if record.parent is not None and not known(record.parent):
-                raise UserError(Problem(f"parent {record.parent!r} is not recorded; add it first",
-                                        field="--parent"))  # fmt: skip
+            parents_recorded(conn, [record])
 
         result = self._append([raw_record(record)], check)
         assert result is not None
@@ -466,7 +461,9 @@ class Workspace:
 
     def append_many(self, records: Sequence[Record]) -> list[LedgerEntry]:
         """Append records (ModelRecord, Evidence, Determination) in one signed transaction."""
-        result = self._append([raw_record(r) for r in records], None)
+        models = [r for r in records if isinstance(r, ModelRecord) and r.parent is not None]
+        check = (lambda conn: parents_recorded(conn, records)) if models else None
+        result = self._append([raw_record(r) for r in records], check)
         return [] if result is None else result.entries()
 
     def append(self, record: Record) -> LedgerEntry:
