@@ -354,3 +354,23 @@ def test_a_long_text_is_tokenized_off_the_event_loop(
     r.read()
     assert r.status in (200, 400)  # served, or over the context: either way answered
     conn.close()
+
+
+def test_unknown_fields_are_answered_and_named_once_in_the_log(
+    server: ModelServer, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # OpenAI clients send fields of newer API versions: refusing them would break the
+    # clients, so they are ignored, but never silently: the log names each once.
+    from safescale.evals import _server_api
+
+    monkeypatch.setattr(_server_api, "_noted", set())
+    monkeypatch.setattr(_server_api, "MAX_NOTED", 3)
+    base = {"prompt": "a b", "max_tokens": 1, "temperature": 0}
+    with caplog.at_level("WARNING", logger="safescale.serve"):
+        for extra in ({"frobnicate": 1}, {"frobnicate": 2, "user": "u"}, {"x\x1b[31m": 1},
+                      {"a": 1, "b": 2, "c": 3}):  # fmt: skip
+            status, answer = _send(server, json.dumps({**base, **extra}).encode())
+            assert status == 200 and answer["choices"][0]["text"] is not None
+    said = [r.getMessage() for r in caplog.records if "not implemented" in r.getMessage()]
+    assert len(said) == 3 and "'frobnicate'" in said[0], said  # once each, at most MAX_NOTED
+    assert "'x\\x1b[31m'" in said[1] and not any("\x1b" in m or "'user'" in m for m in said)

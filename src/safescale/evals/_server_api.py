@@ -8,6 +8,7 @@ implement are refused when set to anything but their neutral value, never silent
 
 from __future__ import annotations
 
+import logging
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
@@ -29,6 +30,27 @@ SAMPLING_EPS = 1e-5
 vanishing temperature overflows."""
 MAX_SEED = 2**63
 """Seeds are taken modulo this (the choices of a request sample with seed + i)."""
+KNOWN_EXTRA = frozenset({"user", "metadata", "store", "service_tier", "parallel_tool_calls"})
+"""Fields clients send that change nothing here (bookkeeping): accepted without a word."""
+MAX_NOTED = 64
+"""Distinct unknown field names the log mentions (one line each), then no more."""
+
+log = logging.getLogger("safescale.serve")
+_noted: set[str] = set()
+
+
+def note_unknown(names: Any) -> None:
+    """Log, once per name, a request field the server does not know and ignores. OpenAI
+    clients send fields of newer API versions; refusing them would break those clients, and
+    ignoring them silently would hide a setting that does nothing."""
+    for name in names:
+        if name in _noted or name in KNOWN_EXTRA or len(_noted) >= MAX_NOTED:
+            continue
+        _noted.add(name)
+        log.warning(
+            "serve-model: request field %s is not implemented and is ignored (logged once)",
+            ascii(name[:100]),
+        )
 
 
 class ApiError(Exception):
@@ -76,7 +98,10 @@ class _Common(BaseModel):
                 raise ApiError(400, "is not supported by serve-model; leave it 0", name)
         if self.logit_bias:
             raise ApiError(400, "is not supported by serve-model", "logit_bias")
-        fmt = (self.model_extra or {}).get("response_format")
+        extra = self.model_extra or {}
+        if extra:
+            note_unknown(k for k in extra if k != "response_format")
+        fmt = extra.get("response_format")
         if fmt is not None and not (isinstance(fmt, dict) and fmt.get("type") == "text"):
             raise ApiError(
                 400, 'is not supported by serve-model; leave it out or {"type": "text"}',
