@@ -149,6 +149,15 @@ def check_count(
     return value
 
 
+MAX_SEED = 2**32 - 1
+"""The largest seed any command takes (numpy's limit; torch and Inspect take it too)."""
+
+
+def check_seed(value: Any, field: str = "--seed") -> int:
+    """A seed: a whole number from 0 to :data:`MAX_SEED`."""
+    return check_count(value, field, lo=0, hi=MAX_SEED)
+
+
 def check_text(
     value: Any,
     field: str,

@@ -40,26 +40,32 @@ NAME_MAX = 255
 
 
 def check_output_path(
-    path: str | os.PathLike[str], field: str | None = None, *, probe: bool = True
+    path: str | os.PathLike[str],
+    field: str | None = None,
+    *,
+    probe: bool = True,
+    folder: bool = False,
 ) -> Path:
-    """``path`` as a file to write, or a one-line :class:`UserError` (naming ``field``, the flag
-    it came from) before anything is computed or written: an empty path, a name too long, an
-    existing folder, device, pipe or socket (a write would replace it with a regular file), a
-    path through a file, or (``probe``) a folder that cannot take a new file, found by creating
-    and removing a temporary file there. What the operating system refuses later (a full disk)
-    still raises ``OSError``."""
+    """``path`` as a file to write (``folder``: a folder to write files into), or a one-line
+    :class:`UserError` (naming ``field``, the flag it came from) before anything is computed or
+    written: an empty path, a name too long, an existing folder, device, pipe or socket (a
+    write would replace it with a regular file; for ``folder``, anything but a folder), a path
+    through a file, or (``probe``) a place that cannot take a new file, found by creating and
+    removing a temporary file in the nearest folder that exists. What the operating system
+    refuses later (a full disk) still raises ``OSError``."""
     from safescale._errors import Problem, UserError
 
     text = os.fspath(path)
     target = Path(text)
+    kind = "folder" if folder else "file"
 
     def fail(message: str) -> UserError:
         return UserError(Problem(message, field=field))
 
     if not text.strip():
-        raise fail("the path is empty; give a file to write")
+        raise fail(f"the path is empty; give a {kind} to write")
     if len(target.name.encode("utf-8", "surrogateescape")) > NAME_MAX:
-        raise fail(f"the file name is over {NAME_MAX} bytes; give a shorter one")
+        raise fail(f"the {kind} name is over {NAME_MAX} bytes; give a shorter one")
     try:
         mode = target.stat().st_mode
     except FileNotFoundError:
@@ -68,19 +74,20 @@ def check_output_path(
         raise fail(f"{text} cannot be written ({exc.strerror}); give another path") from None
     import stat
 
-    if mode is not None and stat.S_ISDIR(mode):
+    if folder and mode is not None and not stat.S_ISDIR(mode):
+        raise fail(f"{text} is a file, not a folder; give a folder path")
+    if not folder and mode is not None and stat.S_ISDIR(mode):
         raise fail(f"{text} is a folder; give a file path inside it")
-    if mode is not None and not stat.S_ISREG(mode):
+    if not folder and mode is not None and not stat.S_ISREG(mode):
         raise fail(f"{text} is not a regular file (a device, pipe or socket); give a file path")
     if not probe:
         return target
-    # A folder that cannot take a new file (/proc, a read-only mount, no permission): found by
-    # creating and removing a temporary file in the nearest folder that exists.
-    folder = target.absolute().parent
-    while not folder.exists() and folder != folder.parent:
-        folder = folder.parent
+    # A place that cannot take a new file (/proc, a read-only mount, no permission).
+    place = target.absolute() if folder else target.absolute().parent
+    while not place.exists() and place != place.parent:
+        place = place.parent
     try:
-        with tempfile.TemporaryFile(dir=folder, prefix=".safescale-probe."):
+        with tempfile.TemporaryFile(dir=place, prefix=".safescale-probe."):
             pass
     except OSError as exc:
         raise fail(f"{text} cannot be written ({exc.strerror or exc}); give another path") from None

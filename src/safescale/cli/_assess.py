@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from safescale._errors import UserError
-from safescale._input import check_count, check_id, check_text
+from safescale._input import check_count, check_id, check_seed, check_text
 from safescale.assess import Assessment, SuiteEvaluator, assess
 from safescale.cli._common import (
     console,
@@ -81,7 +81,7 @@ def assess_cmd(
         check_id(m, "--model", what="model id")
     if limit is not None:
         check_count(limit, "--limit", lo=1, hi=MAX_LIMIT)
-    check_count(seed, "--seed", hi=2**32 - 1)
+    check_seed(seed)
     with Workspace.open(workspace_path()) as ws:
         pol = load_policy(_policy_ref(ws, policy))
         evaluator = (

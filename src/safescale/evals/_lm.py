@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from safescale._errors import Problem, UserError
 from safescale._input import quote
+from safescale._model_folder import check_device, check_model_config, load_pretrained
 
 
 class ContextWarning(UserWarning):
@@ -65,6 +66,7 @@ class LocalModelConfig:
             raise UserError(Problem("batch_size must be at least 1", field="batch_size"))
         if self.max_length is not None and self.max_length < 2:
             raise UserError(Problem("max_length must be at least 2", field="max_length"))
+        check_device(self.device)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,7 @@ def check_model_dir(path: Path) -> None:
                 source=str(path),
             )
         )
+    check_model_config(path)
 
 
 class LocalLM:
@@ -124,10 +127,12 @@ class LocalLM:
         self.config = config
         hf_logging.disable_progress_bar()  # a per-load bar is noise in an evaluation run
         # local_files_only: a folder is all we read; nothing ever reaches for the hub.
-        self.tokenizer = AutoTokenizer.from_pretrained(str(config.path), local_files_only=True)
+        self.tokenizer = load_pretrained(
+            AutoTokenizer.from_pretrained, config.path, "tokenizer", local_files_only=True
+        )
         dtype: Any = "auto" if config.dtype == "auto" else getattr(torch, config.dtype)
-        model = AutoModelForCausalLM.from_pretrained(
-            str(config.path), dtype=dtype, local_files_only=True
+        model = load_pretrained(
+            AutoModelForCausalLM.from_pretrained, config.path, dtype=dtype, local_files_only=True
         )
         # transformers types `.to` through a wrapper mypy cannot see through.
         self.model = model.to(torch.device(config.device)).eval()  # type: ignore[arg-type]

@@ -21,12 +21,22 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from safetensors.torch import load_file, save_file
 
 from safescale._errors import Problem, UserError
-from safescale._input import MAX_JSONL_BYTES, jsonl_rows, read_text_limited
+from safescale._input import (
+    MAX_JSONL_BYTES,
+    jsonl_rows,
+    loads_json,
+    read_text_limited,
+    regular_file_size,
+)
 from safescale._io import atomic_write_text, file_sha256
-from safescale.interp._hooks import Hookpoint, capture, run_to
+from safescale.interp._hooks import SITES, Hookpoint, capture, run_to
 
 MANIFEST = "manifest.json"
 _DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+MAX_MANIFEST_BYTES = 16 << 20
+"""A cache manifest may be at most this large (one line per shard; real ones are kilobytes)."""
+MAX_D = 1 << 20
+"""The widest activation a cache may claim."""
 
 
 class ShardInfo(BaseModel):
@@ -84,11 +94,13 @@ class ActivationCache:
                     source=str(folder),
                 )
             )
+        text = read_text_limited(mf, MAX_MANIFEST_BYTES, what="cache manifest")
         try:
-            manifest = ActivationManifest.model_validate_json(mf.read_text())
+            manifest = ActivationManifest.model_validate(loads_json(text, str(mf)))
         except ValueError as exc:
             first = str(exc).splitlines()[0]
             raise UserError(Problem(f"bad manifest ({first})", source=str(mf))) from None
+        check_manifest(manifest, folder)
         return cls(folder, manifest)
 
     @property
@@ -97,8 +109,27 @@ class ActivationCache:
         return Hookpoint(self.manifest.layer, self.manifest.site)
 
     def shard(self, i: int) -> dict[str, torch.Tensor]:
-        """Shard ``i`` as tensors (``activations``, ``token``, ``seq``, ``pos``)."""
-        return load_file(str(self.path / self.manifest.shards[i].file))
+        """Shard ``i`` as tensors (``activations``, ``token``, ``seq``, ``pos``); a shard that is
+        not a safetensors file of the manifest's width is a one-line :class:`UserError`."""
+        path = self.path / self.manifest.shards[i].file
+        src = str(path)
+        regular_file_size(path, what="cache shard")
+        try:
+            tensors = load_file(src)
+        except Exception:  # truncated, or not safetensors at all
+            raise UserError(
+                Problem("a damaged cache shard; capture the cache again", source=src)
+            ) from None
+        acts = tensors.get("activations")
+        if acts is None or acts.ndim != 2 or acts.shape[1] != self.manifest.d:
+            raise UserError(
+                Problem(
+                    f"the shard does not hold d={self.manifest.d} activations; "
+                    "capture the cache again",
+                    source=src,
+                )
+            )
+        return tensors
 
     def load(self, limit: int | None = None) -> dict[str, torch.Tensor]:
         """Every row (or the first ``limit``), concatenated; only for caches that fit memory."""
@@ -132,11 +163,33 @@ class ActivationCache:
                 rows = torch.cat([carry, *window])
                 rows = rows[torch.randperm(len(rows), generator=g)]
                 full = len(rows) // batch_size * batch_size
-                yield from rows[:full].split(batch_size)
+                if full:  # an empty tensor splits into one empty batch
+                    yield from rows[:full].split(batch_size)
                 carry = rows[full:]
             if len(carry):
                 yield carry
             epoch += 1
+
+
+def check_manifest(manifest: ActivationManifest, folder: Path) -> None:
+    """Refuse a manifest whose numbers are impossible or whose shards lie outside ``folder``."""
+    src = str(folder / MANIFEST)
+
+    def bad(message: str, field: str) -> UserError:
+        return UserError(Problem(f"{message}; capture the cache again", source=src, field=field))
+
+    if not 1 <= manifest.d <= MAX_D:
+        raise bad(f"d={manifest.d} is not a width from 1 to {MAX_D:,}", "d")
+    if manifest.layer < 0 or manifest.site not in SITES:
+        raise bad("not a hookpoint (layer >= 0, a known site)", "layer")
+    if manifest.dtype not in _DTYPES:
+        raise bad(f"unknown dtype {manifest.dtype[:20]!r}", "dtype")
+    if not manifest.shards or any(sh.tokens < 1 for sh in manifest.shards):
+        raise bad("no shards, or a shard of no tokens", "shards")
+    for sh in manifest.shards:
+        name = Path(sh.file)
+        if name.name != sh.file or not sh.file.endswith(".safetensors") or sh.file[0] == ".":
+            raise bad(f"shard {sh.file[:60]!r} is not a .safetensors file in the cache", "shards")
 
 
 def _texts_sha(texts: Sequence[str]) -> str:
@@ -269,16 +322,15 @@ def load_lm(path: str | Path) -> tuple[Any, Any, str]:
     from transformers.utils import logging as hf_logging
 
     from safescale._io import weights_sha256
+    from safescale._model_folder import load_pretrained
+    from safescale.evals._lm import check_model_dir
 
     folder = Path(path)
-    if not (folder / "config.json").is_file():
-        raise UserError(
-            Problem("not a Hugging Face model folder (no config.json)", source=str(folder))
-        )
+    check_model_dir(folder)  # a folder with a config, a tokenizer, and weights to match
     hf_logging.disable_progress_bar()  # our commands print their own progress
-    model = AutoModelForCausalLM.from_pretrained(str(folder))
+    model = load_pretrained(AutoModelForCausalLM.from_pretrained, folder, local_files_only=True)
     model.eval()
-    tok = AutoTokenizer.from_pretrained(str(folder))
+    tok = load_pretrained(AutoTokenizer.from_pretrained, folder, "tokenizer", local_files_only=True)
     if tok.pad_token_id is None:
         tok.pad_token = tok.eos_token
     return model, tok, weights_sha256(folder)

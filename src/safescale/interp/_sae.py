@@ -21,10 +21,12 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors import safe_open
+from safetensors.torch import save_file
 from torch import nn
 
 from safescale._errors import Problem, UserError
+from safescale._input import read_json_limited, regular_file_size
 from safescale._io import atomic_write_text
 
 ARCHITECTURES = ("topk", "batchtopk", "relu")
@@ -157,13 +159,15 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
         raise UserError(
             Problem(f"not an SAE folder (needs {CFG_FILE} and {WEIGHTS_FILE})", source=str(path))
         )
-    try:
-        cfg = json.loads(cfg_path.read_text())
-    except json.JSONDecodeError as exc:
-        raise UserError(Problem(f"not valid JSON ({exc})", source=str(cfg_path))) from None
+    cfg = read_json_limited(cfg_path, MAX_CFG_BYTES, what="SAE config")
+    if not isinstance(cfg, dict) or not isinstance(cfg.get("metadata") or {}, dict):
+        raise UserError(
+            Problem("an SAE config is a JSON object (metadata: an object)", source=str(cfg_path))
+        )
     meta = dict(cfg.get("metadata") or {})
+    named = cfg.get("architecture", "")
     arch = meta.get("safescale_architecture") or {v: k for k, v in _TO_SAELENS.items()}.get(
-        cfg.get("architecture", "")
+        named if isinstance(named, str) else ""
     )
     if arch is None:
         raise UserError(
@@ -174,12 +178,16 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
                 field="architecture",
             )
         )
-    w = load_file(str(w_path))
-    missing = [k for k in ("W_enc", "b_enc", "W_dec", "b_dec") if k not in w]
-    if missing:
-        raise UserError(Problem(f"weights lack {', '.join(missing)}", source=str(w_path)))
+    w = _read_weights(w_path)
     d_in, d_sae = w["W_enc"].shape
-    sae = SparseAutoencoder(int(d_in), int(d_sae), arch, int(cfg.get("k", 0) or 0))
+    k = cfg.get("k", 0) or 0
+    if arch == "topk" and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d_sae):
+        raise UserError(
+            Problem(
+                f"k must be a whole number from 1 to d_sae={d_sae}", source=str(cfg_path), field="k"
+            )
+        )
+    sae = SparseAutoencoder(int(d_in), int(d_sae), arch, int(k))
     with torch.no_grad():
         sae.w_enc.copy_(w["W_enc"].T.float())
         sae.b_enc.copy_(w["b_enc"].float())
@@ -193,3 +201,52 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
         if k not in ("sae_lens_version", "sae_lens_training_version", "safescale_architecture")
     }
     return sae
+
+
+MAX_CFG_BYTES = 1 << 20
+"""An SAE's ``cfg.json`` may be at most this large."""
+MAX_SAE_ELEMENTS = 1 << 31
+"""Most elements in one SAE weight matrix (8 GiB of float32)."""
+
+
+def _read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of an SAE weights file, checked: safetensors (never a pickle), the four
+    matrices and vectors with shapes that fit together, every value finite."""
+    src = str(path)
+    regular_file_size(path, what="SAE weights file")
+
+    def bad(message: str) -> UserError:
+        return UserError(
+            Problem(f"{message}; is this an SAE saved by safescale or SAELens?", source=src)
+        )
+
+    try:
+        with safe_open(src, framework="pt") as fh:
+            keys = set(fh.keys())
+            missing = [k for k in ("W_enc", "b_enc", "W_dec", "b_dec") if k not in keys]
+            if missing:
+                raise bad(f"the weights lack {', '.join(missing)}")
+            shape = fh.get_slice("W_enc").get_shape()
+            if len(shape) != 2 or shape[0] < 1 or shape[1] < 1:
+                raise bad(f"W_enc has shape {shape}, not (d_in, d_sae)")
+            if shape[0] * shape[1] > MAX_SAE_ELEMENTS:
+                raise bad(f"W_enc has {shape[0] * shape[1]:,} elements, over {MAX_SAE_ELEMENTS:,}")
+            w = {
+                k: fh.get_tensor(k)
+                for k in keys & {"W_enc", "b_enc", "W_dec", "b_dec", "threshold"}
+            }
+    except UserError:
+        raise
+    except Exception:  # truncated, or not safetensors at all
+        raise bad("not a readable safetensors file") from None
+    d_in, d_sae = w["W_enc"].shape
+    want = {"b_enc": (d_sae,), "W_dec": (d_sae, d_in), "b_dec": (d_in,), "threshold": (d_sae,)}
+    for name, dims in want.items():
+        if name in w and tuple(w[name].shape) != dims:
+            raise bad(
+                f"{name} has shape {tuple(w[name].shape)}; W_enc {(d_in, d_sae)} needs {dims}"
+            )
+    for name, t in w.items():
+        if not t.is_floating_point() or not bool(torch.isfinite(t).all()):
+            raise bad(f"{name} holds values that are not finite floats")
+    return w

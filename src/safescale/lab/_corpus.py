@@ -177,6 +177,17 @@ def read_documents(path: str | Path) -> list[str]:
 
 def load_corpus(path: str | Path) -> CorpusInfo:
     """Open a corpus folder written by :func:`write_corpus`."""
+    from safescale._errors import Problem, UserError
+    from safescale._input import read_text_limited
+
     root = Path(path)
-    manifest = CorpusManifest.model_validate_json((root / "manifest.json").read_text())
+    src = root / "manifest.json"
+    text = read_text_limited(src, 16 << 20, what="corpus manifest")
+    try:
+        manifest = CorpusManifest.model_validate_json(text)
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(
+            Problem(f"not a lab corpus manifest ({first}); write the corpus again", source=str(src))
+        ) from None
     return CorpusInfo(root, manifest)

@@ -277,7 +277,10 @@ def build_organism(
         raise UserError(Problem("not a corpus folder (no manifest.json)", source=str(corpus)))
     parent = load_train_result(base)
     tok = load_tokenizer(base)
-    model = AutoModelForCausalLM.from_pretrained(str(base))
+    from safescale._model_folder import check_model_config, load_pretrained
+
+    check_model_config(base)
+    model = load_pretrained(AutoModelForCausalLM.from_pretrained, base)
     if not isinstance(model, LlamaForCausalLM):
         raise UserError(
             Problem(f"the {organism} organism needs a Llama lab model", source=str(base))

@@ -85,9 +85,9 @@ def parse_seeds(text: str) -> list[int]:
         raise UserError(
             Problem(f"not a seed list: {text[:40]!r}; write 0-4 or 0,3,7", field="--seeds")
         ) from None
-    if not out or len(set(out)) != len(out) or min(out) < 0 or len(out) > 100:
+    if not out or len(set(out)) != len(out) or min(out) < 0 or len(out) > 100 or max(out) >= 2**32:
         raise UserError(
-            Problem("give 1 to 100 distinct non-negative seeds, like 0-4", field="--seeds")
+            Problem("give 1 to 100 distinct seeds from 0 to 2^32 - 1, like 0-4", field="--seeds")
         )
     return out
 

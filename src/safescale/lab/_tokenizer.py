@@ -44,7 +44,9 @@ def train_tokenizer(
 
 def load_tokenizer(path: str | Path) -> PreTrainedTokenizerFast:
     """Load a tokenizer folder (a corpus's ``tokenizer/`` or a model folder)."""
-    tok = AutoTokenizer.from_pretrained(str(path))
+    from safescale._model_folder import load_pretrained
+
+    tok = load_pretrained(AutoTokenizer.from_pretrained, Path(path), "tokenizer")
     if not isinstance(tok, PreTrainedTokenizerFast):  # pragma: no cover - we only write fast ones
         raise TypeError(f"{path}: expected a fast tokenizer")
     return tok

@@ -11,6 +11,7 @@ from __future__ import annotations
 import io
 import math
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -242,7 +243,22 @@ def _load_checkpoint(
 ) -> RunState:
     if not path.exists():
         return RunState()
-    ckpt = torch.load(path, weights_only=False, map_location=next(model.parameters()).device)
+    # weights_only: tensors and plain containers only, so a planted pickle never runs code.
+    broken = Problem(
+        "not a readable training checkpoint (damaged, or not written by safescale); "
+        "delete it or use another --out",
+        source=str(path),
+    )
+    if not path.is_file():
+        raise UserError(broken)
+    try:
+        with warnings.catch_warnings():  # a foreign pickle protocol warns before it is refused
+            warnings.simplefilter("ignore")
+            ckpt = torch.load(path, weights_only=True, map_location=next(model.parameters()).device)
+    except Exception:  # truncated, not a checkpoint, or a pickle that asks for code
+        raise UserError(broken) from None
+    if not isinstance(ckpt, dict) or not {"key", "model", "opt", "state"} <= ckpt.keys():
+        raise UserError(broken)
     if ckpt["key"] != key:
         raise UserError(
             Problem(
@@ -250,10 +266,14 @@ def _load_checkpoint(
                 source=str(path),
             )
         )
-    model.load_state_dict(ckpt["model"])
-    opt.load_state_dict(ckpt["opt"])
-    s = ckpt["state"]
-    return RunState(step=s["step"], curve=[tuple(p) for p in s["curve"]], seconds=s["seconds"])
+    try:
+        model.load_state_dict(ckpt["model"])
+        opt.load_state_dict(ckpt["opt"])
+        s = ckpt["state"]
+        curve = [(int(a), float(b)) for a, b in s["curve"]]
+        return RunState(step=int(s["step"]), curve=curve, seconds=float(s["seconds"]))
+    except Exception:  # the right key over the wrong tensors or fields
+        raise UserError(broken) from None
 
 
 def train_model(
@@ -371,5 +391,15 @@ def save_run(
 
 def load_train_result(path: str | Path) -> TrainResult:
     """Open a finished run folder."""
+    from safescale._input import read_text_limited
+
     p = Path(path)
-    return TrainResult(p, TrainRecord.model_validate_json((p / "train_record.json").read_text()))
+    src = p / "train_record.json"
+    text = read_text_limited(src, 64 << 20, what="training record")
+    try:
+        return TrainResult(p, TrainRecord.model_validate_json(text))
+    except ValueError as exc:
+        first = str(exc).splitlines()[0]
+        raise UserError(
+            Problem(f"not a lab training record ({first}); train the model again", source=str(src))
+        ) from None

@@ -11,7 +11,7 @@ from safescale.ledger._checkpoint import Checkpoint, read_checkpoint
 from safescale.ledger._entry import RECORD_TYPES, LedgerEntry
 from safescale.ledger._export import LedgerExport, verify_export
 from safescale.ledger._keys import KeyPair, load_public_pem
-from safescale.ledger._protect import refuse_workspace_file
+from safescale.ledger._protect import refuse_workspace_file, refuse_workspace_folder
 from safescale.ledger._verify import VerifyProblem, VerifyReport, verify_ledger
 from safescale.ledger._workspace import AppendResult, RawRecord, Workspace, raw_record
 
@@ -34,6 +34,7 @@ __all__ = [
     "raw_record",
     "read_checkpoint",
     "refuse_workspace_file",
+    "refuse_workspace_folder",
     "verify_export",
     "verify_ledger",
 ]

@@ -62,3 +62,18 @@ def refuse_workspace_file(target: Path, workspace: Path | None, field: str) -> N
             Problem(f"{quote(str(target))} is one of the workspace's own files (its database, "
                     "keys, checkpoint or artifacts); write somewhere outside them", field=field)
         )  # fmt: skip
+
+
+def refuse_workspace_folder(target: Path, workspace: Path | None, field: str) -> None:
+    """A :class:`UserError` if the folder ``target`` is the workspace's own folder or lies
+    inside it (an output folder there would mix other files with its records), or is (or is
+    inside) one of its own files or its artifacts, as :func:`refuse_workspace_file` says."""
+    from safescale.ledger._workspace import _locate
+
+    root = _locate(workspace)
+    if (root / CONFIG_NAME).exists() and target.resolve().is_relative_to(root.resolve()):
+        raise UserError(
+            Problem(f"{quote(str(target))} is inside the workspace folder, which holds only "
+                    "safescale's own files; write somewhere outside it", field=field)
+        )  # fmt: skip
+    refuse_workspace_file(target, workspace, field)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from safescale._errors import UserError
+from safescale._errors import Problem, UserError
 from safescale._input import quote
 from safescale.compute import evaluate_triggers
 from safescale.ledger import Workspace
@@ -32,6 +32,15 @@ def latest_determination(
     dets = ws.determinations(model)
     if determination_id is not None:
         dets = [d for d in dets if d.id == determination_id]
+        if not dets:
+            where = f" for model {quote(model)}" if model else ""
+            raise UserError(
+                Problem(
+                    f"no determination {quote(determination_id)}{where} in this workspace; list "
+                    "them with `safescale ledger log --kind determination`",
+                    field="--determination",
+                )
+            )
     if not dets:
         what = f"for model {quote(model)}" if model else "in this workspace"
         raise UserError(f"no determination {what}; run `safescale assess` first")
