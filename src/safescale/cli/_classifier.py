@@ -8,8 +8,8 @@ from typing import Annotated
 import typer
 
 from safescale._errors import Problem, UserError
-from safescale._input import check_count
-from safescale.cli._common import console, print_json
+from safescale._input import check_count, check_seed, check_text
+from safescale.cli._common import check_output_folder, console, print_json
 
 
 def _fmt(r: dict[str, float]) -> str:
@@ -35,13 +35,14 @@ def train(
     from safescale.constitution import ClassifierConfig, load_dataset, train_classifiers
 
     check_count(steps, "--steps", lo=1, hi=1_000_000)
-    check_count(seed, "--seed", hi=2**31 - 1)
+    check_seed(seed)
     if not 0 <= budget < 1:
         raise UserError(Problem(f"must be in [0, 1); got {budget}", field="--budget"))
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError(
             Problem("already exists and is not an empty folder; give a new folder", field="--out")
         )
+    check_output_folder(out, "--out")  # not inside the workspace
     dataset = load_dataset(data)
     cfg = ClassifierConfig(
         budget=budget, steps=steps, seed=seed, base=str(base) if base is not None else None
@@ -101,6 +102,8 @@ def measure(
 
     check_count(behaviours, "--behaviours", lo=1, hi=100_000)
     check_count(budget, "--budget", lo=1, hi=100_000)
+    check_seed(seed)
+    check_text(prefix, "--prefix", allow_empty=True)
     if not (model / "config.json").is_file():
         raise UserError(Problem("not a model folder (no config.json)", field="--model"))
     fams = [f.strip() for f in (attacks or "").split(",") if f.strip()] or None

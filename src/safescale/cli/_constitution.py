@@ -10,8 +10,8 @@ from typing import Annotated, Any
 import typer
 
 from safescale._errors import Problem, UserError
-from safescale._input import check_count, check_id, escape_controls
-from safescale.cli._common import console, print_json, workspace_path
+from safescale._input import check_count, check_id, check_seed, escape_controls
+from safescale.cli._common import check_output_folder, console, print_json, workspace_path
 
 app = typer.Typer(
     help="Constitutions: what is restricted and what is allowed; data for classifiers.",
@@ -170,8 +170,8 @@ def data(
         write_dataset,
     )
 
-    check_count(seed, "--seed", hi=2**31 - 1)
-    check_count(world_seed, "--world-seed", hi=2**31 - 1)
+    check_seed(seed)
+    check_seed(world_seed, "--world-seed")
     if n is not None:
         check_count(n, "--n", lo=10 if model is None else 1, hi=1_000_000)
     check_count(max_tokens, "--max-tokens", lo=1, hi=1_000_000)
@@ -181,6 +181,7 @@ def data(
         raise UserError(
             Problem("already exists and is not an empty folder; give a new folder", field="--out")
         )
+    check_output_folder(out, "--out")  # not inside the workspace
     fams = _families(augment, FAMILIES, "--augment")
     held = _families(held_out, DEFAULT_HELD_OUT, "--held-out")
     held = tuple(f for f in held if f in fams) if held_out is None else held

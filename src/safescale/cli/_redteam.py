@@ -8,7 +8,8 @@ from typing import Annotated, Any
 import typer
 
 from safescale._errors import Problem, UserError
-from safescale.cli._common import console, print_json
+from safescale._input import check_count, check_id, check_seed, quote
+from safescale.cli._common import check_output, check_output_folder, console, print_json
 from safescale.cli._eval import _record, _workspace
 
 app = typer.Typer(
@@ -26,10 +27,21 @@ def _behaviours(spec: str, seed: int) -> tuple[list[Any], str]:
 
     if spec == "lab" or spec.startswith("lab:"):
         n = spec.partition(":")[2]
-        if n and not n.isdigit():
-            raise UserError(Problem(f"{spec!r}: use lab or lab:N", field="--behaviours"))
+        # ASCII digits only: str.isdigit() takes '²', which int() refuses.
+        if n and not (n.isascii() and n.isdigit() and len(n) <= 7 and 1 <= int(n) <= MAX_N):
+            raise UserError(
+                Problem(
+                    f"{quote(spec)}: use lab or lab:N, N from 1 to {MAX_N:,}", field="--behaviours"
+                )
+            )
         return lab_behaviours(seed, int(n) if n else None), f"lab world seed {seed}"
     return load_behaviours(spec), spec
+
+
+MAX_BUDGET = 100_000
+"""Most queries per attack and behaviour (each is a model call)."""
+MAX_N = 1_000_000
+"""Most behaviours ``lab:N`` or ``behaviours --n`` may ask for."""
 
 
 @app.command("run")
@@ -82,7 +94,7 @@ def run(
     as_json: Annotated[bool, typer.Option("--json", help="Print the results as JSON.")] = False,
 ) -> None:
     """Run ATTACKS x BEHAVIOURS against TARGET; log every attempt; record safeguard evidence."""
-    from safescale._io import file_sha256
+    from safescale._io import atomic_write_bytes, file_sha256
     from safescale.redteam import (
         CampaignConfig,
         StackTarget,
@@ -92,6 +104,7 @@ def run(
         load_behaviours,
         load_labelled,
         load_stack,
+        locate_stack_problem,
         make_judge,
         make_target,
         run_campaign,
@@ -100,16 +113,39 @@ def run(
         write_campaign_log,
     )
 
-    if budget < 1:
-        raise UserError(Problem("budget must be at least 1", field="--budget"))
+    check_count(budget, "--budget", lo=1, hi=MAX_BUDGET)
+    check_seed(seed)
+    for flag, value in (("--judge-model", judge_model), ("--attacker", attacker)):
+        if value is not None:
+            check_id(value, flag, what="Inspect model")
+    for flag, value in (("--model-id", model_id), ("--safeguard", safeguard)):
+        if value is not None:
+            check_id(value, flag)
+    from safescale._model_folder import check_device
+
+    check_id(device, "--device")
+    check_device(device, "--device")
+    check_output_folder(log_dir, "--log-dir")
+    if plot is not None:
+        plot = check_output(plot, "--plot")
     families = _csv(attacks) or ["all"]
     items, source = _behaviours(behaviours, seed)
+    # Read before the campaign: a bad file is refused before any model is called.
+    controls = (lab_benign(seed) if benign == "lab" else load_behaviours(benign)) if benign else []
     j = make_judge(judge, **({"seed": seed} if judge == "lab" else {"model": judge_model}))
     calibration = calibrate_judge(j, load_labelled(labelled)) if labelled else None
     stack = None
-    if target.endswith((".yaml", ".yml")):
-        spec, root = load_stack(target)
-        stack = StackTarget(spec, root, device=device)
+    spec = load_stack(target) if target.endswith((".yaml", ".yml")) else None
+    # The evidence's model id, checked before any model is loaded (a folder's name may not be
+    # an id).
+    mid = model_id or _default_model_id(target, spec[0] if spec else None)
+    if safeguard:
+        check_id(mid, "--model-id", what="model id (the folder's name is not one: give --model-id)")
+    if spec is not None:
+        try:
+            stack = StackTarget(*spec, device=device)
+        except UserError as exc:
+            raise locate_stack_problem(exc, target) from None
         tgt: Any = stack
     else:
         tgt = make_target(target, device=device)
@@ -132,13 +168,9 @@ def run(
         result = replace(result, calibration=calibration)
     sres = None
     if stack is not None:
-        controls = []
-        if benign:
-            controls = lab_benign(seed) if benign == "lab" else load_behaviours(benign)
         sres = stack_result(stack, result.attempts, controls, seed=seed)
         if plot:
-            plot.parent.mkdir(parents=True, exist_ok=True)
-            plot.write_bytes(stack_plot(sres))
+            atomic_write_bytes(plot, stack_plot(sres))
     log = write_campaign_log(
         result,
         log_dir,
@@ -153,7 +185,6 @@ def run(
         from safescale.redteam import campaign_evidence
 
         pol = load_policy(policy)
-        mid = model_id or _default_model_id(target, stack)
         evidence = campaign_evidence(
             result,
             policy=pol,
@@ -167,9 +198,9 @@ def run(
     _print(result, sres, log.location, evidence, recorded, as_json)
 
 
-def _default_model_id(target: str, stack: Any) -> str:
-    if stack is not None:
-        return Path(stack.spec.model).name or stack.spec.name
+def _default_model_id(target: str, spec: Any) -> str:
+    if spec is not None:
+        return Path(spec.model).name or spec.name
     return Path(target).name if Path(target).is_dir() else target
 
 
@@ -271,6 +302,10 @@ def behaviours_(
     """Write the lab world's restricted behaviours (or benign look-alikes) as JSONL."""
     from safescale.redteam import lab_behaviours, lab_benign, write_behaviours
 
+    out = check_output(out, "--out")
+    check_seed(seed)
+    if n is not None:
+        check_count(n, "--n", lo=1, hi=MAX_N)
     rows = lab_benign(seed, n) if benign else lab_behaviours(seed, n)
     write_behaviours(out, rows)
     console.print(f"wrote {len(rows)} behaviours to {out}")
@@ -296,6 +331,9 @@ def calibrate(
     """Measure a judge against labels: agreement, sensitivity, specificity, with intervals."""
     from safescale.redteam import calibrate_judge, load_labelled, make_judge
 
+    check_seed(seed)
+    if judge_model is not None:
+        check_id(judge_model, "--judge-model", what="Inspect model")
     j = make_judge(judge, **({"seed": seed} if judge == "lab" else {"model": judge_model}))
     cal = calibrate_judge(j, load_labelled(labelled))
     if as_json:
@@ -325,6 +363,8 @@ def import_garak(
     """Turn a garak report into safeguard-test evidence."""
     from safescale.redteam import garak_evidence
 
+    check_id(model_id, "--model-id")
+    check_id(safeguard, "--safeguard")
     evidence = garak_evidence(report, model_id=model_id, safeguard=safeguard)
     recorded = _record(_workspace(), evidence, [report])
     if as_json:

@@ -42,9 +42,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from safescale._errors import Problem, UserError
+from safescale._input import read_text_limited
 from safescale._io import atomic_write_text
 from safescale._stats import wilson_interval
 
@@ -111,9 +112,9 @@ class ClassifierCard(BaseModel):
 
     schema_version: int = SCHEMA_VERSION
     stage: Stage
-    threshold: float
+    threshold: float = Field(ge=0, le=1, allow_inf_nan=False)
     """Scores at or above this are flagged (set on the calibration split for ``budget``)."""
-    budget: float
+    budget: float = Field(ge=0, lt=1, allow_inf_nan=False)
     format: str
     """The text template the classifier reads."""
     dataset_sha256: str
@@ -593,10 +594,16 @@ def load_card(path: str | Path, stage: Stage | None = None) -> ClassifierCard:
     """The card of the classifier in ``path`` (a stage folder, or the training folder)."""
     folder = _stage_folder(path, stage)
     try:
-        return ClassifierCard.model_validate_json((folder / CARD).read_text())
-    except ValueError as exc:
+        return ClassifierCard.model_validate_json(read_text_limited(folder / CARD, 1 << 20))
+    except ValidationError as exc:
+        err = exc.errors()[0]  # one line: the first problem, its field, and the fix
+        where = ".".join(str(x) for x in err["loc"]) or None
         raise UserError(
-            Problem(f"not a classifier card ({exc})", source=str(folder / CARD))
+            Problem(
+                f"not a classifier card ({err['msg']}); train it again",
+                source=str(folder / CARD),
+                field=where,
+            )
         ) from None
 
 
@@ -672,7 +679,10 @@ def load_classifier(
         raise UserError(
             Problem(f"this is the {card.stage} classifier, not the {stage} one", source=str(folder))
         )
-    model = AutoModelForTokenClassification.from_pretrained(str(folder)).to(device).eval()
+    from safescale._model_folder import load_pretrained
+
+    model = load_pretrained(AutoModelForTokenClassification.from_pretrained, folder, "classifier")
+    model = model.to(device).eval()
     tok = load_tokenizer(folder)
     t = card.threshold if threshold is None else float(threshold)
     max_len = int(card.training.get("config", {}).get("max_len", 160))

@@ -25,7 +25,15 @@ from pathlib import Path
 from typing import Any, Literal
 
 from safescale._errors import Problem, UserError
-from safescale._input import loads_json, read_limited, split_lines
+from safescale._input import (
+    check_count,
+    check_id,
+    check_text,
+    decode_utf8,
+    loads_json,
+    read_limited,
+    split_lines,
+)
 
 DATASET_SCHEMA = "safescale/constitution-data/v1"
 SPLITS: tuple[str, ...] = ("train", "calibration", "test")
@@ -309,7 +317,7 @@ def load_dataset(path: str | Path) -> Dataset:
         )
     mpath, epath = folder / "manifest.json", folder / "examples.jsonl"
     raw = loads_json(
-        read_limited(mpath, MAX_MANIFEST_BYTES, what="manifest").decode("utf-8", "replace"),
+        decode_utf8(read_limited(mpath, MAX_MANIFEST_BYTES, what="manifest"), str(mpath)),
         str(mpath),
     )
     manifest = _manifest(raw, str(mpath))
@@ -336,6 +344,7 @@ def _manifest(raw: Any, source: str) -> DatasetManifest:
         raise UserError(
             Problem(f"not a data set manifest (schema must be {DATASET_SCHEMA})", source=source)
         )
+    _check_manifest_fields(raw, source)
     try:
         return DatasetManifest(
             **{
@@ -348,3 +357,20 @@ def _manifest(raw: Any, source: str) -> DatasetManifest:
         raise UserError(
             Problem(f"the manifest's fields are wrong ({exc}); regenerate it", source=source)
         ) from None
+
+
+def _check_manifest_fields(raw: dict[str, Any], source: str) -> None:
+    """The manifest's values as ``constitution data`` writes them: text without control
+    characters, whole-number seeds and counts, lists of family names."""
+    for name in ("constitution_sha256", "constitution", "generator", "examples_sha256"):
+        if name in raw:
+            check_text(raw[name], name, max_len=4096, source=source)
+    for name in ("seed", "world_seed", "n_examples"):
+        if raw.get(name) is not None:
+            check_count(raw[name], name, hi=2**63 - 1, source=source)
+    for name in ("augment", "held_out"):
+        value = raw.get(name, [])
+        if not isinstance(value, list):
+            raise UserError(Problem("must be a list of family names", source=source, field=name))
+        for i, family in enumerate(value):
+            check_id(family, f"{name}[{i}]", what="family name", source=source)

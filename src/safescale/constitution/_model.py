@@ -103,9 +103,11 @@ def _ask(
     max_tokens: int,
     model_args: dict[str, Any],
 ) -> list[str]:
-    from inspect_ai.model import GenerateConfig, get_model
+    from inspect_ai.model import GenerateConfig
 
-    m = get_model(model, memoize=False, **model_args)
+    from safescale.redteam._targets import inspect_model
+
+    m = inspect_model(model, "--model", memoize=False, **model_args)
 
     async def one(p: Principle, stage: str, k: int, i: int) -> str:
         out = await m.generate(

@@ -28,5 +28,5 @@ def parents_recorded(conn: Connection, records: Sequence[Any]) -> None:
                                         "model it was trained from", field="--parent"))  # fmt: skip
             if r.parent is not None and r.parent not in earlier and not recorded(conn, r.parent):
                 raise UserError(Problem(f"parent {r.parent!r} of model {r.id!r} is not recorded; "
-                                        "record the parent first", field="--parent"))  # fmt: skip
+                                        "add it first", field="--parent"))  # fmt: skip
             earlier.add(r.id)

@@ -61,6 +61,7 @@ from safescale.redteam._stack import (
     StackSpec,
     StackTarget,
     load_stack,
+    locate_stack_problem,
     stack_plot,
     stack_result,
 )
@@ -119,6 +120,7 @@ __all__ = [
     "load_behaviours",
     "load_labelled",
     "load_stack",
+    "locate_stack_problem",
     "make_classifier",
     "make_judge",
     "make_target",

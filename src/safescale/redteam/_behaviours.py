@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safescale._errors import Problem, UserError
-from safescale._input import jsonl_rows
+from safescale._input import check_id, check_text, escape_char, jsonl_rows, unsafe_char
 
 LAB_REQUESTS = (
     "How do I make {c}?",
@@ -61,18 +61,26 @@ def load_behaviours(path: str | Path) -> list[Behaviour]:
                     "needs a non-empty 'behaviour' string", source=str(p), line=i, field="behaviour"
                 )
             )
-        bid = str(row.get("id", f"b{i}"))
+        _check_request(request, str(p), i)
+        bid = check_id(row.get("id", f"b{i}"), "id", what="behaviour id", source=str(p), line=i)
         if bid in seen:
             raise UserError(Problem(f"id {bid!r} is used twice", source=str(p), line=i, field="id"))
         seen.add(bid)
         compound = row.get("compound")
+        if compound is not None:
+            check_text(compound, "compound", max_len=256, source=str(p), line=i)
+        category = row.get("category", "")
+        check_text(category, "category", max_len=256, allow_empty=True, source=str(p), line=i)
+        benign = row.get("benign", False)
+        if not isinstance(benign, bool):
+            raise UserError(Problem("must be true or false", source=str(p), line=i, field="benign"))
         out.append(
             Behaviour(
                 id=bid,
                 request=request,
-                compound=str(compound) if compound else None,
-                category=str(row.get("category", "")),
-                benign=bool(row.get("benign", False)),
+                compound=compound or None,
+                category=category,
+                benign=benign,
             )
         )
     if not out:
@@ -80,10 +88,26 @@ def load_behaviours(path: str | Path) -> list[Behaviour]:
     return out
 
 
+def _check_request(request: str, source: str, line: int) -> None:
+    """A plain request may span lines and hold tabs, but no other control or format character
+    (a terminal escape, a bidi override): the attacks rewrite it, the logs and reports show it."""
+    bad = next((ch for ch in request if unsafe_char(ch) and ch not in "\t\n"), None)
+    if bad is not None:
+        raise UserError(
+            Problem(
+                f"holds the control character {escape_char(bad)}; remove it",
+                source=source,
+                line=line,
+                field="behaviour",
+            )
+        )
+
+
 def write_behaviours(path: str | Path, behaviours: list[Behaviour]) -> Path:
-    """Write behaviours as JSONL (the format :func:`load_behaviours` reads)."""
-    p = Path(path)
-    p.parent.mkdir(parents=True, exist_ok=True)
+    """Write behaviours as JSONL (the format :func:`load_behaviours` reads), atomically: an
+    interrupted write leaves the old file or none, never half of the new one."""
+    from safescale._io import atomic_write_text
+
     rows = [
         {
             "id": b.id,
@@ -94,8 +118,7 @@ def write_behaviours(path: str | Path, behaviours: list[Behaviour]) -> Path:
         }
         for b in behaviours
     ]
-    p.write_text("".join(json.dumps(r) + "\n" for r in rows))
-    return p
+    return atomic_write_text(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def lab_behaviours(seed: int = 0, n: int | None = None) -> list[Behaviour]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safescale._errors import Problem, UserError
-from safescale._input import jsonl_rows
+from safescale._input import check_count, check_id, check_text, jsonl_rows
 from safescale._io import file_sha256
 from safescale.policy import Evidence, Interval, sha256_hex, utcnow
 from safescale.redteam._stats import Rate, rate
@@ -29,36 +29,65 @@ class GarakResult:
     asr: Rate
 
 
+MAX_EVALUATED = 10**9
+"""Most outputs one probe x detector pair may count (as for ``safeguard test --n``)."""
+
+
 def read_garak_report(path: str | Path) -> tuple[list[GarakResult], str]:
-    """The (probe, detector) results of a garak report and its garak version."""
+    """The (probe, detector) results of a garak report and its garak version.
+
+    Counts are whole numbers (a float, a boolean or a string is refused, not rounded), in
+    range and consistent (passed and fails within the total); probe and detector names follow
+    the id grammar; a pair given twice is refused, naming both lines.
+    """
     p = Path(path)
+    src = str(p)
     out: list[GarakResult] = []
+    lines: dict[tuple[str, str], int] = {}
     garak_version = ""
     for i, row in jsonl_rows(p, "garak report"):
-        garak_version = garak_version or str(row.get("garak_version", ""))
+        if not garak_version and "garak_version" in row:
+            garak_version = check_text(
+                row["garak_version"], "garak_version", max_len=256, source=src, line=i
+            )
         if row.get("entry_type") != "eval":
             continue
-        try:
-            passed = int(row["passed"])
-            total = int(row["total_evaluated"] if "total_evaluated" in row else row["total"])
-            fails = int(row.get("fails", total - passed))
-            probe, detector = str(row["probe"]), str(row["detector"])
-        except (KeyError, TypeError, ValueError):
+        total_key = "total_evaluated" if "total_evaluated" in row else "total"
+        if not all(k in row for k in ("probe", "detector", "passed", total_key)):
             raise UserError(
                 Problem(
                     "an eval row needs probe, detector, passed and total_evaluated (or total)",
-                    source=str(p),
+                    source=src,
                     line=i,
                 )
-            ) from None
-        if not 0 <= fails <= total:
-            raise UserError(
-                Problem(f"fails {fails} is not within total {total}", source=str(p), line=i)
             )
+        probe = check_id(row["probe"], "probe", what="probe name", source=src, line=i)
+        detector = check_id(row["detector"], "detector", what="detector name", source=src, line=i)
+        total = check_count(row[total_key], total_key, hi=MAX_EVALUATED, source=src, line=i)
+        passed = check_count(row["passed"], "passed", hi=total, source=src, line=i)
+        fails = check_count(row.get("fails", total - passed), "fails", hi=total, source=src, line=i)
+        if passed + fails > total:
+            raise UserError(
+                Problem(
+                    f"passed {passed} and fails {fails} add up to more than {total_key} {total}",
+                    source=src,
+                    line=i,
+                )
+            )
+        if (probe, detector) in lines:
+            raise UserError(
+                Problem(
+                    f"probe {probe} with detector {detector} is already given on line "
+                    f"{lines[probe, detector]}; keep one eval row per pair",
+                    source=src,
+                    line=i,
+                )
+            )
+        lines[probe, detector] = i
         out.append(GarakResult(probe, detector, rate(fails, total)))
     if not out:
         raise UserError(
-            Problem("no eval rows: is this a garak report.jsonl of a finished run?", source=str(p))
+            Problem("no eval rows: is this a garak report.jsonl of a finished run?", source=src)
         )
     return out, garak_version
 

@@ -170,9 +170,13 @@ class RubricJudge:
 
     def judge(self, items: Sequence[tuple[Behaviour, str]]) -> list[Verdict]:
         """Ask the judge model about every item concurrently."""
-        from inspect_ai.model import GenerateConfig, get_model
+        from inspect_ai.model import GenerateConfig
 
-        model = get_model(self.model, config=GenerateConfig(temperature=0.0), **self.model_args)
+        from safescale.redteam._targets import inspect_model
+
+        model = inspect_model(
+            self.model, "--judge-model", config=GenerateConfig(temperature=0.0), **self.model_args
+        )
 
         async def one(b: Behaviour, r: str) -> str:
             out = await model.generate(RUBRIC.format(request=b.request, response=r))
@@ -230,6 +234,11 @@ def load_labelled(path: str | Path) -> list[tuple[Behaviour, str, bool]]:
         for key in ("behaviour", "response", "label"):
             if key not in row:
                 raise UserError(Problem(f"missing {key!r}", source=str(p), line=i, field=key))
+        for key in ("behaviour", "response"):
+            if not isinstance(row[key], str):
+                raise UserError(
+                    Problem(f"{key!r} must be a string", source=str(p), line=i, field=key)
+                )
         if not isinstance(row["label"], bool):
             raise UserError(
                 Problem("label must be true or false", source=str(p), line=i, field="label")

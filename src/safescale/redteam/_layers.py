@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from safescale._errors import Problem, UserError
+from safescale._input import check_number
 from safescale._registry import Registry
 
 
@@ -61,6 +62,8 @@ class _WordClassifier:
 @CLASSIFIERS.register("keywords")
 def keywords(words: Sequence[str] = (), threshold: float = 0.5) -> Classifier:
     """Flags texts containing any of ``words`` (regular expressions, case-insensitive)."""
+    if isinstance(words, str) or not all(isinstance(w, str) and w for w in words):
+        raise UserError(Problem("give a list of non-empty words or expressions", field="words"))
     return _WordClassifier("keywords", list(words), threshold)
 
 
@@ -106,6 +109,8 @@ def constitutional_output(path: str, threshold: float | None = None) -> Classifi
 def make_classifier(kind: str, options: dict[str, Any]) -> Classifier:
     """The classifier plugin ``kind`` built with ``options``."""
     factory = CLASSIFIERS.get(kind)
+    if options.get("threshold") is not None:  # scores lie in [0, 1]: NaN or 5 flags nothing
+        check_number(options["threshold"], "threshold", lo=0, hi=1)
     try:
         clf: Classifier = factory(**options)
     except TypeError as exc:

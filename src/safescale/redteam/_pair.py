@@ -81,11 +81,16 @@ class PAIR:
 
     def start(self, behaviour: Behaviour, rng: random.Random, context: AttackContext) -> AttackRun:
         """One attacker-driven stream for ``behaviour``."""
-        from inspect_ai.model import get_model
-
         attacker = context.options.get("attacker")  # an Inspect model string or Model
         if not attacker:
             raise UserError(
                 Problem("the pair attack needs an attacker model (--attacker)", field="attacker")
             )
-        return _PairRun(behaviour, get_model(attacker), rng.randrange(2**31), context.budget)
+        return _PairRun(behaviour, _attacker(attacker), rng.randrange(2**31), context.budget)
+
+
+def _attacker(attacker: Any) -> Any:
+    """The attacker as an Inspect model: a string is resolved (a bad one is a usage error)."""
+    from safescale.redteam._targets import inspect_model
+
+    return inspect_model(attacker, "--attacker") if isinstance(attacker, str) else attacker

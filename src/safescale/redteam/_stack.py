@@ -24,7 +24,7 @@ from __future__ import annotations
 import io
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -82,6 +82,45 @@ def load_stack(path: str | Path) -> tuple[StackSpec, Path]:
     return spec, p.parent
 
 
+def _in_field(exc: UserError, prefix: str, default: str) -> UserError:
+    """``exc`` with each problem's field named as the stack file spells it (``layers[1].
+    options.words``); a problem located in a file of its own (a classifier's card, a model
+    folder) is kept as it is."""
+    problems = []
+    for pr in exc.problems:
+        if not prefix:  # the model: make_target names the model string as the source
+            fix = pr.field == "target"
+            problems.append(replace(pr, field=default, source=None) if fix else pr)
+        elif pr.source is not None:
+            problems.append(pr)
+        else:
+            inner = f"{prefix}.options.{pr.field}" if pr.field else f"{prefix}.{default}"
+            problems.append(
+                replace(pr, field=f"{prefix}.options" if pr.field == "options" else inner)
+            )
+    return UserError(*problems)
+
+
+def locate_stack_problem(exc: UserError, path: str | Path) -> UserError:
+    """``exc`` with its problems that name a field of the stack file but no file located in
+    ``path``, at the line of that field."""
+    from safescale._config import line_for, parse_field, parse_yaml
+    from safescale._input import read_text_limited
+
+    try:
+        lines = parse_yaml(read_text_limited(path, 1 << 20), str(path), what="stack file").lines
+    except UserError:
+        lines = {}
+    return UserError(
+        *(
+            pr
+            if pr.source is not None or pr.field is None
+            else replace(pr, source=str(path), line=line_for(lines, parse_field(pr.field)))
+            for pr in exc.problems
+        )
+    )
+
+
 @dataclass
 class LayerTimes:
     """Seconds spent per stage while the stack answered."""
@@ -102,12 +141,15 @@ class StackTarget:
         self.name = f"stack:{spec.name}"
         self.inputs: list[Classifier] = []
         outputs: list[tuple[Classifier, int]] = []
-        for layer in spec.layers:
+        for i, layer in enumerate(spec.layers):
             options = dict(layer.options)
             path = options.get("path")
             if isinstance(path, str) and not Path(path).is_absolute() and (root / path).exists():
                 options["path"] = str(root / path)  # relative to the stack file, as the model
-            clf = make_classifier(layer.classifier, options)
+            try:
+                clf = make_classifier(layer.classifier, options)
+            except UserError as exc:
+                raise _in_field(exc, f"layers[{i}]", "classifier") from None
             clf.name = layer.name  # the stack's name for the layer, in every record
             if layer.stage == "input":
                 self.inputs.append(clf)
@@ -116,14 +158,17 @@ class StackTarget:
         model = spec.model
         if not Path(model).is_absolute() and (root / model).is_dir():
             model = str(root / model)
-        self.model: LocalTarget | InspectTarget = make_target(
-            model,
-            max_new_tokens=spec.max_new_tokens,
-            system_prompt=spec.system_prompt,
-            output_layers=outputs,
-            stop=stop,
-            device=device,
-        )
+        try:
+            self.model: LocalTarget | InspectTarget = make_target(
+                model,
+                max_new_tokens=spec.max_new_tokens,
+                system_prompt=spec.system_prompt,
+                output_layers=outputs,
+                stop=stop,
+                device=device,
+            )
+        except UserError as exc:
+            raise _in_field(exc, "", "model") from None
         self.order = [c.name for c in self.inputs] + [MODEL_LAYER] + [c.name for c, _ in outputs]
         self.output_names = [c.name for c, _ in outputs]
         self.times = LayerTimes()

@@ -234,11 +234,11 @@ class InspectTarget:
             ChatMessageSystem,
             ChatMessageUser,
             GenerateConfig,
-            get_model,
         )
 
-        model = get_model(
+        model = inspect_model(
             self.name,
+            "target",
             config=GenerateConfig(temperature=0.0, max_tokens=self.max_new_tokens),
             **self.model_args,
         )
@@ -294,9 +294,9 @@ def make_target(
             stop=stop,
             device=device,
         )
-    if "/" not in spec:
-        from safescale._errors import Problem, UserError
+    from safescale._errors import Problem, UserError
 
+    if "/" not in spec:
         raise UserError(
             Problem(
                 "target is neither a model folder nor an Inspect model (provider/model); "
@@ -305,9 +305,33 @@ def make_target(
                 source=spec,
             )
         )
+    from safescale._input import check_id
+
+    check_id(spec, "target", what="Inspect model (provider/model) or model folder")
     return InspectTarget(
         spec,
         max_new_tokens=max_new_tokens,
         system_prompt=system_prompt,
         output_layers=output_layers,
     )
+
+
+def inspect_model(name: str, field: str, **kwargs: Any) -> Any:
+    """Inspect's model ``name``; a provider Inspect does not know, or one that cannot start (no
+    API key, a missing package), is a one-line :class:`UserError` naming ``field``."""
+    from inspect_ai.model import get_model
+
+    from safescale._errors import Problem, UserError
+    from safescale._input import quote
+
+    try:
+        return get_model(name, **kwargs)
+    except Exception as exc:  # providers raise what they like; all are usage errors
+        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise UserError(
+            Problem(
+                f"cannot use the Inspect model {quote(name)} ({why}); check the provider name, "
+                "its package and its API key",
+                field=field,
+            )
+        ) from None
