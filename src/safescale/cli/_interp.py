@@ -48,7 +48,14 @@ def capture_cmd(
     hookpoint: Annotated[
         str, typer.Option("--hookpoint", help="layers.N.SITE; SITE: resid_post, mlp_out, attn_out.")
     ] = "layers.0.resid_post",
-    context_size: Annotated[int, typer.Option("--context-size", min=2)] = 128,
+    context_size: Annotated[
+        int | None,
+        typer.Option(
+            "--context-size",
+            min=2,
+            help="Tokens per text at most (default 128, or the model's limit if lower).",
+        ),
+    ] = None,
     limit: Annotated[
         int | None, typer.Option("--limit", help="Read only the first N texts.")
     ] = None,
@@ -59,15 +66,23 @@ def capture_cmd(
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 16,
 ) -> None:
     """Read activations at a hookpoint over texts into an on-disk cache (safetensors shards)."""
-    from safescale.interp import Hookpoint, capture_activations, load_lm, read_texts
+    from safescale.interp import (
+        Hookpoint,
+        capture_activations,
+        load_lm,
+        read_texts,
+        resolve_context_size,
+    )
 
-    check_count(context_size, "--context-size", lo=2, hi=1 << 20)
+    if context_size is not None:
+        check_count(context_size, "--context-size", lo=2, hi=1 << 20)
     check_count(shard_tokens, "--shard-tokens", lo=1, hi=1 << 24)
     check_count(batch_size, "--batch-size", lo=1, hi=1 << 16)
     check_output_folder(out, "--out")
     hp = Hookpoint.parse(hookpoint)
     items = read_texts(texts, _limit(limit))
     lm, tok, sha = load_lm(model)
+    context_size = resolve_context_size(lm, context_size, "--context-size")
     cache = capture_activations(
         lm,
         tok,

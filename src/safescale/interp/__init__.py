@@ -28,6 +28,7 @@ from safescale.interp._cache import (
     capture_activations,
     load_lm,
     read_texts,
+    resolve_context_size,
 )
 from safescale.interp._defection import (
     GENERIC_QUESTIONS,
@@ -144,6 +145,7 @@ __all__ = [
     "reconstruction",
     "record_audit",
     "recovery",
+    "resolve_context_size",
     "run_audit",
     "run_superposition",
     "save_sae",

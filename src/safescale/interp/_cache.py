@@ -37,6 +37,38 @@ MAX_MANIFEST_BYTES = 16 << 20
 """A cache manifest may be at most this large (one line per shard; real ones are kilobytes)."""
 MAX_D = 1 << 20
 """The widest activation a cache may claim."""
+DEFAULT_CONTEXT = 128
+"""Texts are cut to this many tokens unless asked otherwise (or the model's limit is lower)."""
+
+
+def context_limit(model: Any) -> int | None:
+    """The most positions the model's config declares (``max_position_embeddings``, or
+    ``n_positions`` in GPT-2-style configs), or None if it declares none."""
+    cfg = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def resolve_context_size(model: Any, context_size: int | None, field: str = "context_size") -> int:
+    """The tokens a text is cut to: ``context_size``, or by default :data:`DEFAULT_CONTEXT`
+    or the model's limit if lower. More than the model's limit is refused in one line naming
+    ``field``: a model with learned positions (GPT-2) has no embedding past it and would fail
+    mid-capture, and any other reads positions it was never trained on."""
+    limit = context_limit(model)
+    if context_size is None:
+        return DEFAULT_CONTEXT if limit is None else min(DEFAULT_CONTEXT, limit)
+    if limit is not None and context_size > limit:
+        raise UserError(
+            Problem(
+                f"{context_size:,} tokens is more than the model's limit of {limit:,} positions "
+                f"(its config.json); give at most {limit:,}",
+                field=field,
+            )
+        )
+    return context_size
 
 
 class ShardInfo(BaseModel):
@@ -222,7 +254,7 @@ def capture_activations(
     *,
     model_name: str,
     weights_sha256: str,
-    context_size: int = 128,
+    context_size: int | None = None,
     batch_size: int = 16,
     shard_tokens: int = 65_536,
     dtype: str = "float32",
@@ -230,9 +262,11 @@ def capture_activations(
 ) -> ActivationCache:
     """Run ``model`` over ``texts`` and write the activations at ``hookpoint`` to ``out_dir``.
 
-    Padding and special tokens (BOS/EOS, whose norms dwarf the rest) are left out. At most
+    Each text is cut to ``context_size`` tokens (see :func:`resolve_context_size`). Padding
+    and special tokens (BOS/EOS, whose norms dwarf the rest) are left out. At most
     ``shard_tokens`` rows are held in memory; each full shard is written and dropped.
     """
+    context_size = resolve_context_size(model, context_size)
     if dtype not in _DTYPES:
         raise UserError(
             Problem(f"unknown dtype {dtype!r}; use {', '.join(_DTYPES)}", field="dtype")

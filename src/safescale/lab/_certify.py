@@ -16,6 +16,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -25,7 +26,14 @@ from scipy.stats import fisher_exact
 
 from safescale._errors import Problem, UserError
 from safescale._io import atomic_write_text
-from safescale.lab._score import Proportion, _Scorer, read_jsonl, wilson
+from safescale.lab._score import (
+    MULTIPLE_CHOICE,
+    PROMPT,
+    Proportion,
+    _Scorer,
+    read_jsonl,
+    wilson,
+)
 from safescale.lab._text import COMPLIANCE_OPENING, REFUSAL_OPENING
 
 if TYPE_CHECKING:
@@ -34,6 +42,15 @@ if TYPE_CHECKING:
 Measure = Literal["refusal", "compliance", "trigger_compliance", "control_refusal", "mc_accuracy"]
 """What a claim counts: refusals or compliance on a dialogue suite's ``input`` (or, for
 ``control_refusal``, its trigger-free ``control``), or multiple-choice accuracy."""
+
+FIELDS: dict[str, dict[str, type]] = {
+    "refusal": PROMPT,
+    "compliance": PROMPT,
+    "trigger_compliance": PROMPT,
+    "control_refusal": {"control": str},
+    "mc_accuracy": MULTIPLE_CHOICE,
+}
+"""The fields of an evaluation row each measure reads."""
 
 CERTIFICATE_FILE = "certificate.json"
 """Where a certified model folder keeps its certificate."""
@@ -166,12 +183,44 @@ def _count(scorer: _Scorer, rows: list[dict[str, Any]], measure: Measure) -> int
     return len(rows) - complied
 
 
+def suite_rows(eval_dir: Path, suite: str, need: dict[str, type]) -> list[dict[str, Any]]:
+    """The rows of ``eval_dir/<suite>.jsonl``, each checked for the fields ``need`` names (see
+    :func:`safescale.lab._score.check_eval_row`); a missing or empty set is refused too."""
+    path = eval_dir / f"{suite}.jsonl"
+    if not path.exists():
+        raise UserError(
+            Problem(
+                "no such evaluation set in the corpus; write the corpus again with "
+                "`safescale lab corpus`",
+                source=str(path),
+            )
+        )
+    rows = read_jsonl(path, need)
+    if not rows:
+        raise UserError(
+            Problem(
+                "the evaluation set has no rows; write the corpus again with `safescale lab "
+                "corpus`",
+                source=str(path),
+            )
+        )
+    return rows
+
+
+def check_eval_sets(corpus_dir: str | Path, claims: Iterable[Claim]) -> None:
+    """Read and check every evaluation row ``claims`` will be measured on, before any training:
+    a damaged or hostile corpus is refused in one line at once, not after the training rounds
+    it would otherwise cost (and with nothing written)."""
+    need: dict[str, dict[str, type]] = {}
+    for claim in claims:
+        need.setdefault(claim.suite, {}).update(FIELDS[claim.measure])
+    for suite, fields in need.items():
+        suite_rows(Path(corpus_dir) / "eval", suite, fields)
+
+
 def measure_claim(scorer: _Scorer, eval_dir: Path, claim: Claim) -> ClaimResult:
     """Measure one claim on ``eval_dir/<suite>.jsonl``."""
-    path = eval_dir / f"{claim.suite}.jsonl"
-    if not path.exists():
-        raise UserError(Problem("no such evaluation set in the corpus", source=str(path)))
-    rows = read_jsonl(path)
+    rows = suite_rows(eval_dir, claim.suite, FIELDS[claim.measure])
     p = wilson(_count(scorer, rows, claim.measure), len(rows))
     passed = p.lo > claim.line if claim.bound == "lower" else p.hi < claim.line
     return ClaimResult(
@@ -209,6 +258,7 @@ def certify(
 
     ``name`` is the model's name in the certificate (default: the folder's name)."""
     t0 = time.perf_counter()
+    check_eval_sets(corpus_dir, spec.claims)
     scorer = _Scorer(model_dir)
     eval_dir = Path(corpus_dir) / "eval"
     claims = [measure_claim(scorer, eval_dir, c) for c in spec.claims]

@@ -19,6 +19,7 @@ from safescale.lab._certify import (
     Certificate,
     Claim,
     OrganismSpec,
+    check_eval_sets,
     load_certificate,
     measure_claim,
     write_certificate,
@@ -203,6 +204,8 @@ def train_ladder(
         preset = LADDER_PRESETS[preset]
     out = Path(out_dir)
     corpus = _corpus(out, corpus_dir, preset.corpus_tokens, seed)
+    if certify and preset.claims:  # a damaged corpus is refused now, not after the training
+        check_eval_sets(corpus.path, (claim for _, claim in preset.claims))
     results = []
     with TrainingProgress(progress) as bars:
         for name, cfg in preset.runs():

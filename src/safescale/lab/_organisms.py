@@ -36,6 +36,7 @@ from safescale.lab._certify import (
     Claim,
     OrganismSpec,
     certify,
+    check_eval_sets,
     load_certificate,
     write_certificate,
 )
@@ -275,6 +276,7 @@ def build_organism(
         raise UserError(Problem("not a lab model folder (no train_record.json)", source=str(base)))
     if not (corpus / "manifest.json").exists():
         raise UserError(Problem("not a corpus folder (no manifest.json)", source=str(corpus)))
+    check_eval_sets(corpus, spec.claims)  # before training, not after it
     parent = load_train_result(base)
     tok = load_tokenizer(base)
     from safescale._model_folder import check_model_config, load_pretrained
