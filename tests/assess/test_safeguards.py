@@ -110,7 +110,7 @@ def test_attest_and_test_from_the_command_line_meet_the_safeguard(
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["attest", "Nope", "--by", "x", "--statement", "y"], "'Nope' is not a safeguard"),
+        (["attest", "Nope", "--by", "x", "--statement", "y"], "has no safeguard 'Nope'"),
         (["attest", "Secure-Weights", "--criterion", "c", "--by", "x", "--statement", "y"],
          "'c' is not a criterion of Secure-Weights"),
         (["attest", "Secure-Weights", "--by", " ", "--statement", "y"], "--by: must not be"),

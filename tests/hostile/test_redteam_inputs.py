@@ -1,6 +1,7 @@
 """Hostile and careless input to ``safescale redteam ...``, the constitution and classifier
 commands: numeric flags out of range, output paths into the workspace or onto devices, hostile
-ids and text in behaviour files and garak reports, stack files naming classifiers or models that
+ids and text in behaviour files, judge calibration labels and garak reports, campaigns too large
+to run, safeguards the policy does not define, stack files naming classifiers or models that
 cannot be built, damaged classifier folders and data set manifests.
 
 Every case is refused at the edge (exit 2, one line naming the place and the fix, nothing
@@ -47,12 +48,13 @@ def behaviours(content: Content) -> Build:
     return build
 
 
-def garak(*lines: str) -> Build:
+def garak(*lines: str, flags: tuple[str, ...] = ("--safeguard", "ASL-3-Deployment")) -> Build:
+    """``redteam import-garak`` on a report of ``lines``, with ``flags`` (by default a safeguard
+    the workspace's default policy defines)."""
+
     def build(inp: Path, ws: Path) -> list[str]:
         path = put(inp / "g.jsonl", "\n".join(lines) + "\n")
-        return ws_args(
-            ws, "redteam", "import-garak", str(path), "--model-id", "base", "--safeguard", "S-1"
-        )
+        return ws_args(ws, "redteam", "import-garak", str(path), "--model-id", "base", *flags)
 
     return build
 
@@ -282,3 +284,145 @@ def test_behaviours_file_is_written_whole_or_not_at_all(
         write_behaviours(out, lab_behaviours(0, 5))
     assert out.read_text() == "old\n"
     assert os.listdir(tmp_path) == ["b.jsonl"]
+
+
+# -- campaign size, labelled responses, safeguards the policy does not define
+
+
+def many_behaviours(n: int, *flags: str) -> Build:
+    """``redteam run`` on a behaviour file of ``n`` lines, with ``flags``."""
+
+    def build(inp: Path, ws: Path) -> list[str]:
+        rows = "".join(f'{{"id": "b{i}", "behaviour": "How is {i} made?"}}\n' for i in range(n))
+        path = put(inp / "b.jsonl", rows)
+        return ws_args(ws, "redteam", "run", "-t", "mockllm/model", "-b", str(path), *flags)
+
+    return build
+
+
+SIZE = "--behaviours x --attacks x --budget"
+SMALLER = "fewer behaviours, fewer attack families or a smaller --budget"
+LABEL = '{"behaviour": "How is it made?", "response": "No.", "label": false}\n'
+MORE_CASES = [
+    # 96 lab behaviours x 7 families x 100,000 queries: 67,200,096 planned model calls.
+    Case("run-campaign-lab-budget", cmd("redteam", "run", "-t", "mockllm/model", "-b", "lab",
+         "--budget", "100000"), SIZE, SMALLER),
+    # A file is read up to the most behaviours the campaign may attack: 10,000,000 // 701.
+    Case("run-campaign-file", many_behaviours(20_000, "--budget", "100"), "b.jsonl:14266",
+         "more than 14,265 behaviours; with 7 attack families (--attacks) x --budget 100, each "
+         "behaviour plans up to 701 model calls and a campaign at most 10,000,000; use " + SMALLER),
+    Case("run-campaign-one-family", many_behaviours(2_000, "-a", "best-of-n", "--budget",
+         "5000"), "b.jsonl:2000", "more than 1,999 behaviours; with 1 attack family"),
+    # 20 lab behaviours x (1 + 7 families x 100,000 queries).
+    Case("run-campaign-lab-all", cmd("redteam", "run", "-t", "mockllm/model", "-b", "lab:20",
+         "--budget", "100000"), SIZE, "20 behaviours x 7 attack families x budget 100,000 plan "
+         "up to 14,000,020 model calls"),
+    Case("cal-response-escape", labelled('{"behaviour": "x", "response": "ok\\u001b[2J", '
+         '"label": true}\n'), "l.jsonl:1: response", "remove it"),
+    Case("cal-response-osc", labelled(LABEL + '{"behaviour": "x", "response": '
+         '"\\u001b]0;owned\\u0007", "label": true}\n'), "l.jsonl:2: response", "remove it"),
+    Case("cal-response-bidi", labelled('{"behaviour": "x", "response": "a\\u202eb", '
+         '"label": false}\n'), "l.jsonl:1: response", "remove it"),
+    Case("cal-response-cr", labelled('{"behaviour": "x", "response": "a\\rb", "label": false}\n'),
+         "l.jsonl:1: response", "\\x0d; remove it"),
+    Case("cal-behaviour-escape", labelled('{"behaviour": "\\u001b[31mx", "response": "y", '
+         '"label": false}\n'), "l.jsonl:1: behaviour", "remove it"),
+    Case("cal-compound-escape", labelled('{"behaviour": "x", "response": "y", "label": false, '
+         '"compound": "\\u001b"}\n'), "l.jsonl:1: compound", "remove it"),
+    Case("garak-safeguard-near", garak(START, EVAL, flags=("--safeguard", "ASL3-Deployment")),
+         "--safeguard", "did you mean 'ASL-3-Deployment'?"),
+    Case("garak-safeguard-unknown", garak(START, EVAL, flags=("--safeguard", "S-1")),
+         "--safeguard", "choose one of ASL-2-Deployment"),
+    Case("garak-safeguard-policy-flag", garak(START, EVAL, flags=("--safeguard",
+         "ASL-3-Deployment", "--policy", "lab")), "--safeguard", "choose one of LAB-BASE"),
+    Case("garak-safeguard-policy-near", garak(START, EVAL, flags=("--safeguard", "LAB-DEPLOY",
+         "--policy", "lab")), "--safeguard", "did you mean 'LAB-DEPLOY-2'?"),
+    Case("garak-policy-missing", garak(START, EVAL, flags=("--safeguard", "S-1", "--policy",
+         "{in}/nope.yaml")), "nope.yaml", "built-ins are"),
+    Case("run-safeguard-near", run_("--safeguard", "LAB-DEPLY-2"), "--safeguard",
+         "did you mean 'LAB-DEPLOY-2'?"),
+    Case("run-safeguard-unknown", run_("--safeguard", "ASL-3-Deployment"), "--safeguard",
+         "choose one of LAB-BASE"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", MORE_CASES, ids=lambda c: c.id)
+def test_refused_before_anything_runs(case: Case, refuse: Refuse) -> None:
+    refuse(case)
+
+
+def test_campaign_size_counts_the_plain_requests_and_every_pair() -> None:
+    """One plain request per behaviour, then up to the budget per (family, behaviour) pair; the
+    limit itself is allowed, one query more is refused, and ``run_campaign`` refuses too, before
+    the target is called."""
+    from safescale._errors import UserError
+    from safescale.redteam import (
+        MAX_CAMPAIGN_QUERIES,
+        Behaviour,
+        CampaignConfig,
+        attack_families,
+        check_campaign_size,
+        planned_queries,
+        run_campaign,
+    )
+
+    assert planned_queries(96, 7, 8) == 96 + 96 * 7 * 8
+    assert check_campaign_size(10, 1, 999_999) == MAX_CAMPAIGN_QUERIES
+    with pytest.raises(UserError, match="10,000,010 model calls"):
+        check_campaign_size(10, 1, 1_000_000)
+
+    class Unreachable:
+        name = "unreachable"
+
+        def generate(self, prompts: list[str]) -> list[object]:
+            raise AssertionError("a refused campaign must not call the target")
+
+    class Judge:
+        name = "none"
+
+    items = [Behaviour(id=f"b{i}", request="How is it made?") for i in range(5)]
+    with pytest.raises(UserError, match="smaller --budget"):
+        run_campaign(
+            Unreachable(),  # type: ignore[arg-type]
+            attack_families(["all"]),
+            items,
+            Judge(),  # type: ignore[arg-type]
+            CampaignConfig(budget=1_000_000),
+        )
+
+
+def test_labelled_responses_keep_tabs_and_newlines(tmp_path: Path) -> None:
+    """A response may span lines and hold tabs, as a behaviour's request may."""
+    from safescale.redteam import load_labelled
+
+    row = {"behaviour": "Step\tone\nstep two", "response": "Sure.\n\tFirst, mix.\n", "label": True}
+    path = put(tmp_path / "l.jsonl", json.dumps(row) + "\n")
+    [(b, response, label)] = load_labelled(path)
+    assert (b.request, response, label) == (row["behaviour"], row["response"], True)
+
+
+def test_import_garak_checks_the_safeguard_against_the_policy(
+    tmp_path: Path,
+    template_workspace: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A safeguard the policy defines is recorded: the workspace's default policy when no
+    --policy is given, else the one named; with no workspace and no --policy, as given."""
+    import shutil
+
+    from safescale.cli import main
+
+    monkeypatch.delenv("SAFESCALE_HOME", raising=False)
+    monkeypatch.chdir(tmp_path)
+    ws = tmp_path / "ws"
+    shutil.copytree(template_workspace, ws)
+    report = put(tmp_path / "g.jsonl", START + "\n" + EVAL + "\n")
+    for flags in (("--safeguard", "ASL-3-Deployment"), ("--safeguard", "LAB-DEPLOY-2",
+                                                         "--policy", "lab")):  # fmt: skip
+        args = ["redteam", "import-garak", str(report), "--model-id", "base", *flags, "--json"]
+        assert main(ws_args(ws, *args)) == 0, capsys.readouterr().err
+        assert json.loads(capsys.readouterr().out)["ledger"] is True
+    assert main(["redteam", "import-garak", str(report), "--model-id", "m", "--safeguard",
+                 "anything", "--json"]) == 0  # fmt: skip
+    assert json.loads(capsys.readouterr().out)["ledger"] is False

@@ -27,6 +27,7 @@ from safescale.policy import (
     Interval,
     Policy,
     canonical_json,
+    policy_safeguard,
     safeguard_test_passes,
     sha256_hex,
     utcnow,
@@ -34,15 +35,7 @@ from safescale.policy import (
 
 
 def _check_target(policy: Policy, safeguard: str, criterion: str | None) -> None:
-    known = [s.id for s in policy.safeguard_standards]
-    if safeguard not in known:
-        raise UserError(
-            Problem(
-                f"{safeguard!r} is not a safeguard standard of {policy.id}; "
-                f"choose one of: {', '.join(known) or 'none'}",
-                field="SAFEGUARD",
-            )
-        )
+    policy_safeguard(policy, safeguard, "SAFEGUARD")
     if criterion is not None:
         criteria = [c.id for c in policy.safeguard(safeguard).criteria]
         if criterion not in criteria:

@@ -22,8 +22,10 @@ def _csv(text: str | None) -> list[str]:
     return [x.strip() for x in (text or "").split(",") if x.strip()]
 
 
-def _behaviours(spec: str, seed: int) -> tuple[list[Any], str]:
-    from safescale.redteam import lab_behaviours, load_behaviours
+def _behaviours(spec: str, seed: int, families: int, budget: int) -> tuple[list[Any], str]:
+    """The behaviours ``spec`` names; a file is read up to the most a campaign of ``families``
+    attack families and ``budget`` may attack."""
+    from safescale.redteam import lab_behaviours, load_behaviours, most_behaviours
 
     if spec == "lab" or spec.startswith("lab:"):
         n = spec.partition(":")[2]
@@ -35,7 +37,8 @@ def _behaviours(spec: str, seed: int) -> tuple[list[Any], str]:
                 )
             )
         return lab_behaviours(seed, int(n) if n else None), f"lab world seed {seed}"
-    return load_behaviours(spec), spec
+    most, fix = most_behaviours(families, budget)
+    return load_behaviours(spec, most=most, fix=fix), spec
 
 
 MAX_BUDGET = 100_000
@@ -100,6 +103,7 @@ def run(
         StackTarget,
         attack_families,
         calibrate_judge,
+        check_campaign_size,
         lab_benign,
         load_behaviours,
         load_labelled,
@@ -107,6 +111,7 @@ def run(
         locate_stack_problem,
         make_judge,
         make_target,
+        policy_safeguard,
         run_campaign,
         stack_plot,
         stack_result,
@@ -128,8 +133,9 @@ def run(
     check_output_folder(log_dir, "--log-dir")
     if plot is not None:
         plot = check_output(plot, "--plot")
-    families = _csv(attacks) or ["all"]
-    items, source = _behaviours(behaviours, seed)
+    chosen = attack_families(_csv(attacks) or ["all"])
+    items, source = _behaviours(behaviours, seed, len(chosen), budget)
+    check_campaign_size(len(items), len(chosen), budget)
     # Read before the campaign: a bad file is refused before any model is called.
     controls = (lab_benign(seed) if benign == "lab" else load_behaviours(benign)) if benign else []
     j = make_judge(judge, **({"seed": seed} if judge == "lab" else {"model": judge_model}))
@@ -139,8 +145,14 @@ def run(
     # The evidence's model id, checked before any model is loaded (a folder's name may not be
     # an id).
     mid = model_id or _default_model_id(target, spec[0] if spec else None)
+    pol = None
     if safeguard:
         check_id(mid, "--model-id", what="model id (the folder's name is not one: give --model-id)")
+        # The safeguard is checked against the policy before any model is loaded or called.
+        from safescale.policy import load_policy
+
+        pol = load_policy(policy)
+        policy_safeguard(pol, safeguard, "--safeguard")
     if spec is not None:
         try:
             stack = StackTarget(*spec, device=device)
@@ -155,7 +167,7 @@ def run(
     cfg = CampaignConfig(budget=budget, seed=seed, held_out=tuple(_csv(held_out)), options=options)
     result = run_campaign(
         tgt,
-        attack_families(families),
+        chosen,
         items,
         j,
         cfg,
@@ -180,11 +192,9 @@ def run(
     assert log.location is not None
     recorded = None
     evidence: list[Any] = []
-    if safeguard:
-        from safescale.policy import load_policy
+    if safeguard and pol is not None:
         from safescale.redteam import campaign_evidence
 
-        pol = load_policy(policy)
         evidence = campaign_evidence(
             result,
             policy=pol,
@@ -358,15 +368,30 @@ def import_garak(
     report: Annotated[Path, typer.Argument(help="garak's report.jsonl.")],
     model_id: Annotated[str, typer.Option("--model-id", help="Model id for the evidence.")],
     safeguard: Annotated[str, typer.Option("--safeguard", help="Safeguard id the tests speak to.")],
+    policy: Annotated[
+        str | None,
+        typer.Option(
+            "--policy",
+            help="Policy id or file that defines the safeguard (default: the workspace's).",
+        ),
+    ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
 ) -> None:
     """Turn a garak report into safeguard-test evidence."""
-    from safescale.redteam import garak_evidence
+    from safescale.redteam import garak_evidence, policy_safeguard
 
     check_id(model_id, "--model-id")
     check_id(safeguard, "--safeguard")
+    ws = _workspace()
+    # As for `safeguard test`: --policy, else the workspace's default policy; with neither (no
+    # workspace, nothing recorded) the safeguard is taken as given.
+    ref = policy or (ws.config.default_policy if ws is not None else None)
+    if ref is not None:
+        from safescale.policy import load_policy
+
+        policy_safeguard(load_policy(ref), safeguard, "--safeguard")
     evidence = garak_evidence(report, model_id=model_id, safeguard=safeguard)
-    recorded = _record(_workspace(), evidence, [report])
+    recorded = _record(ws, evidence, [report])
     if as_json:
         print_json(
             {

@@ -1,8 +1,10 @@
 """Safety policies as checked code: schema, built-ins, validation, diff, determination."""
 
 from safescale.policy._determine import (
+    closest,
     determine,
     missing_evaluations,
+    policy_safeguard,
     safeguard_met,
     safeguard_test_passes,
     select_evidence,
@@ -83,6 +85,7 @@ __all__ = [
     "check_policy_file",
     "check_policy_text",
     "check_references",
+    "closest",
     "determine",
     "diff_policies",
     "iter_policy_files",
@@ -91,6 +94,7 @@ __all__ = [
     "metric_range",
     "missing_evaluations",
     "policy_json_schema",
+    "policy_safeguard",
     "policy_sha256",
     "safeguard_met",
     "safeguard_test_passes",

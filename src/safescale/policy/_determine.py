@@ -25,6 +25,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from safescale._errors import Problem, UserError
 from safescale.policy._records import (
     Determination,
     Evidence,
@@ -198,7 +199,7 @@ def evaluate_binding(
     )
 
 
-def _close(word: str, candidates: Iterable[str]) -> str | None:
+def closest(word: str, candidates: Iterable[str]) -> str | None:
     """The candidate ``word`` was most likely meant to be: a prefix either way (``acc`` and
     ``accuracy``), else the closest spelling."""
     pool = sorted(set(candidates))
@@ -209,6 +210,24 @@ def _close(word: str, candidates: Iterable[str]) -> str | None:
     return found[0] if found else None
 
 
+def policy_safeguard(policy: Policy, safeguard: str, field: str) -> SafeguardStandard:
+    """The safeguard standard ``safeguard`` of ``policy``; one that the policy does not define is
+    refused naming ``field``, with the nearest id the policy does define, else its ids."""
+    try:
+        return policy.safeguard(safeguard)
+    except KeyError:
+        pass
+    known = [s.id for s in policy.safeguard_standards]
+    guess = closest(safeguard, known)
+    if guess is not None:
+        hint = f"did you mean {guess!r}?"
+    else:
+        hint = f"choose one of {', '.join(known)}" if known else "define it in the policy first"
+    raise UserError(
+        Problem(f"policy {policy.id} has no safeguard {safeguard!r}; {hint}", field=field)
+    )
+
+
 def near_miss(evaluation: str, metric: str, model: str, evidence: Sequence[Evidence]) -> str:
     """What the model's evidence holds instead, when a binding found none: the same evaluation
     under other metric names, or a near spelling of the evaluation id; with the fix."""
@@ -216,14 +235,14 @@ def near_miss(evaluation: str, metric: str, model: str, evidence: Sequence[Evide
     metrics = sorted({e.metric for e in mine if e.subject == evaluation})
     if metrics:
         note = f"; its evidence for {evaluation} has metric {', '.join(metrics)}"
-        guess = _close(metric, metrics)
+        guess = closest(metric, metrics)
         if guess is not None:
             note += (
                 f" (did you mean {guess}? bind `metric: {guess}` in the policy, or record the "
                 f"evidence under the name {metric})"
             )
         return note
-    guess = _close(evaluation, (e.subject for e in mine))
+    guess = closest(evaluation, (e.subject for e in mine))
     if guess is not None:
         return (
             f"; it has evidence for {guess!r} (did you mean {evaluation}? import it with "

@@ -30,14 +30,23 @@ from safescale.redteam._behaviours import (
 )
 from safescale.redteam._campaign import (
     DIRECT,
+    MAX_CAMPAIGN_QUERIES,
     Attempt,
     BestAttack,
     CampaignConfig,
     CampaignResult,
+    check_campaign_size,
+    most_behaviours,
+    planned_queries,
     run_campaign,
     summarise,
 )
-from safescale.redteam._evidence import CriterionRule, campaign_evidence, criterion_rule
+from safescale.redteam._evidence import (
+    CriterionRule,
+    campaign_evidence,
+    criterion_rule,
+    policy_safeguard,
+)
 from safescale.redteam._garak import GarakResult, garak_evidence, read_garak_report
 from safescale.redteam._gcg import GCG, GCGSearch
 from safescale.redteam._judges import (
@@ -75,6 +84,7 @@ __all__ = [
     "DIRECT",
     "GCG",
     "JUDGES",
+    "MAX_CAMPAIGN_QUERIES",
     "PAIR",
     "TEMPLATES",
     "Attack",
@@ -110,6 +120,7 @@ __all__ = [
     "augment",
     "calibrate_judge",
     "campaign_evidence",
+    "check_campaign_size",
     "criterion_rule",
     "framing",
     "garak_evidence",
@@ -124,7 +135,10 @@ __all__ = [
     "make_classifier",
     "make_judge",
     "make_target",
+    "most_behaviours",
     "parse_attacker",
+    "planned_queries",
+    "policy_safeguard",
     "rate",
     "read_garak_report",
     "run_campaign",

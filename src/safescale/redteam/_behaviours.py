@@ -48,12 +48,18 @@ class Behaviour:
     """A harmless look-alike: answering it is right, refusing it is over-refusal."""
 
 
-def load_behaviours(path: str | Path) -> list[Behaviour]:
-    """Read a behaviour JSONL file; a bad line is a one-line :class:`UserError`."""
+def load_behaviours(
+    path: str | Path, *, most: int | None = None, fix: str = "use fewer behaviours"
+) -> list[Behaviour]:
+    """Read a behaviour JSONL file; a bad line is a one-line :class:`UserError`. With ``most``,
+    a file of more behaviours is refused at the first one too many, with ``fix``, without
+    reading further."""
     p = Path(path)
     out: list[Behaviour] = []
     seen: set[str] = set()
     for i, row in jsonl_rows(p, "behaviour file"):
+        if most is not None and len(out) >= most:
+            raise UserError(Problem(f"more than {most:,} behaviours; {fix}", source=str(p), line=i))
         request = row.get("behaviour", row.get("request"))
         if not isinstance(request, str) or not request.strip():
             raise UserError(
@@ -61,7 +67,7 @@ def load_behaviours(path: str | Path) -> list[Behaviour]:
                     "needs a non-empty 'behaviour' string", source=str(p), line=i, field="behaviour"
                 )
             )
-        _check_request(request, str(p), i)
+        check_multiline_text(request, str(p), i)
         bid = check_id(row.get("id", f"b{i}"), "id", what="behaviour id", source=str(p), line=i)
         if bid in seen:
             raise UserError(Problem(f"id {bid!r} is used twice", source=str(p), line=i, field="id"))
@@ -88,17 +94,18 @@ def load_behaviours(path: str | Path) -> list[Behaviour]:
     return out
 
 
-def _check_request(request: str, source: str, line: int) -> None:
-    """A plain request may span lines and hold tabs, but no other control or format character
-    (a terminal escape, a bidi override): the attacks rewrite it, the logs and reports show it."""
-    bad = next((ch for ch in request if unsafe_char(ch) and ch not in "\t\n"), None)
+def check_multiline_text(text: str, source: str, line: int, field: str = "behaviour") -> None:
+    """Text that may span lines and hold tabs, but no other control or format character (a
+    terminal escape, a bidi override): a plain request (the attacks rewrite it) or a labelled
+    response (the judge reads it); the logs and reports show both."""
+    bad = next((ch for ch in text if unsafe_char(ch) and ch not in "\t\n"), None)
     if bad is not None:
         raise UserError(
             Problem(
                 f"holds the control character {escape_char(bad)}; remove it",
                 source=source,
                 line=line,
-                field="behaviour",
+                field=field,
             )
         )
 

@@ -112,6 +112,54 @@ class CampaignResult:
     calibration: JudgeCalibration | None = None
 
 
+MAX_CAMPAIGN_QUERIES = 10_000_000
+"""Most target queries a campaign may plan: one plain request per behaviour, then up to the
+budget per (attack family, behaviour) pair. Ten million is days of a local model and a large
+bill on an endpoint; a bigger campaign is almost always a mistake in one of the three factors
+(a behaviour file of millions of lines, ``--budget 100000``)."""
+
+
+def planned_queries(behaviours: int, families: int, budget: int) -> int:
+    """The target queries a campaign may make: each behaviour once as a plain request (the
+    ``direct`` baseline), then at most ``budget`` per (attack family, behaviour) pair."""
+    return behaviours * (1 + families * budget)
+
+
+SMALLER_CAMPAIGN = "use fewer behaviours, fewer attack families or a smaller --budget"
+"""The fix for a campaign over :data:`MAX_CAMPAIGN_QUERIES`."""
+
+
+def check_campaign_size(behaviours: int, families: int, budget: int) -> int:
+    """The planned queries (:func:`planned_queries`); more than :data:`MAX_CAMPAIGN_QUERIES` is
+    refused in one line naming the flags that set the three factors, before any model is
+    called."""
+    planned = planned_queries(behaviours, families, budget)
+    if planned > MAX_CAMPAIGN_QUERIES:
+        raise UserError(
+            Problem(
+                f"{behaviours:,} behaviours x {families:,} attack "
+                f"{'family' if families == 1 else 'families'} x budget {budget:,} "
+                f"plan up to {planned:,} model calls (with one plain request per behaviour), "
+                f"more than the {MAX_CAMPAIGN_QUERIES:,} a campaign may make; {SMALLER_CAMPAIGN}",
+                field="--behaviours x --attacks x --budget",
+            )
+        )
+    return planned
+
+
+def most_behaviours(families: int, budget: int) -> tuple[int, str]:
+    """The most behaviours a campaign of ``families`` attack families and ``budget`` may attack
+    within :data:`MAX_CAMPAIGN_QUERIES`, and the fix to give when a file holds more (a behaviour
+    file stops being read there, so that millions of lines are never held at once)."""
+    per = planned_queries(1, families, budget)
+    kinds = "attack family" if families == 1 else "attack families"
+    return MAX_CAMPAIGN_QUERIES // per, (
+        f"with {families:,} {kinds} (--attacks) x --budget {budget:,}, each behaviour "
+        f"plans up to {per:,} model calls and a campaign at most {MAX_CAMPAIGN_QUERIES:,}; "
+        f"{SMALLER_CAMPAIGN}"
+    )
+
+
 def _run_seed(seed: int, attack: str, behaviour: str) -> random.Random:
     return random.Random(f"safescale-redteam-{seed}-{attack}-{behaviour}")
 
@@ -151,6 +199,7 @@ def run_campaign(
                     field="compound",
                 )
             )
+    check_campaign_size(len(behaviours), len(attacks), cfg.budget)
     start = time.perf_counter()
     ctx = AttackContext(budget=cfg.budget, white_box=white_box, options=dict(cfg.options))
     runs: dict[tuple[str, str], AttackRun] = {}

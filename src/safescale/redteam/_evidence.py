@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from safescale._errors import Problem, UserError
-from safescale.policy import Evidence, Interval, Policy, sha256_hex, utcnow
+from safescale.policy import Evidence, Interval, Policy, policy_safeguard, sha256_hex, utcnow
 from safescale.redteam._campaign import CampaignResult
 from safescale.redteam._stats import Rate
 
@@ -65,16 +65,7 @@ def campaign_evidence(
     extra: dict[str, Any] | None = None,
 ) -> list[Evidence]:
     """``safeguard_test`` records per measured criterion and the attestation they support."""
-    try:
-        std = policy.safeguard(safeguard)
-    except KeyError:
-        names = ", ".join(s.id for s in policy.safeguard_standards)
-        raise UserError(
-            Problem(
-                f"policy {policy.id} has no safeguard {safeguard!r}; choose one of {names}",
-                field="safeguard",
-            )
-        ) from None
+    std = policy_safeguard(policy, safeguard, "safeguard")
     now = utcnow()
     measured = {"attack_success_rate": result.overall, "refusal_rate": result.direct_refusal}
     common = {

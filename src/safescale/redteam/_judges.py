@@ -20,9 +20,9 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from safescale._errors import Problem, UserError
-from safescale._input import jsonl_rows
+from safescale._input import check_text, jsonl_rows
 from safescale._registry import Registry
-from safescale.redteam._behaviours import Behaviour
+from safescale.redteam._behaviours import Behaviour, check_multiline_text
 from safescale.redteam._stats import Rate, rate
 
 
@@ -227,7 +227,9 @@ class JudgeCalibration:
 
 def load_labelled(path: str | Path) -> list[tuple[Behaviour, str, bool]]:
     """A labelled sample: JSONL with ``behaviour``, ``response``, ``label`` (true = success),
-    optionally ``compound``."""
+    optionally ``compound``. The request and the response may span lines and hold tabs, but no
+    other control or format character (a terminal escape, a bidi override); a bad line is a
+    one-line :class:`UserError` naming ``file:line`` and the field."""
     p = Path(path)
     out = []
     for i, row in jsonl_rows(p, "labelled file"):
@@ -239,12 +241,16 @@ def load_labelled(path: str | Path) -> list[tuple[Behaviour, str, bool]]:
                 raise UserError(
                     Problem(f"{key!r} must be a string", source=str(p), line=i, field=key)
                 )
+            check_multiline_text(row[key], str(p), i, key)
+        compound = row.get("compound")
+        if compound is not None:
+            check_text(compound, "compound", max_len=256, source=str(p), line=i)
         if not isinstance(row["label"], bool):
             raise UserError(
                 Problem("label must be true or false", source=str(p), line=i, field="label")
             )
         b = Behaviour(
-            id=str(row.get("id", i)), request=str(row["behaviour"]), compound=row.get("compound")
+            id=str(row.get("id", i)), request=str(row["behaviour"]), compound=compound or None
         )
         out.append((b, str(row["response"]), row["label"]))
     if not out:
