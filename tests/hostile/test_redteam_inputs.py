@@ -327,6 +327,10 @@ MORE_CASES = [
          "l.jsonl:1: response", "\\x0d; remove it"),
     Case("cal-behaviour-escape", labelled('{"behaviour": "\\u001b[31mx", "response": "y", '
          '"label": false}\n'), "l.jsonl:1: behaviour", "remove it"),
+    Case("cal-id-escape", labelled('{"id": "a\\u001b[2J", "behaviour": "x", "response": "y", '
+         '"label": false}\n'), "l.jsonl:1: id", "item id"),
+    Case("cal-id-number", labelled('{"id": 7, "behaviour": "x", "response": "y", '
+         '"label": false}\n'), "l.jsonl:1: id", "give a string"),
     Case("cal-compound-escape", labelled('{"behaviour": "x", "response": "y", "label": false, '
          '"compound": "\\u001b"}\n'), "l.jsonl:1: compound", "remove it"),
     Case("garak-safeguard-near", garak(START, EVAL, flags=("--safeguard", "ASL3-Deployment")),

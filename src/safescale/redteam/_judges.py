@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from safescale._errors import Problem, UserError
-from safescale._input import check_text, jsonl_rows
+from safescale._input import check_id, check_text, jsonl_rows
 from safescale._registry import Registry
 from safescale.redteam._behaviours import Behaviour, check_multiline_text
 from safescale.redteam._stats import Rate, rate
@@ -227,9 +227,10 @@ class JudgeCalibration:
 
 def load_labelled(path: str | Path) -> list[tuple[Behaviour, str, bool]]:
     """A labelled sample: JSONL with ``behaviour``, ``response``, ``label`` (true = success),
-    optionally ``compound``. The request and the response may span lines and hold tabs, but no
-    other control or format character (a terminal escape, a bidi override); a bad line is a
-    one-line :class:`UserError` naming ``file:line`` and the field."""
+    optionally ``compound`` and ``id`` (an id, as in a behaviour file). The request and the
+    response may span lines and hold tabs, but no other control or format character (a
+    terminal escape, a bidi override); a bad line is a one-line :class:`UserError` naming
+    ``file:line`` and the field."""
     p = Path(path)
     out = []
     for i, row in jsonl_rows(p, "labelled file"):
@@ -249,9 +250,8 @@ def load_labelled(path: str | Path) -> list[tuple[Behaviour, str, bool]]:
             raise UserError(
                 Problem("label must be true or false", source=str(p), line=i, field="label")
             )
-        b = Behaviour(
-            id=str(row.get("id", i)), request=str(row["behaviour"]), compound=compound or None
-        )
+        bid = check_id(row.get("id", f"l{i}"), "id", what="item id", source=str(p), line=i)
+        b = Behaviour(id=bid, request=str(row["behaviour"]), compound=compound or None)
         out.append((b, str(row["response"]), row["label"]))
     if not out:
         raise UserError(Problem("no labelled items", source=str(p)))
