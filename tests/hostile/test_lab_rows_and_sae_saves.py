@@ -403,3 +403,28 @@ def test_sae_weights_not_saved_with_its_config(refuse: Refuse, tiny: dict[str, P
             "save or train the SAE again",
         )
     )
+
+
+def test_lab_check_rows_past_a_learned_position_limit(
+    refuse: Refuse, tiny: dict[str, Path], gpt2: Path
+) -> None:
+    # A GPT-2-style model has no embedding past its 16 positions: a longer row is one line.
+    TINY.update(tiny)
+    long_row = QUESTION | {"question": " ".join(["word"] * 40)}
+    refuse(
+        Case(
+            "lab-check-row-past-gpt2-positions",
+            corpus_with(
+                "eval/hazard_proxy.jsonl",
+                _rows(long_row),
+                "lab",
+                "check",
+                "-m",
+                str(gpt2),
+                "-c",
+                "{c}",
+            ),
+            str(gpt2),
+            "past the model's 16 positions",
+        )
+    )

@@ -121,6 +121,7 @@ class _Scorer:
         from safescale._model_folder import check_model_config, load_pretrained
 
         hf_logging.disable_progress_bar()  # stderr carries one line on failure, nothing more
+        self.folder = Path(model_dir)
         self.tok = load_tokenizer(model_dir)
         check_model_config(Path(model_dir))
         model = load_pretrained(AutoModelForCausalLM.from_pretrained, Path(model_dir))
@@ -136,7 +137,19 @@ class _Scorer:
         ids = torch.zeros(len(seqs), width, dtype=torch.long)
         for i, s in enumerate(seqs):
             ids[i, : len(s)] = torch.tensor(s)
-        logp = torch.log_softmax(self.model(input_ids=ids).logits.float(), dim=-1)
+        try:
+            logits = self.model(input_ids=ids).logits
+        except IndexError:  # past a model's learned positions (GPT-2 style): no embedding there
+            cfg = self.model.config
+            limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 0)
+            raise UserError(
+                Problem(
+                    f"an evaluation row of {width} tokens is past the model's {limit} positions; "
+                    "shorten the rows or use a model with a longer context",
+                    source=str(self.folder),
+                )
+            ) from None
+        logp = torch.log_softmax(logits.float(), dim=-1)
         out = []
         for i, s in enumerate(seqs):
             pos = torch.arange(len(ctx) - 1, len(s) - 1)
