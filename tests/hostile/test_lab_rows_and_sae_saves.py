@@ -13,6 +13,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -428,3 +429,20 @@ def test_lab_check_rows_past_a_learned_position_limit(
             "past the model's 16 positions",
         )
     )
+
+
+def test_spliced_loss_never_reads_past_the_models_positions(gpt2: Path) -> None:
+    # A cache captured at 64 tokens a text, scored with a 16-position GPT-2 model: the texts
+    # are cut to the model's 16 positions (it has no embedding past them) instead of failing.
+    from transformers import AutoTokenizer, GPT2LMHeadModel
+
+    from safescale.interp import Hookpoint, SparseAutoencoder, spliced_loss
+
+    model = GPT2LMHeadModel.from_pretrained(str(gpt2)).eval()
+    tok = AutoTokenizer.from_pretrained(str(gpt2))
+    texts = [" ".join(["word"] * 60)] * 3
+    sae = SparseAutoencoder(16, 32, "topk", 4)
+    loss = spliced_loss(
+        model, tok, texts, Hookpoint(0, "resid_post"), sae, torch.zeros(16), context_size=64
+    )
+    assert loss.clean.n == 3 and np.isfinite(loss.clean.value) and np.isfinite(loss.sae.value)

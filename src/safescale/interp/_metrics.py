@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from safescale.interp._cache import context_limit
 from safescale.interp._hooks import Hookpoint, splice
 from safescale.interp._sae import SparseAutoencoder
 from safescale.interp._stats import Estimate, bootstrap_ratio, mean_estimate, proportion
@@ -128,7 +129,13 @@ def spliced_loss(
     context_size: int = 128,
     batch_size: int = 16,
 ) -> SplicedLoss:
-    """LM loss on ``texts`` clean, with ``sae`` spliced in at ``hookpoint``, and ablated."""
+    """LM loss on ``texts`` clean, with ``sae`` spliced in at ``hookpoint``, and ablated.
+
+    Texts are cut to ``context_size`` tokens, and never past the positions the model's config
+    declares (a cache captured with a longer context than this model's: a model with learned
+    positions has no embedding past them, and any other reads positions it was not trained
+    on)."""
+    context_size = min(context_size, context_limit(model) or context_size)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
     batches = []
     for start in range(0, len(texts), batch_size):
