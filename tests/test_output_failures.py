@@ -45,3 +45,27 @@ def test_a_plot_into_a_folder_that_takes_no_files_is_one_line(tmp_path: Path) ->
     assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
     assert "--plot" in done.stderr and "cannot be written" in done.stderr
     assert done.stdout == ""  # refused before the forecast was made
+
+
+def test_a_failure_of_the_machine_is_one_line_and_status_one(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # A full disk or a lost connection mid-command is no usage error (status 1, not 2), but
+    # still one line, with --debug offered for the traceback (and giving it).
+    from safescale.cli import main
+    from safescale.ledger import Workspace
+
+    root = tmp_path / ".safescale"
+    Workspace.init(root, author="t").close()
+
+    def full(*args: object, **kwargs: object) -> None:
+        raise OSError(28, "No space left on device", str(root / "ledger.sqlite"))
+
+    monkeypatch.setattr(Workspace, "verify", full)
+    code = main(["--workspace", str(root), "ledger", "verify"])
+    err = capsys.readouterr().err
+    assert code == 1 and err.count("\n") == 1, err
+    assert "OSError: No space left on device" in err and "ledger.sqlite" in err
+    assert "--debug" in err
+    with pytest.raises(OSError, match="No space left"):
+        main(["--workspace", str(root), "--debug", "ledger", "verify"])

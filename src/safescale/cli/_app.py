@@ -152,6 +152,18 @@ def main(argv: list[str] | None = None) -> int:
         return 130
     except SystemExit as exc:  # a click-style exit raised inside a command
         return int(exc.code or 0) if isinstance(exc.code, int) else 2
+    except OSError as exc:
+        # The machine, not the input: a full disk, a lost connection to a model provider, a
+        # permission taken away mid-run. One line and status 1; --debug shows the traceback.
+        if OPTIONS.debug:
+            raise
+        why = exc.strerror if isinstance(exc.strerror, str) and exc.strerror else str(exc)
+        where = f" ({exc.filename})" if exc.filename else ""
+        _print_error(
+            f"{type(exc).__name__}: {why or 'failed'}{where}; the command stopped "
+            "(rerun with --debug for the traceback)"
+        )
+        return 1
     except _CLICK_ERRORS as exc:
         if getattr(exc, "ctx", None) is not None and type(exc).__name__ == "NoArgsIsHelpError":
             exc.show()  # type: ignore[attr-defined]  # a group called bare: its help, as asked
