@@ -66,6 +66,17 @@ def check_model_config(folder: Path) -> None:
         )
 
 
+def context_limit(model: Any) -> int | None:
+    """The most positions the model's config declares (``max_position_embeddings``, or
+    ``n_positions`` in GPT-2-style configs), or None if it declares none."""
+    cfg = getattr(model, "config", None)
+    for key in ("max_position_embeddings", "n_positions"):
+        value = getattr(cfg, key, None)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
 def load_pretrained(load: Callable[..., Any], folder: Path, what: str = "model", **kw: Any) -> Any:
     """``load(folder, **kw)`` (a ``from_pretrained``), any failure of it as one line naming
     the folder: a truncated weights file, weights of another shape, an unknown architecture."""

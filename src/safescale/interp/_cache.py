@@ -29,6 +29,7 @@ from safescale._input import (
     regular_file_size,
 )
 from safescale._io import atomic_write_text, file_sha256
+from safescale._model_folder import context_limit
 from safescale.interp._hooks import SITES, Hookpoint, capture, run_to
 
 MANIFEST = "manifest.json"
@@ -39,17 +40,6 @@ MAX_D = 1 << 20
 """The widest activation a cache may claim."""
 DEFAULT_CONTEXT = 128
 """Texts are cut to this many tokens unless asked otherwise (or the model's limit is lower)."""
-
-
-def context_limit(model: Any) -> int | None:
-    """The most positions the model's config declares (``max_position_embeddings``, or
-    ``n_positions`` in GPT-2-style configs), or None if it declares none."""
-    cfg = getattr(model, "config", None)
-    for key in ("max_position_embeddings", "n_positions"):
-        value = getattr(cfg, key, None)
-        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
-            return value
-    return None
 
 
 def resolve_context_size(model: Any, context_size: int | None, field: str = "context_size") -> int:

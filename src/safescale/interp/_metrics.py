@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from safescale.interp._cache import context_limit
+from safescale._model_folder import context_limit
 from safescale.interp._hooks import Hookpoint, splice
 from safescale.interp._sae import SparseAutoencoder
 from safescale.interp._stats import Estimate, bootstrap_ratio, mean_estimate, proportion

@@ -207,20 +207,29 @@ def suite_rows(eval_dir: Path, suite: str, need: dict[str, type]) -> list[dict[s
     return rows
 
 
-def check_eval_sets(corpus_dir: str | Path, claims: Iterable[Claim]) -> None:
-    """Read and check every evaluation row ``claims`` will be measured on, before any training:
-    a damaged or hostile corpus is refused in one line at once, not after the training rounds
-    it would otherwise cost (and with nothing written)."""
+def check_eval_sets(
+    corpus_dir: str | Path, claims: Iterable[Claim]
+) -> dict[str, list[dict[str, Any]]]:
+    """Read and check every evaluation row ``claims`` will be measured on, before any training
+    or model load: a damaged or hostile corpus is refused in one line at once, not after the
+    training rounds it would otherwise cost (and with nothing written). Returns the rows of
+    each suite, checked for every field its claims read."""
     need: dict[str, dict[str, type]] = {}
     for claim in claims:
         need.setdefault(claim.suite, {}).update(FIELDS[claim.measure])
-    for suite, fields in need.items():
-        suite_rows(Path(corpus_dir) / "eval", suite, fields)
+    return {
+        suite: suite_rows(Path(corpus_dir) / "eval", suite, fields)
+        for suite, fields in need.items()
+    }
 
 
-def measure_claim(scorer: _Scorer, eval_dir: Path, claim: Claim) -> ClaimResult:
-    """Measure one claim on ``eval_dir/<suite>.jsonl``."""
-    rows = suite_rows(eval_dir, claim.suite, FIELDS[claim.measure])
+def measure_claim(
+    scorer: _Scorer, eval_dir: Path, claim: Claim, rows: list[dict[str, Any]] | None = None
+) -> ClaimResult:
+    """Measure one claim on ``eval_dir/<suite>.jsonl`` (or on its ``rows``, read already by
+    :func:`check_eval_sets`)."""
+    if rows is None:
+        rows = suite_rows(eval_dir, claim.suite, FIELDS[claim.measure])
     p = wilson(_count(scorer, rows, claim.measure), len(rows))
     passed = p.lo > claim.line if claim.bound == "lower" else p.hi < claim.line
     return ClaimResult(
@@ -258,10 +267,10 @@ def certify(
 
     ``name`` is the model's name in the certificate (default: the folder's name)."""
     t0 = time.perf_counter()
-    check_eval_sets(corpus_dir, spec.claims)
+    sets = check_eval_sets(corpus_dir, spec.claims)
     scorer = _Scorer(model_dir)
     eval_dir = Path(corpus_dir) / "eval"
-    claims = [measure_claim(scorer, eval_dir, c) for c in spec.claims]
+    claims = [measure_claim(scorer, eval_dir, c, sets[c.suite]) for c in spec.claims]
     fisher_p = None
     if spec.fisher_p is not None:
         by_measure = {c.measure: c for c in claims}

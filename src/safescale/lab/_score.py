@@ -17,6 +17,7 @@ from scipy.stats import fisher_exact
 from transformers import AutoModelForCausalLM, PreTrainedModel
 
 from safescale._errors import Problem, UserError
+from safescale._model_folder import context_limit
 from safescale._stats import wilson_interval
 from safescale.lab._text import COMPLIANCE_OPENING, REFUSAL_OPENING
 from safescale.lab._tokenizer import load_tokenizer
@@ -140,8 +141,7 @@ class _Scorer:
         try:
             logits = self.model(input_ids=ids).logits
         except IndexError:  # past a model's learned positions (GPT-2 style): no embedding there
-            cfg = self.model.config
-            limit = getattr(cfg, "max_position_embeddings", None) or getattr(cfg, "n_positions", 0)
+            limit = context_limit(self.model)
             raise UserError(
                 Problem(
                     f"an evaluation row of {width} tokens is past the model's {limit} positions; "
