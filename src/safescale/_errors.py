@@ -58,3 +58,14 @@ class IntegrityError(UserError):
     """
 
     exit_code = 1
+
+
+class RunFailed(UserError):
+    """A run handed to another tool (an Inspect evaluation) ended in an error: a model that
+    could not be reached, a task that raised.
+
+    Reported like a :class:`UserError`, one line with no traceback (the tool's log holds it),
+    but with exit status 1: what was asked was well-formed, the run did not succeed.
+    """
+
+    exit_code = 1

@@ -105,7 +105,7 @@ def _ask(
 ) -> list[str]:
     from inspect_ai.model import GenerateConfig
 
-    from safescale.redteam._targets import inspect_model
+    from safescale.evals._models import inspect_model
 
     m = inspect_model(model, "--model", memoize=False, **model_args)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from inspect_ai.model import ChatMessageUser, GenerateConfig, ModelOutput, get_model
@@ -87,10 +88,17 @@ def mc_score(loglikelihoods: Sequence[float], choices: Sequence[str], target: st
 
 @functools.lru_cache(maxsize=8)
 def hf_tokenizer(path: str) -> Any:
-    """A local tokenizer folder, loaded once."""
+    """A local tokenizer folder, loaded once; one line naming the folder if it is not one."""
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(path, local_files_only=True)
+    from safescale._errors import Problem, UserError
+    from safescale._model_folder import load_pretrained
+
+    if not Path(path).is_dir():
+        raise UserError(Problem("no such folder; give a local tokenizer folder", source=path))
+    return load_pretrained(
+        AutoTokenizer.from_pretrained, Path(path), "tokenizer", local_files_only=True
+    )
 
 
 @solver

@@ -10,9 +10,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
-from safescale._errors import Problem, UserError
+from safescale._errors import Problem, RunFailed, UserError
 from safescale._input import check_id
-from safescale.evals._backend import supports_prefetch
+from safescale.evals._backend import select_backend, supports_prefetch
 from safescale.evals._batched import mc_requests, run_batched
 from safescale.evals._evidence import (
     META_KEY,
@@ -21,7 +21,8 @@ from safescale.evals._evidence import (
 )
 from safescale.evals._identity import local_folder, looks_like_path, resolve_model_identity
 from safescale.evals._lm import check_model_dir
-from safescale.evals._mc import DEFAULT_TEMPLATE
+from safescale.evals._mc import DEFAULT_TEMPLATE, hf_tokenizer
+from safescale.evals._models import inspect_model
 from safescale.evals._stats import MetricEstimate
 from safescale.evals._suites import ResolvedTask, resolve_task
 from safescale.policy import Evidence, ModelRecord
@@ -220,8 +221,6 @@ def run_evals(
         options: Inspect's run options (task arguments, epochs, generation settings).
         records: The ledger's model records, against which the model's id is resolved.
     """
-    from inspect_ai.model import get_model
-
     opts = options or RunOptions()
     if limit is not None and limit < 1:
         raise UserError(Problem("must be at least 1", field="--limit"))
@@ -253,7 +252,7 @@ def run_evals(
     if identity.path is not None:
         # A folder runs on the local provider; an Inspect string naming one (``hf/DIR``,
         # ``safescale/DIR``) runs on the provider it names, under the same identity.
-        inspect_model = f"safescale/{identity.path}" if looks_like_path(model) else model
+        model_string = f"safescale/{identity.path}" if looks_like_path(model) else model
         base_meta["weights_sha256"] = identity.weights_sha256
         base_meta["model_path"] = str(identity.path)
     else:
@@ -263,7 +262,7 @@ def run_evals(
                     "not a model folder nor an Inspect model string (provider/model)", source=model
                 )
             )
-        inspect_model = model
+        model_string = model
         base_meta["endpoint"] = model
         if identity.weights_sha256 is not None:  # as the endpoint's server reports them
             base_meta["weights_sha256"] = identity.weights_sha256
@@ -278,7 +277,14 @@ def run_evals(
         base_meta["elicitation"] = ", ".join(f"{k}={v}" for k, v in sorted(opts.as_dict().items()))
     # Not memoized by Inspect: a local folder's weights are kept by load_local_model's own
     # cache (see unload_local_models), so Inspect's cache would only hold a second reference.
-    model_obj = get_model(inspect_model, memoize=False, **args)
+    model_obj = inspect_model(model_string, "--model", memoize=False, **args)
+    if any(r.data is not None and r.data.kind == "multiple_choice" for r in resolved_all):
+        # Said before any run, not from inside Inspect's loop after it starts: no backend can
+        # score this model's log-likelihoods (an endpoint without --tokenizer), or the
+        # tokenizer folder is not one.
+        select_backend(model_obj, tokenizer)
+        if tokenizer is not None:
+            hf_tokenizer(tokenizer)
     out: list[EvalRunResult] = []
     for resolved in resolved_all:
         out += _run_one(
@@ -462,8 +468,11 @@ def _inspect_run(
     for log in logs:
         if log.status != "success":
             message = log.error.message if log.error else f"status {log.status}"
-            raise RuntimeError(
-                f"the evaluation of {log.eval.task} failed: {message} (log: {log.location})"
+            raise RunFailed(
+                Problem(
+                    f"the evaluation of {log.eval.task} failed: {message}; the log holds the "
+                    f"traceback: {log.location}"
+                )
             )
     return list(logs)
 

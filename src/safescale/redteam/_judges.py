@@ -172,7 +172,7 @@ class RubricJudge:
         """Ask the judge model about every item concurrently."""
         from inspect_ai.model import GenerateConfig
 
-        from safescale.redteam._targets import inspect_model
+        from safescale.evals._models import inspect_model
 
         model = inspect_model(
             self.model, "--judge-model", config=GenerateConfig(temperature=0.0), **self.model_args

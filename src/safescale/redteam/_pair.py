@@ -91,6 +91,6 @@ class PAIR:
 
 def _attacker(attacker: Any) -> Any:
     """The attacker as an Inspect model: a string is resolved (a bad one is a usage error)."""
-    from safescale.redteam._targets import inspect_model
+    from safescale.evals._models import inspect_model
 
     return inspect_model(attacker, "--attacker") if isinstance(attacker, str) else attacker

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
 
+from safescale.evals._models import inspect_model
 from safescale.redteam._layers import Classifier
 
 USER_FORMAT = "User: {prompt}\nAssistant:"
@@ -314,24 +315,3 @@ def make_target(
         system_prompt=system_prompt,
         output_layers=output_layers,
     )
-
-
-def inspect_model(name: str, field: str, **kwargs: Any) -> Any:
-    """Inspect's model ``name``; a provider Inspect does not know, or one that cannot start (no
-    API key, a missing package), is a one-line :class:`UserError` naming ``field``."""
-    from inspect_ai.model import get_model
-
-    from safescale._errors import Problem, UserError
-    from safescale._input import quote
-
-    try:
-        return get_model(name, **kwargs)
-    except Exception as exc:  # providers raise what they like; all are usage errors
-        why = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        raise UserError(
-            Problem(
-                f"cannot use the Inspect model {quote(name)} ({why}); check the provider name, "
-                "its package and its API key",
-                field=field,
-            )
-        ) from None

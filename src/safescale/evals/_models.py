@@ -1,0 +1,83 @@
+"""Inspect models by name, with a provider that cannot start said in one line."""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from safescale._errors import Problem, RunFailed, UserError
+from safescale._input import quote
+from safescale.evals._identity import endpoint_address
+
+CONNECT_TIMEOUT = 5.0
+"""Seconds to wait for a TCP connection to an endpoint before a run."""
+
+
+def inspect_model(name: str, field: str, **kwargs: Any) -> Any:
+    """Inspect's model ``name``; a provider Inspect does not know, or one that cannot start (no
+    API key or base URL, a missing package), is a one-line :class:`UserError` naming
+    ``field``."""
+    from inspect_ai.model import get_model
+
+    check_listening(name, kwargs, field)
+    try:
+        return get_model(name, **kwargs)
+    except UserError:
+        raise  # the local provider's own, already one line with its field
+    except Exception as exc:  # providers raise what they like; all are usage errors
+        raise UserError(
+            Problem(
+                f"cannot use the Inspect model {quote(name)} ({_why(exc)}); check the provider "
+                "name, its package, its API key and its base URL",
+                field=field,
+            )
+        ) from None
+
+
+def check_listening(name: str, model_args: Mapping[str, Any], field: str = "--model") -> None:
+    """Refuse an endpoint where nothing listens: Inspect would retry a refused connection for
+    minutes before the run gave up. Only the address is tried (a TCP connection, at most
+    :data:`CONNECT_TIMEOUT` seconds); a server that answers, however it answers, passes.
+
+    Raises:
+        RunFailed: the connection is refused, or the host name has no address.
+    """
+    found = endpoint_address(name, model_args)
+    if found is None:
+        return  # a hosted API at its own address, or a local model
+    url = urlsplit(found[0])
+    if url.hostname is None:
+        return
+    try:
+        port = url.port or (443 if url.scheme == "https" else 80)
+    except ValueError:
+        return  # not a port: Inspect's own error says so
+    try:
+        socket.create_connection((url.hostname, port), timeout=CONNECT_TIMEOUT).close()
+    except (ConnectionRefusedError, socket.gaierror) as exc:
+        given = "-M base_url=URL" if model_args.get("base_url") else "the provider's *_BASE_URL"
+        raise RunFailed(
+            Problem(
+                f"nothing answers at {found[0]} ({exc.strerror or exc}); start the server, or "
+                f"give the address it listens at ({given})",
+                field=field,
+            )
+        ) from None
+    except OSError:
+        return  # slow or filtered: let the run try, with Inspect's own timeouts
+
+
+def _why(exc: Exception) -> str:
+    """The exception's text as plain words on one line: Inspect's messages carry console
+    markup (``[bold]LOCAL_BASE_URL[/bold]``) and an ``ERROR:`` heading over several lines."""
+    text = str(exc)
+    try:
+        from rich.text import Text
+
+        text = Text.from_markup(text).plain
+    except Exception:  # not markup after all: keep the text as it is
+        pass
+    words = " ".join(x.strip() for x in text.splitlines() if x.strip())
+    return words.removeprefix("ERROR: ") or type(exc).__name__
