@@ -67,7 +67,7 @@ def test_a_task_that_fails_inside_inspect_is_one_line_with_its_log(
 @pytest.mark.parametrize(
     ("tokenizer", "said"),
     [
-        (None, "--tokenizer: log-likelihood scoring of openai-api-completions/local/m needs"),
+        (None, "--tokenizer: log-likelihood scoring of openai-api-completions/local/tiny needs"),
         ("no-such-folder", "no-such-folder: no such folder; give a local tokenizer folder"),
         ("empty", "empty: cannot load the tokenizer"),
     ],
@@ -85,7 +85,7 @@ def test_an_endpoint_that_cannot_be_scored_is_refused_before_the_run(
     the run used to start and end in a traceback from inside Inspect's loop."""
     monkeypatch.chdir(tmp_path)
     (tmp_path / "empty").mkdir()
-    argv = ["eval", "run", str(mc_small), "-m", "openai-api-completions/local/m",
+    argv = ["eval", "run", str(mc_small), "-m", "openai-api-completions/local/tiny",
             "--model-id", "m", "-M", "api_key=x", "-M", f"base_url={server.base_url}",
             "--log-dir", "logs"]  # fmt: skip
     if tokenizer is not None:
@@ -135,3 +135,32 @@ def test_a_red_team_target_where_nothing_listens_is_one_line(
     line = _one_line(capsys.readouterr().err)
     assert code == 1, line
     assert f"nothing answers at {url}" in line and "*_BASE_URL" in line
+
+
+def test_a_server_that_goes_away_mid_run_ends_the_run(
+    mc_small: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Past the check before the run (a server that dies after it), Inspect's retries are
+    bounded for a server at a given address: the run ends in one line, not a hang (Inspect
+    retries for ever by default). Here the bound is one retry, to keep the test short."""
+    import time
+
+    from safescale.evals import _models, _run
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(_models, "check_listening", lambda *a, **k: None)
+    monkeypatch.setattr(_run, "SERVER_RETRIES", {"max_retries": 1, "timeout": 60})
+    url = f"http://127.0.0.1:{_closed_port()}/v1"
+    t0 = time.monotonic()
+    code = main(
+        ["eval", "run", str(mc_small), "-m", "openai-api-completions/local/m", "--model-id",
+         "m", "--tokenizer", str(model_dir), "-M", f"base_url={url}", "-M", "api_key=x",
+         "--limit", "2", "--json", "--log-dir", "logs"]
+    )  # fmt: skip
+    line = _one_line(capsys.readouterr().err)
+    assert code == 1 and "the evaluation of mc failed" in line, line
+    assert time.monotonic() - t0 < 60

@@ -56,6 +56,7 @@ from inspect_ai.scorer import SampleScore, Score, mean, stderr
 
 from safescale.evals._backend import BatchScoring
 from safescale.evals._mc import LL_CONFIG, MC_METRICS, TARGET_DELIMITER, ll_request, mc_score
+from safescale.evals._models import redact_args
 
 SCORER = "loglikelihood_scorer"
 SOLVER = "safescale/loglikelihood_choice"
@@ -146,7 +147,7 @@ def run_batched(
             shuffled=False,
         ),
         model=model,
-        model_args=dict(model_args),
+        model_args=redact_args(dict(model_args)),
         config=EvalConfig(limit=limit, epochs=1, log_samples=True),
         packages={"inspect_ai": version("inspect_ai"), "safescale": version("safescale")},
         metadata=dict(metadata),

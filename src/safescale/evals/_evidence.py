@@ -31,6 +31,7 @@ from safescale._input import (
 from safescale._io import WEIGHT_SUFFIXES, file_sha256, weights_sha256
 from safescale.evals._degenerate import detect_degeneracy
 from safescale.evals._identity import resolve_model_identity
+from safescale.evals._models import redact_args
 from safescale.evals._stats import MetricEstimate, mean_normal, proportion
 from safescale.policy import Evidence, Interval, ModelRecord, metric_range, sha256_hex
 
@@ -381,7 +382,7 @@ def evidence_from_lm_eval_results(
                         **hashes,
                         "task": task,
                         "packages": versions,
-                        "model_args": config.get("model_args"),
+                        "model_args": redact_args(config.get("model_args")),
                         "interval_method": m.method,
                     },
                 )

@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from safescale._errors import Problem, UserError
+from safescale._input import quote
 from safescale.policy import ModelRecord
 
 LOCAL_PROVIDERS = ("safescale", "hf")
@@ -148,9 +149,32 @@ def served_weights(model: str, model_args: Mapping[str, Any] | None = None) -> S
     try:
         with urllib.request.urlopen(request, timeout=SERVED_TIMEOUT) as answer:
             cards = json.loads(answer.read()).get("data") or []
+    except urllib.error.HTTPError as exc:
+        if exc.code in (401, 403):  # said now, not by every request of the run
+            raise UserError(
+                Problem(
+                    f"the server at {url} refused the API key (HTTP {exc.code}); give the key "
+                    "it expects with -M api_key=KEY (or the provider's *_API_KEY)",
+                    field="--model",
+                )
+            ) from None
+        log.debug("no model list from %s: %s", url, exc)
+        return None
     except (OSError, ValueError, AttributeError) as exc:  # unreachable, refused, not JSON
         log.debug("no model list from %s: %s", url, exc)
         return None
+    if not isinstance(cards, list):
+        return None
+    ids = [c["id"] for c in cards if isinstance(c, dict) and isinstance(c.get("id"), str)]
+    if ids and name not in ids:
+        shown = ", ".join(quote(i) for i in ids[:5]) + (" ..." if len(ids) > 5 else "")
+        raise UserError(
+            Problem(
+                f"the server at {url} serves {shown}, not {quote(name)}; name one of them "
+                "in the model string",
+                field="--model",
+            )
+        )
     for card in cards:
         if not isinstance(card, dict) or card.get("id") != name:
             continue

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, overload
 from urllib.parse import urlsplit
 
 from safescale._errors import Problem, RunFailed, UserError
@@ -81,3 +81,41 @@ def _why(exc: Exception) -> str:
         pass
     words = " ".join(x.strip() for x in text.splitlines() if x.strip())
     return words.removeprefix("ERROR: ") or type(exc).__name__
+
+
+SECRET_WORDS = ("key", "token", "secret", "password", "passwd", "auth", "credential", "cookie")
+"""A provider argument whose name holds one of these is a secret: never written to a log, the
+evidence or the ledger (a signed ledger cannot be edited afterwards)."""
+
+REDACTED = "<redacted>"
+
+
+@overload
+def redact_args(args: Mapping[str, Any]) -> dict[str, Any]: ...
+@overload
+def redact_args(args: str) -> str: ...
+@overload
+def redact_args(args: None) -> None: ...
+def redact_args(args: Mapping[str, Any] | str | None) -> dict[str, Any] | str | None:
+    """Provider arguments as they may be recorded: secrets (``api_key=...``, by name, see
+    :data:`SECRET_WORDS`) replaced by ``<redacted>``, and a user name and password written into
+    a URL (``http://user:pass@host``) taken out. lm-eval writes its arguments as one
+    ``key=value,key=value`` string; that form is kept."""
+    if args is None:
+        return None
+    if isinstance(args, str):
+        pairs = [item.split("=", 1) if "=" in item else [item] for item in args.split(",")]
+        return ",".join(f"{p[0]}={_redact(p[0], p[1])}" if len(p) == 2 else p[0] for p in pairs)
+    return {str(k): _redact(str(k), v) for k, v in args.items()}
+
+
+def _redact(name: str, value: Any) -> Any:
+    if any(word in name.lower() for word in SECRET_WORDS):
+        return REDACTED
+    if isinstance(value, str) and "://" in value and "@" in value:
+        url = urlsplit(value)
+        if url.username is not None or url.password is not None:
+            host = url.hostname or ""
+            netloc = host + (f":{url.port}" if url.port else "")
+            return url._replace(netloc=netloc).geturl()
+    return value

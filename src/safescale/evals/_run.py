@@ -19,10 +19,15 @@ from safescale.evals._evidence import (
     evidence_from_eval_log,
     file_sha256,
 )
-from safescale.evals._identity import local_folder, looks_like_path, resolve_model_identity
+from safescale.evals._identity import (
+    endpoint_address,
+    local_folder,
+    looks_like_path,
+    resolve_model_identity,
+)
 from safescale.evals._lm import check_model_dir
 from safescale.evals._mc import DEFAULT_TEMPLATE, hf_tokenizer
-from safescale.evals._models import inspect_model
+from safescale.evals._models import inspect_model, redact_args
 from safescale.evals._stats import MetricEstimate
 from safescale.evals._suites import ResolvedTask, resolve_task
 from safescale.policy import Evidence, ModelRecord
@@ -132,6 +137,13 @@ def _run_gc() -> Iterator[None]:
         gc.unfreeze()
         if gc.get_stats()[1]["collections"] - middle_passes > threshold[2]:
             gc.collect()
+
+
+SERVER_RETRIES: dict[str, Any] = {"max_retries": 5, "timeout": 600}
+"""Inspect's retry limits for a model behind a server at a given address (``base_url``, or the
+provider's variable): Inspect retries a failed request for ever by default, so a server that
+dies in the middle of a run would hang it; with these the run ends (about a minute and a half
+of back-off) as a :class:`RunFailed`. Hosted APIs keep Inspect's defaults."""
 
 
 class RunArgs(TypedDict, total=False):
@@ -270,7 +282,8 @@ def run_evals(
     check_id(
         base_meta["model_id"], "--model", what="model id (rename the folder, or pass model_id)"
     )
-    base_meta["model_args"] = {k: str(v) for k, v in args.items()}
+    # Never a key into a log, the evidence or the ledger.
+    base_meta["model_args"] = redact_args({k: str(v) for k, v in args.items()})
     if opts.changed():
         base_meta["run_options"] = opts.as_dict()
         # How the capability was drawn out is the evidence's elicitation (DESIGN.md, Records).
@@ -285,12 +298,14 @@ def run_evals(
         select_backend(model_obj, tokenizer)
         if tokenizer is not None:
             hf_tokenizer(tokenizer)
+    retries = SERVER_RETRIES if endpoint_address(model_string, args) is not None else {}
     out: list[EvalRunResult] = []
     for resolved in resolved_all:
         out += _run_one(
             resolved,
             model_obj,
             base_meta,
+            retries=retries,
             args=args,
             limit=limit,
             log_dir=log_dir,
@@ -309,6 +324,7 @@ def _run_one(
     model_obj: Any,
     base_meta: dict[str, Any],
     *,
+    retries: dict[str, Any],
     args: dict[str, Any],
     limit: int | None,
     log_dir: Path | None,
@@ -383,6 +399,7 @@ def _run_one(
             max_samples=max_samples,
             log_format=log_format,
             opts=opts,
+            retries=retries,
         )
     results = []
     for log in logs:
@@ -430,6 +447,7 @@ def _inspect_run(
     max_samples: int,
     log_format: Literal["eval", "json"],
     opts: RunOptions,
+    retries: dict[str, Any],
 ) -> list[Any]:
     """Run ``task`` through Inspect's loop; with ``local``, its ``requests`` are scored first.
 
@@ -461,6 +479,7 @@ def _inspect_run(
             task_args=dict(opts.task_args),
             epochs=opts.epochs,
             **opts.generate_args(),
+            **retries,
         )
     finally:
         if local is not None:

@@ -1,0 +1,108 @@
+"""What a run against an endpoint writes, and what it refuses before it starts.
+
+Real parts: ``serve-model``'s server on loopback (with a bearer key), real Inspect runs through
+``openai-api-completions``, a real SQLite workspace, the ledger's own export.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from safescale.cli import main
+from safescale.evals import model_dir_sha256
+from safescale.evals._models import REDACTED, redact_args
+from safescale.ledger import Workspace
+
+KEY = "s3cret-KEY-0123456789"
+
+
+@pytest.fixture
+def keyed(model_dir: Path) -> Iterator[Any]:
+    """The tiny model served as ``tiny`` behind the bearer key :data:`KEY`."""
+    from safescale.evals import LocalModelConfig, ModelServer, load_local_model
+
+    srv = ModelServer(
+        load_local_model(LocalModelConfig(model_dir)), name="tiny", port=0, api_key=KEY
+    ).start()
+    yield srv
+    srv.close()
+
+
+def _run(keyed: Any, mc: Path, model_dir: Path, *extra: str) -> int:
+    return main(
+        ["eval", "run", str(mc), "-m", "openai-api-completions/local/tiny", "--tokenizer",
+         str(model_dir), "-M", f"base_url={keyed.base_url}", "--limit", "4", "--json",
+         "--log-dir", "logs", *extra]
+    )  # fmt: skip
+
+
+def test_the_api_key_is_in_no_log_evidence_or_ledger_entry(
+    keyed: Any,
+    mc_small: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A signed ledger cannot be edited afterwards: a key written into it would be handed to
+    every outside reviewer of its export."""
+    monkeypatch.chdir(tmp_path)
+    ws = Workspace.init(tmp_path / "ws")
+    monkeypatch.setenv("SAFESCALE_HOME", str(ws.root))
+    assert _run(keyed, mc_small, model_dir, "-M", f"api_key={KEY}") == 0, capsys.readouterr()
+    out = json.loads(capsys.readouterr().out)
+    assert out["model"] == f"{model_dir.name}-{model_dir_sha256(model_dir)[:12]}"
+    evidence = Workspace.open(ws.root).evidence()
+    assert evidence and all(e.details["model_args"]["api_key"] == REDACTED for e in evidence)
+    assert main(["ledger", "export", "-o", str(tmp_path / "export.json")]) == 0
+    written = [tmp_path / "export.json", *(tmp_path / "logs").iterdir()]
+    written += [p for p in ws.root.rglob("*") if p.is_file()]
+    for path in written:
+        assert KEY.encode() not in path.read_bytes(), path
+    # The log is a zip: its members are compressed, so read them too.
+    import zipfile
+
+    for log in (tmp_path / "logs").glob("*.eval"):
+        with zipfile.ZipFile(log) as z:
+            assert all(KEY.encode() not in z.read(n) for n in z.namelist()), log
+
+
+def test_a_wrong_key_or_model_name_is_refused_before_the_run(
+    keyed: Any,
+    mc_small: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    assert _run(keyed, mc_small, model_dir, "-M", "api_key=wrong") == 2
+    err = capsys.readouterr().err
+    assert "refused the API key (HTTP 401)" in err and "-M api_key=KEY" in err
+    code = main(
+        ["eval", "run", str(mc_small), "-m", "openai-api-completions/local/m", "--tokenizer",
+         str(model_dir), "-M", f"base_url={keyed.base_url}", "-M", f"api_key={KEY}",
+         "--log-dir", "logs"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "serves 'tiny', not 'm'" in err, err
+    assert not (tmp_path / "logs").exists()
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [
+        ({"api_key": "k", "base_url": "http://u:p@h:8/v1", "n": 3},
+         {"api_key": REDACTED, "base_url": "http://h:8/v1", "n": 3}),
+        ({"Authorization": "Bearer x", "auth_token": "t", "dtype": "float32"},
+         {"Authorization": REDACTED, "auth_token": REDACTED, "dtype": "float32"}),
+        ("model=m,api_key=k,base_url=http://h/v1", "model=m,api_key=<redacted>,base_url=http://h/v1"),
+    ],
+)  # fmt: skip
+def test_provider_arguments_lose_their_secrets(given: Any, kept: Any) -> None:
+    assert redact_args(given) == kept
