@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 from pathlib import Path
 
 import pytest
@@ -28,6 +29,23 @@ def model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def mc_small(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_mc_jsonl(tmp_path_factory.mktemp("mc") / "mc.jsonl", 24, seed=1)
+
+
+@pytest.fixture(scope="session")
+def two_finals(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """``a/final`` (the fixture's weights) and ``b/final`` (the same model, other weights)."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    root = tmp_path_factory.mktemp("runs")
+    a, b = root / "a" / "final", root / "b" / "final"
+    shutil.copytree(model_dir, a)
+    shutil.copytree(model_dir, b)
+    weights = load_file(str(b / "model.safetensors"))
+    name = next(k for k, v in weights.items() if v.dtype == torch.float32 and v.ndim == 2)
+    weights[name] = weights[name] * 1.01
+    save_file(weights, str(b / "model.safetensors"), metadata={"format": "pt"})
+    return a, b
 
 
 @pytest.fixture

@@ -106,3 +106,49 @@ def test_a_wrong_key_or_model_name_is_refused_before_the_run(
 )  # fmt: skip
 def test_provider_arguments_lose_their_secrets(given: Any, kept: Any) -> None:
     assert redact_args(given) == kept
+
+
+def test_results_are_refused_when_the_server_changed_weights_during_the_run(
+    two_finals: tuple[Path, Path],
+    mc_small: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The server is restarted with other weights under the same name and port when the run
+    ends (as an operator would, mid-evaluation): the evidence would name weights it was not
+    all about, so nothing is recorded."""
+    from safescale.evals import LocalModelConfig, ModelServer, load_local_model
+    from safescale.evals import _run as run_module
+
+    a, b = two_finals
+    monkeypatch.chdir(tmp_path)
+    ws = Workspace.init(tmp_path / "ws")
+    monkeypatch.setenv("SAFESCALE_HOME", str(ws.root))
+    first = ModelServer(load_local_model(LocalModelConfig(a)), name="m", port=0).start()
+    port = int(first.base_url.rsplit(":", 1)[1].split("/")[0])
+    servers = [first]
+    original = run_module._run_one
+
+    def run_then_swap(*args: Any, **kwargs: Any) -> Any:
+        out = original(*args, **kwargs)
+        servers[0].close()
+        lm = load_local_model(LocalModelConfig(b))
+        servers[0] = ModelServer(lm, name="m", port=port).start()
+        return out
+
+    monkeypatch.setattr(run_module, "_run_one", run_then_swap)
+    try:
+        code = main(
+            ["eval", "run", str(mc_small), "-m", "openai-api-completions/local/m",
+             "--tokenizer", str(model_dir), "-M", f"base_url={first.base_url}", "-M",
+             "api_key=x", "--limit", "4", "--json", "--log-dir", "logs"]
+        )  # fmt: skip
+    finally:
+        servers[0].close()
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert f"served weights {model_dir_sha256(a)[:12]} when the run began" in err
+    assert f"now serves {model_dir_sha256(b)[:12]}" in err and "none are recorded" in err
+    assert Workspace.open(ws.root).evidence() == []

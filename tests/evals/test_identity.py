@@ -6,7 +6,6 @@ Real parts: the tiny Llama built by the fixtures, real Inspect runs, a real SQLi
 from __future__ import annotations
 
 import json
-import shutil
 import urllib.request
 from pathlib import Path
 
@@ -24,23 +23,6 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
     ws = Workspace.init(tmp_path / "ws")
     monkeypatch.setenv("SAFESCALE_HOME", str(ws.root))
     return ws
-
-
-@pytest.fixture(scope="module")
-def two_finals(model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    """``a/final`` (the fixture's weights) and ``b/final`` (the same model, other weights)."""
-    import torch
-    from safetensors.torch import load_file, save_file
-
-    root = tmp_path_factory.mktemp("runs")
-    a, b = root / "a" / "final", root / "b" / "final"
-    shutil.copytree(model_dir, a)
-    shutil.copytree(model_dir, b)
-    weights = load_file(str(b / "model.safetensors"))
-    name = next(k for k, v in weights.items() if v.dtype == torch.float32 and v.ndim == 2)
-    weights[name] = weights[name] * 1.01
-    save_file(weights, str(b / "model.safetensors"), metadata={"format": "pt"})
-    return a, b
 
 
 def _record(model_id: str, **kw: object) -> ModelRecord:

@@ -24,6 +24,7 @@ from safescale.evals._identity import (
     local_folder,
     looks_like_path,
     resolve_model_identity,
+    served_weights,
 )
 from safescale.evals._lm import check_model_dir
 from safescale.evals._mc import DEFAULT_TEMPLATE, hf_tokenizer
@@ -316,7 +317,30 @@ def run_evals(
             runner=runner,
             opts=opts,
         )
+    if identity.path is None and identity.weights_sha256 is not None:
+        _check_still_served(model_string, args, identity.weights_sha256)
     return tuple(out)
+
+
+def _check_still_served(model: str, args: dict[str, Any], before: str) -> None:
+    """Refuse the results of a run whose server no longer serves the weights it served when
+    the run began (restarted with other weights under the same name: Inspect retries the
+    requests that failed and carries on against the new ones, and the results mix two models).
+    A swap and a swap back within one run is not seen."""
+    try:
+        after = served_weights(model, args)
+    except UserError:
+        after = None
+    if after is None or after.weights_sha256 != before:
+        now = "no longer answers" if after is None else f"now serves {after.weights_sha256[:12]}"
+        raise RunFailed(
+            Problem(
+                f"the server served weights {before[:12]} when the run began and {now}; the "
+                "results may mix two models, so none are recorded (run again against a server "
+                "that keeps its weights)",
+                field="--model",
+            )
+        )
 
 
 def _run_one(
