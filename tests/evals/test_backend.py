@@ -7,10 +7,12 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from safescale._errors import UserError
+from safescale.cli import main
 from safescale.evals import (
     SCORERS,
     GroupedScoring,
@@ -42,12 +44,35 @@ class _Model:
         return "outside/model"
 
 
+class _TokenIdApi(_Api):
+    """An outside provider whose requests carry token ids as the prompt, and says so."""
+
+    takes_token_ids = True
+
+
 def test_backend_is_chosen_by_capability_not_class() -> None:
     assert isinstance(_GroupingApi(), GroupedScoring) and not isinstance(_Api(), GroupedScoring)
     assert isinstance(select_backend(_Model(_GroupingApi())), GroupedBackend)
-    assert isinstance(select_backend(_Model(_Api()), tokenizer="tok"), PromptLogprobsBackend)
+    assert isinstance(select_backend(_Model(_TokenIdApi()), tokenizer="tok"), PromptLogprobsBackend)
     with pytest.raises(UserError, match="--tokenizer: log-likelihood scoring of outside/model"):
-        select_backend(_Model(_Api()))
+        select_backend(_Model(_TokenIdApi()))
+    # A chat endpoint takes messages: it cannot score a continuation, tokenizer or not.
+    with pytest.raises(UserError, match=r"--model: .* needs a completions endpoint"):
+        select_backend(_Model(_Api()), tokenizer="tok")
+
+
+def test_multiple_choice_on_a_chat_endpoint_is_refused_before_the_run(
+    server: Any, mc_small: Path, model_dir: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """It used to start, and end in a dump of the request and the server's 400."""
+    code = main(
+        ["eval", "run", str(mc_small), "-m", "openai-api/local/tiny", "--tokenizer",
+         str(model_dir), "-M", f"base_url={server.base_url}", "-M", "api_key=x",
+         "--log-dir", str(tmp_path / "logs")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and "use openai-api-completions/... or vllm-completions/..." in err, err
+    assert not (tmp_path / "logs").exists()
 
 
 POLICY = """schema: safescale/policy/v1

@@ -160,8 +160,10 @@ class PromptLogprobsBackend:
 
     @classmethod
     def available(cls, model: Any, tokenizer: str | None) -> bool:
-        """A tokenizer folder is given to split the texts into tokens."""
-        return tokenizer is not None
+        """A tokenizer folder is given to split the texts into tokens, and the model is reached
+        through a completions provider, which sends token ids as the prompt (a chat endpoint
+        takes messages: it cannot score a given continuation)."""
+        return tokenizer is not None and takes_token_ids(model)
 
     @classmethod
     def create(cls, model: Any, tokenizer: str | None) -> PromptLogprobsBackend:
@@ -213,10 +215,34 @@ def select_backend(model: Any, tokenizer: str | None = None) -> LoglikelihoodBac
     for kind in kinds:
         if kind.available(model, tokenizer):
             return kind.create(model, tokenizer)
+    if tokenizer is not None and not takes_token_ids(model):
+        raise UserError(
+            Problem(
+                f"log-likelihood scoring of {model} needs a completions endpoint, which takes "
+                "token ids (a chat endpoint cannot score a given continuation): use "
+                f"{' or '.join(p + '/...' for p in TOKEN_ID_PROVIDERS)}",
+                field="--model",
+            )
+        )
     raise UserError(
         Problem(
             f"log-likelihood scoring of {model} needs its tokenizer folder to split prompts into "
             "context and continuation tokens; give it with --tokenizer DIR",
             field="--tokenizer",
         )
+    )
+
+
+TOKEN_ID_PROVIDERS = ("openai-api-completions", "vllm-completions")
+"""Inspect providers whose requests carry token ids as the prompt
+(``metadata["prompt_token_ids"]``), to a server's completions endpoint."""
+
+
+def takes_token_ids(model: Any) -> bool:
+    """Whether ``model`` (an Inspect model) sends token ids as the prompt: Inspect's providers
+    in :data:`TOKEN_ID_PROVIDERS`, or an outside provider whose API says so with a true
+    ``takes_token_ids`` attribute (Inspect's own APIs declare nothing)."""
+    api = getattr(model, "api", None)
+    return str(model).split("/", 1)[0] in TOKEN_ID_PROVIDERS or bool(
+        getattr(api, "takes_token_ids", False)
     )
