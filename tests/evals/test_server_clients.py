@@ -217,3 +217,9 @@ def test_openai_package_scores_and_generates_as_in_process(server: ModelServer) 
     assert streamed == _in_process_answer(server, QUESTIONS[1], 10, "\0")
     many = client.completions.create(model="tiny", prompt=QUESTIONS[2], max_tokens=4, n=3)
     assert sorted(c.index for c in many.choices) == [0, 1, 2]
+    # models.retrieve is GET /v1/models/NAME; a name the server does not serve is a 404.
+    card = client.models.retrieve("tiny")
+    assert card.id == "tiny" and card.created > 1_700_000_000
+    assert [m.id for m in client.models.list()] == ["tiny"]
+    with pytest.raises(openai.NotFoundError, match="this server serves 'tiny', not 'other'"):
+        client.models.retrieve("other")

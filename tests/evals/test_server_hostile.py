@@ -374,3 +374,38 @@ def test_unknown_fields_are_answered_and_named_once_in_the_log(
     said = [r.getMessage() for r in caplog.records if "not implemented" in r.getMessage()]
     assert len(said) == 3 and "'frobnicate'" in said[0], said  # once each, at most MAX_NOTED
     assert "'x\\x1b[31m'" in said[1] and not any("\x1b" in m or "'user'" in m for m in said)
+
+
+@pytest.mark.parametrize("encoding", ["gzip", "br", "deflate"])
+def test_a_compressed_body_is_refused_not_misread(server: ModelServer, encoding: str) -> None:
+    """A gzip body was answered as bytes that are not UTF-8, and a plain body marked gzip as
+    if plain: either way the server would have guessed. Now 415, naming the header."""
+    import gzip
+
+    plain = json.dumps({"model": "tiny", "prompt": "Hi", "max_tokens": 1}).encode()
+    for body in (gzip.compress(plain), plain):
+        conn = http.client.HTTPConnection(*_address(server), timeout=60)
+        try:
+            conn.request("POST", "/v1/completions", body,
+                         {"Content-Type": "application/json", "Content-Encoding": encoding})  # fmt: skip
+            r = conn.getresponse()
+            answer = json.loads(r.read())
+        finally:
+            conn.close()
+        assert r.status == 415, answer
+        assert answer["error"]["param"] == "Content-Encoding"
+        assert (
+            f"'{encoding}' is not accepted; send the body uncompressed"
+            in answer["error"]["message"]
+        )
+
+
+def test_a_wrong_method_is_405_with_allow(server: ModelServer) -> None:
+    conn = http.client.HTTPConnection(*_address(server), timeout=60)
+    try:
+        conn.request("DELETE", "/v1/models")
+        r = conn.getresponse()
+        r.read()
+    finally:
+        conn.close()
+    assert r.status == 405 and "GET" in (r.getheader("Allow") or "")

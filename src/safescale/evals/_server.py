@@ -38,6 +38,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Mapping
 from typing import Any, Literal
 
 from safescale._errors import Problem, UserError
@@ -420,8 +421,9 @@ def build_app(state: ServerState) -> Any:
     from starlette.responses import JSONResponse, Response, StreamingResponse
     from starlette.routing import Route
 
-    def error(exc: ApiError) -> Response:
-        headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    def error(exc: ApiError, headers: Mapping[str, str] | None = None) -> Response:
+        if exc.status == 401:
+            headers = {**(headers or {}), "WWW-Authenticate": "Bearer"}
         return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
 
     def authorize(request: Request) -> None:
@@ -439,6 +441,13 @@ def build_app(state: ServerState) -> Any:
             )
 
     async def body(request: Request) -> Any:
+        encoding = request.headers.get("content-encoding", "identity").strip().lower()
+        if encoding not in ("", "identity"):
+            # Read as it came, a gzip body was bytes that are not UTF-8; a plain body marked
+            # gzip was read as plain. Neither is guessed at.
+            raise ApiError(
+                415, f"{encoding!r} is not accepted; send the body uncompressed", "Content-Encoding"
+            )
         length = request.headers.get("content-length")
         if length is not None:
             if not length.strip().isdigit():
@@ -465,22 +474,36 @@ def build_app(state: ServerState) -> Any:
                 404, f"this server serves {state.name!r}, not {name!r}", "model", "model_not_found"
             )
 
+    created = int(time.time())  # when the model was loaded and served: the card's "created"
+
+    def card() -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "id": state.name,
+            "object": "model",
+            "created": created,
+            "owned_by": "safescale",
+        }
+        # Fields beyond OpenAI's four, as vLLM adds them; clients ignore what they do not read.
+        out["max_model_len"] = state.lm.max_length
+        out["root"] = state.lm.config.path.resolve().name
+        out["weights_sha256"] = state.weights_sha256
+        return out
+
     async def models(request: Request) -> Response:
         try:
             authorize(request)
         except ApiError as exc:
             return error(exc)
-        card: dict[str, Any] = {
-            "id": state.name,
-            "object": "model",
-            "created": 0,
-            "owned_by": "safescale",
-        }
-        # Fields beyond OpenAI's four, as vLLM adds them; clients ignore what they do not read.
-        card["max_model_len"] = state.lm.max_length
-        card["root"] = state.lm.config.path.resolve().name
-        card["weights_sha256"] = state.weights_sha256
-        return JSONResponse({"object": "list", "data": [card]})
+        return JSONResponse({"object": "list", "data": [card()]})
+
+    async def model(request: Request) -> Response:
+        # GET /v1/models/NAME (the openai package's models.retrieve).
+        try:
+            authorize(request)
+            check_model(request.path_params["name"])
+        except ApiError as exc:
+            return error(exc)
+        return JSONResponse(card())
 
     async def generate(
         request: Request, kind: type[CompletionRequest] | type[ChatRequest]
@@ -531,8 +554,8 @@ def build_app(state: ServerState) -> Any:
         return Response(status_code=200)
 
     async def http_error(request: Request, exc: Exception) -> Response:
-        assert isinstance(exc, HTTPException)
-        return error(ApiError(exc.status_code, str(exc.detail)))
+        assert isinstance(exc, HTTPException)  # a 405 keeps its Allow header
+        return error(ApiError(exc.status_code, str(exc.detail)), exc.headers)
 
     async def server_error(request: Request, exc: Exception) -> Response:
         # A failure in the model (out of memory, a device error): the client gets JSON too.
@@ -547,6 +570,7 @@ def build_app(state: ServerState) -> Any:
     app = Starlette(
         routes=[
             Route(f"/{API_VERSION}/models", models, methods=["GET"]),
+            Route(f"/{API_VERSION}/models/{{name:path}}", model, methods=["GET"]),
             Route(f"/{API_VERSION}/completions", completions, methods=["POST"]),
             Route(f"/{API_VERSION}/chat/completions", chat, methods=["POST"]),
             Route("/health", health, methods=["GET"]),
