@@ -17,7 +17,7 @@ import re
 import stat
 import unicodedata
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, TypeGuard
 
 from safescale._errors import Problem, UserError
 
@@ -458,3 +458,10 @@ def jsonl_rows(
                 Problem(f"each line of a {what} must be a JSON object", source=src, line=number)
             )
         yield number, row
+
+
+def is_sha256(value: object) -> TypeGuard[str]:
+    """Whether ``value`` is a sha256 as written everywhere here: 64 lowercase hex digits."""
+    return (
+        isinstance(value, str) and len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    )

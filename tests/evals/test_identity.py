@@ -286,3 +286,33 @@ def test_evidence_through_serve_model_lands_on_the_folders_record(
     assert served_weights("openai-api/local/m") is None
     gone = resolve_model_identity("openai-api/local/m", ask_server=True)
     assert gone.id == "openai-api/local/m" and gone.source == "model-string"
+
+
+def test_an_import_checks_the_model_id_against_the_weights_the_run_recorded(
+    two_finals: tuple[Path, Path], tmp_path: Path, workspace: Workspace, capsys
+) -> None:
+    """``eval import`` used to take any --model-id for a log whose run recorded its weights:
+    another record's name, or a new id for weights already on record."""
+    a, b = two_finals
+    task = tmp_path / "zorbia.py"
+    task.write_text(ONE_TASK)
+    logs = tmp_path / "logs"
+    argv = ["eval", "run", str(task), "-m", str(a), "--max-tokens", "2", "--log-dir", str(logs)]
+    assert main(argv) == 0
+    (log,) = logs.glob("*.eval")
+    capsys.readouterr()
+    workspace.append_model(_record("lab-a", weights_sha256=model_dir_sha256(a)))
+    workspace.append_model(_record("lab-b", weights_sha256=model_dir_sha256(b)))
+    before = len(Workspace.open(workspace.root).evidence())
+    assert main(["eval", "import", str(log), "--model-id", "other-id"]) == 2
+    assert "these weights are on record as 'lab-a'" in capsys.readouterr().err
+    assert main(["eval", "import", str(log), "--model-id", "lab-b"]) == 2
+    assert "model 'lab-b' is on record with other weights" in capsys.readouterr().err
+    assert len(Workspace.open(workspace.root).evidence()) == before
+    # Without an id, the results go to the record of the weights the run recorded (the run
+    # itself, before the record existed, named them by their derived id).
+    assert main(["eval", "import", str(log), "--json"]) == 0
+    imported = json.loads(capsys.readouterr().out)
+    assert {r["model"] for r in (imported if isinstance(imported, list) else [imported])} == {
+        "lab-a"
+    }

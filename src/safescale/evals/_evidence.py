@@ -22,6 +22,7 @@ from safescale._input import (
     check_number,
     check_text,
     decode_utf8,
+    is_sha256,
     loads_json,
     quote,
     read_limited,
@@ -30,7 +31,7 @@ from safescale._input import (
 )
 from safescale._io import WEIGHT_SUFFIXES, file_sha256, weights_sha256
 from safescale.evals._degenerate import detect_degeneracy
-from safescale.evals._identity import resolve_model_identity
+from safescale.evals._identity import id_for_weights, resolve_model_identity
 from safescale.evals._models import redact_args
 from safescale.evals._stats import MetricEstimate, mean_normal, proportion
 from safescale.policy import Evidence, Interval, ModelRecord, metric_range, sha256_hex
@@ -208,6 +209,11 @@ def evidence_from_eval_log(
     recorded_id = ours.get("model_id")
     if recorded_id:
         recorded_id = check_id(recorded_id, "eval.model", what="model id", source=src)
+    sha = ours.get("weights_sha256")
+    if is_sha256(sha):
+        # The weights the run recorded decide, as in eval run: a --model-id that names another
+        # record's weights is refused, and weights on record keep their record's id.
+        model_id = id_for_weights(sha, model_id, records) or model_id
     model = model_id or recorded_id
     if not model:
         logged = check_id(log.eval.model, "eval.model", what="model id", source=src)
@@ -294,8 +300,11 @@ def evidence_from_lm_eval_results(
                 Problem(f"{quote(value)} is not a model name; give a string", source=source,
                         field=field)
             )  # fmt: skip
-    model = model_id or check_id(
-        lm_eval_model_id(results, records), "config.model_name", what="model id", source=source
+    model = check_id(
+        lm_eval_model_id(results, records, model_id),
+        "config.model_name",
+        what="model id",
+        source=source,
     )
     n_table = results.get("n-samples") or {}
     if not isinstance(n_table, dict):
@@ -392,12 +401,15 @@ def evidence_from_lm_eval_results(
     return metrics, evidence
 
 
-def lm_eval_model_id(results: Mapping[str, Any], records: Sequence[ModelRecord] = ()) -> str:
+def lm_eval_model_id(
+    results: Mapping[str, Any], records: Sequence[ModelRecord] = (), model_id: str | None = None
+) -> str:
     """The model an lm-eval results file is about, resolved like any MODEL argument.
 
     ``hf`` with ``pretrained=DIR`` (a local folder) is that folder's identity; a served model
     (``local-completions`` with ``model=NAME``) is ``<lm-eval model>/<NAME>``, which a ledger
-    record names through its ``weights_ref`` (or give ``--model-id``).
+    record names through its ``weights_ref`` (or give ``--model-id``). A ``model_id`` given
+    for a folder is checked against the ledger as ``eval run`` checks it.
     """
     config = results.get("config") or {}
     kind = str(config.get("model") or results.get("model_name") or "unknown")
@@ -406,11 +418,11 @@ def lm_eval_model_id(results: Mapping[str, Any], records: Sequence[ModelRecord] 
         args = dict(item.split("=", 1) for item in args.split(",") if "=" in item)
     name = args.get("pretrained") or args.get("model") if isinstance(args, dict) else None
     if not name:
-        return str(config.get("model_name") or kind)
+        return model_id or str(config.get("model_name") or kind)
     folder = Path(str(name)).expanduser()
     if folder.is_dir():
-        return resolve_model_identity(str(folder.resolve()), records=records).id
-    return resolve_model_identity(f"{kind}/{name}", records=records).id
+        return resolve_model_identity(str(folder.resolve()), model_id=model_id, records=records).id
+    return model_id or resolve_model_identity(f"{kind}/{name}", records=records).id
 
 
 def evidence_from_log(

@@ -32,7 +32,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from safescale._errors import Problem, UserError
-from safescale._input import quote
+from safescale._input import is_sha256, quote
 from safescale.policy import ModelRecord
 
 LOCAL_PROVIDERS = ("safescale", "hf")
@@ -179,7 +179,7 @@ def served_weights(model: str, model_args: Mapping[str, Any] | None = None) -> S
         if not isinstance(card, dict) or card.get("id") != name:
             continue
         sha = card.get("weights_sha256")
-        if isinstance(sha, str) and len(sha) == 64 and all(c in "0123456789abcdef" for c in sha):
+        if is_sha256(sha):
             root = card.get("root")
             return ServedWeights(url, name, sha, root if isinstance(root, str) and root else None)
     return None
@@ -268,6 +268,20 @@ def _by_weights(
     if by_ref is not None:
         return ModelIdentity(by_ref.id, "ledger", path, sha, endpoint)
     return ModelIdentity(derived_id(Path(name), sha), "derived", path, sha, endpoint)
+
+
+def id_for_weights(sha: str, model_id: str | None, records: Sequence[ModelRecord]) -> str | None:
+    """The id results about the weights ``sha`` (a log's recorded hash, on import) go under:
+    ``model_id`` when given, refused as ``eval run`` refuses it (a record with other weights,
+    or these weights on record under another id); else the ledger's record of these weights;
+    else None (the caller keeps the id the run recorded).
+
+    Raises:
+        UserError: ``model_id`` conflicts with the ledger's records.
+    """
+    if model_id is not None:
+        return _by_weights(sha, model_id, model_id, records).id
+    return next((r.id for r in records if r.weights_sha256 == sha), None)
 
 
 def ledger_models(ws: Any | None) -> list[ModelRecord]:

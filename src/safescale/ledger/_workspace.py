@@ -27,6 +27,7 @@ from sqlalchemy import Connection
 from sqlalchemy.exc import SQLAlchemyError
 
 from safescale._errors import IntegrityError, Problem, UserError
+from safescale._input import is_sha256
 from safescale._io import atomic_write_bytes
 from safescale.ledger._checkpoint import (
     CHECKPOINT_NAME,
@@ -291,7 +292,7 @@ class Workspace:
     # -- artifacts -----------------------------------------------------------------------
     def artifact_path(self, sha256: str) -> Path:
         """Where the artifact with this sha256 lives (two-character fan-out, as git does)."""
-        if len(sha256) != 64 or any(c not in "0123456789abcdef" for c in sha256):
+        if not is_sha256(sha256):
             raise UserError(Problem(f"{sha256!r} is not a sha256 (64 lowercase hex digits)"))
         return self.root / self.config.artifacts / sha256[:2] / sha256
 
