@@ -33,6 +33,14 @@ def keyed(model_dir: Path) -> Iterator[Any]:
     srv.close()
 
 
+def _workspace_here(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Workspace:
+    """A workspace the commands run in ``tmp_path`` find."""
+    monkeypatch.chdir(tmp_path)
+    ws = Workspace.init(tmp_path / "ws")
+    monkeypatch.setenv("SAFESCALE_HOME", str(ws.root))
+    return ws
+
+
 def _run(keyed: Any, mc: Path, model_dir: Path, *extra: str) -> int:
     return main(
         ["eval", "run", str(mc), "-m", "openai-api-completions/local/tiny", "--tokenizer",
@@ -51,9 +59,7 @@ def test_the_api_key_is_in_no_log_evidence_or_ledger_entry(
 ) -> None:
     """A signed ledger cannot be edited afterwards: a key written into it would be handed to
     every outside reviewer of its export."""
-    monkeypatch.chdir(tmp_path)
-    ws = Workspace.init(tmp_path / "ws")
-    monkeypatch.setenv("SAFESCALE_HOME", str(ws.root))
+    ws = _workspace_here(tmp_path, monkeypatch)
     assert _run(keyed, mc_small, model_dir, "-M", f"api_key={KEY}") == 0, capsys.readouterr()
     out = json.loads(capsys.readouterr().out)
     assert out["model"] == f"{model_dir.name}-{model_dir_sha256(model_dir)[:12]}"
@@ -123,9 +129,7 @@ def test_results_are_refused_when_the_server_changed_weights_during_the_run(
     from safescale.evals import _run as run_module
 
     a, b = two_finals
-    monkeypatch.chdir(tmp_path)
-    ws = Workspace.init(tmp_path / "ws")
-    monkeypatch.setenv("SAFESCALE_HOME", str(ws.root))
+    ws = _workspace_here(tmp_path, monkeypatch)
     first = ModelServer(load_local_model(LocalModelConfig(a)), name="m", port=0).start()
     port = int(first.base_url.rsplit(":", 1)[1].split("/")[0])
     servers = [first]
@@ -152,3 +156,44 @@ def test_results_are_refused_when_the_server_changed_weights_during_the_run(
     assert f"served weights {model_dir_sha256(a)[:12]} when the run began" in err
     assert f"now serves {model_dir_sha256(b)[:12]}" in err and "none are recorded" in err
     assert Workspace.open(ws.root).evidence() == []
+
+
+def test_a_record_named_by_its_endpoint_stays_with_the_weights_first_seen(
+    two_finals: tuple[Path, Path],
+    mc_small: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """A record that names an endpoint and holds no hash is reached by whatever the server
+    serves: results about other weights under the same name used to join the first weights'
+    evidence on that record, and a determination read them together."""
+    from safescale.evals import LocalModelConfig, ModelServer, load_local_model
+
+    a, b = two_finals
+    ws = _workspace_here(tmp_path, monkeypatch)
+    endpoint = "openai-api-completions/local/m"
+    assert main(["compute", "add", "--model", "ep1", "--flops", "1e18", "--weights", endpoint]) == 0
+
+    def run(folder: Path) -> int:
+        srv = ModelServer(load_local_model(LocalModelConfig(folder)), name="m", port=0).start()
+        try:
+            return main(
+                ["eval", "run", str(mc_small), "-m", endpoint, "--tokenizer", str(model_dir),
+                 "-M", f"base_url={srv.base_url}", "-M", "api_key=x", "--limit", "4",
+                 "--log-dir", "logs"]
+            )  # fmt: skip
+        finally:
+            srv.close()
+
+    assert run(a) == 0
+    capsys.readouterr()
+    first = Workspace.open(ws.root).evidence()
+    assert {e.model for e in first} == {"ep1"}
+    assert {e.details["weights_sha256"] for e in first} == {model_dir_sha256(a)}
+    assert run(b) == 2
+    err = capsys.readouterr().err
+    assert f"model 'ep1' has evidence about weights {model_dir_sha256(a)[:12]}" in err, err
+    assert f"these results are about {model_dir_sha256(b)[:12]}" in err
+    assert len(Workspace.open(ws.root).evidence()) == len(first)

@@ -226,3 +226,21 @@ def test_same_inputs_same_determination(h, a, w, seed):
     two = determine(LAB, "m", shuffled, as_of=NOW, policy_sha256=LAB_SHA)
     assert one == two
     assert one.sha256() == two.sha256()
+
+
+def test_one_model_id_stands_for_one_set_of_weights() -> None:
+    from safescale._errors import UserError
+    from safescale.policy import check_one_weights
+
+    def with_weights(model: str, sha: str | None, eid: str) -> Evidence:
+        e = ev("cbrn-mcq", 0.5, model=model, eid=eid)
+        return e.model_copy(update={"details": {} if sha is None else {"weights_sha256": sha}})
+
+    x, y = "a" * 64, "b" * 64
+    recorded = [with_weights("m", x, "e1"), with_weights("other", y, "e2")]
+    check_one_weights(recorded, [with_weights("m", x, "e3"), with_weights("n", y, "e4")])
+    check_one_weights(recorded, [with_weights("m", None, "e5")])  # no hash: nothing to compare
+    with pytest.raises(UserError, match="model 'm' has evidence about weights aaaaaaaaaaaa"):
+        check_one_weights(recorded, [with_weights("m", y, "e6")])
+    with pytest.raises(UserError, match="one id cannot stand for two sets of weights"):
+        check_one_weights([], [with_weights("new", x, "e7"), with_weights("new", y, "e8")])

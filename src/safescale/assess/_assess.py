@@ -17,6 +17,7 @@ from safescale.policy import (
     ModelRecord,
     Policy,
     canonical_json,
+    check_one_weights,
     determine,
     policy_sha256,
     select_evidence,
@@ -132,6 +133,7 @@ def assess(
                 if _needs_run(spec, model, evidence, as_of, policy):
                     say(f"evaluating {model} on {spec.id}")
                     new = list(evaluator(ws, by_id[model], spec))
+                    check_one_weights([*evidence, *(e for v in produced.values() for e in v)], new)
                     for ev in new:
                         ws.append_evidence(ev)
                     produced[model] += new

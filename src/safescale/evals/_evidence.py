@@ -34,7 +34,14 @@ from safescale.evals._degenerate import detect_degeneracy
 from safescale.evals._identity import id_for_weights, resolve_model_identity
 from safescale.evals._models import redact_args
 from safescale.evals._stats import MetricEstimate, mean_normal, proportion
-from safescale.policy import Evidence, Interval, ModelRecord, metric_range, sha256_hex
+from safescale.policy import (
+    Evidence,
+    Interval,
+    ModelRecord,
+    check_one_weights,
+    metric_range,
+    sha256_hex,
+)
 
 MAX_SAMPLES = 1_000_000_000
 """Most samples a metric may claim (lm-eval's ``n-samples``)."""
@@ -527,10 +534,11 @@ def record_evidence(
     Evidence ids are content-derived (:func:`evidence_id`), so a record whose id the ledger
     holds is the same result recorded before.
     """
+    records = list(evidence)
+    check_one_weights(ws.evidence(), records)
     for path in artifacts:
         ws.add_artifact(path)
     have = {e.record_id for e in ws.entries(kind="evidence")}
-    records = list(evidence)
     fresh = [e for e in records if e.id not in have]
     ws.append_many(fresh)  # one signed transaction for the whole run
     return RecordedEvidence(

@@ -33,6 +33,7 @@ from safescale.policy._records import (
     SignOffRecord,
     ThresholdStatus,
     canonical_json,
+    check_one_weights,
     sha256_hex,
     utcnow,
 )
@@ -82,6 +83,7 @@ __all__ = [
     "builtin_ids",
     "builtin_path",
     "canonical_json",
+    "check_one_weights",
     "check_policy_file",
     "check_policy_text",
     "check_references",

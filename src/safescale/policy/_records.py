@@ -10,10 +10,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from safescale._errors import Problem, UserError
+from safescale._input import is_sha256
 
 SCHEMA_VERSION = 1
 
@@ -245,3 +249,34 @@ class Determination(Record):
     otherwise. Only a comprehensive assessment resets the compute triggers."""
     missing: list[str] = Field(default_factory=list)
     """The bound evaluations without fresh evidence (what keeps the assessment partial)."""
+
+
+def check_one_weights(recorded: Iterable[Evidence], new: Iterable[Evidence]) -> None:
+    """Refuse ``new`` evidence whose weights (``details.weights_sha256``) differ from those of
+    the evidence already recorded under the same model id: a record that names an endpoint
+    and holds no hash of its own is reached by whatever the server serves, and a server
+    restarted with other weights would otherwise add results about a second model to the
+    first one's record (and a determination would read them together).
+
+    Raises:
+        UserError: a model id would stand for two sets of weights.
+    """
+    seen: dict[str, str] = {}
+    for e in recorded:
+        sha = e.details.get("weights_sha256")
+        if is_sha256(sha):
+            seen.setdefault(e.model, sha)
+    for e in new:
+        sha = e.details.get("weights_sha256")
+        before = seen.get(e.model)
+        if is_sha256(sha) and before is not None and before != sha:
+            raise UserError(
+                Problem(
+                    f"model {e.model!r} has evidence about weights {before[:12]}..., these "
+                    f"results are about {sha[:12]}...; one id cannot stand for two sets of "
+                    "weights: give these another --model-id (and record it with compute add)",
+                    field="--model-id",
+                )
+            )
+        if is_sha256(sha):
+            seen.setdefault(e.model, sha)
