@@ -197,3 +197,27 @@ def test_a_record_named_by_its_endpoint_stays_with_the_weights_first_seen(
     assert f"model 'ep1' has evidence about weights {model_dir_sha256(a)[:12]}" in err, err
     assert f"these results are about {model_dir_sha256(b)[:12]}" in err
     assert len(Workspace.open(ws.root).evidence()) == len(first)
+
+
+def test_a_tokenizer_that_is_not_the_served_models_is_refused(
+    server: Any,
+    mc_small: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Another tokenizer split every choice into other ids: the run went through and gave
+    another score (0.375 where the right one is 0.25), recorded as the served weights'."""
+    from tests.evals._factory import build_model
+
+    other = build_model(tmp_path / "other", hidden=32, layers=1, heads=2, vocab=400, seed=1,
+                        steps=1)  # fmt: skip
+    monkeypatch.chdir(tmp_path)
+    code = main(
+        ["eval", "run", str(mc_small), "-m", "openai-api-completions/local/tiny", "--tokenizer",
+         str(other), "-M", f"base_url={server.base_url}", "-M", "api_key=x", "--log-dir", "logs"]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert f"--tokenizer: the tokenizer in {other} is not the served model's" in err
+    assert not (tmp_path / "logs").exists()

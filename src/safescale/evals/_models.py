@@ -119,3 +119,70 @@ def _redact(name: str, value: Any) -> Any:
             netloc = host + (f":{url.port}" if url.port else "")
             return url._replace(netloc=netloc).geturl()
     return value
+
+
+PROBE = "Question: Which river of Zorbia runs 1,234 km east?\nAnswer: the red one (not 42)."
+"""Text whose tokens are compared between the given tokenizer and the server's."""
+
+
+def check_tokenizer(name: str, model_args: Mapping[str, Any], tokenizer: Any, where: str) -> None:
+    """Refuse a tokenizer folder that is not the served model's: the token ids of
+    :data:`PROBE` by ``tokenizer`` are sent to the server (``echo``, one new token) and each
+    token's text as the server names it is compared with the local text of the same id. A
+    wrong tokenizer used to score every choice with the wrong ids and give another number,
+    without an error. A server that cannot answer the probe is not judged here.
+
+    Raises:
+        UserError: the server names the tokens otherwise, or refuses the ids.
+    """
+    import json
+    import urllib.error
+    import urllib.request
+
+    found = endpoint_address(name, model_args)
+    if found is None:
+        return
+    url, served, key = found
+    ids = [int(i) for i in tokenizer.encode(PROBE, add_special_tokens=False)]
+    body = {"model": served, "prompt": ids, "max_tokens": 1, "echo": True, "logprobs": 1,
+            "temperature": 0}  # fmt: skip
+    request = urllib.request.Request(
+        url.rstrip("/") + "/completions",
+        data=json.dumps(body).encode(),
+        headers={"Content-Type": "application/json",
+                 **({"Authorization": f"Bearer {key}"} if key else {})},
+    )  # fmt: skip
+    problem = (
+        f"the tokenizer in {where} is not the served model's: the server {{}}; give the served "
+        "model's own tokenizer folder"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=PROBE_TIMEOUT) as answer:
+            tokens = json.loads(answer.read())["choices"][0]["logprobs"]["tokens"]
+    except urllib.error.HTTPError as exc:
+        text = exc.read().decode("utf-8", "replace")
+        if exc.code == 400 and ("vocabulary" in text or "token id" in text):
+            raise UserError(
+                Problem(problem.format("refuses its token ids"), field="--tokenizer")
+            ) from None
+        return
+    except (OSError, ValueError, KeyError, IndexError, TypeError):
+        return  # no answer to judge by: the run will say what is wrong, if anything
+    if not isinstance(tokens, list) or len(tokens) < len(ids):
+        return
+    texts = [tokenizer.decode([i]) for i in ids]
+    pieces = tokenizer.convert_ids_to_tokens(ids)
+    got = [str(t) for t in tokens[: len(ids)]]
+    if got != texts and got != pieces:
+        k = next(i for i, (x, y) in enumerate(zip(got, texts, strict=True)) if x != y)
+        raise UserError(
+            Problem(
+                problem.format(f"names token {k} ({ids[k]}) {quote(got[k])}, not "
+                               f"{quote(texts[k])}"),
+                field="--tokenizer",
+            )
+        )  # fmt: skip
+
+
+PROBE_TIMEOUT = 30.0
+"""Seconds to wait for the server's answer to the tokenizer probe."""

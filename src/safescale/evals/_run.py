@@ -28,7 +28,7 @@ from safescale.evals._identity import (
 )
 from safescale.evals._lm import check_model_dir
 from safescale.evals._mc import DEFAULT_TEMPLATE, hf_tokenizer
-from safescale.evals._models import inspect_model, redact_args
+from safescale.evals._models import check_tokenizer, inspect_model, redact_args
 from safescale.evals._stats import MetricEstimate
 from safescale.evals._suites import ResolvedTask, resolve_task
 from safescale.policy import Evidence, ModelRecord
@@ -298,7 +298,9 @@ def run_evals(
         # tokenizer folder is not one.
         select_backend(model_obj, tokenizer)
         if tokenizer is not None:
-            hf_tokenizer(tokenizer)
+            tok = hf_tokenizer(tokenizer)
+            if identity.path is None:  # an endpoint: is this its tokenizer?
+                check_tokenizer(model_string, args, tok, tokenizer)
     retries = SERVER_RETRIES if endpoint_address(model_string, args) is not None else {}
     out: list[EvalRunResult] = []
     for resolved in resolved_all:
