@@ -112,8 +112,7 @@ class LawBootstrap:
         }
 
     def _estimate(self, full: FloatArray, draws: FloatArray) -> Estimate:
-        tail = 100 * (1 - self.level) / 2
-        lo, hi = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
+        lo, hi = percentile_interval(draws, self.level)
         return Estimate(full, lo, hi, self.level)
 
     def natural(self, name: str) -> FloatArray:
@@ -153,7 +152,8 @@ class LawBootstrap:
         elif kind != "confidence":
             raise ValueError("kind must be 'prediction' or 'confidence'")
         full = self.estimate.predict(*values)
-        est = self._estimate(np.asarray(full).ravel(), np.exp(draws))
+        with np.errstate(over="ignore"):  # a replicate at the edge: an unbounded prediction
+            est = self._estimate(np.asarray(full).ravel(), np.exp(draws))
         return Estimate(full, est.lo.reshape(shape), est.hi.reshape(shape), self.level)
 
 
@@ -283,10 +283,11 @@ def compute_optimal(fit: ScalingLaw | LawBootstrap, compute: ArrayLike) -> Compu
     law = est.law
     thetas = fit.thetas if isinstance(fit, LawBootstrap) else est.theta_[None]
     level = fit.level if isinstance(fit, LawBootstrap) else 0.0
-    tail = 100 * (1 - level) / 2 if level else 50.0
 
     def summarise(full: FloatArray, draws: FloatArray) -> Estimate:
-        lo, hi = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
+        if not level:
+            return Estimate(full, full, full, level)
+        lo, hi = percentile_interval(draws, level)
         return Estimate(full, lo, hi, level)
 
     ln_full, ld_full = _optimal(est.theta_, c)
@@ -298,10 +299,25 @@ def compute_optimal(fit: ScalingLaw | LawBootstrap, compute: ArrayLike) -> Compu
             for t, n_, d_ in zip(thetas, ln, ld, strict=True)
         ]
     )
-    return ComputeOptimal(
-        compute=c,
-        params=summarise(np.exp(ln_full), np.exp(ln)),
-        tokens=summarise(np.exp(ld_full), np.exp(ld)),
-        tokens_per_param=summarise(np.exp(ld_full - ln_full), np.exp(ld - ln)),
-        loss=summarise(np.exp(full_loss), np.exp(loss_draws)),
-    )
+    with np.errstate(over="ignore"):  # a replicate at the edge: an unbounded allocation
+        return ComputeOptimal(
+            compute=c,
+            params=summarise(np.exp(ln_full), np.exp(ln)),
+            tokens=summarise(np.exp(ld_full), np.exp(ld)),
+            tokens_per_param=summarise(np.exp(ld_full - ln_full), np.exp(ld - ln)),
+            loss=summarise(np.exp(full_loss), np.exp(loss_draws)),
+        )
+
+
+def percentile_interval(draws: FloatArray, level: float) -> tuple[FloatArray, FloatArray]:
+    """The central ``level`` percentile interval of ``draws`` over axis 0 (NaN draws left out).
+    A replicate that ran a parameter to the edge can be infinite: where interpolating between
+    two draws would give NaN (inf - inf), the nearest draw is the bound, so an interval is
+    ``[lo, inf]`` (unbounded), never NaN."""
+    tail = 100 * (1 - level) / 2
+    with np.errstate(invalid="ignore", over="ignore"):
+        lo, hi = np.nanpercentile(draws, [tail, 100 - tail], axis=0)
+        if np.isnan(lo).any() or np.isnan(hi).any():
+            near_lo, near_hi = np.nanpercentile(draws, [tail, 100 - tail], axis=0, method="nearest")
+            lo, hi = np.where(np.isnan(lo), near_lo, lo), np.where(np.isnan(hi), near_hi, hi)
+    return lo, hi
