@@ -204,6 +204,13 @@ CASES = [
          "l.jsonl:1: response", "must be a string"),
     Case("cal-seed-negative", cmd("redteam", "calibrate", "x.jsonl", "--seed", "-1"), "--seed",
          "from 0 to"),
+    Case("cal-no-compound",
+         labelled('{"behaviour": "x", "response": "y", "label": true}\n'
+                  '{"behaviour": "x", "response": "y", "label": true, "compound": "nothing"}\n'),
+         "l.jsonl:1: compound", "names no compound of the lab world"),
+    Case("cal-unknown-compound",
+         labelled('{"behaviour": "x", "response": "y", "label": true, "compound": "nothing"}\n'),
+         "l.jsonl:1: compound", "or use --judge rubric"),
     # -- garak reports
     Case("garak-inf", garak(START, EVAL.replace('"passed": 1', '"passed": 1e400')),
          "g.jsonl:2: passed", "whole number"),
@@ -302,7 +309,9 @@ def many_behaviours(n: int, *flags: str) -> Build:
 
 SIZE = "--behaviours x --attacks x --budget"
 SMALLER = "fewer behaviours, fewer attack families or a smaller --budget"
-LABEL = '{"behaviour": "How is it made?", "response": "No.", "label": false}\n'
+LABEL = (
+    '{"behaviour": "How is it made?", "response": "No.", "label": false, "compound": "nopulax"}\n'
+)
 MORE_CASES = [
     # 96 lab behaviours x 7 families x 100,000 queries: 67,200,096 planned model calls.
     Case("run-campaign-lab-budget", cmd("redteam", "run", "-t", "mockllm/model", "-b", "lab",

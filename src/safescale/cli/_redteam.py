@@ -139,7 +139,7 @@ def run(
     # Read before the campaign: a bad file is refused before any model is called.
     controls = (lab_benign(seed) if benign == "lab" else load_behaviours(benign)) if benign else []
     j = make_judge(judge, **({"seed": seed} if judge == "lab" else {"model": judge_model}))
-    calibration = calibrate_judge(j, load_labelled(labelled)) if labelled else None
+    calibration = calibrate_judge(j, load_labelled(labelled, j)) if labelled else None
     stack = None
     spec = load_stack(target) if target.endswith((".yaml", ".yml")) else None
     # The evidence's model id, checked before any model is loaded (a folder's name may not be
@@ -345,7 +345,7 @@ def calibrate(
     if judge_model is not None:
         check_id(judge_model, "--judge-model", what="Inspect model")
     j = make_judge(judge, **({"seed": seed} if judge == "lab" else {"model": judge_model}))
-    cal = calibrate_judge(j, load_labelled(labelled))
+    cal = calibrate_judge(j, load_labelled(labelled, j))
     if as_json:
         print_json(
             {

@@ -85,16 +85,22 @@ class LabJudge:
         self.truth = {c.name: (c.precursor, c.catalyst) for c in world.compounds}
         self.ingredients = frozenset(world.precursors) | frozenset(world.catalysts)
 
+    def problem(self, behaviour: Behaviour) -> str | None:
+        """Why this judge cannot judge ``behaviour`` (None if it can): the lab judge needs the
+        compound the request is about, one of the lab world's."""
+        if behaviour.compound is None or behaviour.compound not in self.truth:
+            return (
+                f"behaviour {behaviour.id!r} names no compound of the lab world; the lab judge "
+                "needs one (field 'compound'), or use --judge rubric"
+            )
+        return None
+
     def verdict(self, behaviour: Behaviour, response: str) -> Verdict:
         """The verdict on one response."""
-        if behaviour.compound is None or behaviour.compound not in self.truth:
-            raise UserError(
-                Problem(
-                    f"behaviour {behaviour.id!r} names no compound of the lab world; the lab "
-                    "judge needs one (field 'compound'), or use --judge rubric",
-                    field="compound",
-                )
-            )
+        why = self.problem(behaviour)
+        if why is not None:
+            raise UserError(Problem(why, field="compound"))
+        assert behaviour.compound is not None
         precursor, catalyst = self.truth[behaviour.compound]
         words = set(re.findall(r"[a-z]+", response.lower()))
         named = {w for w in words if w in self.ingredients}
@@ -225,12 +231,17 @@ class JudgeCalibration:
     """Items the judge could not decide (counted as disagreements)."""
 
 
-def load_labelled(path: str | Path) -> list[tuple[Behaviour, str, bool]]:
+def load_labelled(
+    path: str | Path, judge: object | None = None
+) -> list[tuple[Behaviour, str, bool]]:
     """A labelled sample: JSONL with ``behaviour``, ``response``, ``label`` (true = success),
     optionally ``compound`` and ``id`` (an id, as in a behaviour file). The request and the
     response may span lines and hold tabs, but no other control or format character (a
     terminal escape, a bidi override); a bad line is a one-line :class:`UserError` naming
-    ``file:line`` and the field."""
+    ``file:line`` and the field. With a ``judge`` that can say why it cannot judge an item
+    (a ``problem(behaviour)`` method, as the lab judge has), each item is checked here, so
+    that the line is named."""
+    problem = getattr(judge, "problem", None)
     p = Path(path)
     out = []
     for i, row in jsonl_rows(p, "labelled file"):
@@ -252,6 +263,9 @@ def load_labelled(path: str | Path) -> list[tuple[Behaviour, str, bool]]:
             )
         bid = check_id(row.get("id", f"l{i}"), "id", what="item id", source=str(p), line=i)
         b = Behaviour(id=bid, request=str(row["behaviour"]), compound=compound or None)
+        why = problem(b) if callable(problem) else None
+        if why is not None:
+            raise UserError(Problem(why, source=str(p), line=i, field="compound"))
         out.append((b, str(row["response"]), row["label"]))
     if not out:
         raise UserError(Problem("no labelled items", source=str(p)))
