@@ -210,6 +210,25 @@ FLAGS = [
             (("-M", "device=nonsense"), "device", "is not a torch device"),
         )
     ],
+    # serve-model names its own flags, and bounds them before it listens or loads.
+    Case(
+        "serve-max-length-0",
+        run("serve-model", "{model}", "--port", "0", "--max-length", "0"),
+        "--max-length",
+        "from 2 to 16,777,216",
+    ),
+    Case(
+        "serve-max-length-huge",
+        run("serve-model", "{model}", "--port", "0", "--max-length", "99999999"),
+        "--max-length",
+        "from 2 to 16,777,216",
+    ),
+    Case(
+        "serve-batch-negative",
+        run("serve-model", "{model}", "--port", "0", "--batch-size", "-1"),
+        "--batch-size",
+        "from 1 to 65,536",
+    ),
 ]
 
 

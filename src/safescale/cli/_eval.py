@@ -30,9 +30,10 @@ def _model_args(items: list[str] | None) -> dict[str, Any]:
     """``-M key=value``; the sizes a local model reads (``batch_size``, ``max_length``) must be
     whole numbers in range, checked here before any model is loaded."""
     from safescale._input import check_count
+    from safescale.evals._lm import MAX_BATCH, MAX_CONTEXT
 
     out = key_values(items, "-M")
-    for key, lo, hi in (("batch_size", 1, 1 << 16), ("max_length", 2, 1 << 24)):
+    for key, lo, hi in (("batch_size", 1, MAX_BATCH), ("max_length", 2, MAX_CONTEXT)):
         if key in out:
             value = out[key].strip()
             number = int(value) if value.isdigit() and len(value) < 20 else value
@@ -350,7 +351,12 @@ def serve_model(
     if port < 0 or port > 65535:
         raise UserError(Problem(f"{port} is not a TCP port (0-65535)", field="--port"))
     config = LocalModelConfig(
-        path=model_dir, dtype=dtype, device=device, batch_size=batch_size, max_length=max_length
+        path=model_dir,
+        dtype=dtype,
+        device=device,
+        batch_size=batch_size,
+        max_length=max_length,
+        fields=("--batch-size", "--max-length"),
     )
     sock = ModelServer.bind(host, port)  # a busy port fails before the weights are read
     try:

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from safescale._errors import Problem, UserError
-from safescale._input import quote
+from safescale._input import check_count, quote
 from safescale._model_folder import check_device, check_model_config, load_pretrained
 
 
@@ -40,6 +40,12 @@ if TYPE_CHECKING:
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "tokenizer.model", "vocab.json")
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 
+MAX_BATCH = 1 << 16
+"""Most sequences per forward pass any command takes."""
+MAX_CONTEXT = 1 << 24
+"""Largest context limit in tokens any command takes (the largest size a model folder's
+config may declare)."""
+
 
 @dataclass(frozen=True)
 class LocalModelConfig:
@@ -55,6 +61,9 @@ class LocalModelConfig:
     """Sequences per forward pass (continuations for log-likelihood, prompts for generation)."""
     max_length: int | None = None
     """Context-length limit in tokens; default: the model config's ``max_position_embeddings``."""
+    fields: tuple[str, str] = ("batch_size", "max_length")
+    """How ``batch_size`` and ``max_length`` are named in messages (the flags of a command
+    that takes them as flags)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "path", Path(self.path))
@@ -62,10 +71,9 @@ class LocalModelConfig:
             raise UserError(
                 Problem(f"unknown dtype {quote(self.dtype)}; use one of {DTYPES}", field="dtype")
             )
-        if self.batch_size < 1:
-            raise UserError(Problem("batch_size must be at least 1", field="batch_size"))
-        if self.max_length is not None and self.max_length < 2:
-            raise UserError(Problem("max_length must be at least 2", field="max_length"))
+        check_count(self.batch_size, self.fields[0], lo=1, hi=MAX_BATCH)
+        if self.max_length is not None:
+            check_count(self.max_length, self.fields[1], lo=2, hi=MAX_CONTEXT)
         check_device(self.device)
 
 
