@@ -30,7 +30,7 @@ def _model_args(items: list[str] | None) -> dict[str, Any]:
     """``-M key=value``; the sizes a local model reads (``batch_size``, ``max_length``) must be
     whole numbers in range, checked here before any model is loaded."""
     from safescale._input import check_count
-    from safescale.evals._lm import MAX_BATCH, MAX_CONTEXT
+    from safescale.evals import MAX_BATCH, MAX_CONTEXT
 
     out = key_values(items, "-M")
     for key, lo, hi in (("batch_size", 1, MAX_BATCH), ("max_length", 2, MAX_CONTEXT)):

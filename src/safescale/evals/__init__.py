@@ -33,6 +33,8 @@ from safescale.evals._identity import (
     served_weights,
 )
 from safescale.evals._lm import (
+    MAX_BATCH,
+    MAX_CONTEXT,
     ContextWarning,
     ContinuationScore,
     LocalLM,
@@ -59,6 +61,8 @@ from safescale.evals._suites import SCORERS, SUITES, Suite, build_task, resolve_
 __all__ = [
     "DEFAULT_TEMPLATE",
     "LL_BACKENDS",
+    "MAX_BATCH",
+    "MAX_CONTEXT",
     "SCORERS",
     "SUITES",
     "BatchScoring",
