@@ -221,3 +221,18 @@ def test_a_tokenizer_that_is_not_the_served_models_is_refused(
     assert code == 2, err
     assert f"--tokenizer: the tokenizer in {other} is not the served model's" in err
     assert not (tmp_path / "logs").exists()
+
+
+def test_a_base_url_without_its_api_path_is_named(
+    server: Any, mc_small: Path, model_dir: Path, tmp_path: Path, capsys: Any
+) -> None:
+    """``http://host:port`` where the API answers under ``/v1``: every request of the run
+    would have been a 404, reported as an endpoint that does not support completions."""
+    root = server.base_url.removesuffix("/v1")
+    code = main(
+        ["eval", "run", str(mc_small), "-m", "openai-api-completions/local/tiny", "--tokenizer",
+         str(model_dir), "-M", f"base_url={root}", "-M", "api_key=x",
+         "--log-dir", str(tmp_path / "logs")]
+    )  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2 and f"the server at {root} answers under {root}/v1" in err, err

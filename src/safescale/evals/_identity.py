@@ -131,6 +131,23 @@ def endpoint_address(
     return str(url), name, str(key) if key else None
 
 
+def _model_list(url: str, key: str | None) -> Any:
+    """``GET URL/models``: the ``data`` of its answer (HTTP errors raised as they come)."""
+    request = urllib.request.Request(url.rstrip("/") + "/models")
+    if key:
+        request.add_header("Authorization", f"Bearer {key}")
+    with urllib.request.urlopen(request, timeout=SERVED_TIMEOUT) as answer:
+        return json.loads(answer.read()).get("data") or []
+
+
+def _lists_models(url: str, key: str | None) -> bool:
+    """Whether ``URL/v1/models`` answers with a model list."""
+    try:
+        return isinstance(_model_list(url.rstrip("/") + "/v1", key), list)
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def served_weights(model: str, model_args: Mapping[str, Any] | None = None) -> ServedWeights | None:
     """The weights behind an endpoint, as its server's ``GET /models`` reports them.
 
@@ -138,18 +155,27 @@ def served_weights(model: str, model_args: Mapping[str, Any] | None = None) -> S
     folder's name as ``root``); servers that report no hash (vLLM, hosted APIs), addresses
     that do not answer, and model names the server does not list give ``None``: the endpoint
     is then known by its model string.
+
+    Raises:
+        UserError: the server refuses the API key, does not serve the model name, or answers
+            under ``/v1`` of the base URL given.
     """
     found = endpoint_address(model, model_args)
     if found is None:
         return None
     url, name, key = found
-    request = urllib.request.Request(url.rstrip("/") + "/models")
-    if key:
-        request.add_header("Authorization", f"Bearer {key}")
     try:
-        with urllib.request.urlopen(request, timeout=SERVED_TIMEOUT) as answer:
-            cards = json.loads(answer.read()).get("data") or []
+        cards = _model_list(url, key)
     except urllib.error.HTTPError as exc:
+        if exc.code == 404 and not url.rstrip("/").endswith("/v1") and _lists_models(url, key):
+            # The base URL names the server, not its API: every request would be a 404.
+            raise UserError(
+                Problem(
+                    f"the server at {url} answers under {url.rstrip('/')}/v1; give that as "
+                    "the base URL (-M base_url=... or the provider's *_BASE_URL)",
+                    field="--model",
+                )
+            ) from None
         if exc.code in (401, 403):  # said now, not by every request of the run
             raise UserError(
                 Problem(
