@@ -108,6 +108,7 @@ def test_a_wrong_key_or_model_name_is_refused_before_the_run(
         ({"Authorization": "Bearer x", "auth_token": "t", "dtype": "float32"},
          {"Authorization": REDACTED, "auth_token": REDACTED, "dtype": "float32"}),
         ("model=m,api_key=k,base_url=http://h/v1", "model=m,api_key=<redacted>,base_url=http://h/v1"),
+        ({"base_url": "http://u:p@[::1]:99999/v1"}, {"base_url": "http://[::1]:99999/v1"}),
     ],
 )  # fmt: skip
 def test_provider_arguments_lose_their_secrets(given: Any, kept: Any) -> None:

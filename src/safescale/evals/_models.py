@@ -1,4 +1,10 @@
-"""Inspect models by name, with a provider that cannot start said in one line."""
+"""Inspect models by name, and what is checked about an endpoint before a run.
+
+A provider that cannot start is one line (:func:`inspect_model`); an address where nothing
+listens is refused before Inspect would retry it for minutes (:func:`check_listening`); a
+tokenizer folder is compared with the server's own (:func:`check_tokenizer`); and provider
+arguments lose their secrets before they are recorded (:func:`redact_args`).
+"""
 
 from __future__ import annotations
 
@@ -112,12 +118,10 @@ def redact_args(args: Mapping[str, Any] | str | None) -> dict[str, Any] | str | 
 def _redact(name: str, value: Any) -> Any:
     if any(word in name.lower() for word in SECRET_WORDS):
         return REDACTED
-    if isinstance(value, str) and "://" in value and "@" in value:
+    if isinstance(value, str) and "://" in value:
         url = urlsplit(value)
-        if url.username is not None or url.password is not None:
-            host = url.hostname or ""
-            netloc = host + (f":{url.port}" if url.port else "")
-            return url._replace(netloc=netloc).geturl()
+        if "@" in url.netloc:  # user:password@host: keep the host and port only
+            return url._replace(netloc=url.netloc.rsplit("@", 1)[1]).geturl()
     return value
 
 
