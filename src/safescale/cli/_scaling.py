@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import numpy as np
 import typer
@@ -13,31 +13,10 @@ from safescale._errors import Problem, UserError
 from safescale._input import check_count, check_number, check_seed, check_text, quote
 from safescale._io import check_output_path
 from safescale.cli._common import console, err_console, print_json, print_table
-from safescale.scaling import (
-    LAWS,
-    METHODS,
-    POSITION_BINS,
-    POSITION_NAMES,
-    BandCoverage,
-    Estimate,
-    backtest,
-    bootstrap_law,
-    check_work,
-    compute_optimal,
-    exponent_warnings,
-    extrapolation_warnings,
-    finite_json,
-    fit_capability,
-    fit_law,
-    in_file,
-    plot_calibration,
-    plot_forecast,
-    plot_law,
-    position_warnings,
-    read_runs,
-    read_score_data,
-    select_law,
-)
+from safescale.scaling import LAWS, METHODS
+
+if TYPE_CHECKING:
+    from safescale.scaling import BandCoverage, Estimate
 
 MAX_BOOTSTRAP = 100_000
 """Most bootstrap replicates of a forecast or backtest (1,000 is plenty for a 95% interval)."""
@@ -127,6 +106,18 @@ def fit(
     ] = None,
 ) -> None:
     """Fit a scaling law by Hoffmann et al. (2022) Approach 3 (Huber on log loss, grid + L-BFGS)."""
+    from safescale.scaling import (
+        bootstrap_law,
+        check_work,
+        exponent_warnings,
+        extrapolation_warnings,
+        fit_law,
+        in_file,
+        plot_law,
+        read_runs,
+        select_law,
+    )
+
     if plot is not None:
         check_output_path(plot, "--plot")
     if compare is not None:
@@ -322,6 +313,8 @@ def _show_convergence(converged: int, n_boot: int, warning: str | None) -> None:
 
 
 def _show_optimal(fit: Any, budgets: np.ndarray) -> None:
+    from safescale.scaling import compute_optimal
+
     opt = compute_optimal(fit, budgets)
     table = Table(title="compute-optimal allocation (C = 6ND)", title_justify="left")
     for col in ("C (FLOP)", "N_opt", "D_opt", "tokens / param"):
@@ -360,6 +353,8 @@ def forecast(
     with_: WithOpt = None,
 ) -> None:
     """Forecast a benchmark score at a planned compute, with a prediction interval."""
+    from safescale.scaling import fit_capability, in_file, plot_forecast, position_warnings
+
     check_number(at, "--at", lo=0, hi=MAX_FLOP, lo_open=True)
     _check_common(chance, ceiling, bootstrap, seed, plot)
     if line is not None:
@@ -480,6 +475,8 @@ def backtest_cmd(
 
     Chooses the method with the smallest out-of-sample error; reports coverage by
     extrapolation distance and the Brier score of P(score >= line)."""
+    from safescale.scaling import backtest, in_file, plot_calibration
+
     _check_common(chance, ceiling, bootstrap, seed, plot)
     check_count(min_train, "--min-train", lo=2, hi=MAX_CSV_ROWS)
     for ln in lines or []:
@@ -598,6 +595,8 @@ def backtest_cmd(
 
 
 def _position_label(b: BandCoverage) -> str:
+    from safescale.scaling import POSITION_BINS, POSITION_NAMES
+
     k = POSITION_BINS.index(b.lo)  # the first band includes its start
     return f"{POSITION_NAMES[k]} {'[' if k == 0 else '('}{b.lo:g}, {b.hi:g}]"
 
@@ -635,6 +634,8 @@ def _read_scores(
 ) -> tuple[dict[str, Any], Any, Any, list[str]]:
     """The score columns (``read_score_data``), with the bootstrap's work checked against
     them, and the notes to print once the fit has worked (a refusal stays one line)."""
+    from safescale.scaling import check_work, read_score_data
+
     notes: list[str] = []
     data, others, others_chance = read_score_data(
         csv, compute, score, loss, with_, chance, ceiling, notes.append
@@ -658,6 +659,8 @@ def _check_method(method: str, loss: str | None, with_: list[str] | None) -> Non
 
 def _print_json(out: dict[str, Any]) -> None:
     """``out`` as JSON on stdout, with a non-finite number as null (JSON has no NaN)."""
+    from safescale.scaling import finite_json
+
     print_json(finite_json(out))
 
 

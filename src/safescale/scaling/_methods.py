@@ -30,7 +30,6 @@ from typing import Generic, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
-from scipy.optimize import least_squares
 
 from safescale._registry import Registry
 from safescale.scaling._laws import FloatArray
@@ -386,6 +385,8 @@ def _two_step_predictor(
 
 
 def _fit_logistic_4p(data: ScoreData) -> Predictor:
+    from scipy.optimize import least_squares  # here: the registry loads without scipy
+
     x, s = np.log10(data.compute), data.score
     spread = max(float(np.ptp(x)), 1e-9)
 
