@@ -73,6 +73,7 @@ def _huber_terms(form, theta, logs, loss):
 
 
 @pytest.mark.slow
+@pytest.mark.filterwarnings("error::RuntimeWarning")
 def test_interval_coverage_is_near_nominal() -> None:
     # 24 datasets from one known law; the 90% intervals for alpha and beta should cover the
     # truth in most of them. Percentile bootstraps of a robust fit run a little narrow at

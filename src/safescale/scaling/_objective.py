@@ -66,7 +66,8 @@ def log_predictions(problem: Problem, theta: FloatArray) -> tuple[FloatArray, Fl
     """Softmax weights over terms, ``(S, K, n)``, and the log prediction, ``(S, n)``."""
     # Terms are few (K <= 3), so explicit loops over K beat numpy reductions on a short axis.
     n, k, _ = problem.g.shape
-    u = (theta @ problem.flat).reshape(len(theta), k, n)
+    with np.errstate(invalid="ignore", over="ignore"):  # a start past the edge: NaN, not noise
+        u = (theta @ problem.flat).reshape(len(theta), k, n)
     top = u[:, 0].copy()
     for j in range(1, k):
         np.maximum(top, u[:, j], out=top)
