@@ -237,3 +237,41 @@ def test_a_base_url_without_its_api_path_is_named(
     )  # fmt: skip
     err = capsys.readouterr().err
     assert code == 2 and f"the server at {root} answers under {root}/v1" in err, err
+
+
+@pytest.mark.parametrize("form", ["texts", "pieces", "incremental", "wrong"])
+def test_the_tokenizer_probe_accepts_each_way_a_server_names_tokens(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch, form: str
+) -> None:
+    """serve-model names a token by its decoded text, other servers by its vocabulary entry or
+    by the text it adds (vLLM): all three are the same tokenizer; other text is not."""
+    import io
+    import urllib.request
+
+    from safescale._errors import UserError
+    from safescale.evals._mc import hf_tokenizer
+    from safescale.evals._models import PROBE, check_tokenizer
+
+    tok = hf_tokenizer(str(model_dir))
+    ids = tok.encode(PROBE, add_special_tokens=False)
+    texts = [tok.decode([i]) for i in ids]
+    named = {
+        "texts": texts,
+        "pieces": tok.convert_ids_to_tokens(ids),
+        # The same text cut elsewhere: one character moved from the second token to the first.
+        "incremental": [texts[0] + texts[1][:1], texts[1][1:], *texts[2:]],
+        "wrong": ["x", *texts[1:]],
+    }[form]
+    answer = {"choices": [{"logprobs": {"tokens": [*named, "!"]}}]}
+
+    def urlopen(request: Any, timeout: float) -> Any:
+        assert json.loads(request.data)["prompt"] == ids
+        return io.BytesIO(json.dumps(answer).encode())
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    args = {"base_url": "http://127.0.0.1:1/v1", "api_key": "x"}
+    if form == "wrong":
+        with pytest.raises(UserError, match="names token 0"):
+            check_tokenizer("openai-api-completions/local/m", args, tok, "tok/")
+    else:
+        check_tokenizer("openai-api-completions/local/m", args, tok, "tok/")
