@@ -153,3 +153,88 @@ def test_scorers_come_from_one_registry(
     assert [s.name for s in log.eval.scorers or []] == ["nonempty"]
     assert result.metrics[0].n == 3
     assert "nonempty" in SCORERS.names() and "opening" in SCORERS.names()
+
+
+@pytest.fixture(scope="module")
+def short_server(model_dir: Path):  # type: ignore[no-untyped-def]
+    """The tiny model served with a context of 24 tokens: most of ``mc_small``'s prompts are
+    longer."""
+    from safescale.evals import LocalModelConfig, load_local_model
+
+    lm = load_local_model(LocalModelConfig(model_dir, max_length=24))
+    srv = ModelServer(lm, name="tiny", port=0).start()
+    yield srv
+    srv.close()
+
+
+def test_prompts_over_the_servers_context_are_cut_as_lm_eval_cuts_them(
+    short_server: ModelServer, model_dir: Path
+) -> None:
+    """They were refused by the server (400), which stopped the run."""
+    import asyncio
+
+    from inspect_ai.model import get_model
+
+    from safescale.evals import ContextWarning, LocalModelConfig, LoglikelihoodGroup
+    from safescale.evals import load_local_model as load
+
+    model = get_model(
+        "openai-api-completions/local/tiny", base_url=short_server.base_url, api_key="x",
+        memoize=False,
+    )  # fmt: skip
+    backend = select_backend(model, str(model_dir))
+    assert isinstance(backend, PromptLogprobsBackend) and backend.context == 24
+    context, choices = (
+        "Question: Which place lies near the bridge of Zorbia?\nAnswer:",
+        [
+            " Ulm",
+            " the mill",
+        ],
+    )
+    with pytest.warns(ContextWarning, match="longer than the server's context of 24 tokens"):
+        got = asyncio.run(backend.loglikelihoods(context, choices)).values
+    # The same prompts, cut to 23 tokens from the left, scored in process.
+    lm = load(LocalModelConfig(model_dir))
+    want = []
+    for c in choices:
+        ctx, cont = lm.encode_pair(context, c)
+        assert len(ctx) + len(cont) > 23
+        ctx = ctx[len(ctx) + len(cont) - 23 :]
+        (score,) = lm.loglikelihood([LoglikelihoodGroup(tuple(ctx), (tuple(cont),))])[0]
+        want.append(score.logprob)
+    assert got == pytest.approx(want, abs=1e-4)
+    # A choice that leaves no token of context cannot be scored: one line says so.
+    with pytest.raises(UserError, match=r"a continuation of .* tokens does not fit the server's"):
+        asyncio.run(backend.loglikelihoods(context, [" the river" * 12]))
+
+
+def test_an_endpoint_run_over_long_prompts_completes_with_a_warning(
+    short_server: ModelServer, model_dir: Path, mc_small: Path, tmp_path: Path, run_cli
+) -> None:
+    code, out, err = run_cli(
+        "eval", "run", str(mc_small), "-m", "openai-api-completions/local/tiny", "--tokenizer",
+        str(model_dir), "-M", f"base_url={short_server.base_url}", "-M", "api_key=x",
+        "--limit", "4", "--log-dir", str(tmp_path / "logs"), "--json",
+    )  # fmt: skip
+    assert code == 0, err
+    # one line, not Python's warning with a source path and line
+    (line,) = [x for x in err.splitlines() if "cut from the left" in x]
+    assert line.startswith("warning: prompts longer than the server's context of 24 tokens")
+    assert "serve-model --max-length" in line
+    served = {m["name"]: m for m in json.loads(out)["metrics"]}
+    assert served["acc"]["n"] == 4
+    # A local model keeps max_length + 1 tokens (its last token is never fed), the server
+    # limit - 1 (one new token): at max_length 22 the two cut every prompt alike.
+    local = run_suite(
+        str(mc_small), str(model_dir), log_dir=tmp_path / "local", limit=4,
+        model_args={"max_length": 22},
+    )  # fmt: skip
+    for m in local.metrics:
+        assert served[m.name]["value"] == m.value, m.name
+    from inspect_ai.log import read_eval_log
+
+    def lls(log: str) -> list[float]:
+        samples = read_eval_log(log).samples or []
+        return [x for s in samples for x in s.metadata["loglikelihoods"]]
+
+    assert lls(json.loads(out)["log"]) == pytest.approx(lls(str(local.log_path)), abs=1e-4)

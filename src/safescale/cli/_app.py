@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -132,8 +133,29 @@ def _print_error(text: str) -> None:
     err_console.print(one_line(f"error: {text}"), markup=False, emoji=False, soft_wrap=True)
 
 
+def _one_line_warnings(python: Any) -> Any:
+    """A ``warnings.showwarning`` that shows safescale's own warnings (a prompt cut to the
+    context, ...) as one line, ``warning:`` and the message, and hands other packages' to
+    ``python`` (the way they were shown before)."""
+
+    def show(message: Warning | str, category: type[Warning], *rest: Any, **kw: Any) -> None:
+        if category.__module__.partition(".")[0] == "safescale":
+            err_console.print(one_line(f"warning: {message}"), markup=False, emoji=False,
+                              soft_wrap=True)  # fmt: skip
+        else:
+            python(message, category, *rest, **kw)
+
+    return show
+
+
 def main(argv: list[str] | None = None) -> int:
     """Run the command; user errors print one line per problem and exit with status 2."""
+    with warnings.catch_warnings():  # the caller's way of showing warnings comes back after
+        warnings.showwarning = _one_line_warnings(warnings.showwarning)
+        return _main(argv)
+
+
+def _main(argv: list[str] | None) -> int:
     # In-process callers (the tests) run many commands: no option outlives its command.
     OPTIONS.workspace, OPTIONS.debug = None, False
     try:

@@ -30,6 +30,7 @@ from safescale.evals._identity import (
     ModelIdentity,
     ServedWeights,
     resolve_model_identity,
+    served_context,
     served_weights,
 )
 from safescale.evals._lm import (
@@ -106,6 +107,7 @@ __all__ = [
     "run_evals",
     "run_suite",
     "select_backend",
+    "served_context",
     "served_weights",
     "supports_prefetch",
     "unload_local_models",

@@ -18,13 +18,16 @@ Outside packages add backends through the ``safescale.ll_backend`` entry points.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
 from safescale._errors import Problem, UserError
 from safescale._registry import Registry
-from safescale.evals._lm import ScoredText, encode_pair
+from safescale.evals._lm import ContextWarning, ScoredText, encode_pair
 
 
 @dataclass(frozen=True)
@@ -154,9 +157,12 @@ class PromptLogprobsBackend:
 
     priority: ClassVar[int] = 10
 
-    def __init__(self, model: Any, tokenizer: str) -> None:
+    def __init__(self, model: Any, tokenizer: str, context: int | None = None) -> None:
         self.model = model
         self.tokenizer = tokenizer
+        self.context = context
+        """The server's context in tokens (:func:`endpoint_context`); ``None``: not known, and
+        a prompt that does not fit is the server's to refuse."""
 
     @classmethod
     def available(cls, model: Any, tokenizer: str | None) -> bool:
@@ -169,7 +175,7 @@ class PromptLogprobsBackend:
     def create(cls, model: Any, tokenizer: str | None) -> PromptLogprobsBackend:
         """A backend for ``model`` with the tokenizer folder ``tokenizer``."""
         assert tokenizer is not None
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, endpoint_context(model))
 
     async def loglikelihoods(self, context: str, continuations: Sequence[str]) -> Loglikelihoods:
         """Sum of the continuation tokens' prompt log-probabilities, one request per choice."""
@@ -179,6 +185,8 @@ class PromptLogprobsBackend:
 
         tok = hf_tokenizer(self.tokenizer)
         pairs = [encode_pair(tok, context, c) for c in continuations]
+        if self.context is not None:
+            pairs = [fit_context(ctx, cont, self.context) for ctx, cont in pairs]
         config = GenerateConfig(max_tokens=1, temperature=0, prompt_logprobs=1)
         outs = await asyncio.gather(
             *[
@@ -192,6 +200,66 @@ class PromptLogprobsBackend:
         return Loglikelihoods(
             tuple(continuation_ll(o, len(cont)) for o, (_, cont) in zip(outs, pairs, strict=True))
         )
+
+
+def fit_context(
+    context: list[int], continuation: list[int], limit: int
+) -> tuple[list[int], list[int]]:
+    """``(context, continuation)`` token ids cut to a server's context of ``limit`` tokens.
+
+    The API generates at least one token after the prompt, so the prompt may hold
+    ``limit - 1``; a longer one loses the start of its context, as lm-eval cuts it, with a
+    :class:`~safescale.evals.ContextWarning`. A local model keeps ``max_length + 1`` tokens
+    (its last is never fed), so a server of context ``N`` cuts as a local model of
+    ``max_length`` ``N - 2`` does.
+
+    Raises:
+        UserError: the continuation alone leaves no token of context.
+    """
+    room = limit - 1
+    if len(context) + len(continuation) <= room:
+        return context, continuation
+    if len(continuation) >= room:
+        raise UserError(
+            Problem(
+                f"a continuation of {len(continuation)} tokens does not fit the server's context "
+                f"of {limit} tokens with a token of its prompt and the token the API generates; "
+                "shorten the choice, or serve the model with a larger context "
+                "(serve-model --max-length)"
+            )
+        )
+    warnings.warn(
+        f"prompts longer than the server's context of {limit} tokens (one of them for the "
+        "token the API generates) are cut from the left, as lm-eval cuts them, so the model "
+        "does not see the start of those prompts; serve the model with a larger context "
+        "(serve-model --max-length) if it allows one",
+        ContextWarning,
+        stacklevel=2,
+    )
+    return context[len(context) + len(continuation) - room :], continuation
+
+
+_CONTEXTS: weakref.WeakKeyDictionary[Any, int | None] = weakref.WeakKeyDictionary()
+
+
+def endpoint_context(model: Any) -> int | None:
+    """The context of the model behind ``model`` (an Inspect model reached through an
+    endpoint) as its server reports it (:func:`~safescale.evals.served_context`); asked once
+    per model API object. ``None`` when the server does not say (a hosted API) or cannot be
+    asked: a prompt that does not fit is then the server's to refuse."""
+    from safescale.evals._identity import served_context
+
+    api = getattr(model, "api", None)
+    with contextlib.suppress(KeyError, TypeError):  # TypeError: no weak reference to it
+        return _CONTEXTS[api]
+    args = {k: v for k in ("base_url", "api_key") if isinstance(v := getattr(api, k, None), str)}
+    try:
+        found = served_context(str(model), args)
+    except UserError:  # refused key, unknown name: the run's own requests say so
+        found = None
+    with contextlib.suppress(TypeError):
+        _CONTEXTS[api] = found
+    return found
 
 
 def continuation_ll(output: Any, n_tokens: int) -> float:

@@ -33,6 +33,7 @@ from typing import Any, Literal
 
 from safescale._errors import Problem, UserError
 from safescale._input import is_sha256, quote
+from safescale.evals._lm import MAX_CONTEXT
 from safescale.policy import ModelRecord
 
 LOCAL_PROVIDERS = ("safescale", "hf")
@@ -148,13 +149,11 @@ def _lists_models(url: str, key: str | None) -> bool:
         return False
 
 
-def served_weights(model: str, model_args: Mapping[str, Any] | None = None) -> ServedWeights | None:
-    """The weights behind an endpoint, as its server's ``GET /models`` reports them.
+def served_card(model: str, model_args: Mapping[str, Any] | None = None) -> dict[str, Any] | None:
+    """The entry for ``model``'s name in its server's ``GET /models`` answer.
 
-    ``safescale serve-model`` lists each model with ``weights_sha256`` (and the weights
-    folder's name as ``root``); servers that report no hash (vLLM, hosted APIs), addresses
-    that do not answer, and model names the server does not list give ``None``: the endpoint
-    is then known by its model string.
+    Addresses that do not answer, answers that are not a model list, and model names the
+    server does not list give ``None``.
 
     Raises:
         UserError: the server refuses the API key, does not serve the model name, or answers
@@ -201,13 +200,42 @@ def served_weights(model: str, model_args: Mapping[str, Any] | None = None) -> S
                 field="--model",
             )
         )
-    for card in cards:
-        if not isinstance(card, dict) or card.get("id") != name:
-            continue
-        sha = card.get("weights_sha256")
-        if is_sha256(sha):
-            root = card.get("root")
-            return ServedWeights(url, name, sha, root if isinstance(root, str) and root else None)
+    return next((c for c in cards if isinstance(c, dict) and c.get("id") == name), None)
+
+
+def served_weights(model: str, model_args: Mapping[str, Any] | None = None) -> ServedWeights | None:
+    """The weights behind an endpoint, as its server's ``GET /models`` reports them.
+
+    ``safescale serve-model`` lists each model with ``weights_sha256`` (and the weights
+    folder's name as ``root``); servers that report no hash (vLLM, hosted APIs), addresses
+    that do not answer, and model names the server does not list give ``None``: the endpoint
+    is then known by its model string.
+
+    Raises:
+        UserError: as :func:`served_card`.
+    """
+    card = served_card(model, model_args)
+    if card is None or not is_sha256(sha := card.get("weights_sha256")):
+        return None
+    found = endpoint_address(model, model_args)
+    assert found is not None  # a card came from it
+    root = card.get("root")
+    return ServedWeights(found[0], found[1], sha, root if isinstance(root, str) and root else None)
+
+
+def served_context(model: str, model_args: Mapping[str, Any] | None = None) -> int | None:
+    """The context in tokens (prompt and new tokens together) of the model behind an endpoint,
+    as its server reports it (``max_model_len``: vLLM and ``serve-model`` do); ``None`` when it
+    does not say, or says something that is not a plausible length.
+
+    Raises:
+        UserError: as :func:`served_card`.
+    """
+    card = served_card(model, model_args)
+    n = card.get("max_model_len") if card is not None else None
+    # bool is an int; a length under 3 leaves no room for a context, a choice and a new token
+    if isinstance(n, int) and not isinstance(n, bool) and 3 <= n <= MAX_CONTEXT:
+        return n
     return None
 
 
