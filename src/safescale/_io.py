@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
 import tempfile
+import time
 from pathlib import Path
+
+try:
+    import fcntl
+except ImportError:  # pragma: no cover (Windows: no advisory locks, no sweeping)
+    fcntl = None  # type: ignore[assignment]
 
 
 def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) -> Path:
@@ -18,7 +25,7 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync: bool 
     """
     target = check_output_path(path, probe=False)  # the temporary file below is the probe
     target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    fd, tmp = temp_beside(target)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
@@ -33,6 +40,46 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync: bool 
     if sync:
         _fsync_dir(target.parent)
     return target
+
+
+STALE_SECONDS = 60.0
+"""A temporary file beside a target untouched this long, and held by no process, was left by
+a write that was killed: the next write of the same target removes it."""
+
+
+def temp_beside(target: Path) -> tuple[int, str]:
+    """A new temporary file beside ``target`` (``.NAME.XXXX.tmp``), open and locked for as long
+    as the returned descriptor is: the caller writes it, renames it over ``target`` and closes
+    it. A killed process cannot remove its temporary file (a weights file can be gigabytes),
+    so the temporary files of earlier writes of ``target`` that no live process holds and that
+    are older than :data:`STALE_SECONDS` are removed first; a write in progress holds its lock
+    and is left alone."""
+    pattern = f".{glob.escape(target.name)}.*.tmp"
+    for old in target.parent.glob(pattern):
+        _remove_if_abandoned(old)
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    if fcntl is not None:
+        with contextlib.suppress(OSError):  # a file system without locks: no sweeping either
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    return fd, tmp
+
+
+def _remove_if_abandoned(path: Path) -> None:
+    if fcntl is None:
+        return
+    try:
+        if time.time() - path.lstat().st_mtime < STALE_SECONDS or path.is_symlink():
+            return
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held: a write in progress
+        path.unlink()
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 NAME_MAX = 255

@@ -370,19 +370,27 @@ def test_save_sae_killed_mid_write(stop: str, tmp_path: Path) -> None:
         pytest.fail(f"the saving process ended early: {proc.communicate()[1][-500:]}")
     proc.send_signal(signal.SIGKILL)
     proc.wait()
+    (left,) = folder.glob(".sae_weights.safetensors.*.tmp")  # the killed save's new weights
     if stop == "weights-written":
         _assert_whole(folder, 1.0)
-        return
-    result = subprocess.run(
-        [SAFESCALE, "interp", "sae", "eval", "--sae", str(folder), "--cache", str(folder)],
-        capture_output=True, text=True, env=env, timeout=300,
-    )  # fmt: skip
-    assert result.returncode == 2
-    assert result.stderr.strip().splitlines() == [
-        f"error: {folder}/cfg.json: metadata.safescale_weights_sha256: sae_weights.safetensors "
-        "is not the weights file this config was saved with (a save interrupted between its "
-        "two files?); save or train the SAE again"
-    ]
+    else:
+        result = subprocess.run(
+            [SAFESCALE, "interp", "sae", "eval", "--sae", str(folder), "--cache", str(folder)],
+            capture_output=True, text=True, env=env, timeout=300,
+        )  # fmt: skip
+        assert result.returncode == 2
+        assert result.stderr.strip().splitlines() == [
+            f"error: {folder}/cfg.json: metadata.safescale_weights_sha256: "
+            "sae_weights.safetensors is not the weights file this config was saved with (a save "
+            "interrupted between its two files?); save or train the SAE again"
+        ]
+    # The next save removes what the killed one left, once it is a minute old.
+    save_sae(_sae_with(3.0), folder)  # type: ignore[arg-type]
+    assert left.exists()
+    os.utime(left, (left.stat().st_atime, left.stat().st_mtime - 120))
+    save_sae(_sae_with(4.0), folder)  # type: ignore[arg-type]
+    _assert_whole(folder, 4.0)
+    assert sorted(p.name for p in folder.iterdir()) == ["cfg.json", "sae_weights.safetensors"]
 
 
 def _other_weights(folder: Path) -> None:

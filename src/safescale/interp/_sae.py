@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +28,7 @@ from torch import nn
 
 from safescale._errors import Problem, UserError
 from safescale._input import read_json_limited, regular_file_size
-from safescale._io import atomic_write_text, file_sha256
+from safescale._io import atomic_write_text, file_sha256, temp_beside
 
 ARCHITECTURES = ("topk", "batchtopk", "relu")
 """Architectures :func:`~safescale.interp.train_sae` trains."""
@@ -158,19 +157,19 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path) -> Path:
         cfg["rescale_acts_by_decoder_norm"] = False
     if sae.architecture == "batchtopk":
         tensors["threshold"] = sae.threshold.detach().clone()
-    fd, name = tempfile.mkstemp(prefix=f".{WEIGHTS_FILE}.", suffix=".tmp", dir=out)
-    os.close(fd)
+    fd, name = temp_beside(out / WEIGHTS_FILE)  # locked while open: not swept as abandoned
     tmp = Path(name)
     try:
         save_file(tensors, str(tmp))
-        with tmp.open("rb+") as fh:
-            os.fsync(fh.fileno())
+        os.fsync(fd)
         cfg["metadata"][WEIGHTS_SHA_KEY] = file_sha256(tmp)
         atomic_write_text(out / CFG_FILE, json.dumps(cfg, indent=2, default=str) + "\n")
         os.replace(tmp, out / WEIGHTS_FILE)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+    finally:
+        os.close(fd)
     return out
 
 
