@@ -275,3 +275,33 @@ def test_the_tokenizer_probe_accepts_each_way_a_server_names_tokens(
             check_tokenizer("openai-api-completions/local/m", args, tok, "tok/")
     else:
         check_tokenizer("openai-api-completions/local/m", args, tok, "tok/")
+
+
+@pytest.mark.parametrize(
+    ("reported", "context"),
+    [(4096, 4096), (None, None), (True, None), (-5, None), (2, None), (2**40, None),
+     ("4096", None), (4096.0, None)],
+)  # fmt: skip
+def test_a_servers_context_is_read_from_its_model_list(
+    monkeypatch: pytest.MonkeyPatch, reported: object, context: int | None
+) -> None:
+    """vLLM and serve-model report ``max_model_len``; a card without it (a hosted API) or with
+    a value that is no plausible length gives no context (the server then refuses long
+    prompts itself)."""
+    import io
+    import urllib.request
+
+    from safescale.evals import served_context
+
+    card: dict[str, object] = {"id": "m", "object": "model"}
+    if reported is not None:
+        card["max_model_len"] = reported
+
+    def urlopen(request: Any, timeout: float) -> Any:
+        assert request.full_url == "http://127.0.0.1:1/v1/models"
+        return io.BytesIO(json.dumps({"data": [card]}).encode())
+
+    monkeypatch.setattr(urllib.request, "urlopen", urlopen)
+    args = {"base_url": "http://127.0.0.1:1/v1", "api_key": "x"}
+    assert served_context("openai-api-completions/local/m", args) == context
+    assert served_context("vllm-completions/m", args) == context
