@@ -56,8 +56,20 @@ def escape_char(ch: str) -> str:
 def unsafe_char(ch: str) -> bool:
     """Whether ``ch`` is a control, format or line-separator character."""
     # Cc: C0/C1 controls (newline, ESC, DEL); Cf: format characters such as the bidi
-    # overrides that make text read differently from what it is; Zl/Zp: line separators.
-    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp")
+    # overrides that make text read differently from what it is; Zl/Zp: line separators;
+    # Cs: a lone surrogate, which is how Python holds a byte of a name or argument that is not
+    # UTF-8 (and which no UTF-8 output can write).
+    return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs")
+
+
+def not_utf8(text: str) -> str | None:
+    """The first byte of ``text`` that was not UTF-8 (an argument, an environment variable or a
+    file name decoded with ``surrogateescape``), as an escape, or ``None``."""
+    bad = next((ch for ch in text if 0xD800 <= ord(ch) <= 0xDFFF), None)
+    if bad is None:
+        return None
+    code = ord(bad)
+    return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else escape_char(bad)
 
 
 def escape_controls(text: str) -> str:
@@ -179,6 +191,9 @@ def check_text(
             source,
             line,
         )
+    byte = not_utf8(value)
+    if byte is not None:
+        raise _fail(f"is not valid UTF-8 (byte {byte}); give it in UTF-8", field, source, line)
     bad = next((ch for ch in value if unsafe_char(ch) and ch != "\t"), None)
     if bad is not None:
         raise _fail(

@@ -327,9 +327,63 @@ USAGE = [
 ]
 
 
-@pytest.mark.parametrize("case", COMPUTE + SCALING + USAGE, ids=lambda c: c.id[:60])
+X = "\udcff"
+"""A byte that is not UTF-8 (0xff) in an argument, as Python holds it (``surrogateescape``):
+no record, file or terminal can take it (it was a traceback in free-text options)."""
+UTF8 = "is not valid UTF-8 (byte \\xff); give it in UTF-8"
+
+
+def w(*args: str) -> Build:
+    return lambda inp, ws: ws_args(ws, *args)
+
+
+NON_UTF8 = [
+    Case("utf8-compute-model", w("compute", "add", "--model", X, "--flops", "1e20"), "--model", UTF8),
+    Case("utf8-compute-author=", w("compute", "add", "--model", "n", "--flops", "1e20",
+                                   f"--author={X}"), "--author", UTF8),
+    Case("utf8-init-author", lambda inp, ws: ["--workspace", str(inp / "new"), "init", "--author",
+                                              f"a{X}"], "--author", UTF8),
+    Case("utf8-attest-by", w("attest", "ASL-3-Security", "--model", "base", "--by", X,
+                             "--statement", "x"), "--by", UTF8),
+    Case("utf8-attest-statement", w("attest", "ASL-3-Security", "--model", "base", "--by", "me",
+                                    "--statement", f"ok{X}"), "--statement", UTF8),
+    Case("utf8-attest-artifact", w("attest", "ASL-3-Security", "--model", "base", "--by", "me",
+                                   "--statement", "x", "--artifact", f"{X}=f"), "--artifact", UTF8),
+    Case("utf8-sign-note", w("assess", "sign", "latest", "--role", "RSO", "--note", X), "--note",
+         UTF8),
+    Case("utf8-safeguard-method", w("safeguard", "test", "ASL-3-Security", "--model", "base",
+                                    "--criterion", "c", "--metric", "m", "--successes", "1",
+                                    "--n", "2", "--by", "me", "--method", X), "--method", UTF8),
+    Case("utf8-positional", w("ledger", "log", X), "argument 5", UTF8),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("case", COMPUTE + SCALING + USAGE + NON_UTF8, ids=lambda c: c.id[:60])
 def test_refused(case: Case, refuse: Refuse) -> None:
     refuse(case)
 
 
-CASES = COMPUTE + SCALING + USAGE
+@pytest.mark.parametrize(
+    ("author", "fix"),
+    [("evil\x1b[2J", "holds the control character \\x1b"), (f"me{X}", UTF8),
+     ("a" * 300, "at most 256")],
+    ids=["escape", "non-utf8", "long"],
+)  # fmt: skip
+def test_the_author_from_the_environment_is_checked(
+    author: str, fix: str, refuse: Refuse, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``$SAFESCALE_AUTHOR`` is recorded and signed with every entry and printed by `ledger
+    log`, as ``--author`` is: an escape sequence was recorded raw, and a name longer than the
+    ledger's column taken (PostgreSQL refuses it at the insert)."""
+    from safescale.ledger import Workspace
+
+    def add(inp: Path, ws: Path) -> list[str]:
+        own = inp / "own" / ".safescale"  # a workspace that names no author of its own
+        Workspace.init(own).close()
+        monkeypatch.setenv("SAFESCALE_AUTHOR", author)
+        return ws_args(own, "compute", "add", "--model", "n", "--flops", "1e20")
+
+    refuse(Case("env-author", add, "$SAFESCALE_AUTHOR", fix))
+
+
+CASES = COMPUTE + SCALING + USAGE + NON_UTF8

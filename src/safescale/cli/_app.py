@@ -12,7 +12,7 @@ import typer
 
 from safescale import __version__
 from safescale._errors import Problem, UserError
-from safescale._input import QUOTE_LEN, one_line
+from safescale._input import QUOTE_LEN, not_utf8, one_line
 from safescale.cli import (
     _assess,
     _classifier,
@@ -159,6 +159,7 @@ def _main(argv: list[str] | None) -> int:
     # In-process callers (the tests) run many commands: no option outlives its command.
     OPTIONS.workspace, OPTIONS.debug = None, False
     try:
+        _refuse_non_utf8(sys.argv[1:] if argv is None else argv)
         _refuse_repeated_options(sys.argv[1:] if argv is None else argv)
         result = app(args=argv, prog_name="safescale", standalone_mode=False)
     except UserError as exc:
@@ -196,6 +197,24 @@ def _main(argv: list[str] | None) -> int:
         return 2
     # click returns the exit code of a ``typer.Exit`` raised inside a command.
     return result if isinstance(result, int) else 0
+
+
+def _refuse_non_utf8(argv: list[str]) -> None:
+    """A usage error for an argument that is not UTF-8 (Python holds its bytes as lone
+    surrogates, which no record, file or terminal can take), named by its option."""
+    for i, token in enumerate(argv):
+        byte = not_utf8(token)
+        if byte is None:
+            continue
+        if token.startswith("-") and "=" in token:
+            field = token.split("=", 1)[0]
+        elif i > 0 and argv[i - 1].startswith("-") and argv[i - 1] != "--":
+            field = argv[i - 1]
+        else:
+            field = f"argument {i + 1}"
+        if not_utf8(field) is not None:
+            field = f"argument {i + 1}"
+        raise UserError(Problem(f"is not valid UTF-8 (byte {byte}); give it in UTF-8", field=field))
 
 
 def _refuse_repeated_options(argv: list[str]) -> None:

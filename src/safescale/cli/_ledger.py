@@ -20,6 +20,7 @@ from safescale.cli._common import (
     workspace_path,
 )
 from safescale.ledger import (
+    MAX_AUTHOR_LEN,
     RECORD_TYPES,
     Checkpoint,
     KeyPair,
@@ -57,7 +58,7 @@ def init(
     if database_url is not None:
         check_text(database_url, "--database-url", max_len=MAX_SETTING_LEN)
     if author is not None:
-        check_text(author, "--author", max_len=MAX_SETTING_LEN)
+        check_text(author, "--author", max_len=MAX_AUTHOR_LEN)
     if folder is not None:
         root = folder / ".safescale"
     else:

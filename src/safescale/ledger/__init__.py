@@ -8,6 +8,7 @@ without our database.
 """
 
 from safescale.ledger._checkpoint import Checkpoint, read_checkpoint
+from safescale.ledger._config import MAX_AUTHOR_LEN
 from safescale.ledger._entry import RECORD_TYPES, LedgerEntry
 from safescale.ledger._export import LedgerExport, verify_export
 from safescale.ledger._keys import KeyPair, load_public_pem
@@ -19,6 +20,7 @@ init_workspace = Workspace.init
 """Create a workspace (alias of :meth:`Workspace.init`)."""
 
 __all__ = [
+    "MAX_AUTHOR_LEN",
     "RECORD_TYPES",
     "AppendResult",
     "Checkpoint",

@@ -23,6 +23,9 @@ CONFIG_NAME = "safescale.toml"
 CONFIG_VERSION = 1
 MAX_CONFIG_BYTES = 64 << 10
 """Largest ``safescale.toml`` read (it holds a handful of settings)."""
+MAX_AUTHOR_LEN = 256
+"""Longest author identity: the ledger's ``author`` column holds 256 characters (PostgreSQL
+refuses a longer one at the insert)."""
 MAX_SETTING_LEN = 2048
 """Longest setting (a database URL, a path, an author)."""
 
@@ -71,7 +74,7 @@ def read_config(path: Path) -> WorkspaceConfig:
     for name in ("database_url", "default_policy", "private_key", "public_key", "artifacts"):
         check_text(getattr(config, name), name, max_len=MAX_SETTING_LEN, source=str(path))
     if config.author is not None:
-        check_text(config.author, "author", max_len=MAX_SETTING_LEN, source=str(path))
+        check_text(config.author, "author", max_len=MAX_AUTHOR_LEN, source=str(path))
     if config.version != CONFIG_VERSION:
         raise UserError(
             Problem(
@@ -100,7 +103,9 @@ def default_author(config: WorkspaceConfig | None = None) -> str:
         return config.author
     env = os.environ.get("SAFESCALE_AUTHOR")
     if env:
-        return env
+        # Recorded and signed with every entry, and printed by `ledger log`: held to what the
+        # configuration's author is.
+        return check_text(env, "$SAFESCALE_AUTHOR", max_len=MAX_AUTHOR_LEN)
     try:
         user = getpass.getuser()
     except (KeyError, OSError):  # no passwd entry (some containers)

@@ -41,6 +41,7 @@ from sqlalchemy.exc import ArgumentError
 
 from safescale._errors import IntegrityError, Problem, UserError
 from safescale._input import quote
+from safescale.ledger._config import MAX_AUTHOR_LEN
 from safescale.ledger._entry import COLUMNS
 
 SCHEMA_REVISION = "0003"
@@ -71,7 +72,7 @@ heads = Table(
     "heads",
     metadata,
     Column("seq", SEQ, primary_key=True, autoincrement=False),
-    Column("author", String(256), nullable=False),
+    Column("author", String(MAX_AUTHOR_LEN), nullable=False),
     Column("time", String(32), nullable=False),
     Column("key_id", String(16), nullable=False),
     Column("signature", String(128), nullable=False),
