@@ -127,7 +127,21 @@ REPORTED: dict[str, tuple[Callable[[Path], None], str]] = {
         lambda r: _zero_page(r, _page_of(r, "ix_entries_model")),
         "FAIL ledger: database: SQLite quick_check:",
     ),
+    # quick_check passed this; `ledger log --model m9` then listed m3's entries
+    "change a key in the model index": (
+        lambda r: _edit_index_key(r, b"m3", b"m9"),
+        "FAIL ledger: database: SQLite integrity_check:",
+    ),
 }
+
+
+def _edit_index_key(root: Path, old: bytes, new: bytes) -> None:
+    page = _page_of(root, "ix_entries_model")
+    path = root / "ledger.sqlite"
+    data = bytearray(path.read_bytes())
+    at = data.index(old, (page - 1) * 4096, page * 4096)
+    data[at : at + len(new)] = new
+    path.write_bytes(bytes(data))
 
 
 @pytest.mark.parametrize("name", list(REPORTED))
@@ -267,3 +281,49 @@ def test_a_key_holder_who_forgets_the_workspace_checkpoint_is_caught(  # type: i
     (root / CHECKPOINT_NAME).write_bytes(saved)
     code, out, _ = _verify(run_cli, root)
     assert code == 1 and "entries up to 38 were rewritten" in out
+
+
+# A column changed in the database (edited with sqlite3, the hashes not recomputed): every
+# command that reads records stops, as verification would; before, the reads trusted the
+# columns (a determination shown under another model's name, a model gone from `compute show`).
+READS = [
+    ("compute", "show"),
+    ("ledger", "log"),
+    ("ledger", "log", "--model", "m1"),
+    ("ledger", "export", "-o", "out.json"),
+    ("compute", "add", "--model", "new", "--flops", "1e20"),
+]
+COLUMN_EDITS = {
+    "model of an evidence entry": ("UPDATE entries SET model = 'm0' WHERE seq = 3", 3),
+    "kind of a model entry": ("UPDATE entries SET kind = 'evidence' WHERE seq = 1", 1),
+    "record id": ("UPDATE entries SET record_id = 'e999' WHERE seq = 4", 4),
+}
+
+
+@pytest.mark.parametrize("edit", list(COLUMN_EDITS))
+@pytest.mark.parametrize("command", READS, ids=" ".join)
+def test_reads_stop_on_a_changed_column(
+    run_cli, root: Path, edit: str, command: tuple[str, ...], tmp_path: Path, monkeypatch
+) -> None:  # type: ignore[no-untyped-def]
+    statement, seq = COLUMN_EDITS[edit]
+    _sql(root, statement)
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run_cli("--workspace", str(root), *command)
+    assert code == 1, (out, err)
+    (line,) = err.splitlines()
+    assert line.startswith(f"error: entry {seq}: ") or "does not verify" in line, line
+    assert "the ledger was changed" in line or "nothing was exported" in line, line
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_an_export_of_a_ledger_cut_short_is_refused(run_cli, root: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The export signs a new checkpoint: over a ledger that lost its last transaction, it
+    vouched for the shorter ledger, and `ledger verify --export` passed."""
+    last = N - SIZES[-1] + 1
+    _sql(root, f"DELETE FROM entries WHERE seq >= {last}", f"DELETE FROM heads WHERE seq >= {last}")
+    out_file = tmp_path / "export.json"
+    code, out, err = run_cli("--workspace", str(root), "ledger", "export", "-o", str(out_file))
+    assert code == 1 and not out_file.exists()
+    (line,) = err.splitlines()
+    assert "the ledger does not verify" in line and f"was taken at {N}" in line, line
+    assert line.endswith("nothing was exported"), line

@@ -138,7 +138,8 @@ def verify(
             console.print(
                 f"... and {len(report.problems) - len(shown)} more problems", soft_wrap=True
             )
-        verdict = "ok" if report.ok else f"FAILED ({len(report.problems)} problems)"
+        n = len(report.problems)
+        verdict = "ok" if report.ok else f"FAILED ({n} problem{'' if n == 1 else 's'})"
         console.print(
             f"{verdict}: {report.entries} entries, {report.signatures} signatures, "
             f"{report.artifacts} artifacts checked with key {report.key_id}; head {report.head}",

@@ -24,8 +24,9 @@ from pathlib import Path
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from sqlalchemy import Connection
 
-from safescale._errors import Problem, UserError
+from safescale._errors import IntegrityError, Problem, UserError
 from safescale._io import atomic_write_bytes
 from safescale.ledger._keys import KeyPair, key_id
 from safescale.ledger._verify import Anchor, VerifyProblem
@@ -155,3 +156,36 @@ def store_checkpoint(path: Path, checkpoint: Checkpoint) -> bool:
             return False
         atomic_write_bytes(path, checkpoint_text(checkpoint).encode(), sync=False)
         return True
+
+
+def check_extends_checkpoint(conn: Connection, path: Path, last: tuple[int, str] | None) -> None:
+    """Refuse to append to a ledger that no longer extends the workspace checkpoint at ``path``
+    (``last``: the ledger's last ``(seq, entry_hash)``): :class:`IntegrityError`."""
+    # Appending to a ledger cut short or rewritten would bury the damage under new,
+    # validly signed entries (and move the checkpoint past it): refuse instead.
+    try:
+        saved = Checkpoint.model_validate_json(path.read_bytes())
+    except FileNotFoundError:
+        raise IntegrityError(
+            Problem("the workspace checkpoint is missing; run `safescale ledger verify`, and "
+                    "`safescale ledger checkpoint` to write a new one if you trust the ledger",
+                    source=str(path))
+        ) from None  # fmt: skip
+    except (OSError, ValueError):
+        raise IntegrityError(
+            Problem("the workspace checkpoint is not readable; run `safescale ledger verify`",
+                    source=str(path))
+        ) from None  # fmt: skip
+    if saved.count == 0:
+        return
+    found = None
+    if last is not None and last[0] >= saved.count:
+        found = conn.exec_driver_sql(
+            f"SELECT entry_hash FROM entries WHERE seq = {int(saved.count)}"
+        ).scalar()
+    if found != saved.head:
+        raise IntegrityError(
+            Problem(f"the ledger no longer extends its checkpoint of {saved.count} entries "
+                    "(entries were removed or rewritten); nothing was written: run "
+                    "`safescale ledger verify`", source=str(path))
+        )  # fmt: skip

@@ -17,7 +17,13 @@ from sqlalchemy import Connection
 
 from safescale._errors import IntegrityError, Problem
 from safescale._input import one_line
-from safescale.ledger._entry import RECORD_TYPES, LedgerEntry, header_bytes
+from safescale.ledger._entry import (
+    GENESIS_HASH,
+    RECORD_TYPES,
+    LedgerEntry,
+    header_bytes,
+    legacy_columns_match,
+)
 from safescale.ledger._store import SELECT_ENTRIES
 
 FIX = "run `safescale ledger verify` to see every problem, and restore the ledger from a backup"
@@ -62,15 +68,6 @@ def record_from_row(kind: str, row: Any) -> Any:
         raise damaged_entry(seq, f"the payload is not a {kind} record") from None
 
 
-def check_sequence(conn: Connection) -> None:
-    """Entries numbered 1 to their count with no gap (an entry deleted from the middle or the
-    start would leave records that refer to one that is gone)."""
-    n, lo, hi = conn.exec_driver_sql("SELECT COUNT(*), MIN(seq), MAX(seq) FROM entries").one()
-    if n and (lo != 1 or hi != n):
-        where = lo if lo != 1 else "sequence"
-        raise damaged_entry(where, f"{n} entries are numbered {lo} to {hi}: entries were deleted")
-
-
 def check_chain(conn: Connection, start: int, prev: str) -> tuple[int, str]:
     """Re-derive every entry after ``start`` (whose entry hash is ``prev``): numbering, payload
     hash, link and entry hash; and no transaction head row past the last entry. Returns the last
@@ -94,6 +91,8 @@ def check_chain(conn: Connection, start: int, prev: str) -> tuple[int, str]:
             raise damaged_entry(seq, "a column no longer holds what was hashed") from None
         if sha256(header).hexdigest() != ehash:
             raise damaged_entry(seq, "the header does not hash to entry_hash")
+        if v == 1 and not legacy_columns_match(kind, rid, model, data):
+            raise damaged_entry(seq, "record_id or model no longer says what the payload says")
         expected, prev = seq + 1, ehash
     last = expected - 1
     stray = conn.exec_driver_sql(f"SELECT MIN(seq) FROM heads WHERE seq > {int(last)}").scalar()
@@ -101,3 +100,32 @@ def check_chain(conn: Connection, start: int, prev: str) -> tuple[int, str]:
         raise damaged_entry(stray, "a transaction head row with no entry (its entries were "
                             "deleted)")  # fmt: skip
     return last, prev
+
+
+class CheckedPrefix:
+    """The part of a ledger this process has re-derived before reading records from it.
+
+    A command that reads records (a report, `compute show`, `ledger log`, an export) trusts
+    the ``kind``, ``model`` and ``record_id`` columns to select them: one changed in the
+    database would move a record to another model, or out of a listing, without a word. So
+    the first read re-derives the chain from the first entry (:func:`check_chain`: hashes,
+    links, numbering, and the version-1 columns against their payloads; not the signatures,
+    which ``ledger verify`` checks), about 3 microseconds an entry, and later reads only the
+    entries appended since.
+    """
+
+    def __init__(self) -> None:
+        self.last: tuple[int, str] | None = None
+
+    def check(self, conn: Connection) -> None:
+        """Re-derive what was not yet; the first problem is an :class:`IntegrityError`."""
+        start, prev = 0, GENESIS_HASH
+        if self.last is not None:
+            seq, entry_hash = self.last
+            found = conn.exec_driver_sql(
+                f"SELECT entry_hash FROM entries WHERE seq = {int(seq)}"
+            ).scalar()
+            if found == entry_hash:
+                start, prev = seq, entry_hash
+        last, head = check_chain(conn, start, prev)
+        self.last = (last, head) if last else None

@@ -32,6 +32,7 @@ from safescale._io import atomic_write_bytes
 from safescale.ledger._checkpoint import (
     CHECKPOINT_NAME,
     Checkpoint,
+    check_extends_checkpoint,
     given_anchors,
     sign_checkpoint,
     store_checkpoint,
@@ -62,8 +63,13 @@ from safescale.ledger._init import (
 )
 from safescale.ledger._keys import KeyPair, key_id, load_public_pem, public_pem
 from safescale.ledger._parents import parents_recorded, recorded
-from safescale.ledger._read import check_chain, check_sequence, entry_from_row, record_from_row
-from safescale.ledger._scan import scan_clean
+from safescale.ledger._read import (
+    CheckedPrefix,
+    check_chain,
+    entry_from_row,
+    record_from_row,
+)
+from safescale.ledger._scan import scan_clean, sqlite_problems
 from safescale.ledger._store import (
     ENTRY_COLUMNS,
     HEAD_COLUMNS,
@@ -167,6 +173,7 @@ class Workspace:
     def __init__(self, root: Path, config: WorkspaceConfig) -> None:
         self.root = root
         self.config = config
+        self._checked = CheckedPrefix()
         self.url = resolve_url(config.database_url, root)
         self.engine = make_engine(self.url)
         self._keys: KeyPair | None = None
@@ -405,34 +412,7 @@ class Workspace:
         store_checkpoint(self.checkpoint_path, checkpoint)
 
     def _check_extends_checkpoint(self, conn: Connection, last: tuple[int, str] | None) -> None:
-        # Appending to a ledger cut short or rewritten would bury the damage under new,
-        # validly signed entries (and move the checkpoint past it): refuse instead.
-        try:
-            saved = Checkpoint.model_validate_json(self.checkpoint_path.read_bytes())
-        except FileNotFoundError:
-            raise IntegrityError(
-                Problem("the workspace checkpoint is missing; run `safescale ledger verify`, and "
-                        "`safescale ledger checkpoint` to write a new one if you trust the ledger",
-                        source=str(self.checkpoint_path))
-            ) from None  # fmt: skip
-        except (OSError, ValueError):
-            raise IntegrityError(
-                Problem("the workspace checkpoint is not readable; run `safescale ledger verify`",
-                        source=str(self.checkpoint_path))
-            ) from None  # fmt: skip
-        if saved.count == 0:
-            return
-        found = None
-        if last is not None and last[0] >= saved.count:
-            found = conn.exec_driver_sql(
-                f"SELECT entry_hash FROM entries WHERE seq = {int(saved.count)}"
-            ).scalar()
-        if found != saved.head:
-            raise IntegrityError(
-                Problem(f"the ledger no longer extends its checkpoint of {saved.count} entries "
-                        "(entries were removed or rewritten); nothing was written: run "
-                        "`safescale ledger verify`", source=str(self.checkpoint_path))
-            )  # fmt: skip
+        check_extends_checkpoint(conn, self.checkpoint_path, last)
 
     def checkpoint(self, signer: KeyPair | None = None) -> Checkpoint:
         """Verify the ledger, then sign a checkpoint of it (with ``signer``, or the ledger's
@@ -487,11 +467,12 @@ class Workspace:
     def entries(self, *, kind: str | None = None, model: str | None = None) -> list[LedgerEntry]:
         """Entries in sequence order, optionally of one kind and/or about one model."""
         with self.engine.connect() as conn:
+            self._checked.check(conn)
             return [entry_from_row(r) for r in select_rows(conn, kind=kind, model=model)]
 
     def _records(self, kind: str, model: str | None) -> Iterator[Any]:
         with self.engine.connect() as conn:
-            check_sequence(conn)
+            self._checked.check(conn)
             for row in select_rows(conn, kind=kind, model=model):
                 yield record_from_row(kind, row)
 
@@ -650,19 +631,9 @@ class Workspace:
         return replace(report, ok=not problems, problems=tuple(problems))
 
     def _page_problems(self) -> list[VerifyProblem]:
-        # Verification reads the tables, not the indexes that `ledger log --model` and the
-        # reports go through, nor free pages: SQLite's own page-level check covers those (about
-        # a tenth of the time verification takes).
         if sqlite_path(self.url) is None:
             return []
-        with self.engine.connect() as conn:
-            # Each answer can span lines ("*** in database main ***\nPage 4: ..."): one line each.
-            found = [
-                " ".join(str(r[0]).split()) for r in conn.exec_driver_sql("PRAGMA quick_check(5)")
-            ]
-        if found == ["ok"]:
-            return []
-        return [VerifyProblem(None, "database", f"SQLite quick_check: {f}") for f in found]
+        return sqlite_problems(self.engine)
 
     def _stray_heads(self, signatures: int) -> list[VerifyProblem]:
         # Verification reads entries (heads joined to them); a head row that no entry names
@@ -686,7 +657,15 @@ class Workspace:
         ]
 
     def export(self) -> LedgerExport:
-        """Every entry with the public key, for verification without the database."""
+        """Every entry with the public key and a checkpoint signed now, for verification
+        without the database. Refuses (:class:`IntegrityError`) a ledger that does not verify:
+        the new checkpoint would vouch for a ledger cut short or rewritten."""
+        report = self.verify()
+        if not report.ok:
+            raise IntegrityError(
+                Problem(f"the ledger does not verify ({report.problems[0]}); run `safescale "
+                        "ledger verify` to see every problem: nothing was exported")
+            )  # fmt: skip
         items = self.entries()
         last = items[-1].entry_hash if items else None
         ledger_key = key_id(self.public_key())
