@@ -10,7 +10,7 @@ from rich.table import Table
 
 from safescale._errors import Problem, UserError
 from safescale._input import check_count, check_id, check_text, quote, read_limited
-from safescale._io import atomic_write_text
+from safescale._io import atomic_write_text, check_output_path
 from safescale.cli._common import (
     OPTIONS,
     check_output,
@@ -193,10 +193,14 @@ def keygen(
     """Create an ed25519 key pair for signing checkpoints: OUT and OUT.pub.
 
     Keep OUT away from the workspace; hand OUT.pub to whoever verifies the checkpoints."""
-    if out.exists():
-        raise UserError(Problem("already exists; pick a new file name", source=str(out)))
-    pair = KeyPair.generate()
     public = out.with_name(out.name + ".pub")
+    # Both halves are checked before either is written: an existing OUT.pub was replaced
+    # without a word, and one that could not be written left OUT alone.
+    for path, what in ((out, "OUT"), (public, "OUT.pub")):
+        if path.exists() or path.is_symlink():
+            raise UserError(Problem("already exists; pick a new file name", source=str(path)))
+        check_output_path(path, what)
+    pair = KeyPair.generate()
     pair.save(out, public)
     console.print(f"key {pair.id}: private {out}, public {public}", markup=False)
 

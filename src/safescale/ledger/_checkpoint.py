@@ -43,7 +43,8 @@ CHECKPOINT_CONTEXT = b"safescale-ledger-checkpoint-v1:"
 class Checkpoint(BaseModel):
     """A signed statement of the ledger's size and head, to publish or hand to an auditor."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # strict: "4" or 4.0 for a count is an edited file, not a count (they verified before)
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
 
     version: int = CHECKPOINT_VERSION
     ledger_key_id: str = Field(min_length=1, max_length=64)

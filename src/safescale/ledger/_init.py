@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import contextlib
 import shutil
+import sqlite3
 from pathlib import Path
 
-from safescale._errors import Problem, UserError
+import sqlalchemy
+from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
+
+from safescale._errors import Problem, SafescaleError, UserError
 from safescale.ledger._checkpoint import CHECKPOINT_NAME
 from safescale.ledger._config import CONFIG_NAME, WorkspaceConfig
 from safescale.ledger._store import resolve_url, sqlite_path
@@ -73,3 +78,26 @@ def creation_failed(path: Path, exc: BaseException) -> UserError:
         Problem(f"cannot create the workspace here ({reason}); give a folder you can write to",
                 source=str(where))
     )  # fmt: skip
+
+
+def check_no_ledger(engine: Engine, file: Path | None) -> None:
+    """Refuse a database (an SQLite ``file``, or the server's) that already holds a ledger: a
+    new workspace would sign it with a new key and a checkpoint of no entries, and every old
+    signature would fail to verify."""
+    if file is not None and not file.exists():
+        return  # (connecting would create the file)
+    try:
+        with engine.connect() as conn:
+            if not sqlalchemy.inspect(conn).has_table("entries"):
+                return
+            n = conn.exec_driver_sql("SELECT COUNT(*) FROM entries").scalar()
+    except (SQLAlchemyError, SafescaleError, sqlite3.DatabaseError):
+        return  # not a ledger at all: creating the schema in it fails, and says so
+    raise UserError(
+        Problem(
+            f"the database already holds a ledger ({n} entries); open the workspace it belongs "
+            "to, or give a new database (--database-url)",
+            source=None if file is None else str(file),
+            field="--database-url" if file is None else None,
+        )
+    )

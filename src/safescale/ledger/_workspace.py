@@ -57,6 +57,7 @@ from safescale.ledger._entry import (
 from safescale.ledger._export import LedgerExport
 from safescale.ledger._init import (
     check_init_paths,
+    check_no_ledger,
     creation_failed,
     existing_paths,
     remove_new,
@@ -199,6 +200,7 @@ class Workspace:
         check_init_paths(path, config)  # a workspace already there, or paths in the way
         # The engine first: a bad database URL is refused before anything is written.
         ws = cls(path, config)
+        check_no_ledger(ws.engine, sqlite_path(ws.url))
         before = existing_paths(path)
         try:
             path.mkdir(parents=True, exist_ok=True)
@@ -274,7 +276,15 @@ class Workspace:
     def keys(self) -> KeyPair:
         """The signing key pair (read on first use)."""
         if self._keys is None:
-            self._keys = KeyPair.load(self.root / self.config.private_key)
+            keys = KeyPair.load(self.root / self.config.private_key)
+            public = self.root / self.config.public_key
+            if public.exists() and key_id(self.public_key()) != keys.id:
+                # What is signed now would fail verification against the published key.
+                raise IntegrityError(
+                    Problem(f"is not the public half of the signing key {keys.id}: restore the "
+                            "workspace's own public key (nothing was signed)", source=str(public))
+                )  # fmt: skip
+            self._keys = keys
         return self._keys
 
     @property
@@ -291,6 +301,11 @@ class Workspace:
             return load_public_pem(path.read_bytes(), source=str(path))
         except FileNotFoundError:
             return self.keys.public
+        except IsADirectoryError:
+            raise UserError(
+                Problem("is a folder, not the public key; restore the workspace's public key "
+                        "file", source=str(path))
+            ) from None  # fmt: skip
 
     def public_key_pem(self) -> str:
         """The public key as PEM text, to hand to outside reviewers."""
