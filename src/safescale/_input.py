@@ -256,6 +256,7 @@ def regular_file_size(path: str | os.PathLike[str], *, what: str = "file") -> in
     Devices, pipes and sockets are refused: ``/dev/zero`` never ends and a FIFO blocks.
     """
     src = str(path)
+    a = "an" if what[:1] in "aeiou" else "a"
     try:
         info = os.stat(path)
     except FileNotFoundError:
@@ -263,10 +264,10 @@ def regular_file_size(path: str | os.PathLike[str], *, what: str = "file") -> in
     except OSError as exc:
         raise UserError(Problem(f"cannot read the {what} ({exc.strerror})", source=src)) from None
     if stat.S_ISDIR(info.st_mode):
-        raise UserError(Problem(f"is a folder; give a {what}", source=src))
+        raise UserError(Problem(f"is a folder; give {a} {what}", source=src))
     if not stat.S_ISREG(info.st_mode):
         raise UserError(
-            Problem(f"is not a regular file (a device or a pipe?); give a {what}", source=src)
+            Problem(f"is not a regular file (a device or a pipe?); give {a} {what}", source=src)
         )
     return info.st_size
 

@@ -115,7 +115,7 @@ def test_attest_and_test_from_the_command_line_meet_the_safeguard(
          "'c' is not a criterion of Secure-Weights"),
         (["attest", "Secure-Weights", "--by", " ", "--statement", "y"], "--by: must not be"),
         (["attest", "Secure-Weights", "--by", "x", "--statement", "y", "--artifact", "/no/file"],
-         "artifact file does not exist"),
+         "artifact file not found"),
         (["safeguard", "test", "Secure-Weights", "--criterion", "exfiltration", "--metric", "r",
           "--successes", "5", "--n", "3", "--at-most", "0.1", "--by", "x"], "successes <= n"),
         (["safeguard", "test", "Secure-Weights", "--criterion", "exfiltration", "--metric", "r",

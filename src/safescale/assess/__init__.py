@@ -11,6 +11,7 @@ from safescale.assess._forecast import (
 )
 from safescale.assess._safeguards import (
     attestation,
+    check_artifact_file,
     record_safeguard_evidence,
     safeguard_test,
     store_artifacts,
@@ -25,6 +26,7 @@ __all__ = [
     "SuiteEvaluator",
     "assess",
     "attestation",
+    "check_artifact_file",
     "forecast_evaluations",
     "forecast_png",
     "models_needing_assessment",

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from safescale import __version__
 from safescale._errors import Problem, UserError
+from safescale._input import regular_file_size
 from safescale._stats import wilson_interval
 from safescale.ledger import Workspace
 from safescale.policy import (
@@ -203,12 +204,17 @@ def safeguard_test(
     return ev.model_copy(update={"details": {**details, "passed": safeguard_test_passes(ev)}})
 
 
+def check_artifact_file(path: Path) -> None:
+    """Refuse an artifact that is not a regular file (missing, a folder, a device: /dev/zero
+    would never end), in one line naming it."""
+    regular_file_size(path, what="artifact file")
+
+
 def store_artifacts(ws: Workspace, files: Mapping[str, Path]) -> dict[str, str]:
     """Keep ``files`` in the workspace's artifact store; name -> sha256."""
     out = {}
     for name, path in files.items():
-        if not path.is_file():
-            raise UserError(Problem("artifact file does not exist", source=str(path)))
+        check_artifact_file(path)
         out[name] = ws.add_artifact(path)
     return out
 

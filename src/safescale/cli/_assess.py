@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from safescale._errors import UserError
+from safescale._errors import Problem, UserError
 from safescale._input import check_count, check_id, check_seed, check_text
 from safescale.assess import Assessment, SuiteEvaluator, assess
 from safescale.cli._common import (
@@ -194,6 +194,11 @@ def sign(
     check_text(note, "--note", allow_empty=True)
     if dissent is not None:
         check_text(dissent, "--dissent")
+        if note:  # one text is recorded: the note was dropped without a word
+            raise UserError(
+                Problem("goes with an approval; a dissent's text is --dissent's: give one of "
+                        "the two", field="--note")
+            )  # fmt: skip
     if identity is not None:
         check_text(identity, "--identity", max_len=256)
     with Workspace.open(workspace_path()) as ws:

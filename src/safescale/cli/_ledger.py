@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from pydantic import ValidationError
 from rich.table import Table
 
 from safescale._errors import Problem, UserError
@@ -104,6 +105,11 @@ def verify(
     """Re-derive the chain, every signature and artifact; check it extends its checkpoints.
 
     The checkpoints are the workspace's own and any --checkpoint; exit 1 on any change."""
+    if checkpoint_key is not None and not checkpoint:
+        raise UserError(
+            Problem("checks --checkpoint files, and none was given: add --checkpoint FILE, or "
+                    "leave the key out", field="--checkpoint-key")
+        )  # fmt: skip
     pem = _read_pem(public_key)
     given: list[tuple[str, Checkpoint]] = [(str(f), read_checkpoint(f)) for f in checkpoint or []]
     if export is not None:
@@ -112,9 +118,19 @@ def verify(
             report = verify_export(
                 data, pem, checkpoints=given, checkpoint_key_pem=_read_pem(checkpoint_key)
             )
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            where = ".".join(str(p) for p in err["loc"]) or None
+            raise UserError(
+                Problem(f"not a ledger export ({err['msg']}); give the file `safescale ledger "
+                        "export` wrote, unchanged", source=str(export), field=where)
+            ) from None  # fmt: skip
         except ValueError as exc:
             first = str(exc).splitlines()[0]
-            raise UserError(Problem(f"not a ledger export ({first})", source=str(export))) from None
+            raise UserError(
+                Problem(f"not a ledger export ({first}); give the file `safescale ledger export` "
+                        "wrote, unchanged", source=str(export))
+            ) from None  # fmt: skip
     else:
         with Workspace.open(workspace_path()) as ws:
             report = ws.verify(pem, checkpoints=given, checkpoint_key_pem=_read_pem(checkpoint_key))

@@ -12,6 +12,7 @@ from safescale._errors import Problem, UserError
 from safescale._input import check_count, check_optional_number, check_text
 from safescale.assess import (
     attestation,
+    check_artifact_file,
     record_safeguard_evidence,
     safeguard_test,
     store_artifacts,
@@ -72,8 +73,7 @@ Build = Callable[[Policy, dict[str, str]], Evidence]
 def _record(policy: str | None, model: str, build: Build, artifacts: list[str] | None) -> Evidence:
     files = _artifacts(artifacts)
     for path in files.values():
-        if not path.is_file():
-            raise UserError(Problem("artifact file does not exist", source=str(path)))
+        check_artifact_file(path)
     with Workspace.open(workspace_path()) as ws:
         pol = load_policy(policy or ws.config.default_policy)
         known = {m.id for m in ws.models()}

@@ -14,6 +14,7 @@ transaction-scoped advisory lock on PostgreSQL. The primary key on ``seq`` is a 
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -264,6 +265,11 @@ def migrate(engine: Engine, revision: str = "head") -> None:
     from alembic.config import Config
 
     found = current_revision(engine)
+    if found is not None and not re.fullmatch(r"\d{4}", found):  # ours are 0001, 0002, ...
+        raise damaged(
+            str(sqlite_path(str(engine.url)) or "the database"),
+            ValueError(f"its schema revision is {quote(found)}, which no safescale wrote"),
+        )
     if found is not None and found > SCHEMA_REVISION:
         raise UserError(
             Problem(
