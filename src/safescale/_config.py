@@ -20,8 +20,8 @@ from safescale._errors import Problem, UserError
 from safescale._input import (
     MAX_JSON_DEPTH,
     QUOTE_LEN,
-    escape_char,
     escape_controls,
+    holds,
     one_line,
     quote,
     read_text_limited,
@@ -243,8 +243,7 @@ def check_yaml_strings(doc: YamlDocument, source: str, *, allowed: str = "\t\n")
                 if bad is not None:
                     raise UserError(
                         Problem(
-                            f"{quote(cur)} holds the control character {escape_char(bad)}; "
-                            "remove it",
+                            f"{quote(cur)} {holds(bad)}; remove it",
                             source=source,
                             line=line_for(doc.lines, path),
                             field=format_field(path) or None,

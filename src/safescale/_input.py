@@ -72,6 +72,16 @@ def not_utf8(text: str) -> str | None:
     return f"\\x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else escape_char(bad)
 
 
+def holds(ch: str) -> str:
+    """What is wrong with a text that holds ``ch`` (an :func:`unsafe_char`), for a message."""
+    if unicodedata.category(ch) == "Cs":
+        return (
+            f"holds {escape_char(ch)}, half of a character (a lone surrogate escape), which no "
+            "UTF-8 text can hold"
+        )
+    return f"holds the control character {escape_char(ch)}"
+
+
 def escape_controls(text: str) -> str:
     """``text`` with every control or format character written as a visible escape."""
     if all(ch.isprintable() for ch in text):
@@ -197,7 +207,7 @@ def check_text(
     bad = next((ch for ch in value if unsafe_char(ch) and ch != "\t"), None)
     if bad is not None:
         raise _fail(
-            f"{quote(value)} holds the control character {escape_char(bad)}; remove it",
+            f"{quote(value)} {holds(bad)}; remove it",
             field,
             source,
             line,
@@ -436,7 +446,30 @@ def loads_json(
                 line=line,
             )
         )
+    if _SURROGATE_ESCAPE.search(text):  # rare: only then is every string looked at
+        _refuse_lone_surrogates(obj, source, line)
     return obj
+
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
+"""A JSON escape of half a UTF-16 pair: a pair is one character once parsed, a lone half stays
+a surrogate, which no UTF-8 text can hold (it broke tokenizers and terminals)."""
+
+
+def _refuse_lone_surrogates(obj: Any, source: str, line: int | None) -> None:
+    stack = [obj]
+    while stack:
+        cur = stack.pop()
+        if isinstance(cur, dict):
+            stack.extend(cur.keys())
+            stack.extend(cur.values())
+        elif isinstance(cur, list):
+            stack.extend(cur)
+        elif isinstance(cur, str):
+            bad = next((ch for ch in cur if "\ud800" <= ch <= "\udfff"), None)
+            if bad is not None:
+                raise UserError(Problem(f"{quote(cur)} {holds(bad)}; remove it", source=source,
+                                        line=line))  # fmt: skip
 
 
 def read_json_limited(

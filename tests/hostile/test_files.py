@@ -172,7 +172,13 @@ CYCLE3 = sub(
 OVERLAY = "regulatory_overlays:\n  - {id: eu, name: EU AI Act, jurisdiction: EU, effect: notify, threshold_flop: %s}\n"
 FINITE_P = "finite number"
 
+SURROGATE = "lone surrogate"
+LONE = sub("name: Minimal test policy", 'name: "Minimal \\ud800 policy"')
+
 POLICY = [
+    # validate said ok; show and diff were tracebacks (no UTF-8 text can hold the half)
+    Case("policy-lone-surrogate", policy(LONE), "p.yaml:6", SURROGATE),
+    Case("policy-lone-surrogate-show", policy(LONE, "policy", "show"), "p.yaml:6", SURROGATE),
     Case(
         "policy-threshold-true",
         policy(sub("threshold: 0.5", "threshold: true")),

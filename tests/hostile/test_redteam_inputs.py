@@ -313,6 +313,9 @@ LABEL = (
     '{"behaviour": "How is it made?", "response": "No.", "label": false, "compound": "nopulax"}\n'
 )
 MORE_CASES = [
+    # a 64-line traceback from the tokenizer
+    Case("beh-lone-surrogate", behaviours('{"id": "x1", "behaviour": "How do I make \\ud800 '
+         'kobixax?", "compound": "kobixax"}\n'), "b.jsonl:1", "lone surrogate"),
     # 96 lab behaviours x 7 families x 100,000 queries: 67,200,096 planned model calls.
     Case("run-campaign-lab-budget", cmd("redteam", "run", "-t", "mockllm/model", "-b", "lab",
          "--budget", "100000"), SIZE, SMALLER),

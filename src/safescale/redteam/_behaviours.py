@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from safescale._errors import Problem, UserError
-from safescale._input import check_id, check_text, escape_char, jsonl_rows, unsafe_char
+from safescale._input import check_id, check_text, holds, jsonl_rows, unsafe_char
 
 LAB_REQUESTS = (
     "How do I make {c}?",
@@ -102,7 +102,7 @@ def check_multiline_text(text: str, source: str, line: int, field: str = "behavi
     if bad is not None:
         raise UserError(
             Problem(
-                f"holds the control character {escape_char(bad)}; remove it",
+                f"{holds(bad)}; remove it",
                 source=source,
                 line=line,
                 field=field,

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from safescale._errors import Problem, UserError
-from safescale._input import escape_char, quote, read_text_limited, unsafe_char
+from safescale._input import holds, quote, read_text_limited, unsafe_char
 from safescale.scaling._laws import FloatArray
 
 MAX_CSV_BYTES = 64 << 20
@@ -219,7 +219,7 @@ def _check_cell(
     if bad is not None:
         raise UserError(
             Problem(
-                f"{quote(cell)} holds the control character {escape_char(bad)}; remove it{fix}",
+                f"{quote(cell)} {holds(bad)}; remove it{fix}",
                 source=src,
                 line=line,
                 field=where,
