@@ -95,3 +95,35 @@ def test_behaviours_attacks_and_garak_commands(run_cli, tmp_path):
         "--json",
     )
     assert code == 0 and json.loads(out)["evidence"][0]["value"] == 0.3
+
+
+def test_one_garak_report_recorded_for_two_models_and_two_safeguards(run_cli, tmp_path):
+    """The evidence id held the report and the probe only: the second model's (or
+    safeguard's) import was taken for a re-import and dropped, with exit status 0."""
+    from safescale.ledger import Workspace
+
+    ws = tmp_path / ".safescale"
+    Workspace.init(ws, author="t").close()
+    report = tmp_path / "g.jsonl"
+    report.write_text(
+        json.dumps({"entry_type": "eval", "probe": "p", "detector": "d", "passed": 95,
+                    "total": 100}) + "\n"
+    )  # fmt: skip
+
+    def imp(model: str, safeguard: str) -> str:
+        code, out, err = run_cli(
+            "--workspace", str(ws), "redteam", "import-garak", str(report), "--model-id", model,
+            "--safeguard", safeguard, "--policy", "lab",
+        )  # fmt: skip
+        assert code == 0, err
+        return out
+
+    assert "recorded 2 entries in the ledger" in imp("m", "LAB-DEPLOY-2")
+    assert "recorded 2 entries in the ledger" in imp("m2", "LAB-DEPLOY-2")
+    assert "recorded 2 entries in the ledger" in imp("m", "LAB-SECURITY-2")
+    out = imp("m", "LAB-DEPLOY-2")  # the same again: recognised, not appended twice
+    assert "recorded 0 entries in the ledger; 2 already there" in out
+    with Workspace.open(ws) as w:
+        got = {(e.model, e.subject) for e in w.evidence()}
+        assert len(w.evidence()) == 6
+    assert got == {("m", "LAB-DEPLOY-2"), ("m2", "LAB-DEPLOY-2"), ("m", "LAB-SECURITY-2")}

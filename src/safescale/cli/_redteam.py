@@ -418,3 +418,11 @@ def import_garak(
         )
         lo, hi = (e.interval.lo, e.interval.hi) if e.interval else (0.0, 1.0)
         console.print(f"{what}: attack success {e.value:.3f} [{lo:.3f}, {hi:.3f}] (n={e.n})")
+    if recorded is None:
+        console.print("no workspace: nothing recorded (safescale init makes one)")
+    else:
+        console.print(
+            f"recorded {len(recorded.new)} entries in the ledger"
+            + (f"; {len(recorded.known)} already there (this report, model and safeguard)"
+               if recorded.known else "")
+        )  # fmt: skip

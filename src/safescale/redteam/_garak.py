@@ -105,7 +105,9 @@ def garak_evidence(path: str | Path, *, model_id: str, safeguard: str) -> list[E
 
     def record(key: str, metric: str, r: Rate, details: dict[str, object]) -> Evidence:
         return Evidence(
-            id=f"st-{sha256_hex(f'{sha}:{key}'.encode())[:16]}",
+            # The report, the model and the safeguard it is evidence for: the same report
+            # imported for a second model or safeguard was taken for a re-import and dropped.
+            id=f"st-{sha256_hex(f'{sha}:{model_id}:{safeguard}:{key}'.encode())[:16]}",
             model=model_id,
             kind="safeguard_test",
             subject=safeguard,
