@@ -227,6 +227,14 @@ POLICY = [
         f"{BINDING}.threshold",
         "give a line within it",
     ),
+    Case(  # the metric's name in capitals was taken for a metric of no known range
+        "policy-threshold-above-1-Accuracy",
+        policy(
+            sub("threshold: 0.5", "threshold: 1.5", sub("metric: accuracy", "metric: Accuracy"))
+        ),
+        f"{BINDING}.threshold",
+        "give a line within it",
+    ),
     Case(
         "policy-rule-out-negative",
         policy(sub("rule_out: 0.2", "rule_out: -0.1")),

@@ -86,7 +86,8 @@ def metric_range(metric: str) -> tuple[float, float] | None:
     Names in :data:`PROPORTION_METRICS` and names ending in ``_rate`` or ``_accuracy`` are
     proportions; any other metric (a speed-up, an uplift score) has no known range.
     """
-    if metric in PROPORTION_METRICS or metric.endswith(("_rate", "_accuracy")):
+    name = metric.lower()  # `Accuracy` is as much a proportion as `accuracy`
+    if name in PROPORTION_METRICS or name.endswith(("_rate", "_accuracy")):
         return (0.0, 1.0)
     return None
 
