@@ -86,14 +86,22 @@ def test_diff_names_changed_lines_and_triggers(run_cli, tmp_path):
     data["capability_thresholds"][0]["evaluations"][0]["alert"] = 0.45
     data["assessment_triggers"][0]["ratio"] = 2
     data["assessment_triggers"].reverse()  # order alone is no change
+    for t in data["capability_thresholds"]:  # nor the order of bindings or required safeguards
+        t["evaluations"].reverse()
+        t["required_safeguards"] = {k: v[::-1] if k == "all_of" else v
+                                    for k, v in t["required_safeguards"].items()}  # fmt: skip
+    data["capability_thresholds"][1]["required_safeguards"]["all_of"].append("LAB-BASE")
     path = tmp_path / "lab-1.1.json"
     path.write_text(json.dumps(data))
     changes = diff_policies(load_builtin("lab"), load_policy(path))
     assert {(c.section, c.path) for c in changes} == {
         ("framework", "version"),
-        ("capability_thresholds", "[LAB-HAZARD-1].evaluations"),
+        # the changed line itself, not the whole list of bindings
+        ("capability_thresholds", "[LAB-HAZARD-1].evaluations[lab-hazard-proxy-mc].alert"),
+        ("capability_thresholds", f"[{data['capability_thresholds'][1]['id']}]"
+                                  ".required_safeguards.all_of[LAB-BASE]"),
         ("assessment_triggers", "[notably-more-capable-compute].ratio"),
-    }
+    }  # fmt: skip
     code, out, _ = run_cli("policy", "diff", "lab", str(path))
     assert code == 0 and "[notably-more-capable-compute].ratio: 4.0 -> 2.0" in out
 

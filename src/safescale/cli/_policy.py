@@ -199,8 +199,10 @@ def diff(
             ]
         )
         return
+    n = len(changes)
     console.print(
-        f"{pa.id} {pa.version} -> {pb.id} {pb.version}: {len(changes)} changes", markup=False
+        f"{pa.id} {pa.version} -> {pb.id} {pb.version}: {n} change{'' if n == 1 else 's'}",
+        markup=False,
     )
     section = None
     for c in changes:

@@ -6,6 +6,7 @@ so a reordering is no change and a renamed id shows as one removal and one addit
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -65,8 +66,10 @@ def _short(value: Any) -> str:
     """A value as text: an object by its id or name (its fields are changes of their own),
     anything else whole."""
     if isinstance(value, dict):
-        label = value.get("id") or value.get("name")
-        return f"'{label}'" if label else "{...}"
+        label = value.get("id") or value.get("evaluation") or value.get("name")
+        return f"'{label}'" if label else json.dumps(value, default=str, ensure_ascii=False)
+    if isinstance(value, list):  # as JSON (true, null), never Python's repr (True, None)
+        return json.dumps(value, default=str, ensure_ascii=False)
     return str(value)
 
 
@@ -81,11 +84,25 @@ def diff_policies(a: Policy, b: Policy) -> list[Change]:
     return changes
 
 
+KEYS = ("id", "evaluation")
+"""What names an item of a list, so that lists are compared item by item, not by position:
+an id, or the evaluation a threshold binds."""
+
+
 def _keyed(items: list[Any]) -> dict[str, Any] | None:
-    if all(isinstance(i, dict) and "id" in i for i in items):
-        keys = [i["id"] for i in items]
-        if len(set(keys)) == len(keys):
-            return {k: i for k, i in zip(keys, items, strict=True)}
+    for name in KEYS:
+        if all(isinstance(i, dict) and name in i for i in items):
+            keys = [i[name] for i in items]
+            if len(set(keys)) == len(keys):
+                return {k: i for k, i in zip(keys, items, strict=True)}
+    return None
+
+
+def _as_set(items: list[Any]) -> set[str] | None:
+    """A list of distinct names (``all_of``, ``includes``, ``decided_by``), where order means
+    nothing; else ``None``."""
+    if all(isinstance(i, str) for i in items) and len(set(items)) == len(items):
+        return set(items)
     return None
 
 
@@ -107,5 +124,10 @@ def _walk(section: str, path: str, old: Any, new: Any, out: list[Change]) -> Non
         if ko is not None and kn is not None:
             for key in [*ko, *(k for k in kn if k not in ko)]:
                 _walk(section, f"{path}[{key}]", ko.get(key), kn.get(key), out)
+            return
+        so, sn = _as_set(old), _as_set(new)
+        if so is not None and sn is not None:
+            out += [Change(section, f"{path}[{x}]", "removed", old=x) for x in old if x not in sn]
+            out += [Change(section, f"{path}[{x}]", "added", new=x) for x in new if x not in so]
             return
     out.append(Change(section, path, "changed", old=old, new=new))
