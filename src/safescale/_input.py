@@ -501,7 +501,10 @@ def jsonl_rows(
     for number, line in split_lines(data, src, max_line=max_line):
         if not line.strip():
             continue
-        row = loads_json(line, src, line=number, fix=f"each line of a {what} is one JSON object")
+        # A key given twice is refused: the parser kept the last, so a line could say one
+        # thing to a reader of the file and another to the command.
+        row = loads_json(line, src, line=number, fix=f"each line of a {what} is one JSON object",
+                         unique_keys=True)  # fmt: skip
         if not isinstance(row, dict):
             raise UserError(
                 Problem(f"each line of a {what} must be a JSON object", source=src, line=number)

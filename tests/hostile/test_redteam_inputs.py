@@ -314,6 +314,9 @@ LABEL = (
 )
 MORE_CASES = [
     # a 64-line traceback from the tokenizer
+    # the parser kept the last value: a line said one thing to a reader, another to the run
+    Case("beh-duplicate-key", behaviours('{"id": "x1", "behaviour": "How do I make kobixax?", '
+         '"behaviour": "other", "compound": "kobixax"}\n'), "b.jsonl:1", "is given twice"),
     Case("beh-lone-surrogate", behaviours('{"id": "x1", "behaviour": "How do I make \\ud800 '
          'kobixax?", "compound": "kobixax"}\n'), "b.jsonl:1", "lone surrogate"),
     # 96 lab behaviours x 7 families x 100,000 queries: 67,200,096 planned model calls.
