@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 from safescale.policy import Duration, builtin_ids, diff_policies, load_builtin, load_policy
 
@@ -142,3 +143,16 @@ def test_diff_rsp_versions_names_the_cadence_change_once(run_cli):
     cadence = {c["path"]: c for c in changes if c["section"] == "assessment_triggers"}
     step = cadence["[notably-more-capable-post-training].interval"]
     assert (step["old"], step["new"]) == ("P3M", "P6M")
+
+
+def test_validate_escapes_file_names(run_cli, tmp_path):
+    """A newline or a terminal escape in a file name went to the terminal as it was."""
+    good = tmp_path / "bad\nname.yaml"
+    good.write_text((Path(__file__).parent / "minimal.yaml").read_text())
+    bad = tmp_path / "e\x1b[31mvil.yaml"
+    bad.write_text("x: [")
+    code, out, err = run_cli("policy", "validate", str(good), str(bad))
+    assert code == 2
+    assert out.strip().splitlines() == [f"ok: {tmp_path}/bad\\x0aname.yaml (minimal 1)"]
+    (line,) = err.strip().splitlines()
+    assert line.startswith(f"error: {tmp_path}/e\\x1b[31mvil.yaml:1: ") and "\x1b" not in line

@@ -11,6 +11,7 @@ import yaml
 from rich.table import Table
 
 from safescale._errors import UserError
+from safescale._input import one_line
 from safescale.cli._common import console, err_console, print_json, print_table
 from safescale.policy import (
     Policy,
@@ -171,11 +172,12 @@ def validate(
         )
         if not as_json:
             if problems:
-                for prob in problems:
-                    err_console.print(f"error: {prob}", markup=False, soft_wrap=True)
+                for prob in problems:  # a file name may hold a newline or an escape
+                    err_console.print(one_line(f"error: {prob}"), markup=False, soft_wrap=True)
             else:
                 assert policy is not None
-                console.print(f"ok: {f} ({policy.id} {policy.version})", markup=False)
+                console.print(one_line(f"ok: {f} ({policy.id} {policy.version})"),
+                              markup=False, soft_wrap=True)  # fmt: skip
     if as_json:
         print_json(results)
     if bad:
