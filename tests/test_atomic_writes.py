@@ -66,3 +66,22 @@ def test_a_killed_writes_temporary_file_goes_with_the_next_write(tmp_path: Path)
     _age(live[1], STALE_SECONDS + 60)
     atomic_write_bytes(target, b"newer")
     assert sorted(p.name for p in tmp_path.iterdir()) == [".other.bin.abc.tmp", "weights.bin"]
+
+
+def test_a_written_file_has_the_mode_the_umask_gives(tmp_path: Path) -> None:
+    """The temporary file is private (0o600), and renamed into place it kept that: reports,
+    exports and behaviour files were unreadable to the rest of a team. A private key stays
+    private from its first byte."""
+    from safescale.ledger import KeyPair
+
+    old = os.umask(0o022)
+    try:
+        assert atomic_write_bytes(tmp_path / "report.md", b"x").stat().st_mode & 0o777 == 0o644
+        os.umask(0o077)
+        assert atomic_write_bytes(tmp_path / "r2.md", b"x").stat().st_mode & 0o777 == 0o600
+        os.umask(0o022)
+        KeyPair.generate().save(tmp_path / "k.pem", tmp_path / "k.pem.pub")
+        assert (tmp_path / "k.pem").stat().st_mode & 0o777 == 0o600
+        assert (tmp_path / "k.pem.pub").stat().st_mode & 0o777 == 0o644
+    finally:
+        os.umask(old)

@@ -15,18 +15,22 @@ except ImportError:  # pragma: no cover (Windows: no advisory locks, no sweeping
     fcntl = None  # type: ignore[assignment]
 
 
-def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync: bool = True) -> Path:
+def atomic_write_bytes(
+    path: str | os.PathLike[str], data: bytes, *, sync: bool = True, mode: int | None = None
+) -> Path:
     """Write ``data`` to ``path`` so that a crash leaves either the old file or the new one.
 
     The temporary file lives in the target's folder so that the final ``os.replace`` is a
     same-filesystem rename, which POSIX makes atomic. ``sync=False`` skips the two fsyncs
     (about 15 ms on a loaded disk) for files where, after a power loss, the previous version
-    is as good as the new one.
+    is as good as the new one. The file gets ``mode`` (a private key's 0o600), else what the
+    user's umask gives a new file, as ``open`` would (the temporary file starts private).
     """
     target = check_output_path(path, probe=False)  # the temporary file below is the probe
     target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = temp_beside(target)
     try:
+        os.fchmod(fd, new_file_mode() if mode is None else mode)
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
@@ -40,6 +44,15 @@ def atomic_write_bytes(path: str | os.PathLike[str], data: bytes, *, sync: bool 
     if sync:
         _fsync_dir(target.parent)
     return target
+
+
+def new_file_mode(folder: bool = False) -> int:
+    """The mode ``open`` (or ``mkdir``) gives a new file (folder) under the process umask: a
+    temporary file from ``tempfile`` is private (0o600, 0o700), and renamed into place it kept
+    that, so reports and exports were unreadable to the rest of a team."""
+    mask = os.umask(0o022)  # read it: setting is the only way; put back at once
+    os.umask(mask)
+    return (0o777 if folder else 0o666) & ~mask
 
 
 STALE_SECONDS = 60.0

@@ -34,6 +34,7 @@ from safescale._input import (
     read_limited,
     split_lines,
 )
+from safescale._io import new_file_mode
 
 DATASET_SCHEMA = "safescale/constitution-data/v1"
 SPLITS: tuple[str, ...] = ("train", "calibration", "test")
@@ -264,6 +265,7 @@ def write_dataset(ds: Dataset, out_dir: str | Path) -> Path:
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
     try:
+        os.chmod(tmp, new_file_mode(folder=True))  # mkdtemp's folder is private
         (tmp / "examples.jsonl").write_bytes(jsonl_bytes(ds.examples))
         (tmp / "manifest.json").write_text(json.dumps(ds.manifest.to_json(), indent=2) + "\n")
         if out.exists():

@@ -28,7 +28,7 @@ from torch import nn
 
 from safescale._errors import Problem, UserError
 from safescale._input import read_json_limited, regular_file_size
-from safescale._io import atomic_write_text, file_sha256, temp_beside
+from safescale._io import atomic_write_text, file_sha256, new_file_mode, temp_beside
 
 ARCHITECTURES = ("topk", "batchtopk", "relu")
 """Architectures :func:`~safescale.interp.train_sae` trains."""
@@ -160,6 +160,7 @@ def save_sae(sae: SparseAutoencoder, folder: str | Path) -> Path:
     fd, name = temp_beside(out / WEIGHTS_FILE)  # locked while open: not swept as abandoned
     tmp = Path(name)
     try:
+        os.fchmod(fd, new_file_mode())
         save_file(tensors, str(tmp))
         os.fsync(fd)
         cfg["metadata"][WEIGHTS_SHA_KEY] = file_sha256(tmp)

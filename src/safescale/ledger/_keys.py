@@ -7,7 +7,6 @@ needs no randomness at append time and the same entry always signs to the same b
 from __future__ import annotations
 
 import hashlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,8 +80,7 @@ class KeyPair:
             serialization.PrivateFormat.PKCS8,
             serialization.NoEncryption(),
         )
-        atomic_write_bytes(private_path, raw)
-        os.chmod(private_path, 0o600)
+        atomic_write_bytes(private_path, raw, mode=0o600)  # private from its first byte
         atomic_write_bytes(public_path, public_pem(self.public).encode())
 
     @classmethod
