@@ -112,3 +112,12 @@ def test_independence_ratio_with_nothing_through_every_layer_is_bounded_not_zero
     r = independence_ratio(rows, seed=0)
     assert r.value == 0 and r.method == "wilson-bound"
     assert r.lo == 0 and r.hi == pytest.approx(0.0362 / 0.25, rel=0.05)
+
+
+def test_a_rate_of_nothing_is_not_shown_as_a_zero() -> None:
+    """``0.000 [0.000, 1.000] (0/0)`` read as a measured zero (a judge's sensitivity with no
+    positive item, a layer nothing reached)."""
+    from safescale.redteam import rate
+
+    assert str(rate(0, 0)) == "none measured (0/0)"
+    assert str(rate(0, 5)).startswith("0.000 [0.000, ")

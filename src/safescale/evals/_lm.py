@@ -29,8 +29,10 @@ class ContextWarning(UserWarning):
 
 def warn_context(message: str) -> None:
     """Warn that prompts were cut to the model's context (``max_length`` model argument)."""
-    warnings.warn(message + "; raise max_length (-M max_length=N) if the model allows it",
-                  ContextWarning, stacklevel=3)  # fmt: skip
+    # Only `eval run` and `assess` take -M; the red-team and constitution commands have no
+    # such flag, so the advice names the setting and where it goes.
+    advice = "give the model a longer context (max_length: -M max_length=N in eval run and assess)"
+    warnings.warn(f"{message}; {advice} if it allows one", ContextWarning, stacklevel=3)
 
 
 if TYPE_CHECKING:

@@ -28,6 +28,8 @@ class Rate:
         return {"k": self.k, "n": self.n, "value": self.value, "lo": self.lo, "hi": self.hi}
 
     def __str__(self) -> str:
+        if not self.n:  # 0/0 is no rate: "0.000 [0.000, 1.000]" read as a measured zero
+            return "none measured (0/0)"
         return f"{self.value:.3f} [{self.lo:.3f}, {self.hi:.3f}] ({self.k}/{self.n})"
 
 
