@@ -86,3 +86,15 @@ def test_a_checkpoint_whose_count_is_not_an_integer_does_not_verify(
     path.write_text(text)
     code, out, err = run_cli("--workspace", str(ws), "ledger", "verify", "--checkpoint", str(kept))
     assert code != 0, out
+
+
+def test_messages_about_missing_keys_and_empty_ledgers(run_cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    ws = _ws(tmp_path, n=0)
+    code, out, _ = run_cli("--workspace", str(ws), "ledger", "verify")
+    assert code == 0 and out.strip().endswith("head none (an empty ledger)"), out  # was "None"
+    code, _, err = run_cli("--workspace", str(ws), "ledger", "checkpoint", "--key",
+                           str(tmp_path / "nokey.pem"))  # fmt: skip
+    # it said "signing key is missing; restore it from backup", as of the workspace's own
+    assert code == 2 and err.strip() == (
+        "error: --key: no such key file; give the path of the private key (PEM) to sign with"
+    )

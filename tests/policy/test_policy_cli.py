@@ -156,3 +156,17 @@ def test_validate_escapes_file_names(run_cli, tmp_path):
     assert out.strip().splitlines() == [f"ok: {tmp_path}/bad\\x0aname.yaml (minimal 1)"]
     (line,) = err.strip().splitlines()
     assert line.startswith(f"error: {tmp_path}/e\\x1b[31mvil.yaml:1: ") and "\x1b" not in line
+
+
+def test_validate_says_a_folder_holds_no_policy(run_cli, tmp_path):
+    """It said to give a file or folder, when a folder was given."""
+    code, _, err = run_cli("policy", "validate", str(tmp_path))
+    (line,) = err.strip().splitlines()
+    assert (
+        code == 2
+        and line.startswith("error: '")
+        and line.endswith(
+            "': no policy file (.yaml, .yml or .json) in it; give a policy file, or a folder that "
+            "holds some"
+        )
+    )

@@ -158,7 +158,8 @@ def verify(
         verdict = "ok" if report.ok else f"FAILED ({n} problem{'' if n == 1 else 's'})"
         console.print(
             f"{verdict}: {report.entries} entries, {report.signatures} signatures, "
-            f"{report.artifacts} artifacts checked with key {report.key_id}; head {report.head}",
+            f"{report.artifacts} artifacts checked with key {report.key_id}; "
+            f"head {report.head or 'none (an empty ledger)'}",
             markup=False,
             soft_wrap=True,
         )
@@ -187,6 +188,9 @@ def checkpoint_cmd(
     --checkpoint FILE` later proves the ledger still extends it."""
     if out is not None:
         check_output(out, "--out")
+    if key is not None and not key.exists():  # (the workspace's own key is "restored")
+        raise UserError(Problem("no such key file; give the path of the private key (PEM) "
+                                "to sign with", field="--key"))  # fmt: skip
     signer = None if key is None else KeyPair.load(key)
     with Workspace.open(workspace_path()) as ws:
         made = ws.checkpoint(signer)

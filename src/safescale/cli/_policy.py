@@ -11,7 +11,7 @@ import yaml
 from rich.table import Table
 
 from safescale._errors import UserError
-from safescale._input import one_line
+from safescale._input import one_line, quote
 from safescale.cli._common import console, err_console, print_json, print_table
 from safescale.policy import (
     Policy,
@@ -156,6 +156,11 @@ def validate(
     if builtin:
         files += [builtin_path(pid) for pid in builtin_ids()]
     if not files:
+        if paths:  # folders were given, and none holds a policy
+            raise UserError(
+                f"{', '.join(quote(str(x)) for x in paths)}: no policy file (.yaml, .yml or "
+                ".json) in it; give a policy file, or a folder that holds some"
+            )
         raise UserError("give at least one policy file or folder, or --builtin")
     results = []
     bad = 0

@@ -137,7 +137,11 @@ def _calendar_trigger(
     summaries: dict[str, ComputeSummary],
     as_of: datetime,
 ) -> TriggerResult:
-    rule = f"{t.interval} of {t.basis.replace('_', ' ')}"
+    basis = {
+        "accumulated_post_training": "of accumulated post-training",
+        "since_last_assessment": "since the last assessment",
+    }
+    rule = f"{t.interval} {basis.get(t.basis, t.basis.replace('_', ' '))}"
     base: dict[str, Any] = dict(
         model=s.model, trigger=t.id, kind=t.kind, rule=rule, requires=t.leads_to
     )
