@@ -40,6 +40,24 @@ def test_show_fits_80_columns_and_json_round_trips(
     assert constitution_sha256(again) == constitution_sha256(load_constitution(lab_constitution()))
 
 
+def test_show_keeps_long_ids_whole(
+    run_cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A long principle id was cut (``...toxin``), its category to ``restr...`` and the
+    description dropped, in a table squeezed into 80 columns."""
+    long_id = "synthesis-request-for-restricted-biological-agents-and-toxins-v2"
+    text = lab_constitution().read_text().replace("synthesis-request", long_id)
+    path = tmp_path / "long.yaml"
+    path.write_text(text)
+    for columns in ("80", "50"):
+        monkeypatch.setenv("COLUMNS", columns)
+        code, out, err = run_cli("constitution", "show", str(path))
+        assert code == 0, err
+        joined = "".join(line.rstrip() for line in out.splitlines())  # a value folds whole
+        assert long_id in joined and "restricted" in out and "A request for how to make" in out
+        assert max(len(line) for line in out.splitlines()) <= int(columns)
+
+
 def test_diff_names_added_removed_and_changed(run_cli: Any, tmp_path: Path) -> None:
     text = lab_constitution().read_text()
     new = (

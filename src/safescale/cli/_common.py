@@ -110,7 +110,11 @@ def print_table(table: Any, out: Console | None = None) -> None:
     headers = [str(c.header) for c in table.columns]
     cells = [list(c.cells) for c in table.columns]
     for row in range(table.row_count):
-        out.rule(cells[0][row], align="left", style="dim")
+        title = cells[0][row]
+        if len(str(title)) + 4 > out.width:  # a rule would cut it: the whole value instead
+            out.print(title, markup=False, overflow="fold", style="bold")
+        else:
+            out.rule(title, align="left", style="dim")
         grid = Table.grid(padding=(0, 2))
         grid.add_column(no_wrap=True, style="bold")
         grid.add_column(overflow="fold")

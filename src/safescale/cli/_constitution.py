@@ -11,7 +11,13 @@ import typer
 
 from safescale._errors import Problem, UserError
 from safescale._input import check_count, check_id, check_seed, escape_controls
-from safescale.cli._common import check_output_folder, console, print_json, workspace_path
+from safescale.cli._common import (
+    check_output_folder,
+    console,
+    print_json,
+    print_table,
+    workspace_path,
+)
 
 app = typer.Typer(
     help="Constitutions: what is restricted and what is allowed; data for classifiers.",
@@ -71,16 +77,26 @@ def show(
     console.print(f"{c.name} {c.version}  sha256 {constitution_sha256(c)[:16]}...", markup=False)
     if c.description:
         console.print(c.description, markup=False)
-    # Width capped at 80: the description column wraps, the others stay whole.
-    table = Table(width=min(console.width, 80), show_lines=False, pad_edge=False)
-    table.add_column("id", no_wrap=True, overflow="fold")
+    rows = [(p.id, p.category, p.stage, str(len(p.examples)), p.description)
+            for p in c.principles]  # fmt: skip
+    headers = ("id", "category", "stage", "ex", "description")
+    width = min(console.width, 80)
+    # The first four columns stay whole and the description wraps, within 80 columns; when
+    # they leave the description under 20 (long ids, a narrow terminal), each principle is
+    # printed as a titled list instead (print_table), never with its values cut.
+    fixed = sum(max(len(h), *(len(r[i]) for r in rows)) + 3 for i, h in enumerate(headers[:4]))
+    table = Table(width=width if fixed + 20 <= width else None, show_lines=False, pad_edge=False)
+    table.add_column("id", no_wrap=True)
     table.add_column("category", no_wrap=True)
     table.add_column("stage", no_wrap=True)
     table.add_column("ex", justify="right", no_wrap=True)
     table.add_column("description", overflow="fold", ratio=1)
-    for p in c.principles:
-        table.add_row(p.id, p.category, p.stage, str(len(p.examples)), p.description)
-    console.print(table, markup=False)
+    for row in rows:
+        table.add_row(*row)
+    if fixed + 20 <= width:
+        console.print(table, markup=False)
+    else:
+        print_table(table)
 
 
 @app.command()
