@@ -328,7 +328,12 @@ def pydantic_problem(
     elif kind == "extra_forbidden":
         allowed = allowed_fields(root, path[:-1])
         close = difflib.get_close_matches(str(path[-1]), allowed, n=1) if allowed else []
-        hint = f"did you mean '{close[0]}'?" if close else "remove it or fix its spelling"
+        if close:
+            hint = f"did you mean '{close[0]}'?"
+        elif "options" in allowed:  # a layer's own settings (threshold, every) go one level in
+            hint = f"if it is a setting of this part, put it under options: ({path[-1]} there)"
+        else:
+            hint = "remove it or fix its spelling"
         msg = f"unknown field; {hint}"
     elif kind in ("union_tag_invalid", "union_tag_not_found"):
         field = f"{field}.kind" if field else "kind"

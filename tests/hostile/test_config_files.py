@@ -188,6 +188,12 @@ AUDIT_CASES = _shared("audit", audit, AUDIT) + [
 ]
 
 STACK_CASES = _shared("stack", stack, STACK) + [
+    Case(  # a layer's own setting at the layer's level: it said only "unknown field"
+        "stack-threshold-outside-options",
+        stack(sub(STACK, "classifier: keywords}", "classifier: keywords, threshold: 0.5}")),
+        "s.yaml:5: layers[0].threshold",
+        "put it under options:",
+    ),
     Case(
         "stack-schema",
         stack("schema: safescale/stack/v9\n" + STACK),
