@@ -12,6 +12,7 @@ MINIMAL = (Path(__file__).parents[1] / "policy" / "minimal.yaml").read_text()
 GOOD_ROWS = [f"{1e6 * 2**i:g},{1e9 * 2**i:g},{3.0 - 0.2 * i:g}" for i in range(8)]
 UTF8 = "save the file as UTF-8"
 ROW = "fix or drop the row"
+CELLS = "one cell per column"
 
 
 def csv(content: Content, *flags: str, cmd: str = "fit") -> Build:
@@ -76,7 +77,9 @@ CSV = [
     Case("csv-negative", csv(bad_row("-2.5")), "runs.csv:4", ROW),
     Case("csv-zero-loss", csv(bad_row("0")), "runs.csv:4", ROW),
     Case("csv-empty-cell", csv(bad_row("")), "runs.csv:4", ROW),
-    Case("csv-short-row", csv(rows(*GOOD_ROWS[:4], "1e6,1e9")), "runs.csv:6", ROW),
+    Case("csv-short-row", csv(rows(*GOOD_ROWS[:4], "1e6,1e9")), "runs.csv:6", CELLS),
+    # a cell too many: its last value was dropped and the fit ran on the rest, exit 0
+    Case("csv-long-row", csv(rows(*GOOD_ROWS[:4], "1e6,1e9,7,9")), "runs.csv:6", CELLS),
     Case("csv-long-number", csv(bad_row("9" * 500)), "runs.csv:4", ROW),
     Case(
         "csv-10001-rows",

@@ -106,7 +106,7 @@ def _set(col: int, row: int, value: str):
      "runs.csv:2: loss: 'nan' is not a finite number"),
     (_set(3, 2, "abc"),
      "runs.csv:4: loss: 'abc' is not a number"),
-    (lambda rows: rows[:5], "runs.csv: 5 rows is too few"),
+    (lambda rows: rows[:5], "runs.csv: 5 rows are too few"),
     (lambda rows: [[*r[:1], "1e9", *r[2:]] for r in rows], "runs.csv: d: every row has the same value"),
 ])  # fmt: skip
 def test_bad_input_is_one_line_and_exit_2(tmp_path: Path, capsys, edit, expected) -> None:

@@ -203,7 +203,7 @@ def test_forecast_bootstrap_work_is_bounded(tmp_path, capsys) -> None:  # 13
              "big.csv: --bootstrap:", "or fewer")  # fmt: skip
 
 
-@pytest.mark.parametrize(("rows", "needle"), [(0, "0 rows is too few"), (1, "1 rows is too few")])
+@pytest.mark.parametrize(("rows", "needle"), [(0, "0 rows are too few"), (1, "1 row is too few")])
 def test_data_problems_name_the_file(tmp_path, capsys, rows, needle) -> None:  # 16
     path = tmp_path / "few.csv"
     path.write_text(_scores(SCORES[:rows]) if rows else "flops,acc,loss,other\n")

@@ -395,7 +395,7 @@ def forecast(
         "position_on_rise": (position := fc.position(at)),
         "scale_widening": float(fc.widening(at)),
         "method_errors": dict(fc.method_errors),
-        "warnings": position_warnings(position),
+        "warnings": position_warnings(position) + ([] if fc.calibrated else [UNCALIBRATED]),
     }
     if fc.loss_law is not None:
         out["loss_bootstrap"] = fc.loss_law.convergence_json()
@@ -427,11 +427,6 @@ def forecast(
             )
             + f"); out-of-sample MAE: {tried}"
         )
-    else:
-        console.print(
-            "[bold yellow]warning:[/] too few models to calibrate on the ladder's own "
-            "backtests; the interval is the bootstrap's and may be too narrow"
-        )
     if fc.loss_law is not None:
         _show_convergence(fc.loss_law.converged, fc.loss_law.n_boot, fc.loss_law.warning)
     if line is not None:
@@ -441,6 +436,13 @@ def forecast(
         console.print(f"plot written to {plot}")
     for warning in out["warnings"]:
         err_console.print(f"warning: {warning}", markup=False, soft_wrap=True)
+
+
+UNCALIBRATED = (
+    "too few models to calibrate on the ladder's own backtests; the interval is the "
+    "bootstrap's and may be too narrow"
+)
+"""Said (stderr, and under ``warnings`` in JSON) of a forecast that could not be calibrated."""
 
 
 @app.command("backtest")

@@ -192,6 +192,16 @@ def _records(path: str | Path, src: str) -> tuple[list[str], list[tuple[int, lis
                         line=line,
                     )
                 )
+            extra = any(cell.strip(_BLANK) for cell in row[len(header) :])  # (trailing ","s pass)
+            if len(row) < len(header) or extra:  # a cell too many or too few: misaligned
+                raise UserError(
+                    Problem(
+                        f"the row has {len(row)} cells where the header has {len(header)}; give "
+                        "every row one cell per column (an empty cell for a missing value)",
+                        source=src,
+                        line=line,
+                    )
+                )
             rows.append((line, row))
     except csv.Error as exc:
         raise UserError(

@@ -390,8 +390,8 @@ def check_columns(
     if n < min_rows:
         raise UserError(
             UserProblem(
-                f"{n} rows is too few: this fit needs at least {min_rows} "
-                "(more rows than parameters)"
+                f"{'1 row is' if n == 1 else f'{n} rows are'} too few: this fit needs at least "
+                f"{min_rows} (more rows than parameters)"
             )
         )
     for key, col in columns.items():
