@@ -62,10 +62,16 @@ def unsafe_char(ch: str) -> bool:
     return unicodedata.category(ch) in ("Cc", "Cf", "Zl", "Zp", "Cs")
 
 
+def first_surrogate(text: str) -> str | None:
+    """The first lone surrogate in ``text`` (a byte that was not UTF-8, or half a UTF-16 pair
+    from a JSON escape), or ``None``."""
+    return next((ch for ch in text if "\ud800" <= ch <= "\udfff"), None)
+
+
 def not_utf8(text: str) -> str | None:
     """The first byte of ``text`` that was not UTF-8 (an argument, an environment variable or a
     file name decoded with ``surrogateescape``), as an escape, or ``None``."""
-    bad = next((ch for ch in text if 0xD800 <= ord(ch) <= 0xDFFF), None)
+    bad = first_surrogate(text)
     if bad is None:
         return None
     code = ord(bad)
@@ -466,7 +472,7 @@ def _refuse_lone_surrogates(obj: Any, source: str, line: int | None) -> None:
         elif isinstance(cur, list):
             stack.extend(cur)
         elif isinstance(cur, str):
-            bad = next((ch for ch in cur if "\ud800" <= ch <= "\udfff"), None)
+            bad = first_surrogate(cur)
             if bad is not None:
                 raise UserError(Problem(f"{quote(cur)} {holds(bad)}; remove it", source=source,
                                         line=line))  # fmt: skip

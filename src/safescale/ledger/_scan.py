@@ -217,7 +217,6 @@ def sqlite_problems(engine: Engine) -> list[VerifyProblem]:
     index sent `ledger log --model m9` to m3's entries and passed ``quick_check``). A page too
     damaged for it to walk stops it with an error; ``quick_check`` then says which.
     """
-    found: list[str] = []
     for check in ("integrity_check", "quick_check"):
         try:
             with engine.connect() as conn:

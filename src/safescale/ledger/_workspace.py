@@ -66,7 +66,6 @@ from safescale.ledger._keys import KeyPair, key_id, load_public_pem, public_pem
 from safescale.ledger._parents import parents_recorded, recorded
 from safescale.ledger._read import (
     CheckedPrefix,
-    check_chain,
     entry_from_row,
     record_from_row,
 )
@@ -175,12 +174,11 @@ class Workspace:
         self.root = root
         self.config = config
         self._checked = CheckedPrefix()
+        """How far this object has re-derived the chain, for reads and appends alike."""
         self.url = resolve_url(config.database_url, root)
         self.engine = make_engine(self.url)
         self._keys: KeyPair | None = None
         self._author: str | None = None
-        self._verified = (0, GENESIS_HASH)
-        """The last entry this object has re-derived the chain up to (see :meth:`_append`)."""
 
     # -- creating and opening ------------------------------------------------------------
     @classmethod
@@ -354,13 +352,11 @@ class Workspace:
             plain(i.record_id) and (i.model is None or plain(i.model)) for i in items
         )
         with write_transaction(self.engine) as conn:
-            last = head(conn)
             # Re-derive what was written since this object last did (everything, in a new
-            # process), so a rewritten entry is never buried under new, signed ones.
-            if last is None or last[0] < self._verified[0]:  # emptied or cut: start over
-                self._verified = (0, GENESIS_HASH)
-            if last is not None:
-                last = self._verified = check_chain(conn, *self._verified)
+            # process; from the start again if the ledger was cut), so a rewritten entry is
+            # never buried under new, signed ones.
+            self._checked.check(conn)
+            last = self._checked.last
             self._check_extends_checkpoint(conn, last)
             if check is not None:
                 check(conn)
@@ -388,7 +384,7 @@ class Workspace:
         # After the commit: a crash before this line leaves an older checkpoint, which the
         # ledger still extends; written before, it could name entries that never committed.
         self._write_checkpoint(signed, prev, time)
-        self._verified = (signed, prev)
+        self._checked.last = (signed, prev)
         return AppendResult(
             first_seq=rows[0][0], last_seq=signed, head=prev, rows=rows, head_row=head_row
         )
