@@ -174,12 +174,27 @@ def test_forecast_two_step_and_backtest(ladder_csv: Path, capsys) -> None:
         "1e23",
         "--bootstrap",
         "100",
+        "--method",
+        "two-step",
         "--json",
     )
     doc = json.loads(out)
-    assert code == 0 and doc["against"] == "loss"
+    assert code == 0 and doc["against"] == "loss" and doc["method"] == "two-step"
     assert doc["loss_bootstrap"]["n_boot"] == 100 and "converged" in doc["loss_bootstrap"]
-    assert doc["method"] in ("sigmoid", "two-step", "logistic-4p")
+    # Given a loss but told to forecast from compute, the report is of the sigmoid in log
+    # compute (its midpoint in log10 FLOP, its spread about that curve), not the one in loss.
+    code, out, _ = _run(
+        capsys, "forecast", ladder_csv, "--compute", "flops", "--score", "score", "--loss",
+        "loss", "--at", "1e23", "--bootstrap", "100", "--method", "sigmoid", "--json",
+    )  # fmt: skip
+    other = json.loads(out)
+    assert code == 0 and other["against"] == "compute" and other["method"] == "sigmoid"
+    assert "loss_bootstrap" not in other
+    assert other["sigmoid"]["x0"] > 10 > doc["sigmoid"]["x0"]
+    assert other["sigmoid"]["sigma"] != doc["sigmoid"]["sigma"]
+    # each method's intervals are floored by the spread in its own space
+    assert other["calibration"]["s0"] >= other["sigmoid"]["sigma"]
+    assert doc["calibration"]["s0"] >= doc["sigmoid"]["sigma"]
     code, out, _ = _run(
         capsys,
         "backtest",

@@ -282,15 +282,22 @@ def fit_capability(
     check_columns(columns, shown, min_rows=3 if loss is None else 4)
     check_columns({"compute": c, "score": s}, shown, min_rows=3, positive=False)
     n = len(s)
-    x = np.log10(c) if loss is None else columns["loss"]
-    full = best_sigmoid(x, s, chance, ceiling)
-    resid = s - sigmoid(x, full[0], full[1], chance, ceiling)
-    sigma = float(np.sqrt(np.sum(resid**2) / max(n - 2, 1)))
+    # The sigmoid in log compute, and in loss where a loss is given: each method's intervals
+    # are floored by the in-sample spread of the one in its own space, and the one the
+    # forecast is made in is reported.
+    spaces = {"compute": _plain_sigmoid(np.log10(c), s, chance, ceiling)}
+    if loss is not None:
+        spaces["loss"] = _plain_sigmoid(columns["loss"], s, chance, ceiling)
+    oth, oth_chance = _others(others, others_chance, n)
+    data = ScoreData(c, s, columns.get("loss"), chance, ceiling, oth, oth_chance)
+    floors = {name: fit.sigma for name, fit in spaces.items()}
+    chosen, cal, tried = _choose(data, method, floors, calibrate_intervals, max_cuts)
+    # Uncalibrated, a forecast with a loss is the two-step bootstrap.
+    in_loss = loss is not None and (cal is None or METHODS.get(chosen).needs_loss)
+    fit = spaces["loss" if in_loss else "compute"]
+    x, full, sigma = fit.x, fit.params, fit.sigma
     ends = sigmoid(np.array([x.min(), x.max()]), full[0], full[1], chance, ceiling)
     rise = abs(float(ends[1] - ends[0])) >= 0.1 * (ceiling - chance)
-    oth, oth_chance = _others(others, others_chance, n)
-    data = ScoreData(c, s, None if loss is None else x, chance, ceiling, oth, oth_chance)
-    chosen, cal, tried = _choose(data, method, sigma, calibrate_intervals, max_cuts)
     point = fit_method(chosen, data) if cal is not None else None
     front = _frontier(chosen, data) if cal is not None else ()
     if cal is not None and not bootstrap_calibrated:
@@ -303,7 +310,7 @@ def fit_capability(
     rng = np.random.default_rng(seed)
     counts = rng.multinomial(n, np.full(n, 1.0 / n), size=n_boot).astype(float)
     loss_law = None
-    if loss is not None:
+    if in_loss:
         loss_law = bootstrap_law(
             compute=c, loss=x, form="compute", n_boot=n_boot, seed=seed, level=level,
             names={"C": shown["compute"], "loss": shown["loss"]},
@@ -315,6 +322,24 @@ def fit_capability(
         rise, chosen if cal is not None else ("two-step" if loss is not None else "sigmoid"),
         point, cal, float(c.max()), tried, seed, front,
     )  # fmt: skip
+
+
+@dataclass(frozen=True)
+class _PlainSigmoid:
+    """The plain sigmoid of the scores in one space (log10 compute, or loss)."""
+
+    x: FloatArray
+    """The models' positions in that space."""
+    params: FloatArray
+    """``(x0, slope)``."""
+    sigma: float
+    """Residual standard deviation of the scores about it (``n - 2`` degrees of freedom)."""
+
+
+def _plain_sigmoid(x: FloatArray, s: FloatArray, chance: float, ceiling: float) -> _PlainSigmoid:
+    full = best_sigmoid(x, s, chance, ceiling)
+    resid = s - sigmoid(x, full[0], full[1], chance, ceiling)
+    return _PlainSigmoid(x, full, float(np.sqrt(np.sum(resid**2) / max(len(s) - 2, 1))))
 
 
 def _frontier(method: str, data: ScoreData) -> tuple[Predictor, ...]:
@@ -329,7 +354,7 @@ def _frontier(method: str, data: ScoreData) -> tuple[Predictor, ...]:
 
 
 def _choose(
-    data: ScoreData, method: str, sigma: float, enabled: bool, max_cuts: int
+    data: ScoreData, method: str, floors: dict[str, float], enabled: bool, max_cuts: int
 ) -> tuple[str, Calibration | None, tuple[tuple[str, float], ...]]:
     """The method to use, its calibration (None if impossible) and every method's error."""
     has_loss, has_others = data.loss is not None, data.others is not None
@@ -343,12 +368,17 @@ def _choose(
         names = available_methods(has_loss, has_others, baselines=False)
     if not enabled:
         return names[0], None, ()
-    cals = {m: calibrate(m, data, sigma=sigma, max_cuts=max_cuts) for m in names}
+    cals = {m: calibrate(m, data, sigma=floors[_space(m)], max_cuts=max_cuts) for m in names}
     ok = {m: c for m, c in cals.items() if c is not None}
     if not ok:
         return names[0], None, ()
     best = min(ok, key=lambda m: ok[m].mae)
     return best, ok[best], tuple((m, c.mae) for m, c in ok.items())
+
+
+def _space(method: str) -> str:
+    """Where ``method`` forecasts from: ``loss`` for methods that need one, else ``compute``."""
+    return "loss" if METHODS.get(method).needs_loss else "compute"
 
 
 DISTANCE_BINS = (0.0, 0.5, 1.0, 2.0, np.inf)
