@@ -69,7 +69,9 @@ FC = ("--compute", "flops", "--score", "acc", "--at", "1e22", "--chance", "0.25"
 BT = ("--compute", "flops", "--score", "acc", "--chance", "0.25", "--bootstrap", "20")
 
 
-@pytest.mark.parametrize("value", [",", " , ,", ""])
+@pytest.mark.parametrize(
+    "value", [",", " , ,", "", "chinchilla,chinchilla", "kaplan-nd, chinchilla,kaplan-nd"]
+)
 def test_compare_naming_no_form(tmp_path, capsys, ladder, value) -> None:  # 1
     _refused(tmp_path, capsys, ["fit", str(ladder), *FIT, "--compare", value], "--compare")
 

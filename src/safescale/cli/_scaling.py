@@ -122,7 +122,14 @@ def fit(
         check_output_path(plot, "--plot")
     if compare is not None:
         check_text(compare, "--compare", max_len=1000)
-        candidates = list(dict.fromkeys(f.strip() for f in compare.split(",") if f.strip()))
+        named = [f.strip() for f in compare.split(",") if f.strip()]
+        candidates = list(dict.fromkeys(named))
+        if len(candidates) < len(named):
+            twice = next(f for f in candidates if named.count(f) > 1)
+            raise UserError(
+                Problem(f"names {quote(twice)} more than once; give each form once",
+                        field="--compare")
+            )  # fmt: skip
         if not candidates:
             raise UserError(
                 Problem("names no law form; give forms separated by commas "
