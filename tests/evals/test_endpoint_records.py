@@ -115,6 +115,50 @@ def test_provider_arguments_lose_their_secrets(given: Any, kept: Any) -> None:
     assert redact_args(given) == kept
 
 
+class _Operator:
+    """Serves weights under the name ``m`` on one port, and serves others there on demand (a
+    server restarted by its operator between two requests of a run)."""
+
+    def __init__(self, weights: Path) -> None:
+        from safescale.evals import ModelServer
+
+        self.server: ModelServer = self._serve(weights, 0)
+        self.base_url = self.server.base_url
+        self.port = int(self.base_url.rsplit(":", 1)[1].split("/")[0])
+
+    @staticmethod
+    def _serve(weights: Path, port: int) -> Any:
+        from safescale.evals import LocalModelConfig, ModelServer, load_local_model
+
+        lm = load_local_model(LocalModelConfig(weights))
+        return ModelServer(lm, name="m", port=port).start()
+
+    def serve(self, weights: Path) -> None:
+        self.server.close()
+        self.server = self._serve(weights, self.port)
+
+
+def _eval_run_with_operator(
+    operator: _Operator, mc_small: Path, model_dir: Path, around: Any, monkeypatch: Any
+) -> int:
+    """``eval run`` through ``serve-model``, each task's run wrapped by ``around(run, *args,
+    **kwargs)`` (where the operator acts)."""
+    from safescale.evals import _run as run_module
+
+    original = run_module._run_one
+    monkeypatch.setattr(
+        run_module, "_run_one", lambda *args, **kwargs: around(original, *args, **kwargs)
+    )
+    try:
+        return main(
+            ["eval", "run", str(mc_small), "-m", "openai-api-completions/local/m",
+             "--tokenizer", str(model_dir), "-M", f"base_url={operator.base_url}", "-M",
+             "api_key=x", "--limit", "4", "--json", "--log-dir", "logs"]
+        )  # fmt: skip
+    finally:
+        operator.server.close()
+
+
 def test_results_are_refused_when_the_server_changed_weights_during_the_run(
     two_finals: tuple[Path, Path],
     mc_small: Path,
@@ -126,37 +170,74 @@ def test_results_are_refused_when_the_server_changed_weights_during_the_run(
     """The server is restarted with other weights under the same name and port when the run
     ends (as an operator would, mid-evaluation): the evidence would name weights it was not
     all about, so nothing is recorded."""
-    from safescale.evals import LocalModelConfig, ModelServer, load_local_model
-    from safescale.evals import _run as run_module
-
     a, b = two_finals
     ws = _workspace_here(tmp_path, monkeypatch)
-    first = ModelServer(load_local_model(LocalModelConfig(a)), name="m", port=0).start()
-    port = int(first.base_url.rsplit(":", 1)[1].split("/")[0])
-    servers = [first]
-    original = run_module._run_one
+    operator = _Operator(a)
 
-    def run_then_swap(*args: Any, **kwargs: Any) -> Any:
-        out = original(*args, **kwargs)
-        servers[0].close()
-        lm = load_local_model(LocalModelConfig(b))
-        servers[0] = ModelServer(lm, name="m", port=port).start()
+    def run_then_swap(run: Any, *args: Any, **kwargs: Any) -> Any:
+        out = run(*args, **kwargs)
+        operator.serve(b)
         return out
 
-    monkeypatch.setattr(run_module, "_run_one", run_then_swap)
-    try:
-        code = main(
-            ["eval", "run", str(mc_small), "-m", "openai-api-completions/local/m",
-             "--tokenizer", str(model_dir), "-M", f"base_url={first.base_url}", "-M",
-             "api_key=x", "--limit", "4", "--json", "--log-dir", "logs"]
-        )  # fmt: skip
-    finally:
-        servers[0].close()
+    code = _eval_run_with_operator(operator, mc_small, model_dir, run_then_swap, monkeypatch)
     err = capsys.readouterr().err
     assert code == 1, err
     assert f"served weights {model_dir_sha256(a)[:12]} when the run began" in err
     assert f"now serves {model_dir_sha256(b)[:12]}" in err and "none are recorded" in err
     assert Workspace.open(ws.root).evidence() == []
+
+
+def test_a_swap_and_a_swap_back_within_a_run_records_nothing(
+    two_finals: tuple[Path, Path],
+    mc_small: Path,
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The operator swaps in other weights under the same name and port once the run has
+    checked the server, and swaps the first back before it ends: the checks at the start and
+    the end see the first weights both times, but every answer names the weights that gave it
+    (``system_fingerprint``), so the run is refused and nothing recorded."""
+    a, b = two_finals
+    ws = _workspace_here(tmp_path, monkeypatch)
+    operator = _Operator(a)
+
+    def swap_run_swap_back(run: Any, *args: Any, **kwargs: Any) -> Any:
+        operator.serve(b)
+        try:
+            return run(*args, **kwargs)
+        finally:
+            operator.serve(a)
+
+    code = _eval_run_with_operator(operator, mc_small, model_dir, swap_run_swap_back, monkeypatch)
+    err = capsys.readouterr().err
+    assert code == 1, err
+    assert f"served weights {model_dir_sha256(a)[:12]} when the run began" in err
+    assert f"answered by weights {model_dir_sha256(b)[:12]}" in err and "none are recorded" in err
+    assert Workspace.open(ws.root).evidence() == []
+
+
+def test_every_answer_of_serve_model_names_its_weights(model_dir: Path) -> None:
+    """``system_fingerprint`` on completions and chat completions, streamed or not, through
+    the ``openai`` package, as the OpenAI API defines the field."""
+    import openai
+
+    from safescale.evals import LocalModelConfig, ModelServer, load_local_model
+
+    want = "weights-sha256:" + model_dir_sha256(model_dir)
+    server = ModelServer(load_local_model(LocalModelConfig(model_dir)), name="m", port=0).start()
+    try:
+        client = openai.OpenAI(base_url=server.base_url, api_key="x")
+        done = client.completions.create(model="m", prompt="a b", max_tokens=2)
+        chat = client.chat.completions.create(
+            model="m", messages=[{"role": "user", "content": "a b"}], max_tokens=2
+        )
+        chunks = list(client.completions.create(model="m", prompt="a", max_tokens=2, stream=True))
+    finally:
+        server.close()
+    assert done.system_fingerprint == chat.system_fingerprint == want
+    assert chunks and all(c.system_fingerprint == want for c in chunks)
 
 
 def test_a_record_named_by_its_endpoint_stays_with_the_weights_first_seen(

@@ -321,14 +321,50 @@ def run_evals(
         )
     if identity.path is None and identity.weights_sha256 is not None:
         _check_still_served(model_string, args, identity.weights_sha256)
+        _check_answered_by(out, identity.weights_sha256)
     return tuple(out)
+
+
+def _check_answered_by(results: Sequence[EvalRunResult], before: str) -> None:
+    """Refuse the results of a run in which any answer came from other weights than the ones
+    served when it began. ``serve-model`` names its weights in every answer's
+    ``system_fingerprint``, which Inspect keeps in the log with each model call; this sees a
+    swap and a swap back within the run, which the check at its start and end does not."""
+    from inspect_ai.log import read_eval_log_samples
+
+    from safescale.evals._server_jobs import FINGERPRINT_PREFIX
+
+    want = FINGERPRINT_PREFIX + before
+    for result in results:
+        for sample in read_eval_log_samples(str(result.log_path), all_samples_required=False):
+            for event in sample.events:
+                call = getattr(event, "call", None) if event.event == "model" else None
+                answer = getattr(call, "response", None)
+                if not isinstance(answer, dict) or "choices" not in answer:
+                    continue  # no answer (an error, a retry): nothing to tell by
+                got = answer.get("system_fingerprint")
+                if got != want:
+                    who = (
+                        f"weights {got.removeprefix(FINGERPRINT_PREFIX)[:12]}"
+                        if isinstance(got, str) and got.startswith(FINGERPRINT_PREFIX)
+                        else "a server that does not name its weights"
+                    )
+                    raise RunFailed(
+                        Problem(
+                            f"the server served weights {before[:12]} when the run began, but "
+                            f"sample {sample.id} of {result.task} was answered by {who}; the "
+                            "results may mix two models, so none are recorded (run again "
+                            "against a server that keeps its weights)",
+                            field="--model",
+                        )
+                    )
 
 
 def _check_still_served(model: str, args: dict[str, Any], before: str) -> None:
     """Refuse the results of a run whose server no longer serves the weights it served when
     the run began (restarted with other weights under the same name: Inspect retries the
     requests that failed and carries on against the new ones, and the results mix two models).
-    A swap and a swap back within one run is not seen."""
+    A swap and a swap back within one run is seen by :func:`_check_answered_by`."""
     try:
         after = served_weights(model, args)
     except UserError:

@@ -69,6 +69,17 @@ class ServerState:
     max_body_bytes: int
     weights_sha256: str | None = None
 
+    @property
+    def fingerprint(self) -> str | None:
+        """``system_fingerprint`` of every completion (the OpenAI API's name for "the backend
+        configuration that answered"): :data:`FINGERPRINT_PREFIX` and the weights' sha256, so
+        that a client can tell, answer by answer, which weights answered."""
+        return None if self.weights_sha256 is None else FINGERPRINT_PREFIX + self.weights_sha256
+
+
+FINGERPRINT_PREFIX = "weights-sha256:"
+"""How ``serve-model``'s ``system_fingerprint`` starts; the weights' sha256 follows."""
+
 
 # -- jobs: a request's rows and how its answer is shaped --------------------------------------
 
@@ -483,6 +494,7 @@ async def answer(state: ServerState, job: Job, sub: Submitted) -> dict[str, Any]
         "object": "chat.completion" if job.chat else "text_completion",
         "created": job.created,
         "model": state.name,
+        "system_fingerprint": state.fingerprint,
         "choices": choices,
         "usage": _usage(job, results),
     }
@@ -527,6 +539,7 @@ async def stream_events(
             "object": kind,
             "created": job.created,
             "model": state.name,
+            "system_fingerprint": state.fingerprint,
             "choices": choices,
             **extra,
         }
