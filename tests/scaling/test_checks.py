@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -80,4 +81,10 @@ def test_forecast_near_the_floor_warns_and_one_on_the_rise_does_not(
         # the calibrated interval near the floor is widened, and the output says by how much
         assert doc["calibrated"] and doc["scale_widening"] == (1.5 if warned else 1.0)
         code, out, _ = run_cli(*args)
-        assert ("widened 1.5x near the floor" in " ".join(out.split())) is warned
+        assert ("scale widened 1.5x: the point lies near the floor" in out) is warned
+        # one fact a line, none wider than a terminal of 80 columns (no value cut at its edge)
+        assert all(len(line) <= 80 for line in out.splitlines()), out
+        assert re.search(r"^95% prediction interval: \[[\d.]+, [\d.]+\]$", out, re.M), out
+        assert re.search(
+            r"^from 10 models, method \S+, [\d.]+ decades past the largest$", out, re.M
+        )

@@ -1,5 +1,6 @@
 import csv
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -248,6 +249,11 @@ def test_backtest_chooses_a_method_and_draws_calibration(tmp_path: Path, capsys)
     code, out, _ = _run(capsys, *args)
     assert code == 0 and "chosen: " + doc["method"] in out and "Brier" in out
     assert "position on the rise" in out and "decades past the cut" in out
+    # one fact a line: none wider than a terminal of 80 columns, tables included
+    assert all(len(line) <= 80 for line in out.splitlines()), out
+    assert re.search(
+        r"^coverage of 95% intervals: [\d.]+ \[[\d.]+, [\d.]+\] \(n = \d+\)$", out, re.M
+    )
     code, _, err = _run(capsys, *args[:6], "--method", "two-step")
     assert code == 2 and "--loss" in err
 

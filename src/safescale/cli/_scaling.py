@@ -415,25 +415,27 @@ def forecast(
         _print_json(out)
         return
     level = round(100 * fc.level)
-    console.print(
-        f"score at C = {at:.3g} FLOP: {out['score']:.4f}, {level}% prediction interval "
-        f"[{p.lo:.4f}, {p.hi:.4f}]  (n = {fc.n_points} models, method {fc.method}, "
-        f"{out['distance_decades']:.2f} decades past the largest)"
-    )
+    # One fact a line, each under 80 columns, so that no value is cut at a terminal's edge.
+    widened = out["scale_widening"]
+    lines = [
+        f"score at C = {at:.3g} FLOP: {out['score']:.4f}",
+        f"{level}% prediction interval: [{p.lo:.4f}, {p.hi:.4f}]",
+        f"from {fc.n_points} models, method {fc.method}, "
+        f"{out['distance_decades']:.2f} decades past the largest",
+    ]
     if fc.calibration is not None:
         cal = fc.calibration
-        tried = ", ".join(f"{m} {e:.4f}" for m, e in fc.method_errors)
-        console.print(
-            f"interval calibrated on {len(cal.errors)} leave-future-out errors from {cal.n_cuts} "
-            f"ladder cuts (error scale {cal.s0:.4f} + {cal.growth:.4f}/decade, t with "
-            f"{cal.dof:.1f} degrees of freedom"
-            + (
-                f", widened {out['scale_widening']:g}x near the floor"
-                if out["scale_widening"] != 1.0
-                else ""
-            )
-            + f"); out-of-sample MAE: {tried}"
-        )
+        lines += [
+            f"interval calibrated on {len(cal.errors)} leave-future-out errors from "
+            f"{cal.n_cuts} ladder cuts",
+            f"error scale {cal.s0:.4f} + {cal.growth:.4f}/decade, t with {cal.dof:.1f} degrees "
+            "of freedom",
+            "out-of-sample MAE: " + ", ".join(f"{m} {e:.4f}" for m, e in fc.method_errors),
+        ]
+        if widened != 1.0:
+            lines.append(f"scale widened {widened:g}x: the point lies near the floor")
+    for text in lines:
+        console.print(text, soft_wrap=True)
     if fc.loss_law is not None:
         _show_convergence(fc.loss_law.converged, fc.loss_law.n_boot, fc.loss_law.warning)
     if line is not None:
@@ -567,14 +569,13 @@ def backtest_cmd(
     print_table(table)
     level = round(100 * bt.level)
     m, c = bt.mae, bt.coverage
-    console.print(
-        f"mean absolute error {float(m.value):.4f} [{float(m.lo):.4f}, {float(m.hi):.4f}]"
-    )
-    console.print(
+    for text in (
+        f"mean absolute error {float(m.value):.4f} [{float(m.lo):.4f}, {float(m.hi):.4f}]",
         f"coverage of {level}% intervals: {float(c.value):.2f} "
-        f"[{float(c.lo):.2f}, {float(c.hi):.2f}] "
-        f"(n = {bt.n}; rows share fits, so these intervals are optimistic)"
-    )
+        f"[{float(c.lo):.2f}, {float(c.hi):.2f}] (n = {bt.n})",
+        "(rows of one cut share its fit, so these intervals are optimistic)",
+    ):
+        console.print(text, soft_wrap=True)
     methods = Table(title=f"methods (chosen: {bt.method}, smallest MAE)", title_justify="left")
     for col in ("method", "n", "MAE", f"coverage of {level}%"):
         methods.add_column(col, justify="right")
@@ -598,7 +599,8 @@ def backtest_cmd(
         console.print(table)
     if bt.brier is not None:
         shown = ", ".join(f"{ln:g}" for ln in bt.lines)
-        console.print(f"Brier score of P(score >= line), lines {shown}: {_est(bt.brier, 4)}")
+        console.print(f"Brier score of P(score >= line): {_est(bt.brier, 4)}", soft_wrap=True)
+        console.print(f"(lines {shown})", soft_wrap=True)
     if plot is not None:
         console.print(f"calibration plot written to {plot}")
 
