@@ -41,13 +41,21 @@ def test_two_step_method_goes_through_loss() -> None:
     c = np.geomspace(1e19, 3e22, 10)
     loss = (1.8 + 2000 / c**0.14) * np.exp(rng.normal(0, 0.003, 10))
     score = sigmoid(loss, 3.7, -5.0, 0.25, 1.0) + rng.normal(0, 0.01, 10)
-    fc = fit_capability(c, score, chance=0.25, loss=loss, n_boot=300, seed=0)
+    fc = fit_capability(c, score, chance=0.25, loss=loss, n_boot=300, seed=0, method="two-step")
     assert fc.against == "loss" and fc.loss_law is not None
     assert fc.slope < 0
     at = 1.2e23
     truth = sigmoid(1.8 + 2000 / at**0.14, 3.7, -5.0, 0.25, 1.0)
     p = fc.predict(at)
     assert p.lo <= truth <= p.hi
+    # The sigmoid method, given the same loss, forecasts (and reports) from log compute.
+    fc = fit_capability(c, score, chance=0.25, loss=loss, n_boot=50, seed=0, method="sigmoid")
+    assert fc.against == "compute" and fc.loss_law is None and fc.slope > 0
+    # Too few models to calibrate: the bootstrap fallback is two-step unless another method
+    # was named.
+    for method, against, used in (("auto", "loss", "two-step"), ("sigmoid", "compute", "sigmoid")):
+        fc = fit_capability(c[:5], score[:5], chance=0.25, loss=loss[:5], n_boot=50, method=method)
+        assert not fc.calibrated and (fc.against, fc.method) == (against, used)
 
 
 def test_flat_data_cannot_put_a_cliff_beyond_the_models() -> None:

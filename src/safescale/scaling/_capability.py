@@ -292,8 +292,12 @@ def fit_capability(
     data = ScoreData(c, s, columns.get("loss"), chance, ceiling, oth, oth_chance)
     floors = {name: fit.sigma for name, fit in spaces.items()}
     chosen, cal, tried = _choose(data, method, floors, calibrate_intervals, max_cuts)
-    # Uncalibrated, a forecast with a loss is the two-step bootstrap.
-    in_loss = loss is not None and (cal is None or METHODS.get(chosen).needs_loss)
+    # Uncalibrated, a forecast with a loss is the two-step bootstrap, unless another method
+    # was asked for by name (then the sigmoid in log compute is bootstrapped).
+    if cal is None:
+        in_loss = loss is not None and method in ("auto", "two-step")
+    else:
+        in_loss = METHODS.get(chosen).needs_loss
     fit = spaces["loss" if in_loss else "compute"]
     x, full, sigma = fit.x, fit.params, fit.sigma
     ends = sigmoid(np.array([x.min(), x.max()]), full[0], full[1], chance, ceiling)
@@ -319,7 +323,7 @@ def fit_capability(
     noise = rng.normal(0.0, sigma, size=n_boot)
     return CapabilityForecast(
         float(full[0]), float(full[1]), chance, ceiling, sigma, draws, noise, n, level, loss_law,
-        rise, chosen if cal is not None else ("two-step" if loss is not None else "sigmoid"),
+        rise, chosen if cal is not None else ("two-step" if in_loss else "sigmoid"),
         point, cal, float(c.max()), tried, seed, front,
     )  # fmt: skip
 
