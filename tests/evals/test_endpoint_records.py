@@ -127,15 +127,16 @@ class _Operator:
         self.port = int(self.base_url.rsplit(":", 1)[1].split("/")[0])
 
     @staticmethod
-    def _serve(weights: Path, port: int) -> Any:
+    def _serve(weights: Path, port: int, sha: str | None = None) -> Any:
         from safescale.evals import LocalModelConfig, ModelServer, load_local_model
 
         lm = load_local_model(LocalModelConfig(weights))
-        return ModelServer(lm, name="m", port=port).start()
+        return ModelServer(lm, name="m", port=port, weights_sha256=sha).start()
 
-    def serve(self, weights: Path) -> None:
+    def serve(self, weights: Path, sha: str | None = None) -> None:
+        """Serve ``weights`` on the same port; ``sha``: what the server says they are."""
         self.server.close()
-        self.server = self._serve(weights, self.port)
+        self.server = self._serve(weights, self.port, sha)
 
 
 def _eval_run_with_operator(
@@ -187,7 +188,14 @@ def test_results_are_refused_when_the_server_changed_weights_during_the_run(
     assert Workspace.open(ws.root).evidence() == []
 
 
+HOSTILE_SHA = "\x1b[2J\x1b[31m" + "f" * 60 + "\n\u202e"
+"""What a hostile server might say its weights are: escapes that would clear and colour a
+terminal, a newline and a right-to-left override."""
+
+
+@pytest.mark.parametrize("says", [None, HOSTILE_SHA], ids=["other-weights", "hostile-fingerprint"])
 def test_a_swap_and_a_swap_back_within_a_run_records_nothing(
+    says: str | None,
     two_finals: tuple[Path, Path],
     mc_small: Path,
     model_dir: Path,
@@ -204,7 +212,7 @@ def test_a_swap_and_a_swap_back_within_a_run_records_nothing(
     operator = _Operator(a)
 
     def swap_run_swap_back(run: Any, *args: Any, **kwargs: Any) -> Any:
-        operator.serve(b)
+        operator.serve(b, says)
         try:
             return run(*args, **kwargs)
         finally:
@@ -214,7 +222,12 @@ def test_a_swap_and_a_swap_back_within_a_run_records_nothing(
     err = capsys.readouterr().err
     assert code == 1, err
     assert f"served weights {model_dir_sha256(a)[:12]} when the run began" in err
-    assert f"answered by weights {model_dir_sha256(b)[:12]}" in err and "none are recorded" in err
+    who = (
+        "a server that does not name its weights" if says else f"weights {model_dir_sha256(b)[:12]}"
+    )
+    assert f"answered by {who}" in err and "none are recorded" in err
+    # one line, and nothing the server wrote reaches the terminal as a control character
+    assert err.count("\n") == 1 and "\x1b" not in err and "\u202e" not in err
     assert Workspace.open(ws.root).evidence() == []
 
 

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal, TypedDict, TypeVar, Unpack
 
 from safescale._errors import Problem, RunFailed, UserError
-from safescale._input import check_id
+from safescale._input import check_id, is_sha256, quote
 from safescale.evals._backend import select_backend, supports_prefetch
 from safescale.evals._batched import mc_requests, run_batched
 from safescale.evals._evidence import (
@@ -344,17 +344,19 @@ def _check_answered_by(results: Sequence[EvalRunResult], before: str) -> None:
                     continue  # no answer (an error, a retry): nothing to tell by
                 got = answer.get("system_fingerprint")
                 if got != want:
+                    # what the server wrote is shown only if it is a hash (it could be anything)
+                    sha = got.removeprefix(FINGERPRINT_PREFIX) if isinstance(got, str) else None
                     who = (
-                        f"weights {got.removeprefix(FINGERPRINT_PREFIX)[:12]}"
-                        if isinstance(got, str) and got.startswith(FINGERPRINT_PREFIX)
+                        f"weights {sha[:12]}"
+                        if is_sha256(sha) and got == FINGERPRINT_PREFIX + sha
                         else "a server that does not name its weights"
                     )
                     raise RunFailed(
                         Problem(
                             f"the server served weights {before[:12]} when the run began, but "
-                            f"sample {sample.id} of {result.task} was answered by {who}; the "
-                            "results may mix two models, so none are recorded (run again "
-                            "against a server that keeps its weights)",
+                            f"sample {quote(sample.id)} of {quote(result.task)} was answered "
+                            f"by {who}; the results may mix two models, so none are recorded "
+                            "(run again against a server that keeps its weights)",
                             field="--model",
                         )
                     )
