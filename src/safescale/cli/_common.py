@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
+import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -134,3 +136,24 @@ def check_output_folder(path: Path, field: str) -> Path:
     target = check_output_path(path, field, folder=True)
     refuse_workspace_folder(target, workspace_path(), field)
     return target
+
+
+_GROUP = re.compile(r"(?:[-+]?\d[\d.e+-]* )?\[[^\[\]()]{0,40}\]|\([^\[\]()]{0,40}\)")
+"""A value with its interval (``0.90 [0.78, 0.95]``), or a short parenthesis (``(n = 48)``):
+text a line must not break inside."""
+
+
+def print_prose(text: str, *, bullet: str = "", out: Console | None = None) -> None:
+    """``text`` wrapped to the terminal at spaces, never inside a value's interval or a short
+    parenthesis (so no ``[0.96,`` ends a line and ``1.00]`` starts the next), continuation
+    lines indented under a ``bullet`` such as ``"- "``; no markup."""
+    con = out or console
+    glue = "\x00"
+    kept = _GROUP.sub(lambda m: m.group(0).replace(" ", glue), text)
+    width = max(con.width, 40)
+    lines = textwrap.wrap(
+        kept, width=width, initial_indent=bullet, subsequent_indent=" " * len(bullet),
+        break_long_words=False, break_on_hyphens=False,
+    ) or [bullet]  # fmt: skip
+    for line in lines:
+        con.print(line.replace(glue, " "), markup=False, soft_wrap=True)

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from safescale.cli._assess import show_assessment
-from safescale.cli._common import console
+from safescale.cli._common import console, print_prose
 
 
 def demo(
@@ -39,7 +39,7 @@ def demo(
         seed=seed,
         limit=limit,
         precision=_precision(precision),
-        say=lambda msg: console.print(msg, markup=False),
+        say=print_prose,
     )
     console.print()
     show_assessment(load_builtin(DEMO_POLICY), result.assessment)
@@ -48,7 +48,7 @@ def demo(
     console.print()
     console.print("What this run shows (from its certificates and evidence):")
     for line in result.story:
-        console.print(f"- {line}", markup=False)
+        print_prose(line, bullet="- ")
     console.print()
     console.print(f"ledger verified: {'ok' if result.verified else 'FAILED'}")
     console.print(f"report: {result.report_html.resolve()}", markup=False, soft_wrap=True)

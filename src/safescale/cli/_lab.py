@@ -9,7 +9,13 @@ import typer
 
 from safescale._errors import Problem, UserError
 from safescale._input import check_count, check_number, check_seed
-from safescale.cli._common import check_output_folder, console, print_json, workspace_path
+from safescale.cli._common import (
+    check_output_folder,
+    console,
+    print_json,
+    print_prose,
+    workspace_path,
+)
 
 app = typer.Typer(
     help="The lab: a synthetic world, its corpus, and ladders of small models with known truth.",
@@ -212,7 +218,7 @@ def ladder(
             f"val loss {r.record.val_loss:.4f}"
         )
     if result.certificate is not None:
-        console.print(result.certificate.summary(), markup=False)
+        print_prose(result.certificate.summary())
     recorded = _record(
         result.model_records,
         lineage=lineage or f"lab-{preset}",
@@ -226,7 +232,7 @@ def ladder(
 def _spread(preset: str, out: Path, seeds: str, precision: Any, as_json: bool) -> None:
     from safescale.lab import parse_seeds, seed_spread
 
-    say = None if as_json else (lambda m: console.print(m, markup=False))
+    say = None if as_json else print_prose
     spread = seed_spread(
         preset, out, parse_seeds(seeds), precision=precision, progress=not as_json, say=say
     )
@@ -268,7 +274,7 @@ def _organism(
         corpus,
         out,
         cfg,
-        say=lambda m: console.print(m, markup=False),
+        say=print_prose,
     )
     console.print(f"wrote {result.path} (parent {result.record.parent})", markup=False)
     parent = load_train_result(base)
