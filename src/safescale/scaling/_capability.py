@@ -297,7 +297,7 @@ def fit_capability(
     if cal is None:
         in_loss = loss is not None and method in ("auto", "two-step")
     else:
-        in_loss = METHODS.get(chosen).needs_loss
+        in_loss = _space(chosen) == "loss"
     fit = spaces["loss" if in_loss else "compute"]
     x, full, sigma = fit.x, fit.params, fit.sigma
     ends = sigmoid(np.array([x.min(), x.max()]), full[0], full[1], chance, ceiling)
