@@ -231,6 +231,48 @@ def test_a_swap_and_a_swap_back_within_a_run_records_nothing(
     assert Workspace.open(ws.root).evidence() == []
 
 
+def test_a_swap_late_in_a_sample_is_seen(
+    two_finals: tuple[Path, Path],
+    model_dir: Path,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Inspect logs only the first five answers of each sample by default; a run against a
+    server that names its weights logs every one. An eight-choice question is eight answers:
+    the last two come from the other weights, and are seen."""
+    from safescale.evals._server_jobs import FINGERPRINT_PREFIX, ServerState
+
+    a, b = two_finals
+    ws = _workspace_here(tmp_path, monkeypatch)
+    colours = ["red", "blue", "green", "white", "black", "grey", "pink", "brown"]
+    task = tmp_path / "eight.jsonl"
+    task.write_text(
+        json.dumps({"question": "What colour is the sky?", "choices": colours, "answer": 1}) + "\n"
+    )
+    answered = [0]
+
+    def late_swap(state: ServerState) -> str:
+        answered[0] += 1  # the tokenizer check's probe first, then the eight choices
+        return FINGERPRINT_PREFIX + model_dir_sha256(a if answered[0] <= 1 + 6 else b)
+
+    monkeypatch.setattr(ServerState, "fingerprint", property(late_swap))
+    operator = _Operator(a)
+    try:
+        code = main(
+            ["eval", "run", str(task), "-m", "openai-api-completions/local/m",
+             "--tokenizer", str(model_dir), "-M", f"base_url={operator.base_url}", "-M",
+             "api_key=x", "--json", "--log-dir", "logs"]
+        )  # fmt: skip
+    finally:
+        operator.server.close()
+    err = capsys.readouterr().err
+    assert answered[0] == 1 + 8, answered
+    assert code == 1, err
+    assert f"answered by weights {model_dir_sha256(b)[:12]}" in err
+    assert Workspace.open(ws.root).evidence() == []
+
+
 def test_every_answer_of_serve_model_names_its_weights(model_dir: Path) -> None:
     """``system_fingerprint`` on completions and chat completions, streamed or not, through
     the ``openai`` package, as the OpenAI API defines the field."""

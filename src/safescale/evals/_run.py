@@ -301,14 +301,18 @@ def run_evals(
             tok = hf_tokenizer(tokenizer)
             if identity.path is None:  # an endpoint: is this its tokenizer?
                 check_tokenizer(model_string, args, tok, tokenizer)
-    retries = SERVER_RETRIES if endpoint_address(model_string, args) is not None else {}
+    endpoint = dict(SERVER_RETRIES) if endpoint_address(model_string, args) is not None else {}
+    if identity.path is None and identity.weights_sha256 is not None:
+        # Every answer in the log, not Inspect's default first few: each names the weights
+        # that gave it (see _check_answered_by).
+        endpoint["log_model_api"] = True
     out: list[EvalRunResult] = []
     for resolved in resolved_all:
         out += _run_one(
             resolved,
             model_obj,
             base_meta,
-            retries=retries,
+            endpoint=endpoint,
             args=args,
             limit=limit,
             log_dir=log_dir,
@@ -388,7 +392,7 @@ def _run_one(
     model_obj: Any,
     base_meta: dict[str, Any],
     *,
-    retries: dict[str, Any],
+    endpoint: dict[str, Any],
     args: dict[str, Any],
     limit: int | None,
     log_dir: Path | None,
@@ -463,7 +467,7 @@ def _run_one(
             max_samples=max_samples,
             log_format=log_format,
             opts=opts,
-            retries=retries,
+            endpoint=endpoint,
         )
     results = []
     for log in logs:
@@ -511,7 +515,7 @@ def _inspect_run(
     max_samples: int,
     log_format: Literal["eval", "json"],
     opts: RunOptions,
-    retries: dict[str, Any],
+    endpoint: dict[str, Any],
 ) -> list[Any]:
     """Run ``task`` through Inspect's loop; with ``local``, its ``requests`` are scored first.
 
@@ -543,7 +547,7 @@ def _inspect_run(
             task_args=dict(opts.task_args),
             epochs=opts.epochs,
             **opts.generate_args(),
-            **retries,
+            **endpoint,
         )
     finally:
         if local is not None:
