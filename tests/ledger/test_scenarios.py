@@ -327,3 +327,26 @@ def test_an_export_of_a_ledger_cut_short_is_refused(run_cli, root: Path, tmp_pat
     (line,) = err.splitlines()
     assert "the ledger does not verify" in line and f"was taken at {N}" in line, line
     assert line.endswith("nothing was exported"), line
+
+
+def test_reads_after_a_verification_do_not_derive_the_chain_again(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An export verifies the ledger and then reads every entry: the read starts where the
+    verification ended (it derived the same chain), and still checks what came after."""
+    from safescale.ledger import _read
+
+    starts: list[int] = []
+    original = _read.check_chain
+
+    def spy(conn: Any, start: int, prev: str) -> tuple[int, str]:
+        starts.append(start)
+        return original(conn, start, prev)
+
+    monkeypatch.setattr(_read, "check_chain", spy)
+    with Workspace.open(root) as ws:
+        assert ws.export().count == N
+        assert starts == [N]
+        ws.append(model(99))  # an entry after the verification is derived by the next read
+        assert len(ws.entries()) == N + 1
+    assert starts[-1] == N + 1

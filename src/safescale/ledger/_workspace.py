@@ -639,6 +639,10 @@ class Workspace:
             report = clean or verify_ledger(self._raw_rows(), public, artifacts, anchors)
         problems.extend(report.problems)
         problems.extend(self._stray_heads(report.signatures))
+        if not problems and report.head is not None:
+            # Everything a read re-derives was derived here: reads after it (an export's)
+            # re-derive only what is appended later.
+            self._checked.last = (report.entries, report.head)
         return replace(report, ok=not problems, problems=tuple(problems))
 
     def _page_problems(self) -> list[VerifyProblem]:
