@@ -140,19 +140,21 @@ class _Operator:
 
 
 def _eval_run_with_operator(
-    operator: _Operator, mc_small: Path, model_dir: Path, around: Any, monkeypatch: Any
+    operator: _Operator, task: Path, model_dir: Path, around: Any, monkeypatch: Any
 ) -> int:
-    """``eval run`` through ``serve-model``, each task's run wrapped by ``around(run, *args,
-    **kwargs)`` (where the operator acts)."""
+    """``eval run`` of ``task`` (its first four questions) through ``serve-model``, each
+    task's run wrapped by ``around(run, *args, **kwargs)`` (where the operator acts) unless
+    ``around`` is ``None``."""
     from safescale.evals import _run as run_module
 
-    original = run_module._run_one
-    monkeypatch.setattr(
-        run_module, "_run_one", lambda *args, **kwargs: around(original, *args, **kwargs)
-    )
+    if around is not None:
+        original = run_module._run_one
+        monkeypatch.setattr(
+            run_module, "_run_one", lambda *args, **kwargs: around(original, *args, **kwargs)
+        )
     try:
         return main(
-            ["eval", "run", str(mc_small), "-m", "openai-api-completions/local/m",
+            ["eval", "run", str(task), "-m", "openai-api-completions/local/m",
              "--tokenizer", str(model_dir), "-M", f"base_url={operator.base_url}", "-M",
              "api_key=x", "--limit", "4", "--json", "--log-dir", "logs"]
         )  # fmt: skip
@@ -257,15 +259,7 @@ def test_a_swap_late_in_a_sample_is_seen(
         return FINGERPRINT_PREFIX + model_dir_sha256(a if answered[0] <= 1 + 6 else b)
 
     monkeypatch.setattr(ServerState, "fingerprint", property(late_swap))
-    operator = _Operator(a)
-    try:
-        code = main(
-            ["eval", "run", str(task), "-m", "openai-api-completions/local/m",
-             "--tokenizer", str(model_dir), "-M", f"base_url={operator.base_url}", "-M",
-             "api_key=x", "--json", "--log-dir", "logs"]
-        )  # fmt: skip
-    finally:
-        operator.server.close()
+    code = _eval_run_with_operator(_Operator(a), task, model_dir, None, monkeypatch)
     err = capsys.readouterr().err
     assert answered[0] == 1 + 8, answered
     assert code == 1, err

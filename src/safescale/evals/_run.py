@@ -334,36 +334,43 @@ def _check_answered_by(results: Sequence[EvalRunResult], before: str) -> None:
     served when it began. ``serve-model`` names its weights in every answer's
     ``system_fingerprint``, which Inspect keeps in the log with each model call; this sees a
     swap and a swap back within the run, which the check at its start and end does not."""
+    for result in results:
+        for sample_id, named in _answers_named(result.log_path):
+            if named == before:
+                continue
+            # what the server wrote is shown only if it is a hash (it could be anything)
+            who = (
+                "a server that does not name its weights"
+                if named is None
+                else f"weights {named[:12]}"
+            )
+            raise RunFailed(
+                Problem(
+                    f"the server served weights {before[:12]} when the run began, but sample "
+                    f"{quote(sample_id)} of {quote(result.task)} was answered by {who}; the "
+                    "results may mix two models, so none are recorded (run again against a "
+                    "server that keeps its weights)",
+                    field="--model",
+                )
+            )
+
+
+def _answers_named(log_path: Path) -> Iterator[tuple[object, str | None]]:
+    """``(sample id, weights sha256 or None)`` for every answer the log at ``log_path`` kept,
+    ``None`` where the answer's ``system_fingerprint`` names no weights."""
     from inspect_ai.log import read_eval_log_samples
 
     from safescale.evals._server_jobs import FINGERPRINT_PREFIX
 
-    want = FINGERPRINT_PREFIX + before
-    for result in results:
-        for sample in read_eval_log_samples(str(result.log_path), all_samples_required=False):
-            for event in sample.events:
-                call = getattr(event, "call", None) if event.event == "model" else None
-                answer = getattr(call, "response", None)
-                if not isinstance(answer, dict) or "choices" not in answer:
-                    continue  # no answer (an error, a retry): nothing to tell by
-                got = answer.get("system_fingerprint")
-                if got != want:
-                    # what the server wrote is shown only if it is a hash (it could be anything)
-                    sha = got.removeprefix(FINGERPRINT_PREFIX) if isinstance(got, str) else None
-                    who = (
-                        f"weights {sha[:12]}"
-                        if is_sha256(sha) and got == FINGERPRINT_PREFIX + sha
-                        else "a server that does not name its weights"
-                    )
-                    raise RunFailed(
-                        Problem(
-                            f"the server served weights {before[:12]} when the run began, but "
-                            f"sample {quote(sample.id)} of {quote(result.task)} was answered "
-                            f"by {who}; the results may mix two models, so none are recorded "
-                            "(run again against a server that keeps its weights)",
-                            field="--model",
-                        )
-                    )
+    for sample in read_eval_log_samples(str(log_path), all_samples_required=False):
+        for event in sample.events:
+            answer = getattr(getattr(event, "call", None), "response", None)
+            if event.event != "model" or not isinstance(answer, dict) or "choices" not in answer:
+                continue  # no answer (an error, a retry): nothing to tell by
+            got = answer.get("system_fingerprint")
+            sha = got[len(FINGERPRINT_PREFIX) :] if isinstance(got, str) else None
+            named = isinstance(got, str) and got.startswith(FINGERPRINT_PREFIX) and is_sha256(sha)
+            yield sample.id, sha if named else None
 
 
 def _check_still_served(model: str, args: dict[str, Any], before: str) -> None:
