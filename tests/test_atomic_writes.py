@@ -72,6 +72,7 @@ def test_a_written_file_has_the_mode_the_umask_gives(tmp_path: Path) -> None:
     """The temporary file is private (0o600), and renamed into place it kept that: reports,
     exports and behaviour files were unreadable to the rest of a team. A private key stays
     private from its first byte."""
+    from safescale._io import _umask
     from safescale.ledger import KeyPair
 
     old = os.umask(0o022)
@@ -79,6 +80,7 @@ def test_a_written_file_has_the_mode_the_umask_gives(tmp_path: Path) -> None:
         assert atomic_write_bytes(tmp_path / "report.md", b"x").stat().st_mode & 0o777 == 0o644
         os.umask(0o077)
         assert atomic_write_bytes(tmp_path / "r2.md", b"x").stat().st_mode & 0o777 == 0o600
+        assert _umask() == 0o077 and os.umask(0o077) == 0o077  # read, not changed
         os.umask(0o022)
         KeyPair.generate().save(tmp_path / "k.pem", tmp_path / "k.pem.pub")
         assert (tmp_path / "k.pem").stat().st_mode & 0o777 == 0o600

@@ -50,9 +50,22 @@ def new_file_mode(folder: bool = False) -> int:
     """The mode ``open`` (or ``mkdir``) gives a new file (folder) under the process umask: a
     temporary file from ``tempfile`` is private (0o600, 0o700), and renamed into place it kept
     that, so reports and exports were unreadable to the rest of a team."""
-    mask = os.umask(0o022)  # read it: setting is the only way; put back at once
+    return (0o777 if folder else 0o666) & ~_umask()
+
+
+def _umask() -> int:
+    """The process umask: from ``/proc`` where Linux gives it; elsewhere set and put back at
+    once (the only other way to read it, which for that instant changes it for every thread)."""
+    try:
+        with open("/proc/self/status", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
     os.umask(mask)
-    return (0o777 if folder else 0o666) & ~mask
+    return mask
 
 
 STALE_SECONDS = 60.0
