@@ -27,8 +27,8 @@ test: install
 	$(PY) -m pytest -q -n $(TEST_WORKERS) --dist loadscope
 
 check: install
-	$(VENV)/bin/ruff check src tests benchmarks
-	$(VENV)/bin/ruff format --check src tests benchmarks
+	$(VENV)/bin/ruff check src tests benchmarks scripts
+	$(VENV)/bin/ruff format --check src tests benchmarks scripts
 	$(VENV)/bin/mypy
 
 bench: install

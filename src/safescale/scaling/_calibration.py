@@ -253,18 +253,22 @@ def weighted_growth(per_cut: FloatArray, weight: FloatArray) -> float:
     return float(np.sqrt(np.sum(weight * per_cut**2) / np.sum(weight)))
 
 
-def fit_scale(distances: FloatArray, errors: FloatArray, floor: float) -> tuple[float, float]:
+def fit_scale(
+    distances: FloatArray, errors: FloatArray, floor: float, weights: FloatArray | None = None
+) -> tuple[float, float]:
     """Maximum-likelihood ``(s0, g)`` of ``s(d)^2 = s0^2 + (g d)^2`` with ``s0 >= floor``,
-    all errors pooled."""
+    all errors pooled (each error's log-likelihood times its weight, if ``weights`` are given:
+    a candidate error model's hook, ``scripts/candidates``)."""
     d2 = distances**2
     r2 = errors**2
+    w = np.ones_like(r2) if weights is None else np.asarray(weights, dtype=float)
     floor = max(floor, 1e-6)
 
     def nll(p: FloatArray) -> float:
         s2 = (floor + np.exp(p[0])) ** 2 + np.exp(2 * p[1]) * d2
-        return float(np.sum(0.5 * np.log(s2) + r2 / (2 * s2)))
+        return float(np.sum(w * (0.5 * np.log(s2) + r2 / (2 * s2))))
 
-    rms = float(np.sqrt(np.mean(r2))) if len(r2) else floor
+    rms = float(np.sqrt(np.sum(w * r2) / np.sum(w))) if len(r2) else floor
     g0 = rms / max(float(np.mean(distances)), 1e-3)
     best = None
     for start in ((np.log(0.1 * floor), np.log(max(g0, 1e-6))), (np.log(rms + 1e-9), -10.0)):
