@@ -45,6 +45,16 @@ PUBLIC_CHANCE = {
     "leaderboard_math_hard": 0.0,
     "leaderboard_mmlu_pro": 0.1,
 }
+PUBLIC_QUESTIONS = {
+    "leaderboard_bbh": 5761,
+    "leaderboard_gpqa": 1192,
+    "leaderboard_math_hard": 1324,
+    "leaderboard_mmlu_pro": 12032,
+}
+"""Each benchmark's number of questions in the leaderboard's version (BBH's 24 tasks, GPQA's
+three sets, MATH's level-5 problems, MMLU-Pro's test set)."""
+SYNTHETIC_QUESTIONS = 1111
+"""The synthetic ladders' benchmark size (``synthetic_ladder``'s default)."""
 UNIT_ERROR = "cerebras/btlm-3b-8k-base"
 """Its token count is in the wrong unit in the compute table (left out, as in the tests)."""
 SETS = ("public", "one", "multi")
@@ -80,9 +90,11 @@ def public_table() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return c, {b: np.array([float(r[b]) for r in rows]) for b in PUBLIC_CHANCE}
 
 
-def _job(task: tuple[str, Any, str | None]) -> tuple[str, str, list[tuple[bool, float, float]]]:
+def _job(
+    task: tuple[str, Any, str | None, bool],
+) -> tuple[str, str, list[tuple[bool, float, float]]]:
     """One backtest: (set, name, [(covered, distance, position on the rise)])."""
-    kind, key, candidate = task
+    kind, key, candidate, sized = task
     _use_candidate(candidate)
     from safescale.scaling import backtest, synthetic_ladder
     from safescale.scaling._capability import rise_position
@@ -92,10 +104,13 @@ def _job(task: tuple[str, Any, str | None]) -> tuple[str, str, list[tuple[bool, 
         chance = PUBLIC_CHANCE[key]
         bt = backtest(
             c, scores[key], chance=chance, min_train=20, n_boot=20, level=LEVEL, max_cuts=6,
-            max_distance=1.0,
+            max_distance=1.0, questions=PUBLIC_QUESTIONS[key] if sized else None,
         )  # fmt: skip
     else:
-        lad = synthetic_ladder(key, n_models=14, n_benchmarks=4 if kind == "multi" else 1)
+        lad = synthetic_ladder(
+            key, n_models=14, n_benchmarks=4 if kind == "multi" else 1,
+            questions=SYNTHETIC_QUESTIONS,
+        )  # fmt: skip
         chance = float(lad.chance[0])
         extra = (
             {"others": lad.scores[:, 1:], "others_chance": lad.chance[1:]}
@@ -104,7 +119,8 @@ def _job(task: tuple[str, Any, str | None]) -> tuple[str, str, list[tuple[bool, 
         )
         bt = backtest(
             lad.compute, lad.scores[:, 0], chance=chance, min_train=6, n_boot=20, level=LEVEL,
-            max_cuts=6, max_distance=1.0, **extra,
+            max_cuts=6, max_distance=1.0, questions=SYNTHETIC_QUESTIONS if sized else None,
+            **extra,
         )  # fmt: skip
     rows = [
         (r.covered, r.distance, rise_position(float(r.predicted.value), chance, 1.0))
@@ -171,6 +187,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidate", help="a Python file defining calibrate() to score instead")
     p.add_argument("--jobs", type=int, default=1, help="worker processes (default 1)")
     p.add_argument("--held-out", action="store_true", help="allow held-out seeds")
+    p.add_argument(
+        "--no-questions",
+        action="store_true",
+        help="forecast without the benchmarks' sizes (the record always used)",
+    )
     a = p.parse_args(argv)
     sets = [s.strip() for s in a.sets.split(",") if s.strip()]
     if not sets or any(s not in SETS for s in sets):
@@ -192,10 +213,10 @@ def main(argv: list[str] | None = None) -> int:
     held = sorted(set(seeds) & set(HELD_OUT_SEEDS))
     if held and not a.held_out:
         p.error(f"--seeds: {held[0]} is a held-out seed; pass --held-out to score it anyway")
-    tasks: list[tuple[str, Any, str | None]] = []
+    tasks: list[tuple[str, Any, str | None, bool]] = []
     for s in sets:
         keys: list[Any] = list(PUBLIC_CHANCE) if s == "public" else seeds
-        tasks += [(s, k, a.candidate) for k in keys]
+        tasks += [(s, k, a.candidate, not a.no_questions) for k in keys]
     t0 = time.perf_counter()
     if a.jobs == 1:
         done = [_job(t) for t in tasks]

@@ -25,14 +25,20 @@ from safescale.scaling._calibration import (
     weighted_growth,
 )
 
+QUESTIONS = 1111
+"""Each synthetic benchmark's number of questions (``synthetic_ladder``'s default); given to
+the forecasts in the ``sized`` case, as a user gives a benchmark's size (a ladder whose scatter
+is within sampling noise then sets its record aside)."""
+
 
 @cache
-def _backtest(seed: int, multi: bool) -> BacktestResult:
+def _backtest(seed: int, multi: bool, sized: bool = False) -> BacktestResult:
     # 14 models over three decades (scores a noisy sigmoid of a noisy loss law, at different
     # stages of their rise). Fit on the models up to a cut, calibrate on those alone, predict
     # every model up to 10x the cut's compute. The multi-benchmark case predicts the target
     # from compute and three other benchmarks (no loss).
-    lad = synthetic_ladder(seed, n_models=14, n_benchmarks=4 if multi else 1)
+    # With ``sized``, the forecasts are told the benchmark's size, as a user can tell them.
+    lad = synthetic_ladder(seed, n_models=14, n_benchmarks=4 if multi else 1, questions=QUESTIONS)
     extra = (
         {"others": lad.scores[:, 1:], "others_chance": lad.chance[1:]}
         if multi
@@ -40,7 +46,8 @@ def _backtest(seed: int, multi: bool) -> BacktestResult:
     )
     return backtest(
         lad.compute, lad.scores[:, 0], chance=float(lad.chance[0]), min_train=6, n_boot=20,
-        level=0.9, max_cuts=6, max_distance=1.0, **extra,
+        level=0.9, max_cuts=6, max_distance=1.0, questions=QUESTIONS if sized else None,
+        **extra,
     )  # fmt: skip
 
 
@@ -90,13 +97,15 @@ def test_a_cut_that_reaches_a_hundredth_of_a_decade_counts_little_in_the_growth(
     assert weighted_growth(np.zeros(3), reach_weights(fe, 0.05, 0.0)) == 0.0
 
 
-def _pooled(multi: bool) -> tuple[list[bool], list[float], list[float], np.ndarray]:
+def _pooled(
+    multi: bool, sized: bool = False
+) -> tuple[list[bool], list[float], list[float], np.ndarray]:
     covered: list[bool] = []
     chosen_err: list[float] = []
     logistic_err: list[float] = []
     dist: list[float] = []
     for seed in HELD_OUT_SEEDS:
-        bt = _backtest(seed, multi)
+        bt = _backtest(seed, multi, sized)
         covered += [r.covered for r in bt.rows]
         chosen_err += [abs(r.error) for r in bt.rows]
         dist += [r.distance for r in bt.rows]
@@ -107,10 +116,10 @@ def _pooled(multi: bool) -> tuple[list[bool], list[float], list[float], np.ndarr
     return covered, chosen_err, logistic_err, np.array(dist)
 
 
-def _per_method(multi: bool) -> dict[str, float]:
+def _per_method(multi: bool, sized: bool = False) -> dict[str, float]:
     kn: dict[str, list[float]] = {}
     for seed in HELD_OUT_SEEDS:
-        for m in _backtest(seed, multi).methods:
+        for m in _backtest(seed, multi, sized).methods:
             kn.setdefault(m.method, [0.0, 0.0])
             kn[m.method][0] += float(m.coverage.value) * m.n
             kn[m.method][1] += m.n
@@ -178,3 +187,48 @@ def test_intervals_are_calibrated_at_every_position_on_the_rise(multi: bool) -> 
     assert set(hits) == {0.0, 0.1, 0.9}
     for lo, (k, n) in hits.items():
         assert 0.85 <= k / n <= 0.95, (lo, k / n, n)
+
+
+@pytest.mark.slow
+@CASES
+def test_with_the_benchmark_size_intervals_are_not_too_narrow_pooled(multi: bool) -> None:
+    # The same held-out ladders, the forecasts told each benchmark's size (1,111 questions):
+    # where a ladder's scatter is within sampling noise its record is set aside, and the
+    # interval is the in-sample spread plus the fit's jackknife. Pooled (the issue's
+    # criterion), and for every method but the baseline, at least 0.85 in both cases, and the
+    # chosen method beats the plain logistic. By distance band these are not tested: measured
+    # once, the four-benchmark case's far half-decade covers 0.847 on these seeds (0.875-0.886
+    # on 192 calibration ladders, 0.880 on seeds 1016-1031); docs/scaling.md has the figures.
+    covered, chosen_err, logistic_err, _ = _pooled(multi, sized=True)
+    coverage = float(np.mean(covered))
+    assert coverage >= 0.85, (coverage, len(covered))
+    assert np.mean(chosen_err) < np.mean(logistic_err)
+    for method, cov in _per_method(multi, sized=True).items():
+        if method != "logistic-4p":
+            assert cov >= 0.85, (method, cov)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    "multi",
+    [
+        pytest.param(
+            False,
+            id="one-benchmark+loss",
+            marks=pytest.mark.xfail(
+                strict=True,
+                reason="with the size given, one benchmark + loss still over-covers on these "
+                "seeds: pooled 0.966 (0.944 and 0.930 on the calibration seeds, 0.904 on seeds "
+                "1016-1031); see docs/scaling.md",
+            ),
+        ),
+        pytest.param(True, id="four-benchmarks"),
+    ],
+)
+def test_with_the_benchmark_size_intervals_are_not_too_wide_pooled(multi: bool) -> None:
+    covered, _, _, _ = _pooled(multi, sized=True)
+    coverage = float(np.mean(covered))
+    assert coverage <= 0.95, (coverage, len(covered))
+    assert all(
+        cov <= 0.95 for m, cov in _per_method(multi, sized=True).items() if m != "logistic-4p"
+    )

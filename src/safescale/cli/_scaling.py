@@ -13,7 +13,7 @@ from safescale._errors import Problem, UserError
 from safescale._input import check_count, check_number, check_seed, check_text, quote
 from safescale._io import check_output_path
 from safescale.cli._common import console, err_console, print_json, print_table
-from safescale.scaling import LAWS, METHODS
+from safescale.scaling import LAWS, MAX_QUESTIONS, METHODS
 
 if TYPE_CHECKING:
     from safescale.scaling import BandCoverage, Estimate
@@ -54,6 +54,14 @@ WithOpt = Annotated[
         "--with",
         help="Another benchmark's score column, as COLUMN or COLUMN:CHANCE (repeatable): "
         "enables the multi-benchmark capability-pc method.",
+    ),
+]
+QuestionsOpt = Annotated[
+    int | None,
+    typer.Option(
+        "--questions",
+        help="The benchmark's number of questions (scores as proportions): a ladder whose "
+        "scatter is within sampling noise sets its backtest record aside.",
     ),
 ]
 MethodOpt = Annotated[
@@ -358,6 +366,7 @@ def forecast(
     ] = None,
     method: MethodOpt = "auto",
     with_: WithOpt = None,
+    questions: QuestionsOpt = None,
 ) -> None:
     """Forecast a benchmark score at a planned compute, with a prediction interval."""
     from safescale.scaling import fit_capability, in_file, plot_forecast, position_warnings
@@ -366,6 +375,8 @@ def forecast(
     _check_common(chance, ceiling, bootstrap, seed, plot)
     if line is not None:
         check_number(line, "--line", lo=chance, hi=ceiling)
+    if questions is not None:
+        check_count(questions, "--questions", lo=1, hi=MAX_QUESTIONS)
     _check_method(method, loss, with_)
     data, others, others_chance, notes = _read_scores(
         csv, compute, score, loss, with_, chance, ceiling, bootstrap
@@ -374,7 +385,7 @@ def forecast(
         fc = fit_capability(
             data["C"], data["s"], chance=chance, ceiling=ceiling, loss=data.get("L"),
             n_boot=bootstrap, seed=seed, names=_names(compute, score, loss), method=method,
-            others=others, others_chance=others_chance,
+            others=others, others_chance=others_chance, questions=questions,
         )  # fmt: skip
     _warn(*notes)
     p = fc.predict(at)
@@ -425,13 +436,8 @@ def forecast(
     ]
     if fc.calibration is not None:
         cal = fc.calibration
-        lines += [
-            f"interval calibrated on {len(cal.errors)} leave-future-out errors from "
-            f"{cal.n_cuts} ladder cuts",
-            f"error scale {cal.s0:.4f} + {cal.growth:.4f}/decade, t with {cal.dof:.1f} degrees "
-            "of freedom",
-            "out-of-sample MAE: " + ", ".join(f"{m} {e:.4f}" for m, e in fc.method_errors),
-        ]
+        lines += cal.describe()
+        lines.append("out-of-sample MAE: " + ", ".join(f"{m} {e:.4f}" for m, e in fc.method_errors))
         if widened != 1.0:
             lines.append(f"scale widened {widened:g}x: the point lies near the floor")
     for text in lines:
@@ -481,6 +487,7 @@ def backtest_cmd(
         Path | None, typer.Option("--plot", help="Write a PNG calibration plot.")
     ] = None,
     with_: WithOpt = None,
+    questions: QuestionsOpt = None,
 ) -> None:
     """Fit on the smaller models, predict the larger ones: method, coverage, Brier score.
 
@@ -494,6 +501,8 @@ def backtest_cmd(
         check_number(ln, "--line", lo=chance, hi=ceiling)
     if max_distance is not None:
         check_number(max_distance, "--max-distance", lo=0, hi=MAX_DISTANCE, lo_open=True)
+    if questions is not None:
+        check_count(questions, "--questions", lo=1, hi=MAX_QUESTIONS)
     _check_method(method, loss, with_)
     data, others, others_chance, notes = _read_scores(
         csv, compute, score, loss, with_, chance, ceiling, bootstrap
@@ -504,7 +513,7 @@ def backtest_cmd(
             min_train=min_train, n_boot=bootstrap, seed=seed,
             names=_names(compute, score, loss), methods=None if method == "auto" else (method,),
             lines=tuple(lines) if lines else None, max_distance=max_distance,
-            others=others, others_chance=others_chance,
+            others=others, others_chance=others_chance, questions=questions,
         )  # fmt: skip
     _warn(*notes)
     if plot is not None:

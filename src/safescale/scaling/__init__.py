@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from safescale.scaling._csv import CsvColumns, read_columns, read_table
     from safescale.scaling._fit import ScalingLaw, SearchSettings, fit_law
     from safescale.scaling._inputs import (
+        MAX_QUESTIONS,
         check_work,
         finite_json,
         in_file,
@@ -99,6 +100,7 @@ _WHERE: dict[str, str] = {
     "bootstrap_law": "_bootstrap",
     "calibrate": "_calibration",
     "check_work": "_inputs",
+    "MAX_QUESTIONS": "_inputs",
     "compute_optimal": "_bootstrap",
     "exponent_warnings": "_checks",
     "extrapolation_warnings": "_checks",
@@ -145,6 +147,7 @@ __all__ = [
     "HELD_OUT_SEEDS",
     "HUBER_DELTA",
     "LAWS",
+    "MAX_QUESTIONS",
     "METHODS",
     "POSITION_BINS",
     "POSITION_NAMES",

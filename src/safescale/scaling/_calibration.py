@@ -48,6 +48,18 @@ model (0.83-0.88 at nominal 90% on calibration seeds 100-131); ``k - 1`` alone o
 where the errors of a cut are nearly independent. Intervals and ``P(score >= line)`` both come
 from this one distribution, clipped to the metric's range.
 
+A ladder whose benchmark size is known (``questions``) is first tested for scatter beyond
+sampling: the models' residual spread about the plain sigmoid, ``sigma`` (``n - 2`` degrees of
+freedom), against the binomial variance of their scores, ``mean p (1 - p) / questions``. Where
+``(n - 2) sigma^2 / mean(p (1 - p) / questions)`` is within the 95th percentile of a chi-square
+with ``n - 2`` degrees of freedom (:data:`SAMPLING_TEST`) and the ladder has left its floor
+(its best model at least ``EDGE_OF_RISE`` of the way from chance to the ceiling), the curve
+fits the ladder as well as sampling allows, and the record is set aside: the predictive scale
+is ``sqrt(sigma^2 + v_J)``, the new model's sampling noise and this fit's own instability,
+independent, so added. The record's fits, each on fewer of the models that show the rise,
+err by several times what a fit on all of them does on such a ladder (``docs/scaling.md``); on
+a ladder of many families (scatter tens of times the binomial variance) the record is kept.
+
 The per-cut growth and its weights, the frontier jackknife and the degrees of freedom were
 chosen on the calibration ladders and on a public table of other benchmarks
 (``tests/scaling/data``, Open LLM Leaderboard v2 scores of base models), never on the held-out
@@ -57,13 +69,15 @@ gives the figures and says which).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 from numpy.typing import ArrayLike
 from scipy.optimize import minimize
+from scipy.stats import chi2
 from scipy.stats import t as student_t
 
+from safescale.scaling._checks import EDGE_OF_RISE
 from safescale.scaling._laws import FloatArray
 from safescale.scaling._methods import ScoreData, fit_methods
 
@@ -105,6 +119,12 @@ class Calibration:
     to [0, 1]; 1: the errors of a cut move as one)."""
     cut_weight: FloatArray | None = None
     """``(k,)`` each cut's weight in ``growth`` (:func:`reach_weights`)."""
+    overdispersion: float | None = None
+    """The models' residual variance about the curve over their scores' binomial variance
+    (None: the benchmark's number of questions was not given)."""
+    record_used: bool = True
+    """False where the scatter is within sampling noise (module doc): the scale is then
+    ``sqrt(s0^2 + v_J)``, ``s0`` the in-sample spread, and the record's growth is not used."""
 
     @property
     def n_effective(self) -> float:
@@ -130,6 +150,8 @@ class Calibration:
         """Error scale ``sqrt(max(s(d)^2, extra))`` at extrapolation distance ``d`` (negative
         counts as zero); ``extra`` is the forecast's own variance (its frontier jackknife)."""
         d = np.maximum(np.asarray(distance, dtype=float), 0.0)
+        if not self.record_used:  # sampling noise and the fit's instability, added
+            return np.asarray(np.sqrt(self.s0**2 + np.asarray(extra, dtype=float) + 0.0 * d))
         s2 = self.s0**2 + (self.growth * d) ** 2
         return np.asarray(np.sqrt(np.maximum(s2, np.asarray(extra, dtype=float))))
 
@@ -144,6 +166,25 @@ class Calibration:
         t = float(student_t.ppf(q, self.dof))
         return np.asarray(point) + np.asarray(scale) * t
 
+    def describe(self) -> list[str]:
+        """How the interval was made, a fact a line under 80 columns."""
+        phi = self.overdispersion
+        if not self.record_used:
+            return [
+                f"scatter {phi:.2f}x the binomial variance (within sampling): record set aside",
+                f"scale: spread {self.s0:.4f} plus the fit's jackknife; t, {self.dof:.1f} "
+                "degrees of freedom",
+            ]
+        out = [
+            f"interval calibrated on {len(self.errors)} leave-future-out errors from "
+            f"{self.n_cuts} ladder cuts",
+            f"error scale {self.s0:.4f} + {self.growth:.4f}/decade, t with {self.dof:.1f} "
+            "degrees of freedom",
+        ]
+        if phi is not None:
+            out.append(f"scatter {phi:.1f}x the binomial variance: the record is used")
+        return out
+
     def as_json(self) -> dict[str, object]:
         """Plain numbers for JSON output and evidence."""
         return {
@@ -156,7 +197,40 @@ class Calibration:
             "n_effective": self.n_effective,
             "dof": self.dof,
             "mae": self.mae,
+            "overdispersion": self.overdispersion,
+            "record_used": self.record_used,
         }
+
+
+SAMPLING_TEST = 0.95
+"""Quantile of the chi-square test of scatter beyond sampling (module doc)."""
+
+
+def overdispersion(score: FloatArray, sigma: float, questions: int) -> float:
+    """``sigma^2`` over the mean binomial variance ``p (1 - p) / questions`` of the scores
+    (each ``p`` kept half a question from 0 and 1): about 1 where the models' scatter about
+    the curve is sampling alone."""
+    half = 0.5 / questions
+    p = np.clip(np.asarray(score, dtype=float), half, 1.0 - half)
+    return float(sigma**2 / np.mean(p * (1.0 - p) / questions))
+
+
+def sampling_only(
+    cal: Calibration, data: ScoreData, sigma: float, questions: int | None
+) -> Calibration:
+    """``cal`` with its overdispersion, and its record set aside where the ladder's scatter is
+    within sampling noise and the ladder has left its floor (module doc); unchanged without
+    ``questions``."""
+    if questions is None:
+        return cal
+    phi = overdispersion(data.score, sigma, questions)
+    k = len(data.score) - 2
+    left_floor = (float(np.max(data.score)) - data.chance) / (
+        data.ceiling - data.chance
+    ) >= EDGE_OF_RISE
+    if k >= 1 and left_floor and k * phi <= float(chi2.ppf(SAMPLING_TEST, k)):
+        return replace(cal, s0=sigma, growth=0.0, overdispersion=phi, record_used=False)
+    return replace(cal, overdispersion=phi)
 
 
 def ladder_cuts(compute: FloatArray, *, min_train: int, max_cuts: int) -> FloatArray:

@@ -33,9 +33,11 @@ from safescale.scaling._calibration import (
     Calibration,
     calibrate,
     ladder_cuts,
+    sampling_only,
 )
 from safescale.scaling._checks import EDGE_OF_RISE, rise_position
 from safescale.scaling._fit import check_columns
+from safescale.scaling._inputs import check_questions
 from safescale.scaling._laws import FloatArray
 from safescale.scaling._methods import (
     METHODS,
@@ -242,6 +244,7 @@ def fit_capability(
     others: ArrayLike | None = None,
     others_chance: ArrayLike | None = None,
     bootstrap_calibrated: bool = True,
+    questions: int | None = None,
 ) -> CapabilityForecast:
     """Fit a score forecast: point method, calibrated intervals, bootstrap fallback.
 
@@ -266,6 +269,9 @@ def fit_capability(
         others_chance: ``(B,)`` chance levels of the other benchmarks (default 0).
         bootstrap_calibrated: also bootstrap a calibrated forecast (its replicates are kept
             for the record; backtests skip them, as calibrated intervals do not use them).
+        questions: the benchmark's number of questions (scores then proportions in [0, 1]):
+            a ladder whose scatter is within sampling noise sets its record aside
+            (:func:`~safescale.scaling._calibration.sampling_only`).
 
     Raises:
         UserError: bad values (column and row named), too few models, chance >= ceiling,
@@ -281,6 +287,7 @@ def fit_capability(
     shown = {"compute": "compute", "score": "score", "loss": "loss", **(names or {})}
     check_columns(columns, shown, min_rows=3 if loss is None else 4)
     check_columns({"compute": c, "score": s}, shown, min_rows=3, positive=False)
+    check_questions(questions, s, shown["score"])
     n = len(s)
     # The sigmoid in log compute, and in loss where a loss is given: each method's intervals
     # are floored by the in-sample spread of the one in its own space, and the one the
@@ -292,6 +299,8 @@ def fit_capability(
     data = ScoreData(c, s, columns.get("loss"), chance, ceiling, oth, oth_chance)
     floors = {name: fit.sigma for name, fit in spaces.items()}
     chosen, cal, tried = _choose(data, method, floors, calibrate_intervals, max_cuts)
+    if cal is not None:
+        cal = sampling_only(cal, data, floors[_space(chosen)], questions)
     # Uncalibrated, a forecast with a loss is the two-step bootstrap, unless another method
     # was asked for by name (then the sigmoid in log compute is bootstrapped).
     if cal is None:
@@ -536,6 +545,7 @@ def backtest(
     calibrate_intervals: bool = True,
     others: ArrayLike | None = None,
     others_chance: ArrayLike | None = None,
+    questions: int | None = None,
 ) -> BacktestResult:
     """Fit on the smaller models, predict the larger ones, at each cut of the compute ladder.
 
@@ -557,6 +567,7 @@ def backtest(
         max_distance: predict only models at most this many orders of magnitude past the cut.
         calibrate_intervals: False backtests the bootstrap intervals instead.
         others, others_chance: other benchmarks on the same models (``capability-pc``).
+        questions: the benchmark's number of questions (:func:`fit_capability`).
     """
     c = np.asarray(compute, dtype=float).ravel()
     s = np.asarray(score, dtype=float).ravel()
@@ -587,6 +598,7 @@ def backtest(
                 n_boot=n_boot, bootstrap_calibrated=False,
                 names=names, method=m, calibrate_intervals=calibrate_intervals,
                 others=None if oth is None else oth[train], others_chance=oth_chance,
+                questions=questions,
             )  # fmt: skip
             ct = c[test]
             pred = fc.predict(ct)

@@ -123,3 +123,27 @@ def finite_json(obj: Any) -> Any:
     if isinstance(obj, list | tuple):
         return [finite_json(v) for v in obj]
     return obj
+
+
+MAX_QUESTIONS = 10**9
+"""Largest benchmark size ``questions`` may give."""
+
+
+def check_questions(questions: int | None, score: FloatArray, column: str) -> None:
+    """A benchmark size ``questions`` (None: not given) is a whole number in range, and the
+    scores it counts are proportions."""
+    if questions is None:
+        return
+    if isinstance(questions, bool) or not isinstance(questions, int | np.integer):
+        raise UserError(Problem("must be a whole number of questions", field="questions"))
+    if not 1 <= questions <= MAX_QUESTIONS:
+        raise UserError(
+            Problem(f"{questions} is not from 1 to {MAX_QUESTIONS:,}", field="questions")
+        )
+    if np.any((score < 0) | (score > 1)):
+        raise UserError(
+            Problem(
+                f"{column}: with a number of questions the scores must be proportions in [0, 1] "
+                "(divide percentages by 100)"
+            )
+        )
