@@ -207,3 +207,15 @@ def test_forecasts_fit_the_pretraining_ladder_only(ws):
     assert [p.model for p in fc.points] == names
     # Forecast from the fine-tune's own effective compute (its parent's FLOP plus its own).
     assert fc.at_compute == pytest.approx(4 * (1e15 * 4**4 + 1e15))
+
+
+def test_a_forecast_is_told_the_evaluation_size_only_where_every_point_shares_it() -> None:
+    from safescale.assess._forecast import LadderPoint, _questions
+
+    def pts(*spec):
+        return [LadderPoint(f"m{i}", 10.0**i, v, n) for i, (v, n) in enumerate(spec)]
+
+    assert _questions(pts((0.3, 200), (0.5, 200), (0.7, 200))) == 200
+    assert _questions(pts((0.3, 200), (0.5, 100))) is None  # sizes differ
+    assert _questions(pts((0.3, None), (0.5, None))) is None  # size unknown
+    assert _questions(pts((30.0, 200), (50.0, 200))) is None  # not proportions

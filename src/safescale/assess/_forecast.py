@@ -76,6 +76,27 @@ def ladder_points(
     return sorted(points, key=lambda p: p.effective_compute)
 
 
+def _questions(points: Sequence[LadderPoint]) -> int | None:
+    """The evaluation's size where every ladder point was scored on the same number of
+    samples and is a proportion: the forecast can then tell scatter beyond sampling."""
+    sizes = {p.n for p in points}
+    if len(sizes) != 1 or any(not 0.0 <= p.value <= 1.0 for p in points):
+        return None
+    (n,) = sizes
+    return n if n is not None and n >= 1 else None
+
+
+def _interval_method(fit: Any) -> str:
+    if fit.calibration is None:
+        return "bootstrap prediction interval (ladder too short to calibrate)"
+    if not fit.calibration.record_used:
+        return (
+            "prediction interval from the in-sample spread and the fit's jackknife (scatter "
+            f"within sampling noise; {fit.method})"
+        )
+    return f"prediction interval calibrated on leave-future-out backtests ({fit.method})"
+
+
 def forecast_evaluations(
     policy: Policy,
     target: ComputeSummary,
@@ -110,6 +131,7 @@ def forecast_evaluations(
                     chance=spec.chance if spec.chance is not None else 0.0,
                     n_boot=n_boot,
                     seed=seed,
+                    questions=_questions(points),
                 )
             except UserError:
                 continue  # the scores do not support a fit (for example all at the floor)
@@ -118,11 +140,7 @@ def forecast_evaluations(
                 lo=float(pred.lo),
                 hi=float(pred.hi),
                 confidence=pred.level,
-                method=(
-                    f"prediction interval calibrated on leave-future-out backtests ({fit.method})"
-                    if fit.calibrated
-                    else "bootstrap prediction interval (ladder too short to calibrate)"
-                ),
+                method=_interval_method(fit),
             )
             p_alert = float(fit.prob_exceeds(at, b.alert)) if b.alert is not None else None
             p_thr = float(fit.prob_exceeds(at, b.threshold)) if b.threshold is not None else None
