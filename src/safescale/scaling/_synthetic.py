@@ -78,9 +78,9 @@ error model, its degrees of freedom, any constant). Seeds 0-21, 100-131, 200-263
 
 HELD_OUT_SEEDS = range(1000, 1016)
 """Synthetic-ladder seeds kept for testing calibration only: disjoint from
-:data:`CALIBRATION_SEEDS`, never used to choose anything (though their results were seen
-before the last change of the error model; seeds 1016-1031, first measured after it, are
-reported in docs/scaling.md)."""
+:data:`CALIBRATION_SEEDS`, never used to choose anything (though their results under earlier
+error models were seen; the benchmark-size rule of 2026-12-05 was chosen without them and
+measured on them once, as on seeds 1016-1031, which docs/scaling.md reports)."""
 
 
 @dataclass(frozen=True)
