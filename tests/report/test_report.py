@@ -190,3 +190,22 @@ def test_a_forecast_near_the_floor_says_its_band_may_be_too_narrow() -> None:
     assert "(the band was widened 1.5x there)" in low and "widened" not in caption(0.5)
     assert low.endswith("(evidence fc-1).")
     assert "Caution" not in caption(0.5) and "Caution" not in caption(0.97)
+
+
+def test_a_forecast_whose_record_was_set_aside_says_so() -> None:
+    from safescale.report._ledger import forecast_caption
+
+    def caption(used: bool) -> str:
+        return forecast_caption(
+            Evidence(
+                id="fc-2", model="m2", kind="forecast", subject="lab-hazard-proxy-mc",
+                value=0.6, interval=Interval(lo=0.55, hi=0.65), n=6,
+                details={"at_effective_compute": 4e21, "rise_observed": True,
+                         "position_on_rise": 0.5, "scale_widening": 1.0,
+                         "calibration": {"record_used": used, "overdispersion": 1.31}},
+            )
+        )  # fmt: skip
+
+    assert "scatters 1.31x the sampling variance" in caption(False)
+    assert "not its backtest record" in caption(False)
+    assert "sampling" not in caption(True) and caption(False).endswith("(evidence fc-2).")

@@ -72,6 +72,13 @@ def forecast_caption(ev: Evidence) -> str:
     widening = ev.details.get("scale_widening")
     if isinstance(widening, float) and widening != 1.0:
         caption += f" (the band was widened {widening:g}x there)"
+    cal = ev.details.get("calibration")
+    phi = cal.get("overdispersion") if isinstance(cal, dict) else None
+    if isinstance(cal, dict) and cal.get("record_used") is False and isinstance(phi, float):
+        caption += (
+            f". The ladder scatters {phi:.2f}x the sampling variance of its scores, so the band "
+            "is its in-sample spread plus the fit's jackknife, not its backtest record"
+        )
     return caption + f" (evidence {ev.id})."
 
 
