@@ -170,18 +170,24 @@ def test_html_renders_in_headless_chromium(tmp_path):
     assert reds > 50
 
 
-def test_a_forecast_near_the_floor_says_its_band_may_be_too_narrow() -> None:
+def _caption(ident: str, value: float, n: int, **details: object) -> str:
     from safescale.report._ledger import forecast_caption
 
+    return forecast_caption(
+        Evidence(
+            id=ident, model="m2", kind="forecast", subject="lab-hazard-proxy-mc", value=value,
+            interval=Interval(lo=value - 0.02, hi=value + 0.04), n=n,
+            details={"at_effective_compute": 4e21, "rise_observed": True, **details},
+        )
+    )  # fmt: skip
+
+
+def test_a_forecast_near_the_floor_says_its_band_may_be_too_narrow() -> None:
     def caption(position: float) -> str:
-        return forecast_caption(
-            Evidence(
-                id="fc-1", model="m2", kind="forecast", subject="lab-hazard-proxy-mc",
-                value=0.27, interval=Interval(lo=0.25, hi=0.31), n=8,
-                details={"at_effective_compute": 4e21, "prob_over_alert": 0.02,
-                         "rise_observed": True, "position_on_rise": position,
-                         "scale_widening": 1.5 if position <= 0.1 else 1.0},
-            )
+        widening = 1.5 if position <= 0.1 else 1.0
+        return _caption(
+            "fc-1", 0.27, 8, prob_over_alert=0.02, position_on_rise=position,
+            scale_widening=widening,
         )  # fmt: skip
 
     low = caption(0.03)
@@ -193,18 +199,9 @@ def test_a_forecast_near_the_floor_says_its_band_may_be_too_narrow() -> None:
 
 
 def test_a_forecast_whose_record_was_set_aside_says_so() -> None:
-    from safescale.report._ledger import forecast_caption
-
     def caption(used: bool) -> str:
-        return forecast_caption(
-            Evidence(
-                id="fc-2", model="m2", kind="forecast", subject="lab-hazard-proxy-mc",
-                value=0.6, interval=Interval(lo=0.55, hi=0.65), n=6,
-                details={"at_effective_compute": 4e21, "rise_observed": True,
-                         "position_on_rise": 0.5, "scale_widening": 1.0,
-                         "calibration": {"record_used": used, "overdispersion": 1.31}},
-            )
-        )  # fmt: skip
+        cal = {"record_used": used, "overdispersion": 1.31}
+        return _caption("fc-2", 0.6, 6, position_on_rise=0.5, scale_widening=1.0, calibration=cal)
 
     assert "scatters 1.31x the sampling variance" in caption(False)
     assert "not its backtest record" in caption(False)
