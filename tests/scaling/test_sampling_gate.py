@@ -131,3 +131,5 @@ def test_backtest_takes_the_size(tmp_path, capsys) -> None:
         np.mean([r["interval"][1] - r["interval"][0] for r in x["rows"]]) for x in (plain, sized)
     ]
     assert width[1] < width[0]
+    assert not any(r["record_used"] is False for r in plain["rows"])
+    assert any(r["record_used"] is False for r in sized["rows"])

@@ -558,6 +558,7 @@ def backtest_cmd(
                 "distance_decades": r.distance,
                 "pit": r.pit,
                 "prob_exceeds": list(r.probs),
+                "record_used": r.record_used,
             }
             for r in bt.rows
         ],

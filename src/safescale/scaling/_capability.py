@@ -434,6 +434,9 @@ class BacktestRow:
     """``P(score <= actual)`` under the forecast (uniform on [0, 1] when calibrated)."""
     probs: tuple[float, ...] = ()
     """``P(score >= line)`` for each of the backtest's lines."""
+    record_used: bool | None = None
+    """Whether the cut's interval came from its backtest record (False: set aside, the
+    scatter within sampling noise; None: not calibrated)."""
 
     @property
     def error(self) -> float:
@@ -617,6 +620,7 @@ def backtest(
                         est,
                         float(np.atleast_1d(pit)[j]),
                         tuple(float(p) for p in probs[j]),
+                        None if fc.calibration is None else fc.calibration.record_used,
                     )
                 )
     if not any(results.values()):
