@@ -90,6 +90,27 @@ def test_max_distance_is_bounded(tmp_path, capsys, scores, value) -> None:  # 3
              "--max-distance")  # fmt: skip
 
 
+@pytest.mark.parametrize("value", ["0", "-5", "1e3", "1.5", "nan", "inf", "99999999999", "x", ""])
+@pytest.mark.parametrize("cmd", ["forecast", "backtest"])
+def test_questions_is_a_whole_number_in_range(tmp_path, capsys, scores, value, cmd) -> None:
+    flags = FC if cmd == "forecast" else BT
+    _refused(tmp_path, capsys, [cmd, str(scores), *flags, "--questions", value], "--questions")
+
+
+@pytest.mark.parametrize("cmd", ["forecast", "backtest"])
+def test_questions_needs_proportions(tmp_path, capsys, cmd) -> None:
+    # Scores in percent: the size counts questions, so a score of 24.45 cannot be a share.
+    path = tmp_path / "percent.csv"
+    path.write_text(_scores([(r[0], 100 * r[1], r[2], r[3]) for r in SCORES]))
+    flags = [f for f in (FC if cmd == "forecast" else BT)]
+    flags[flags.index("--chance") + 1] = "25"
+    line = _refused(
+        tmp_path, capsys, [cmd, str(path), *flags, "--ceiling", "100", "--questions", "1000"],
+        "proportions in [0, 1]",
+    )  # fmt: skip
+    assert line.startswith(f"{path}: ") or str(path) in line
+
+
 @pytest.mark.parametrize("kind", ["folder", "under-file", "proc", "long", "empty", "device"])
 @pytest.mark.parametrize("cmd", ["fit", "forecast", "backtest"])
 def test_plot_path_checked_first(tmp_path, capsys, ladder, scores, kind, cmd) -> None:  # 4
