@@ -133,3 +133,16 @@ def test_backtest_takes_the_size(tmp_path, capsys) -> None:
     assert width[1] < width[0]
     assert not any(r["record_used"] is False for r in plain["rows"])
     assert any(r["record_used"] is False for r in sized["rows"])
+
+
+def test_scores_exactly_on_a_curve_still_get_an_interval() -> None:
+    # No scatter at all (phi = 0): the record is set aside and the scale floored, never zero.
+    from safescale.scaling._capability import sigmoid
+
+    c = np.geomspace(1e19, 1e21, 9)
+    s = sigmoid(np.log10(c), 20.0, 2.0, 0.25, 1.0)
+    fc = fit_capability(c, s, chance=0.25, n_boot=10, level=0.9, questions=1000)
+    assert fc.calibration is not None and not fc.calibration.record_used
+    est = fc.predict(3e21)
+    assert np.isfinite([est.value, est.lo, est.hi]).all() and est.lo < est.hi
+    assert 0.0 <= float(fc.prob_exceeds(3e21, 0.9)) <= 1.0

@@ -229,7 +229,8 @@ def sampling_only(
         data.ceiling - data.chance
     ) >= EDGE_OF_RISE
     if k >= 1 and left_floor and k * phi <= float(chi2.ppf(SAMPLING_TEST, k)):
-        return replace(cal, s0=sigma, growth=0.0, overdispersion=phi, record_used=False)
+        # (the floor of fit_scale: a curve through every point still has a non-zero scale)
+        return replace(cal, s0=max(sigma, 1e-6), growth=0.0, overdispersion=phi, record_used=False)
     return replace(cal, overdispersion=phi)
 
 
