@@ -148,7 +148,8 @@ class Calibration:
 
     def scale(self, distance: ArrayLike, extra: ArrayLike = 0.0) -> FloatArray:
         """Error scale ``sqrt(max(s(d)^2, extra))`` at extrapolation distance ``d`` (negative
-        counts as zero); ``extra`` is the forecast's own variance (its frontier jackknife)."""
+        counts as zero); ``extra`` is the forecast's own variance (its frontier jackknife).
+        With the record set aside (``record_used`` False), ``sqrt(s0^2 + extra)``."""
         d = np.maximum(np.asarray(distance, dtype=float), 0.0)
         if not self.record_used:  # sampling noise and the fit's instability, added
             return np.asarray(np.sqrt(self.s0**2 + np.asarray(extra, dtype=float) + 0.0 * d))

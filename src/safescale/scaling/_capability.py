@@ -171,7 +171,8 @@ class CapabilityForecast:
 
     def scale(self, compute: ArrayLike) -> FloatArray:
         """Scale of the calibrated predictive distribution at ``compute``: the larger of the
-        ladder's error scale at that distance and the frontier jackknife spread, widened near
+        ladder's error scale at that distance and the frontier jackknife spread (their sum,
+        in variance, where the record is set aside: :meth:`Calibration.scale`), widened near
         the floor."""
         if self.calibration is None:
             raise ValueError("the forecast is not calibrated")
