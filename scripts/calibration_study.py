@@ -96,8 +96,7 @@ def _job(
     """One backtest: (set, name, [(covered, distance, position on the rise)])."""
     kind, key, candidate, sized = task
     _use_candidate(candidate)
-    from safescale.scaling import backtest, synthetic_ladder
-    from safescale.scaling._capability import rise_position
+    from safescale.scaling import backtest, rise_position, synthetic_ladder
 
     if kind == "public":
         c, scores = public_table()
@@ -155,7 +154,7 @@ def _line(name: str, hits: list[bool]) -> str:
 
 def report(kind: str, results: list[tuple[str, list[tuple[bool, float, float]]]]) -> None:
     """Print one set's coverage: pooled, by distance, by position, per public benchmark."""
-    from safescale.scaling._capability import POSITION_BINS, POSITION_NAMES
+    from safescale.scaling import POSITION_BINS, POSITION_NAMES
 
     rows = [r for _, rs in results for r in rs]
     hit = [c for c, _, _ in rows]
