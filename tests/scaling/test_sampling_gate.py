@@ -133,6 +133,11 @@ def test_backtest_takes_the_size(tmp_path, capsys) -> None:
     assert width[1] < width[0]
     assert not any(r["record_used"] is False for r in plain["rows"])
     assert any(r["record_used"] is False for r in sized["rows"])
+    assert all(r["overdispersion"] is None for r in plain["rows"])
+    assert all(
+        (r["overdispersion"] > 0) if r["record_used"] is not None else r["overdispersion"] is None
+        for r in sized["rows"]
+    )
 
 
 def test_scores_exactly_on_a_curve_still_get_an_interval() -> None:

@@ -559,6 +559,7 @@ def backtest_cmd(
                 "pit": r.pit,
                 "prob_exceeds": list(r.probs),
                 "record_used": r.record_used,
+                "overdispersion": r.overdispersion,
             }
             for r in bt.rows
         ],

@@ -438,6 +438,9 @@ class BacktestRow:
     record_used: bool | None = None
     """Whether the cut's interval came from its backtest record (False: set aside, the
     scatter within sampling noise; None: not calibrated)."""
+    overdispersion: float | None = None
+    """The cut's scatter over the binomial variance (None: no benchmark size, or not
+    calibrated)."""
 
     @property
     def error(self) -> float:
@@ -608,6 +611,7 @@ def backtest(
             pred = fc.predict(ct)
             pit = fc.pit(ct, s[test])
             probs = np.stack([np.atleast_1d(fc.prob_exceeds(ct, ln)) for ln in lines], axis=1)
+            cal = fc.calibration
             for j, i in enumerate(np.flatnonzero(test)):
                 est = Estimate(
                     np.asarray(np.atleast_1d(pred.value)[j]), np.asarray(np.atleast_1d(pred.lo)[j]),
@@ -621,7 +625,8 @@ def backtest(
                         est,
                         float(np.atleast_1d(pit)[j]),
                         tuple(float(p) for p in probs[j]),
-                        None if fc.calibration is None else fc.calibration.record_used,
+                        None if cal is None else cal.record_used,
+                        None if cal is None else cal.overdispersion,
                     )
                 )
     if not any(results.values()):
