@@ -58,6 +58,9 @@ SYNTHETIC_QUESTIONS = 1111
 UNIT_ERROR = "cerebras/btlm-3b-8k-base"
 """Its token count is in the wrong unit in the compute table (left out, as in the tests)."""
 SETS = ("public", "one", "multi")
+HOOKS = ("calibrate", "sampling_only")
+"""What a candidate file may define, with the signatures of the functions of these names in
+``safescale.scaling._calibration``; each one defined replaces the package's for the run."""
 LEVEL = 0.9
 
 
@@ -69,11 +72,13 @@ def _use_candidate(path: str | None) -> None:
         raise ValueError(f"{path}: not a Python file")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    if not callable(getattr(module, "calibrate", None)):
-        raise ValueError(f"{path}: defines no calibrate()")
+    hooks = [name for name in HOOKS if callable(getattr(module, name, None))]
+    if not hooks:
+        raise ValueError(f"{path}: defines neither calibrate() nor sampling_only()")
     import safescale.scaling._capability as capability
 
-    capability.calibrate = module.calibrate  # where fit_capability looks it up
+    for name in hooks:  # where fit_capability looks them up
+        setattr(capability, name, getattr(module, name))
 
 
 def public_table() -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -90,10 +95,12 @@ def public_table() -> tuple[np.ndarray, dict[str, np.ndarray]]:
     return c, {b: np.array([float(r[b]) for r in rows]) for b in PUBLIC_CHANCE}
 
 
-def _job(
-    task: tuple[str, Any, str | None, bool],
-) -> tuple[str, str, list[tuple[bool, float, float]]]:
-    """One backtest: (set, name, [(covered, distance, position on the rise)])."""
+Rows = list[tuple[bool, float, float, float | None]]
+"""Per prediction: covered, distance, position on the rise, its cut's overdispersion."""
+
+
+def _job(task: tuple[str, Any, str | None, bool]) -> tuple[str, str, Rows]:
+    """One backtest: (set, name, rows)."""
     kind, key, candidate, sized = task
     _use_candidate(candidate)
     from safescale.scaling import backtest, rise_position, synthetic_ladder
@@ -122,7 +129,12 @@ def _job(
             **extra,
         )  # fmt: skip
     rows = [
-        (r.covered, r.distance, rise_position(float(r.predicted.value), chance, 1.0))
+        (
+            r.covered,
+            r.distance,
+            rise_position(float(r.predicted.value), chance, 1.0),
+            r.overdispersion,
+        )
         for r in bt.rows
     ]
     return kind, str(key), rows
@@ -152,24 +164,39 @@ def _line(name: str, hits: list[bool]) -> str:
     return f"  {name:<24} {k / n:.3f} [{float(w.lo):.3f}, {float(w.hi):.3f}] n={n}"
 
 
-def report(kind: str, results: list[tuple[str, list[tuple[bool, float, float]]]]) -> None:
-    """Print one set's coverage: pooled, by distance, by position, per public benchmark."""
+def report(kind: str, results: list[tuple[str, Rows]]) -> None:
+    """Print one set's coverage: pooled, by distance, by position, per public benchmark; and
+    the overdispersion of its cuts where the benchmarks' sizes were given."""
     from safescale.scaling import POSITION_BINS, POSITION_NAMES
 
     rows = [r for _, rs in results for r in rs]
-    hit = [c for c, _, _ in rows]
     print(f"{kind}: nominal {LEVEL:.0%} intervals, {len(results)} ladders")
-    print(_line("pooled", hit))
-    print(_line("0-0.5 decade", [c for c, d, _ in rows if d <= 0.5]))
-    print(_line("0.5-1 decade", [c for c, d, _ in rows if d > 0.5]))
+    print(_line("pooled", [r[0] for r in rows]))
+    print(_line("0-0.5 decade", [r[0] for r in rows if r[1] <= 0.5]))
+    print(_line("0.5-1 decade", [r[0] for r in rows if r[1] > 0.5]))
     for i, name in enumerate(POSITION_NAMES):
         lo, hi = POSITION_BINS[i], POSITION_BINS[i + 1]
         # The backtest's own bands: the first [lo, hi], the others (lo, hi].
-        band = [c for c, _, q in rows if (q >= lo if i == 0 else q > lo) and q <= hi]
+        band = [r[0] for r in rows if (r[2] >= lo if i == 0 else r[2] > lo) and r[2] <= hi]
         print(_line(name, band))
     if kind == "public":
         for name, rs in results:
-            print(_line(name.removeprefix("leaderboard_"), [c for c, _, _ in rs]))
+            print(_line(name.removeprefix("leaderboard_"), [r[0] for r in rs]))
+    _overdispersion("overdispersion", results)
+    if kind == "public":
+        for name, rs in results:
+            _overdispersion(f"  {name.removeprefix('leaderboard_')}", [(name, rs)])
+
+
+def _overdispersion(label: str, results: list[tuple[str, Rows]]) -> None:
+    # One value per cut: the rows a cut predicts share it.
+    phis = sorted({r[3] for _, rs in results for r in rs if r[3] is not None})
+    if phis:
+        q = np.percentile(phis, [0, 10, 50, 90, 100])
+        print(
+            f"  {label}: {len(phis)} cuts, median {q[2]:.2f} (10th-90th percentile "
+            f"{q[1]:.2f}-{q[3]:.2f}, range {q[0]:.2f}-{q[4]:.2f})"
+        )
 
 
 class _Parser(argparse.ArgumentParser):

@@ -48,7 +48,7 @@ def test_a_candidate_without_calibrate_is_refused(study, capsys, tmp_path) -> No
     with pytest.raises(SystemExit) as exc:
         study.main(["--candidate", str(bad), "--sets", "one", "--seeds", "200"])
     assert exc.value.code == 2
-    assert "defines no calibrate()" in capsys.readouterr().err
+    assert "defines neither calibrate() nor sampling_only()" in capsys.readouterr().err
 
 
 def test_a_candidate_replaces_the_error_model(study, capsys, tmp_path, monkeypatch) -> None:
@@ -94,3 +94,29 @@ def test_the_public_calibration_table_figures_repeat(study, capsys) -> None:
     ):
         got, m = _figure(out, name)
         assert m == n and abs(got - value) <= slack / n, (name, got, m)
+
+
+def test_a_candidate_can_replace_the_sampling_rule(study, capsys, tmp_path, monkeypatch) -> None:
+    # The benchmark-size rule replaced by one that never sets the record aside: the figures
+    # are those without the sizes, and the overdispersion is still reported.
+    import safescale.scaling._capability as capability
+
+    monkeypatch.setattr(capability, "sampling_only", capability.sampling_only)  # restored
+    keep = tmp_path / "keep.py"
+    keep.write_text(
+        "import dataclasses\n"
+        "from safescale.scaling._calibration import overdispersion\n"
+        "def sampling_only(cal, data, sigma, questions):\n"
+        "    phi = overdispersion(data.score, sigma, questions)\n"
+        "    return dataclasses.replace(cal, overdispersion=phi)\n"
+    )
+    args = ["--sets", "one", "--seeds", "206-207"]  # the rule narrows an interval past one score
+    assert study.main([*args, "--no-questions"]) == 0
+    without = capsys.readouterr().out
+    assert study.main([*args, "--candidate", str(keep)]) == 0
+    kept = capsys.readouterr().out
+    monkeypatch.undo()
+    assert study.main(args) == 0
+    sized = capsys.readouterr().out
+    assert _pooled(kept, "one") == _pooled(without, "one") > _pooled(sized, "one")
+    assert "overdispersion: " in kept and "overdispersion: " not in without

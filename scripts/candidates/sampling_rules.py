@@ -1,0 +1,51 @@
+"""Variants of the rule that sets a ladder's record aside where its scatter is within sampling
+noise (``safescale.scaling._calibration.sampling_only``), as scored on 2026-12-05 before the
+chosen one (docs/scaling.md, "Scatter within sampling noise"). Chosen by environment:
+
+* ``SAMPLING_TEST``: ``chi2:Q`` (the scatter within the ``Q`` quantile of a chi-square with
+  ``n - 2`` degrees of freedom; the package uses ``chi2:0.95``) or ``phi:T`` (the
+  overdispersion at most ``T``);
+* ``SAMPLING_COMBINE``: ``sum`` (the in-sample spread and the frontier jackknife added in
+  variance, as the package does) or ``max`` (the larger of the two, as the record and the
+  jackknife are combined);
+* ``SAMPLING_FLOOR``: ``1`` (only a ladder whose best model has left its floor, as the
+  package does) or ``0`` (any ladder).
+
+    SAMPLING_TEST=phi:2 SAMPLING_COMBINE=max SAMPLING_FLOOR=0 .venv/bin/python \\
+        scripts/calibration_study.py --candidate scripts/candidates/sampling_rules.py
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+
+import numpy as np
+from scipy.stats import chi2
+
+from safescale.scaling import _calibration as cal
+from safescale.scaling._checks import EDGE_OF_RISE
+from safescale.scaling._methods import ScoreData
+
+TEST, _, LEVEL = os.environ.get("SAMPLING_TEST", "chi2:0.95").partition(":")
+COMBINE = os.environ.get("SAMPLING_COMBINE", "sum")
+FLOOR = os.environ.get("SAMPLING_FLOOR", "1") == "1"
+if TEST not in ("chi2", "phi") or COMBINE not in ("sum", "max"):
+    raise ValueError("SAMPLING_TEST is chi2:Q or phi:T, SAMPLING_COMBINE sum or max")
+
+
+def sampling_only(
+    c: cal.Calibration, data: ScoreData, sigma: float, questions: int | None
+) -> cal.Calibration:
+    if questions is None:
+        return c
+    phi = cal.overdispersion(data.score, sigma, questions)
+    k = len(data.score) - 2
+    limit = float(chi2.ppf(float(LEVEL), k)) / k if TEST == "chi2" else float(LEVEL)
+    left = (float(np.max(data.score)) - data.chance) / (data.ceiling - data.chance)
+    if k >= 1 and (left >= EDGE_OF_RISE or not FLOOR) and phi <= limit:
+        # "max": growth 0 with the record kept is sqrt(max(s0^2, v_J)) in Calibration.scale
+        aside = COMBINE == "sum"
+        s0 = max(sigma, 1e-6)
+        return replace(c, s0=s0, growth=0.0, overdispersion=phi, record_used=not aside)
+    return replace(c, overdispersion=phi)
