@@ -219,3 +219,4 @@ def test_a_forecast_is_told_the_evaluation_size_only_where_every_point_shares_it
     assert _questions(pts((0.3, 200), (0.5, 100))) is None  # sizes differ
     assert _questions(pts((0.3, None), (0.5, None))) is None  # size unknown
     assert _questions(pts((30.0, 200), (50.0, 200))) is None  # not proportions
+    assert _questions(pts((0.3, 10**12), (0.5, 10**12))) is None  # beyond any benchmark

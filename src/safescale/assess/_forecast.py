@@ -83,7 +83,10 @@ def _questions(points: Sequence[LadderPoint]) -> int | None:
     if len(sizes) != 1 or any(not 0.0 <= p.value <= 1.0 for p in points):
         return None
     (n,) = sizes
-    return n if n is not None and n >= 1 else None
+    from safescale.scaling import MAX_QUESTIONS
+
+    # (a size the forecast would refuse is not passed: the forecast is still made, without it)
+    return n if n is not None and 1 <= n <= MAX_QUESTIONS else None
 
 
 def _interval_method(fit: Any) -> str:
