@@ -9,7 +9,10 @@ chosen one (docs/scaling.md, "Scatter within sampling noise"). Chosen by environ
   variance, as the package does) or ``max`` (the larger of the two, as the record and the
   jackknife are combined);
 * ``SAMPLING_FLOOR``: ``1`` (only a ladder whose best model has left its floor, as the
-  package does) or ``0`` (any ladder).
+  package does) or ``0`` (any ladder);
+* ``SAMPLING_DOF``: ``record`` (the t keeps the record's degrees of freedom, as every variant
+  was scored before the t took the spread's) or ``spread`` (the in-sample spread's
+  ``n - 2``, as the package does since).
 
     SAMPLING_TEST=phi:2 SAMPLING_COMBINE=max SAMPLING_FLOOR=0 .venv/bin/python \\
         scripts/calibration_study.py --candidate scripts/candidates/sampling_rules.py
@@ -30,8 +33,12 @@ from safescale.scaling._methods import ScoreData
 TEST, _, LEVEL = os.environ.get("SAMPLING_TEST", "chi2:0.95").partition(":")
 COMBINE = os.environ.get("SAMPLING_COMBINE", "sum")
 FLOOR = os.environ.get("SAMPLING_FLOOR", "1") == "1"
-if TEST not in ("chi2", "phi") or COMBINE not in ("sum", "max"):
-    raise ValueError("SAMPLING_TEST is chi2:Q or phi:T, SAMPLING_COMBINE sum or max")
+DOF = os.environ.get("SAMPLING_DOF", "record")
+if TEST not in ("chi2", "phi") or COMBINE not in ("sum", "max") or DOF not in ("record", "spread"):
+    raise ValueError(
+        "SAMPLING_TEST is chi2:Q or phi:T, SAMPLING_COMBINE sum or max, SAMPLING_DOF record "
+        "or spread"
+    )
 
 
 def sampling_only(
@@ -47,5 +54,8 @@ def sampling_only(
         # "max": growth 0 with the record kept is sqrt(max(s0^2, v_J)) in Calibration.scale
         aside = COMBINE == "sum"
         s0 = max(sigma, 1e-6)
-        return replace(c, s0=s0, growth=0.0, overdispersion=phi, record_used=not aside)
+        dof = float(k) if DOF == "spread" and aside else None
+        return replace(
+            c, s0=s0, growth=0.0, overdispersion=phi, record_used=not aside, spread_dof=dof
+        )
     return replace(c, overdispersion=phi)

@@ -4,6 +4,7 @@ import json
 
 import numpy as np
 import pytest
+from scipy.stats import t as student_t
 
 from safescale._errors import UserError
 from safescale.cli._app import main
@@ -46,6 +47,11 @@ def test_a_clean_rising_ladder_sets_its_record_aside_and_the_interval_narrows() 
     # The scale is the in-sample spread and the fit's own jackknife, added.
     expected = np.sqrt(cal.s0**2 + sized.jackknife_variance(at))
     assert np.allclose(sized.scale(at), expected * sized.widening(at))
+    # Its t has the spread's n - 2 = 8 degrees of freedom, not the record's (set aside).
+    assert cal.dof == 8.0 and plain.calibration.dof != 8.0
+    assert cal.as_json()["dof"] == 8.0
+    est = sized.predict(at)
+    assert np.allclose(est.hi, np.minimum(est.value + sized.scale(at) * student_t.ppf(0.95, 8), 1))
     wide, narrow = plain.predict(at), sized.predict(at)
     assert np.all(narrow.hi - narrow.lo < wide.hi - wide.lo)
     # The four larger models of the ladder (0.854-0.975) lie within the narrower intervals.

@@ -56,9 +56,11 @@ with ``n - 2`` degrees of freedom (:data:`SAMPLING_TEST`) and the ladder has lef
 (its best model at least ``EDGE_OF_RISE`` of the way from chance to the ceiling), the curve
 fits the ladder as well as sampling allows, and the record is set aside: the predictive scale
 is ``sqrt(sigma^2 + v_J)``, the new model's sampling noise and this fit's own instability,
-independent, so added. The record's fits, each on fewer of the models that show the rise,
-err by several times what a fit on all of them does on such a ladder (``docs/scaling.md``); on
-a ladder of many families (scatter tens of times the binomial variance) the record is kept.
+independent, so added, and the t takes the spread's own ``n - 2`` degrees of freedom (the
+record's count the evidence in errors no longer used). The record's fits, each on fewer of
+the models that show the rise, err by several times what a fit on all of them does on such a
+ladder (``docs/scaling.md``); on a ladder of many families (scatter tens of times the
+binomial variance) the record is kept.
 
 The per-cut growth and its weights, the frontier jackknife and the degrees of freedom were
 chosen on the calibration ladders and on a public table of other benchmarks
@@ -125,6 +127,9 @@ class Calibration:
     record_used: bool = True
     """False where the scatter is within sampling noise (module doc): the scale is then
     ``sqrt(s0^2 + v_J)``, ``s0`` the in-sample spread, and the record's growth is not used."""
+    spread_dof: float | None = None
+    """Degrees of freedom of the in-sample spread (``n - 2``), the t's where the record is set
+    aside (None: the record's, :attr:`dof`)."""
 
     @property
     def n_effective(self) -> float:
@@ -137,7 +142,10 @@ class Calibration:
     @property
     def dof(self) -> float:
         """Degrees of freedom of the Student t: ``n_eff - 1``, between ``k - 1`` (the errors of
-        a cut move together: one piece of evidence per cut) and ``m - 1`` (independent)."""
+        a cut move together: one piece of evidence per cut) and ``m - 1`` (independent); with
+        the record set aside, the spread's own (:attr:`spread_dof`)."""
+        if not self.record_used and self.spread_dof is not None:
+            return self.spread_dof
         m, k = len(self.errors), self.n_cuts
         return float(max(np.clip(self.n_effective - 1.0, k - 1, m - 1), 1.0))
 
@@ -231,7 +239,10 @@ def sampling_only(
     ) >= EDGE_OF_RISE
     if k >= 1 and left_floor and k * phi <= float(chi2.ppf(SAMPLING_TEST, k)):
         # (the floor of fit_scale: a curve through every point still has a non-zero scale)
-        return replace(cal, s0=max(sigma, 1e-6), growth=0.0, overdispersion=phi, record_used=False)
+        return replace(
+            cal, s0=max(sigma, 1e-6), growth=0.0, overdispersion=phi, record_used=False,
+            spread_dof=float(k),
+        )  # fmt: skip
     return replace(cal, overdispersion=phi)
 
 
