@@ -19,8 +19,9 @@ interval), by distance band and by position on the rise, and per public benchmar
 
 ``--candidate FILE`` scores another error model: FILE defines ``calibrate(method, data, *,
 sigma, min_train, max_cuts)`` (the signature of ``safescale.scaling._calibration.calibrate``),
-which replaces the package's for the run. Seeds in ``HELD_OUT_SEEDS`` are refused unless
-``--held-out`` is given: a choice made on them would spoil the held-out test.
+which replaces the package's for the run. Seeds outside ``CALIBRATION_SEEDS`` (the held-out
+sets among them) are refused unless ``--held-out`` is given: a choice made on them would
+spoil the held-out tests.
 
     .venv/bin/python scripts/calibration_study.py --sets public,one --seeds 200-231 --jobs 2
 """
@@ -226,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--jobs: 1 to 64")
     if a.candidate is not None and not Path(a.candidate).is_file():
         p.error(f"--candidate: {a.candidate}: no such file")
-    from safescale.scaling import HELD_OUT_SEEDS
+    from safescale.scaling import CALIBRATION_SEEDS
 
     try:
         seeds = _seeds(a.seeds)
@@ -236,9 +237,12 @@ def main(argv: list[str] | None = None) -> int:
         _use_candidate(a.candidate)  # here once, so that a bad file is one line, not a traceback
     except (ValueError, SyntaxError, ImportError) as exc:
         p.error(f"--candidate: {exc}")
-    held = sorted(set(seeds) & set(HELD_OUT_SEEDS))
+    held = sorted(set(seeds) - set(CALIBRATION_SEEDS))
     if held and not a.held_out:
-        p.error(f"--seeds: {held[0]} is a held-out seed; pass --held-out to score it anyway")
+        p.error(
+            f"--seeds: {held[0]} is not a calibration seed (0-999); pass --held-out to score it "
+            "anyway"
+        )
     tasks: list[tuple[str, Any, str | None, bool]] = []
     for s in sets:
         keys: list[Any] = list(PUBLIC_CHANCE) if s == "public" else seeds

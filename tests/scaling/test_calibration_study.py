@@ -27,7 +27,8 @@ def _pooled(out: str, kind: str) -> float:
     ("args", "says"),
     [
         (["--sets", "public,nope"], "--sets: choose from public, one, multi"),
-        (["--seeds", "1000"], "1000 is a held-out seed"),
+        (["--seeds", "1000"], "1000 is not a calibration seed"),
+        (["--seeds", "1040"], "1040 is not a calibration seed"),
         (["--seeds", "2x0"], "--seeds: '2x0': write seeds as"),
         (["--seeds", "300-200"], "a range low-high"),
         (["--jobs", "0"], "--jobs: 1 to 64"),
