@@ -28,16 +28,18 @@ spoil the held-out tests.
 
 from __future__ import annotations
 
-import argparse
 import csv
 import importlib.util
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
-from typing import Any, NoReturn
+from typing import Any
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _study import Parser, line
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "scaling" / "data"
 PUBLIC_CHANCE = {
@@ -155,16 +157,6 @@ def _seeds(text: str) -> list[int]:
     return out
 
 
-def _line(name: str, hits: list[bool]) -> str:
-    from safescale.scaling._capability import _wilson
-
-    if not hits:
-        return f"  {name:<24} n=0"
-    k, n = sum(hits), len(hits)
-    w = _wilson(k, n, 0.95)
-    return f"  {name:<24} {k / n:.3f} [{float(w.lo):.3f}, {float(w.hi):.3f}] n={n}"
-
-
 def report(kind: str, results: list[tuple[str, Rows]]) -> None:
     """Print one set's coverage: pooled, by distance, by position, per public benchmark; and
     the overdispersion of its cuts where the benchmarks' sizes were given."""
@@ -172,17 +164,17 @@ def report(kind: str, results: list[tuple[str, Rows]]) -> None:
 
     rows = [r for _, rs in results for r in rs]
     print(f"{kind}: nominal {LEVEL:.0%} intervals, {len(results)} ladders")
-    print(_line("pooled", [r[0] for r in rows]))
-    print(_line("0-0.5 decade", [r[0] for r in rows if r[1] <= 0.5]))
-    print(_line("0.5-1 decade", [r[0] for r in rows if r[1] > 0.5]))
+    print(line("pooled", [r[0] for r in rows]))
+    print(line("0-0.5 decade", [r[0] for r in rows if r[1] <= 0.5]))
+    print(line("0.5-1 decade", [r[0] for r in rows if r[1] > 0.5]))
     for i, name in enumerate(POSITION_NAMES):
         lo, hi = POSITION_BINS[i], POSITION_BINS[i + 1]
         # The backtest's own bands: the first [lo, hi], the others (lo, hi].
         band = [r[0] for r in rows if (r[2] >= lo if i == 0 else r[2] > lo) and r[2] <= hi]
-        print(_line(name, band))
+        print(line(name, band))
     if kind == "public":
         for name, rs in results:
-            print(_line(name.removeprefix("leaderboard_"), [r[0] for r in rs]))
+            print(line(name.removeprefix("leaderboard_"), [r[0] for r in rs]))
     _overdispersion("overdispersion", results)
     if kind == "public":
         for name, rs in results:
@@ -200,15 +192,8 @@ def _overdispersion(label: str, results: list[tuple[str, Rows]]) -> None:
         )
 
 
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        # One line and exit status 2, as every safescale command answers a usage error.
-        print(f"calibration_study: {message}", file=sys.stderr)
-        raise SystemExit(2)
-
-
 def main(argv: list[str] | None = None) -> int:
-    p = _Parser(description=(__doc__ or "").split("\n\n")[0])
+    p = Parser(prog="calibration_study", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--sets", default="public,one,multi", help="any of public, one, multi")
     p.add_argument("--seeds", default="200-231", help="synthetic seeds, e.g. 200-231,300-363")
     p.add_argument("--candidate", help="a Python file defining calibrate() to score instead")

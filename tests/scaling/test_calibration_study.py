@@ -1,20 +1,14 @@
 """scripts/calibration_study.py: the calibration sets' figures in docs/scaling.md, repeatably."""
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-SCRIPT = Path(__file__).resolve().parents[2] / "scripts" / "calibration_study.py"
+from tests._scripts import script_module
 
 
 @pytest.fixture(scope="module")
 def study():
-    spec = importlib.util.spec_from_file_location("calibration_study", SCRIPT)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    with script_module("calibration_study") as module:
+        yield module
 
 
 def _pooled(out: str, kind: str) -> float:

@@ -1,0 +1,221 @@
+"""Coverage of the capability forecasts' intervals on the lab's own trained ladders.
+
+The synthetic ladders of the calibration tests are drawn from a generative process; these are
+real models. For each seed the lab's ``demo`` ladder (16 small Llama models, four sizes times
+four token budgets, one world per seed) is trained, or reused where its folder already holds
+it, and every model is scored on the lab's capability suites:
+
+* ``hazard_proxy``: 48 four-choice questions (accuracy; chance 0.25);
+* ``fact_recall``, ``two_hop``, ``arithmetic``, ``induction``: the target is the model's greedy
+  continuation (every target token the argmax after the input and the target's earlier
+  tokens: what greedy decoding would write first; chance 0).
+
+Each (seed, suite) is then backtested as the calibration tests do (cuts with at least 6
+models below, up to six cuts, predictions up to one decade past the cut, the forecast told
+the suite's size and given the models' validation loss, so the two-step method is offered),
+and the coverage of the chosen method's nominal 90% intervals is printed pooled (with its n
+and a Wilson interval), by distance band, per suite and per method, with the chosen method's
+mean absolute error against the plain logistic's. A suite whose scores do not move over a
+ladder (every model at 0, say) has nothing to forecast and is reported as such.
+
+    .venv/bin/python scripts/lab_calibration.py --out .safescale/lab-calibration --seeds 0-4
+
+Training is in fp32 by default (``--precision``) so that the figures do not depend on the
+CPU; the ladders are not certified (a forecast study does not need the planted hazard).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _study import Parser, line
+
+SUITES = {
+    "hazard_proxy": 0.25,
+    "fact_recall": 0.0,
+    "two_hop": 0.0,
+    "arithmetic": 0.0,
+    "induction": 0.0,
+}
+"""The capability suites scored, with their chance level."""
+PRESET = "demo"
+LEVEL = 0.9
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """One held-out model of one (seed, suite) backtest."""
+
+    seed: int
+    suite: str
+    method: str
+    distance: float
+    covered: bool
+    error: float
+    baseline_mae: float
+
+
+def _score_model(model_dir: Path, corpus: Path) -> dict[str, tuple[int, int]]:
+    """``suite -> (right, questions)`` for one model."""
+    from safescale.evals import LocalModelConfig, LoglikelihoodGroup, encode_pairs, load_local_model
+    from safescale.lab._score import read_jsonl
+
+    lm = load_local_model(LocalModelConfig(model_dir, batch_size=64))
+    out: dict[str, tuple[int, int]] = {}
+    for suite in SUITES:
+        rows = read_jsonl(corpus / "eval" / f"{suite}.jsonl")
+        if "choices" in rows[0]:
+            items = [
+                (f"Question: {r['question']}\nAnswer:", [" " + c for c in r["choices"]])
+                for r in rows
+            ]
+        else:
+            items = [(r["input"], [r["target"]]) for r in rows]
+        pairs = encode_pairs(lm.tokenizer, items)
+        groups = [
+            LoglikelihoodGroup(tuple(q[0][0]), tuple(tuple(cont) for _, cont in q)) for q in pairs
+        ]
+        scores = lm.loglikelihood(groups)
+        if "choices" in rows[0]:
+            right = sum(
+                int(max(range(len(s)), key=lambda i, s=s: s[i].logprob) == r["answer"])
+                for s, r in zip(scores, rows, strict=True)
+            )
+        else:
+            right = sum(int(s[0].is_greedy) for s in scores)
+        out[suite] = (right, len(rows))
+    return out
+
+
+def ladder_scores(out: Path, seed: int, precision: str) -> list[dict[str, Any]]:
+    """Train (or reuse) one seed's ladder and score its models; cached in ``scores.csv``."""
+    from safescale.lab import train_ladder
+
+    folder = out / f"seed-{seed}"
+    cache = folder / "scores.csv"
+    if cache.is_file():
+        with cache.open(newline="") as f:
+            return list(csv.DictReader(f))
+    ladder = train_ladder(
+        PRESET, folder, seed=seed, progress=False, precision=precision, certify=False
+    )
+    rows: list[dict[str, Any]] = []
+    for run in ladder.runs:
+        rec = run.record
+        scored = _score_model(folder / rec.name, ladder.corpus.path)
+        row: dict[str, Any] = {"name": rec.name, "flops": rec.flops, "val_loss": rec.val_loss}
+        for suite, (k, n) in scored.items():
+            row[suite] = k / n
+            row[f"{suite}_n"] = n
+        rows.append(row)
+    tmp = cache.with_suffix(".tmp")
+    with tmp.open("w", newline="") as f:
+        w = csv.DictWriter(f, fieldnames=list(rows[0]))
+        w.writeheader()
+        w.writerows(rows)
+    tmp.replace(cache)
+    return rows
+
+
+def backtest_suite(
+    seed: int, suite: str, rows: list[dict[str, Any]]
+) -> tuple[list[Prediction], str | None]:
+    """The backtest of one (seed, suite), or why there is none."""
+    from safescale._errors import UserError
+    from safescale.scaling import backtest
+
+    c = np.array([float(r["flops"]) for r in rows])
+    s = np.array([float(r[suite]) for r in rows])
+    loss = np.array([float(r["val_loss"]) for r in rows])
+    n = int(rows[0][f"{suite}_n"])
+    if np.ptp(s) * n < 3:  # fewer than three questions' difference over the whole ladder
+        return [], f"flat (scores {s.min():.3f}-{s.max():.3f})"
+    try:
+        bt = backtest(
+            c, s, chance=SUITES[suite], loss=loss, min_train=6, n_boot=20, level=LEVEL,
+            max_cuts=6, max_distance=1.0, questions=n,
+        )  # fmt: skip
+    except (UserError, ValueError) as exc:
+        return [], str(exc).splitlines()[0]
+    (plain,) = [m for m in bt.methods if m.method == "logistic-4p"]
+    base = float(plain.mae.value)
+    return [
+        Prediction(seed, suite, bt.method, r.distance, bool(r.covered), abs(r.error), base)
+        for r in bt.rows
+    ], None
+
+
+def report(preds: list[Prediction], skipped: dict[str, str], seeds: list[int]) -> None:
+    """Print the coverage pooled, by distance, per suite and per chosen method."""
+    print(f"lab ladders ({PRESET} preset), seeds {seeds}: nominal 90% intervals")
+    print(line("pooled", [p.covered for p in preds]))
+    print(line("0-0.5 decade", [p.covered for p in preds if p.distance <= 0.5]))
+    print(line("0.5-1 decade", [p.covered for p in preds if p.distance > 0.5]))
+    for suite in SUITES:
+        print(line(suite, [p.covered for p in preds if p.suite == suite]))
+    for method in sorted({p.method for p in preds}):
+        print(line(f"chosen {method}", [p.covered for p in preds if p.method == method]))
+    if preds:
+        mae = float(np.mean([p.error for p in preds]))
+        base = float(np.mean([p.baseline_mae for p in preds]))
+        print(f"  mean absolute error: chosen {mae:.4f}, logistic-4p {base:.4f}")
+    for key, why in skipped.items():
+        print(f"  no forecast for {key}: {why}")
+
+
+def _seeds(text: str) -> list[int]:
+    lo, _, hi = text.partition("-")
+    try:
+        a, b = int(lo), int(hi or lo)
+    except ValueError:
+        raise ValueError(f"{text!r}: write seeds as e.g. 0-4") from None
+    if a < 0 or b < a or b - a >= 50:
+        raise ValueError(f"{text!r}: a range low-high of at most 50 seeds from 0")
+    return list(range(a, b + 1))
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = Parser(prog="lab_calibration", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--out", required=True, help="folder of the trained ladders (reused)")
+    p.add_argument("--seeds", default="0-4", help="ladder seeds, e.g. 0-4")
+    p.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
+    p.add_argument("--json", help="write every prediction to this JSON file")
+    a = p.parse_args(argv)
+    try:
+        seeds = _seeds(a.seeds)
+    except ValueError as exc:
+        p.error(f"--seeds: {exc}")
+    if a.precision not in ("fp32", "bf16"):
+        p.error("--precision: fp32 or bf16")
+    out = Path(a.out)
+    if out.exists() and not out.is_dir():
+        p.error(f"--out: {out} is not a folder")
+    t0 = time.perf_counter()
+    preds: list[Prediction] = []
+    skipped: dict[str, str] = {}
+    for seed in seeds:
+        rows = ladder_scores(out, seed, a.precision)
+        print(f"seed {seed}: {len(rows)} models scored ({time.perf_counter() - t0:.0f} s)")
+        for suite in SUITES:
+            got, why = backtest_suite(seed, suite, rows)
+            preds += got
+            if why is not None:
+                skipped[f"seed {seed} {suite}"] = why
+    report(preds, skipped, seeds)
+    if a.json:
+        Path(a.json).write_text(json.dumps([asdict(x) for x in preds], indent=1) + "\n")
+    print(f"({len(seeds)} ladders in {time.perf_counter() - t0:.0f} s)")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
