@@ -1,9 +1,10 @@
-"""What the study scripts share: a coverage line with its Wilson interval, and usage errors
-in one line."""
+"""What the study scripts share: a candidate error model in place of the package's, a coverage
+line with its Wilson interval, and usage errors in one line."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import sys
 from typing import NoReturn
 
@@ -26,3 +27,26 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog.removesuffix('.py')}: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+
+HOOKS = ("calibrate", "sampling_only")
+"""What a candidate file may define, with the signatures of the functions of these names in
+``safescale.scaling._calibration``; each one defined replaces the package's for the run."""
+
+
+def use_candidate(path: str | None) -> None:
+    """Replace the package's functions named in :data:`HOOKS` by those ``path`` defines."""
+    if path is None:
+        return
+    spec = importlib.util.spec_from_file_location("calibration_candidate", path)
+    if spec is None or spec.loader is None:
+        raise ValueError(f"{path}: not a Python file")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    hooks = [name for name in HOOKS if callable(getattr(module, name, None))]
+    if not hooks:
+        raise ValueError(f"{path}: defines neither calibrate() nor sampling_only()")
+    import safescale.scaling._capability as capability
+
+    for name in hooks:  # where fit_capability looks them up
+        setattr(capability, name, getattr(module, name))

@@ -29,7 +29,6 @@ spoil the held-out tests.
 from __future__ import annotations
 
 import csv
-import importlib.util
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor
@@ -39,7 +38,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _study import Parser, line
+from _study import Parser, line, use_candidate
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "scaling" / "data"
 PUBLIC_CHANCE = {
@@ -61,27 +60,7 @@ SYNTHETIC_QUESTIONS = 1111
 UNIT_ERROR = "cerebras/btlm-3b-8k-base"
 """Its token count is in the wrong unit in the compute table (left out, as in the tests)."""
 SETS = ("public", "one", "multi")
-HOOKS = ("calibrate", "sampling_only")
-"""What a candidate file may define, with the signatures of the functions of these names in
-``safescale.scaling._calibration``; each one defined replaces the package's for the run."""
 LEVEL = 0.9
-
-
-def _use_candidate(path: str | None) -> None:
-    if path is None:
-        return
-    spec = importlib.util.spec_from_file_location("calibration_candidate", path)
-    if spec is None or spec.loader is None:
-        raise ValueError(f"{path}: not a Python file")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    hooks = [name for name in HOOKS if callable(getattr(module, name, None))]
-    if not hooks:
-        raise ValueError(f"{path}: defines neither calibrate() nor sampling_only()")
-    import safescale.scaling._capability as capability
-
-    for name in hooks:  # where fit_capability looks them up
-        setattr(capability, name, getattr(module, name))
 
 
 def public_table() -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -105,7 +84,7 @@ Rows = list[tuple[bool, float, float, float | None]]
 def _job(task: tuple[str, Any, str | None, bool]) -> tuple[str, str, Rows]:
     """One backtest: (set, name, rows)."""
     kind, key, candidate, sized = task
-    _use_candidate(candidate)
+    use_candidate(candidate)
     from safescale.scaling import backtest, rise_position, synthetic_ladder
 
     if kind == "public":
@@ -219,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:
         p.error(f"--seeds: {exc}")
     try:
-        _use_candidate(a.candidate)  # here once, so that a bad file is one line, not a traceback
+        use_candidate(a.candidate)  # here once, so that a bad file is one line, not a traceback
     except (ValueError, SyntaxError, ImportError) as exc:
         p.error(f"--candidate: {exc}")
     held = sorted(set(seeds) - set(CALIBRATION_SEEDS))

@@ -20,6 +20,7 @@ ladder (every model at 0, say) has nothing to forecast and is reported as such.
 
     .venv/bin/python scripts/lab_calibration.py --out .safescale/lab-calibration --seeds 0-4
 
+``--candidate FILE`` scores another error model, as ``scripts/calibration_study.py`` does.
 Training is in fp32 by default (``--precision``) so that the figures do not depend on the
 CPU; the ladders are not certified (a forecast study does not need the planted hazard).
 """
@@ -37,7 +38,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _study import Parser, line
+from _study import Parser, line, use_candidate
 
 SUITES = {
     "hazard_proxy": 0.25,
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default="0-4", help="ladder seeds, e.g. 0-4")
     p.add_argument("--precision", default="fp32", help="fp32 (default) or bf16")
     p.add_argument("--json", help="write every prediction to this JSON file")
+    p.add_argument("--candidate", help="a Python file defining calibrate() or sampling_only()")
     a = p.parse_args(argv)
     try:
         seeds = _seeds(a.seeds)
@@ -199,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(a.out)
     if out.exists() and not out.is_dir():
         p.error(f"--out: {out} is not a folder")
+    if a.candidate is not None and not Path(a.candidate).is_file():
+        p.error(f"--candidate: {a.candidate}: no such file")
+    try:
+        use_candidate(a.candidate)
+    except (ValueError, SyntaxError, ImportError) as exc:
+        p.error(f"--candidate: {exc}")
     t0 = time.perf_counter()
     preds: list[Prediction] = []
     skipped: dict[str, str] = {}

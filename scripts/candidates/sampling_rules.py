@@ -12,7 +12,11 @@ chosen one (docs/scaling.md, "Scatter within sampling noise"). Chosen by environ
   package does) or ``0`` (any ladder);
 * ``SAMPLING_DOF``: ``record`` (the t keeps the record's degrees of freedom, as every variant
   was scored before the t took the spread's) or ``spread`` (the in-sample spread's
-  ``n - 2``, as the package does since).
+  ``n - 2``, as the package does since);
+* ``SAMPLING_SPREAD``: ``space`` (the scatter about the plain sigmoid in the method's own space,
+  loss for the two-step method, as every variant was scored before the lab's ladders were
+  looked at) or ``forecast`` (about the method's own forecast from compute, as the package
+  does since).
 
     SAMPLING_TEST=phi:2 SAMPLING_COMBINE=max SAMPLING_FLOOR=0 .venv/bin/python \\
         scripts/calibration_study.py --candidate scripts/candidates/sampling_rules.py
@@ -28,24 +32,42 @@ from scipy.stats import chi2
 
 from safescale.scaling import _calibration as cal
 from safescale.scaling._checks import EDGE_OF_RISE
-from safescale.scaling._methods import ScoreData
+from safescale.scaling._methods import Predictor, ScoreData
 
 TEST, _, LEVEL = os.environ.get("SAMPLING_TEST", "chi2:0.95").partition(":")
 COMBINE = os.environ.get("SAMPLING_COMBINE", "sum")
 FLOOR = os.environ.get("SAMPLING_FLOOR", "1") == "1"
 DOF = os.environ.get("SAMPLING_DOF", "record")
-if TEST not in ("chi2", "phi") or COMBINE not in ("sum", "max") or DOF not in ("record", "spread"):
+SPREAD = os.environ.get("SAMPLING_SPREAD", "space")
+if (
+    TEST not in ("chi2", "phi")
+    or COMBINE not in ("sum", "max")
+    or DOF not in ("record", "spread")
+    or SPREAD not in ("space", "forecast")
+):
     raise ValueError(
         "SAMPLING_TEST is chi2:Q or phi:T, SAMPLING_COMBINE sum or max, SAMPLING_DOF record "
-        "or spread"
+        "or spread, SAMPLING_SPREAD space or forecast"
     )
 
 
+def _spread(c: cal.Calibration, data: ScoreData, point: Predictor) -> float:
+    if SPREAD == "forecast":
+        return cal.forecast_spread(data, point)
+    # the plain sigmoid's spread in the method's own space, as fit_capability computed it
+    from safescale.scaling._capability import _plain_sigmoid, _space
+
+    in_loss = _space(c.method) == "loss" and data.loss is not None
+    x = data.loss if in_loss else np.log10(data.compute)
+    return float(_plain_sigmoid(x, data.score, data.chance, data.ceiling).sigma)
+
+
 def sampling_only(
-    c: cal.Calibration, data: ScoreData, sigma: float, questions: int | None
+    c: cal.Calibration, data: ScoreData, point: Predictor, questions: int | None
 ) -> cal.Calibration:
     if questions is None:
         return c
+    sigma = _spread(c, data, point)
     phi = cal.overdispersion(data.score, sigma, questions)
     k = len(data.score) - 2
     limit = float(chi2.ppf(float(LEVEL), k)) / k if TEST == "chi2" else float(LEVEL)

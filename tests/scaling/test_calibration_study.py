@@ -100,9 +100,9 @@ def test_a_candidate_can_replace_the_sampling_rule(study, capsys, tmp_path, monk
     keep = tmp_path / "keep.py"
     keep.write_text(
         "import dataclasses\n"
-        "from safescale.scaling._calibration import overdispersion\n"
-        "def sampling_only(cal, data, sigma, questions):\n"
-        "    phi = overdispersion(data.score, sigma, questions)\n"
+        "from safescale.scaling._calibration import forecast_spread, overdispersion\n"
+        "def sampling_only(cal, data, point, questions):\n"
+        "    phi = overdispersion(data.score, forecast_spread(data, point), questions)\n"
         "    return dataclasses.replace(cal, overdispersion=phi)\n"
     )
     args = ["--sets", "one", "--seeds", "206-207"]  # the rule narrows an interval past one score

@@ -42,7 +42,9 @@ def test_a_clean_rising_ladder_sets_its_record_aside_and_the_interval_narrows() 
     assert plain.calibration.record_used and plain.calibration.overdispersion is None
     cal = sized.calibration
     assert not cal.record_used and cal.overdispersion < 2 and cal.growth == 0.0
-    assert cal.s0 == pytest.approx(sized.sigma)
+    # s0: the spread about the chosen method's own forecast from compute, n - 2 dof
+    resid = s - sized.predict(c).value
+    assert cal.s0 == pytest.approx(float(np.sqrt(np.sum(resid**2) / (len(s) - 2))))
     at = np.array([2e21, 1e22])
     # The scale is the in-sample spread and the fit's own jackknife, added.
     expected = np.sqrt(cal.s0**2 + sized.jackknife_variance(at))
@@ -60,6 +62,26 @@ def test_a_clean_rising_ladder_sets_its_record_aside_and_the_interval_narrows() 
     est = sized.predict(lad.compute[o][10:])
     actual = lad.scores[o, 0][10:]
     assert np.all((est.lo <= actual) & (actual <= est.hi))
+
+
+def test_a_ladder_whose_loss_does_not_fall_with_compute_keeps_the_record() -> None:
+    # Scores a clean function of loss (within sampling about the sigmoid in loss), but the
+    # models' compute shuffled within groups of four, as on a grid of sizes and token budgets
+    # where a larger model trained on fewer tokens has the higher loss: the two-step forecast
+    # goes through the law from compute to loss, and about it the scores scatter far beyond
+    # sampling. The record stays (the scatter in loss alone would have set it aside).
+    lad = synthetic_ladder(200, n_models=14, questions=QUESTIONS)
+    o = np.argsort(lad.compute)
+    c, s, loss = lad.compute[o][:12], lad.scores[o, 0][:12], lad.loss[o][:12]
+    grid = c.copy()
+    for i in range(0, 12, 4):
+        grid[i], grid[i + 3] = c[i + 3], c[i]
+    chance = float(lad.chance[0])
+    fc = fit_capability(grid, s, chance=chance, loss=loss, n_boot=20, level=0.9, questions=1111)
+    assert fc.method == "two-step" and fc.calibration is not None
+    assert fc.calibration.record_used and fc.calibration.overdispersion > 10
+    in_loss = fit_capability(c, s, chance=chance, loss=loss, n_boot=20, level=0.9, questions=1111)
+    assert in_loss.calibration is not None and in_loss.calibration.overdispersion < 1.8
 
 
 def test_scatter_beyond_sampling_keeps_the_record() -> None:

@@ -49,8 +49,12 @@ where the errors of a cut are nearly independent. Intervals and ``P(score >= lin
 from this one distribution, clipped to the metric's range.
 
 A ladder whose benchmark size is known (``questions``) is first tested for scatter beyond
-sampling: the models' residual spread about the plain sigmoid, ``sigma`` (``n - 2`` degrees of
-freedom), against the binomial variance of their scores, ``mean p (1 - p) / questions``. Where
+sampling: the models' residual spread ``sigma`` (``n - 2`` degrees of freedom) about the chosen
+method's own forecast from compute, fitted on every model, against the binomial variance of
+their scores, ``mean p (1 - p) / questions``. From compute, not from the method's own space:
+the two-step method's sigmoid in loss can fit the scores as well as sampling allows while
+its law from compute to loss misses (a ladder of sizes times token budgets, whose losses do
+not fall with compute), and a new model's loss is forecast from its compute too. Where
 ``(n - 2) sigma^2 / mean(p (1 - p) / questions)`` is within the 95th percentile of a chi-square
 with ``n - 2`` degrees of freedom (:data:`SAMPLING_TEST`) and the ladder has left its floor
 (its best model at least ``EDGE_OF_RISE`` of the way from chance to the ceiling), the curve
@@ -81,7 +85,7 @@ from scipy.stats import t as student_t
 
 from safescale.scaling._checks import EDGE_OF_RISE
 from safescale.scaling._laws import FloatArray
-from safescale.scaling._methods import ScoreData, fit_methods
+from safescale.scaling._methods import Predictor, ScoreData, fit_methods
 
 MIN_CUTS = 2
 """Fewest ladder cuts (and at least three errors) a calibration is fitted from."""
@@ -224,14 +228,23 @@ def overdispersion(score: FloatArray, sigma: float, questions: int) -> float:
     return float(sigma**2 / np.mean(p * (1.0 - p) / questions))
 
 
+def forecast_spread(data: ScoreData, point: Predictor) -> float:
+    """The models' residual spread about ``point``, the method's own forecast from their
+    compute (``n - 2`` degrees of freedom)."""
+    r = data.score - np.asarray(point(data.compute), dtype=float)
+    return float(np.sqrt(np.sum(r**2) / max(len(r) - 2, 1)))
+
+
 def sampling_only(
-    cal: Calibration, data: ScoreData, sigma: float, questions: int | None
+    cal: Calibration, data: ScoreData, point: Predictor, questions: int | None
 ) -> Calibration:
-    """``cal`` with its overdispersion, and its record set aside where the ladder's scatter is
+    """``cal`` with its overdispersion, and its record set aside where the ladder's scatter
+    about ``point`` (the chosen method's forecast from compute, fitted on every model) is
     within sampling noise and the ladder has left its floor (module doc); unchanged without
     ``questions``."""
     if questions is None:
         return cal
+    sigma = forecast_spread(data, point)
     phi = overdispersion(data.score, sigma, questions)
     k = len(data.score) - 2
     left_floor = (float(np.max(data.score)) - data.chance) / (

@@ -300,8 +300,9 @@ def fit_capability(
     data = ScoreData(c, s, columns.get("loss"), chance, ceiling, oth, oth_chance)
     floors = {name: fit.sigma for name, fit in spaces.items()}
     chosen, cal, tried = _choose(data, method, floors, calibrate_intervals, max_cuts)
-    if cal is not None:
-        cal = sampling_only(cal, data, floors[_space(chosen)], questions)
+    point = fit_method(chosen, data) if cal is not None else None
+    if cal is not None and point is not None:
+        cal = sampling_only(cal, data, point, questions)
     # Uncalibrated, a forecast with a loss is the two-step bootstrap, unless another method
     # was asked for by name (then the sigmoid in log compute is bootstrapped).
     if cal is None:
@@ -312,7 +313,6 @@ def fit_capability(
     x, full, sigma = fit.x, fit.params, fit.sigma
     ends = sigmoid(np.array([x.min(), x.max()]), full[0], full[1], chance, ceiling)
     rise = abs(float(ends[1] - ends[0])) >= 0.1 * (ceiling - chance)
-    point = fit_method(chosen, data) if cal is not None else None
     front = _frontier(chosen, data) if cal is not None else ()
     if cal is not None and not bootstrap_calibrated:
         # Calibrated and no bootstrap asked for (backtests): skip the replicates.
