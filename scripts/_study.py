@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import importlib.util
 import sys
+from pathlib import Path
 from typing import NoReturn
 
 
@@ -27,6 +28,28 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         print(f"{self.prog.removesuffix('.py')}: {message}", file=sys.stderr)
         raise SystemExit(2)
+
+    def candidate(self, path: str | None) -> None:
+        """:func:`use_candidate`, a bad file a usage error of ``--candidate``."""
+        if path is not None and not Path(path).is_file():
+            self.error(f"--candidate: {path}: no such file")
+        try:
+            use_candidate(path)
+        except (ValueError, SyntaxError, ImportError) as exc:
+            self.error(f"--candidate: {exc}")
+
+    def output(self, path: str | None, flag: str, *, folder: bool = False) -> Path | None:
+        """``path`` checked as a file (or folder) to write, before any work; a usage error of
+        ``flag`` otherwise."""
+        if path is None:
+            return None
+        from safescale._errors import UserError
+        from safescale._io import check_output_path
+
+        try:
+            return check_output_path(path, flag, folder=folder)
+        except UserError as exc:
+            self.error(str(exc).splitlines()[0])
 
 
 HOOKS = ("calibrate", "sampling_only")

@@ -37,6 +37,8 @@ from typing import Any
 
 import numpy as np
 
+# This folder (the shared _study) and the repository root (tests/scaling/_ladders.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _study import Parser, line, use_candidate
 
@@ -55,8 +57,6 @@ PUBLIC_QUESTIONS = {
 }
 """Each benchmark's number of questions in the leaderboard's version (BBH's 24 tasks, GPQA's
 three sets, MATH's level-5 problems, MMLU-Pro's test set)."""
-SYNTHETIC_QUESTIONS = 1111
-"""The synthetic ladders' benchmark size (``synthetic_ladder``'s default)."""
 UNIT_ERROR = "cerebras/btlm-3b-8k-base"
 """Its token count is in the wrong unit in the compute table (left out, as in the tests)."""
 SETS = ("public", "one", "multi")
@@ -85,7 +85,7 @@ def _job(task: tuple[str, Any, str | None, bool]) -> tuple[str, str, Rows]:
     """One backtest: (set, name, rows)."""
     kind, key, candidate, sized = task
     use_candidate(candidate)
-    from safescale.scaling import backtest, rise_position, synthetic_ladder
+    from safescale.scaling import backtest, rise_position
 
     if kind == "public":
         c, scores = public_table()
@@ -95,21 +95,10 @@ def _job(task: tuple[str, Any, str | None, bool]) -> tuple[str, str, Rows]:
             max_distance=1.0, questions=PUBLIC_QUESTIONS[key] if sized else None,
         )  # fmt: skip
     else:
-        lad = synthetic_ladder(
-            key, n_models=14, n_benchmarks=4 if kind == "multi" else 1,
-            questions=SYNTHETIC_QUESTIONS,
-        )  # fmt: skip
-        chance = float(lad.chance[0])
-        extra = (
-            {"others": lad.scores[:, 1:], "others_chance": lad.chance[1:]}
-            if kind == "multi"
-            else {"loss": lad.loss}
-        )
-        bt = backtest(
-            lad.compute, lad.scores[:, 0], chance=chance, min_train=6, n_boot=20, level=LEVEL,
-            max_cuts=6, max_distance=1.0, questions=SYNTHETIC_QUESTIONS if sized else None,
-            **extra,
-        )  # fmt: skip
+        from tests.scaling._ladders import ladder, run_backtest
+
+        chance = float(ladder(key, kind == "multi").chance[0])
+        bt = run_backtest(key, kind == "multi", sized)
     rows = [
         (
             r.covered,
@@ -189,18 +178,13 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--sets: choose from {', '.join(SETS)}")
     if not 1 <= a.jobs <= 64:
         p.error("--jobs: 1 to 64")
-    if a.candidate is not None and not Path(a.candidate).is_file():
-        p.error(f"--candidate: {a.candidate}: no such file")
     from safescale.scaling import CALIBRATION_SEEDS
 
     try:
         seeds = _seeds(a.seeds)
     except ValueError as exc:
         p.error(f"--seeds: {exc}")
-    try:
-        use_candidate(a.candidate)  # here once, so that a bad file is one line, not a traceback
-    except (ValueError, SyntaxError, ImportError) as exc:
-        p.error(f"--candidate: {exc}")
+    p.candidate(a.candidate)  # here once, so that a bad file is one line, not a traceback
     held = sorted(set(seeds) - set(CALIBRATION_SEEDS))
     if held and not a.held_out:
         p.error(

@@ -5,17 +5,19 @@ real models. For each seed the lab's ``demo`` ladder (16 small Llama models, fou
 four token budgets, one world per seed) is trained, or reused where its folder already holds
 it, and every model is scored on the lab's capability suites:
 
-* ``hazard_proxy``: 48 four-choice questions (accuracy; chance 0.25);
+* ``hazard_proxy``: 48 four-choice questions (accuracy by the lab's own scorer, the one its
+  certificates use; chance 0.25);
 * ``fact_recall``, ``two_hop``, ``arithmetic``, ``induction``: the target is the model's greedy
   continuation (every target token the argmax after the input and the target's earlier
   tokens: what greedy decoding would write first; chance 0).
 
-Each (seed, suite) is then backtested as the calibration tests do (cuts with at least 6
-models below, up to six cuts, predictions up to one decade past the cut, the forecast told
-the suite's size and given the models' validation loss, so the two-step method is offered),
-and the coverage of the chosen method's nominal 90% intervals is printed pooled (with its n
-and a Wilson interval), by distance band, per suite and per method, with the chosen method's
-mean absolute error against the plain logistic's. A suite whose scores do not move over a
+Each (seed, suite) is then backtested with the calibration tests' settings
+(``tests/scaling/_ladders.py``: cuts with at least 6 models below, up to six cuts,
+predictions up to one decade past the cut), the forecast told the suite's size and given the
+models' validation loss, so the two-step method is offered, and the coverage of the chosen
+method's nominal 90% intervals is printed pooled (with its n and a Wilson interval), by
+distance band, per suite and per method, with the chosen method's mean absolute error against
+the plain logistic's. A suite whose scores do not move over a
 ladder (every model at 0, say) has nothing to forecast and is reported as such.
 
     .venv/bin/python scripts/lab_calibration.py --out .safescale/lab-calibration --seeds 0-4
@@ -28,6 +30,7 @@ CPU; the ladders are not certified (a forecast study does not need the planted h
 from __future__ import annotations
 
 import csv
+import io
 import json
 import sys
 import time
@@ -37,8 +40,14 @@ from typing import Any
 
 import numpy as np
 
+from safescale._io import atomic_write_text
+
+# This folder (the shared _study) and the repository root (tests/scaling/_ladders.py).
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _study import Parser, line, use_candidate
+from tests.scaling._ladders import BASELINE, SETTINGS
+
+from _study import Parser, line
 
 SUITES = {
     "hazard_proxy": 0.25,
@@ -49,7 +58,6 @@ SUITES = {
 }
 """The capability suites scored, with their chance level."""
 PRESET = "demo"
-LEVEL = 0.9
 
 
 @dataclass(frozen=True)
@@ -66,35 +74,50 @@ class Prediction:
 
 
 def _score_model(model_dir: Path, corpus: Path) -> dict[str, tuple[int, int]]:
-    """``suite -> (right, questions)`` for one model."""
+    """``suite -> (right, questions)`` for one model: multiple-choice suites by the lab's own
+    scorer (the one its certificates use), the others by whether every target token is the
+    model's argmax (the evaluation engine's ``is_greedy``)."""
     from safescale.evals import LocalModelConfig, LoglikelihoodGroup, encode_pairs, load_local_model
-    from safescale.lab._score import read_jsonl
+    from safescale.lab._score import multiple_choice_accuracy, read_jsonl
 
     lm = load_local_model(LocalModelConfig(model_dir, batch_size=64))
     out: dict[str, tuple[int, int]] = {}
     for suite in SUITES:
-        rows = read_jsonl(corpus / "eval" / f"{suite}.jsonl")
+        path = corpus / "eval" / f"{suite}.jsonl"
+        rows = read_jsonl(path)
         if "choices" in rows[0]:
-            items = [
-                (f"Question: {r['question']}\nAnswer:", [" " + c for c in r["choices"]])
-                for r in rows
-            ]
-        else:
-            items = [(r["input"], [r["target"]]) for r in rows]
-        pairs = encode_pairs(lm.tokenizer, items)
-        groups = [
-            LoglikelihoodGroup(tuple(q[0][0]), tuple(tuple(cont) for _, cont in q)) for q in pairs
-        ]
-        scores = lm.loglikelihood(groups)
-        if "choices" in rows[0]:
-            right = sum(
-                int(max(range(len(s)), key=lambda i, s=s: s[i].logprob) == r["answer"])
-                for s, r in zip(scores, rows, strict=True)
-            )
-        else:
-            right = sum(int(s[0].is_greedy) for s in scores)
+            acc = multiple_choice_accuracy(model_dir, path)
+            out[suite] = (acc.k, acc.n)
+            continue
+        pairs = encode_pairs(lm.tokenizer, [(r["input"], [r["target"]]) for r in rows])
+        groups = [LoglikelihoodGroup(tuple(ctx), (tuple(cont),)) for ((ctx, cont),) in pairs]
+        right = sum(int(s[0].is_greedy) for s in lm.loglikelihood(groups))
         out[suite] = (right, len(rows))
     return out
+
+
+COLUMNS = ("name", "flops", "val_loss", *(f"{s}{x}" for s in SUITES for x in ("", "_n")))
+"""The columns of a seed's ``scores.csv``."""
+
+
+def _read_scores(path: Path) -> list[dict[str, Any]]:
+    """A seed's cached ``scores.csv``, checked: every column, finite numbers, sizes >= 1."""
+    with path.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    if not rows or any(c not in rows[0] for c in COLUMNS):
+        raise ValueError(f"{path}: not a scores.csv of this script (delete it to score again)")
+    for line_no, row in enumerate(rows, start=2):
+        for col in COLUMNS[1:]:
+            try:
+                v = float(row[col])
+            except (TypeError, ValueError):
+                v = float("nan")
+            if not np.isfinite(v) or (col.endswith("_n") and v < 1):
+                raise ValueError(
+                    f"{path}, line {line_no}, {col}: {row[col]!r} is not a count "
+                    "or a finite number (delete the file to score again)"
+                )
+    return rows
 
 
 def ladder_scores(out: Path, seed: int, precision: str) -> list[dict[str, Any]]:
@@ -104,8 +127,7 @@ def ladder_scores(out: Path, seed: int, precision: str) -> list[dict[str, Any]]:
     folder = out / f"seed-{seed}"
     cache = folder / "scores.csv"
     if cache.is_file():
-        with cache.open(newline="") as f:
-            return list(csv.DictReader(f))
+        return _read_scores(cache)
     ladder = train_ladder(
         PRESET, folder, seed=seed, progress=False, precision=precision, certify=False
     )
@@ -118,12 +140,11 @@ def ladder_scores(out: Path, seed: int, precision: str) -> list[dict[str, Any]]:
             row[suite] = k / n
             row[f"{suite}_n"] = n
         rows.append(row)
-    tmp = cache.with_suffix(".tmp")
-    with tmp.open("w", newline="") as f:
-        w = csv.DictWriter(f, fieldnames=list(rows[0]))
-        w.writeheader()
-        w.writerows(rows)
-    tmp.replace(cache)
+    buf = io.StringIO()
+    w = csv.DictWriter(buf, fieldnames=COLUMNS, lineterminator="\r\n")
+    w.writeheader()
+    w.writerows(rows)
+    atomic_write_text(cache, buf.getvalue())
     return rows
 
 
@@ -141,13 +162,10 @@ def backtest_suite(
     if np.ptp(s) * n < 3:  # fewer than three questions' difference over the whole ladder
         return [], f"flat (scores {s.min():.3f}-{s.max():.3f})"
     try:
-        bt = backtest(
-            c, s, chance=SUITES[suite], loss=loss, min_train=6, n_boot=20, level=LEVEL,
-            max_cuts=6, max_distance=1.0, questions=n,
-        )  # fmt: skip
+        bt = backtest(c, s, chance=SUITES[suite], loss=loss, questions=n, **SETTINGS)
     except (UserError, ValueError) as exc:
         return [], str(exc).splitlines()[0]
-    (plain,) = [m for m in bt.methods if m.method == "logistic-4p"]
+    (plain,) = [m for m in bt.methods if m.method == BASELINE]
     base = float(plain.mae.value)
     return [
         Prediction(seed, suite, bt.method, r.distance, bool(r.covered), abs(r.error), base)
@@ -198,20 +216,18 @@ def main(argv: list[str] | None = None) -> int:
         p.error(f"--seeds: {exc}")
     if a.precision not in ("fp32", "bf16"):
         p.error("--precision: fp32 or bf16")
-    out = Path(a.out)
-    if out.exists() and not out.is_dir():
-        p.error(f"--out: {out} is not a folder")
-    if a.candidate is not None and not Path(a.candidate).is_file():
-        p.error(f"--candidate: {a.candidate}: no such file")
-    try:
-        use_candidate(a.candidate)
-    except (ValueError, SyntaxError, ImportError) as exc:
-        p.error(f"--candidate: {exc}")
+    out = p.output(a.out, "--out", folder=True)
+    assert out is not None
+    json_path = p.output(a.json, "--json")
+    p.candidate(a.candidate)
     t0 = time.perf_counter()
     preds: list[Prediction] = []
     skipped: dict[str, str] = {}
     for seed in seeds:
-        rows = ladder_scores(out, seed, a.precision)
+        try:
+            rows = ladder_scores(out, seed, a.precision)
+        except ValueError as exc:  # a damaged scores.csv: one line, nothing written
+            p.error(str(exc))
         print(f"seed {seed}: {len(rows)} models scored ({time.perf_counter() - t0:.0f} s)")
         for suite in SUITES:
             got, why = backtest_suite(seed, suite, rows)
@@ -219,8 +235,8 @@ def main(argv: list[str] | None = None) -> int:
             if why is not None:
                 skipped[f"seed {seed} {suite}"] = why
     report(preds, skipped, seeds)
-    if a.json:
-        Path(a.json).write_text(json.dumps([asdict(x) for x in preds], indent=1) + "\n")
+    if json_path is not None:
+        atomic_write_text(json_path, json.dumps([asdict(x) for x in preds], indent=1) + "\n")
     print(f"({len(seeds)} ladders in {time.perf_counter() - t0:.0f} s)")
     return 0
 

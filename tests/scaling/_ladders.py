@@ -3,10 +3,11 @@
 from collections.abc import Iterable
 from dataclasses import dataclass
 from functools import cache
+from typing import Any
 
 import numpy as np
 
-from safescale.scaling import BacktestResult, backtest, synthetic_ladder
+from safescale.scaling import BacktestResult, Ladder, backtest, synthetic_ladder
 
 QUESTIONS = 1111
 """Each synthetic benchmark's number of questions (``synthetic_ladder``'s default); given to
@@ -17,24 +18,40 @@ BASELINE = "logistic-4p"
 """The plain four-parameter logistic: the method to beat, never chosen."""
 
 
-@cache
-def ladder_backtest(seed: int, multi: bool, sized: bool = False) -> BacktestResult:
+SETTINGS: dict[str, Any] = {
+    "min_train": 6, "n_boot": 20, "level": 0.9, "max_cuts": 6, "max_distance": 1.0,
+}  # fmt: skip
+"""How the calibration tests backtest a ladder: cuts with at least 6 models below, at most six
+cuts, predictions up to one decade past the cut, nominal 90% intervals (the study scripts
+use the same)."""
+
+
+def ladder(seed: int, multi: bool) -> Ladder:
     """14 models over three decades (scores a noisy sigmoid of a noisy loss law, at different
-    stages of their rise). Fit on the models up to a cut, calibrate on those alone, predict
-    every model up to 10x the cut's compute. The multi-benchmark case predicts the target
-    from compute and three other benchmarks (no loss). With ``sized``, the forecasts are told
-    the benchmark's size, as a user can tell them."""
-    lad = synthetic_ladder(seed, n_models=14, n_benchmarks=4 if multi else 1, questions=QUESTIONS)
+    stages of their rise); four benchmarks with ``multi``, else one."""
+    return synthetic_ladder(seed, n_models=14, n_benchmarks=4 if multi else 1, questions=QUESTIONS)
+
+
+def run_backtest(seed: int, multi: bool, sized: bool = False) -> BacktestResult:
+    """Fit on the models up to a cut, calibrate on those alone, predict every model up to 10x
+    the cut's compute. The multi-benchmark case predicts the target from compute and three
+    other benchmarks (no loss). With ``sized``, the forecasts are told the benchmark's size,
+    as a user can tell them."""
+    lad = ladder(seed, multi)
     extra = (
         {"others": lad.scores[:, 1:], "others_chance": lad.chance[1:]}
         if multi
         else {"loss": lad.loss}
     )
     return backtest(
-        lad.compute, lad.scores[:, 0], chance=float(lad.chance[0]), min_train=6, n_boot=20,
-        level=0.9, max_cuts=6, max_distance=1.0, questions=QUESTIONS if sized else None,
-        **extra,
+        lad.compute, lad.scores[:, 0], chance=float(lad.chance[0]),
+        questions=QUESTIONS if sized else None, **SETTINGS, **extra,
     )  # fmt: skip
+
+
+ladder_backtest = cache(run_backtest)
+""":func:`run_backtest`, each ladder once per process (the tests' error model never changes
+within a run; the study scripts, which swap in candidates, call :func:`run_backtest`)."""
 
 
 @dataclass(frozen=True)

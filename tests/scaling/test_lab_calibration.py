@@ -8,13 +8,23 @@ import numpy as np
 import pytest
 
 from safescale.scaling import synthetic_ladder
-from tests._scripts import script_module
+from tests._scripts import SCRIPTS, script_module
+
+SCRIPT_FILE = SCRIPTS / "lab_calibration.py"
 
 
 @pytest.fixture(scope="module")
 def study():
     with script_module("lab_calibration") as module:
         yield module
+
+
+def _refused(study, capsys, args: list[str], says: str) -> None:
+    with pytest.raises(SystemExit) as exc:
+        study.main(args)
+    assert exc.value.code == 2
+    err = capsys.readouterr().err
+    assert says in err and len(err.strip().splitlines()) == 1, err
 
 
 @pytest.mark.parametrize(
@@ -28,11 +38,22 @@ def study():
     ],
 )
 def test_usage_errors_are_one_line_and_exit_two(study, capsys, args, says) -> None:
-    with pytest.raises(SystemExit) as exc:
-        study.main(args)
-    assert exc.value.code == 2
-    err = capsys.readouterr().err
-    assert says in err and len(err.strip().splitlines()) == 1
+    _refused(study, capsys, args, says)
+
+
+def test_bad_paths_and_a_damaged_cache_are_one_line_and_exit_two(study, tmp_path, capsys):
+    out = str(tmp_path)
+    _refused(study, capsys, ["--out", out, "--json", out], "--json: ")
+    _refused(study, capsys, ["--out", str(SCRIPT_FILE)], "--out: ")
+    # A seed's scores.csv damaged: a missing column, then a value that is not finite.
+    cache = tmp_path / "seed-0" / "scores.csv"
+    cache.parent.mkdir()
+    cache.write_text("name,flops\nm0,1\n")
+    _refused(study, capsys, ["--out", out, "--seeds", "0"], "not a scores.csv of this script")
+    cache.write_text(",".join(study.COLUMNS) + "\nm0,nan" + ",1" * (len(study.COLUMNS) - 2) + "\n")
+    says = "line 2, flops: 'nan' is not a count or a finite number"
+    _refused(study, capsys, ["--out", out, "--seeds", "0", "--json", f"{out}/p.json"], says)
+    assert not (tmp_path / "p.json").exists()
 
 
 def _rows(seed: int, suite: str) -> list[dict[str, object]]:

@@ -13,11 +13,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from safescale._errors import UserError
 from safescale.compute import ComputeSummary
 from safescale.policy import Evidence, Interval, Policy, select_evidence, utcnow
+
+if TYPE_CHECKING:
+    from safescale.scaling import CapabilityForecast
 
 MIN_POINTS = 4
 """Fewest ladder models a forecast is fitted on (the sigmoid has up to four free parameters)."""
@@ -89,7 +92,7 @@ def _questions(points: Sequence[LadderPoint]) -> int | None:
     return n if n is not None and 1 <= n <= MAX_QUESTIONS else None
 
 
-def _interval_method(fit: Any) -> str:
+def _interval_method(fit: CapabilityForecast) -> str:
     if fit.calibration is None:
         return "bootstrap prediction interval (ladder too short to calibrate)"
     if not fit.calibration.record_used:

@@ -130,10 +130,11 @@ class Calibration:
     (None: the benchmark's number of questions was not given)."""
     record_used: bool = True
     """False where the scatter is within sampling noise (module doc): the scale is then
-    ``sqrt(s0^2 + v_J)``, ``s0`` the in-sample spread, and the record's growth is not used."""
+    ``sqrt(s0^2 + v_J)``, ``s0`` the models' spread about the method's forecast from compute
+    (:func:`forecast_spread`), and the record's growth is not used."""
     spread_dof: float | None = None
-    """Degrees of freedom of the in-sample spread (``n - 2``), the t's where the record is set
-    aside (None: the record's, :attr:`dof`)."""
+    """Degrees of freedom of that spread (``n - 2``), the t's where the record is set aside
+    (None: the record's, :attr:`dof`)."""
 
     @property
     def n_effective(self) -> float:
