@@ -64,6 +64,37 @@ def test_closed_loop_clients_fill_batches(batches: list[int]) -> None:
     assert batches.count(6) >= 7 and len(batches) <= 13, batches
 
 
+def test_clients_back_before_the_engine_counts_them_are_not_waited_for(
+    batches: list[int],
+) -> None:
+    # The fastest clients: each sends its next request from its answer's callback, which runs
+    # on the engine's thread as the answer is handed out, before the engine counts what to
+    # wait for. Counted then, they would be expected twice (the answered ones and the same
+    # ones queued again) and every batch would wait out the window (5 s).
+    engine = BatchEngine(object(), batch_size=64, gather=5.0)  # type: ignore[arg-type]
+    done = threading.Event()
+    left = {"requests": 4 * 6}
+
+    def send(_: Any = None) -> None:
+        if left["requests"] == 0:
+            done.set()
+            return
+        left["requests"] -= 1
+        future, _ = engine.submit([SequenceRequest((1, 2, 3))])
+        future.add_done_callback(send)
+
+    try:
+        t0 = time.perf_counter()
+        for _ in range(4):
+            send()
+        assert done.wait(timeout=30)
+        wall = time.perf_counter() - t0
+    finally:
+        engine.close()
+    assert wall < 4.0, (wall, batches)
+    assert batches.count(4) >= 4, batches
+
+
 def test_a_lone_client_never_waits(batches: list[int]) -> None:
     engine = BatchEngine(object(), batch_size=64, gather=5.0)  # type: ignore[arg-type]
     try:

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import gc
 import hmac
 import json
 import logging
@@ -150,7 +151,14 @@ class ModelServer:
         return self
 
     def serve_forever(self) -> None:
-        """Serve in this thread until interrupted (Ctrl-C or SIGTERM)."""
+        """Serve in this thread until interrupted (Ctrl-C or SIGTERM).
+
+        The process is the server's own: what is loaded by now (the model, its tokenizer, the
+        libraries: about half a million objects) lives as long as it does, so it is moved out
+        of the cycle collector's reach. A full collection then no longer walks it (0.26 s on
+        the benchmark's 4-layer model, a pause every request in flight would wait out).
+        """
+        gc.freeze()
         try:
             self._server.run(sockets=[self._sock])
         finally:

@@ -308,12 +308,29 @@ def _hits_stop(lm: LocalLM, tokens: Sequence[TokenLogprob], stop: Sequence[str])
     return any(s and s in text for s in stop)
 
 
+class Cancel:
+    """What stops a request's rows at their next step once its client goes away: set once, read
+    by the engine between steps. Nothing waits on it, so it is a plain flag (a
+    ``threading.Event`` costs a lock and a condition for every request)."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
 @dataclass(eq=False)
 class _Job:
     reqs: list[SequenceRequest]
     future: concurrent.futures.Future[list[SequenceResult]]
     on_step: StepCallback | None
-    cancel: threading.Event
+    cancel: Cancel
     stepped: bool = False
     """Whether an event has been passed to ``on_step``."""
 
@@ -373,9 +390,9 @@ class BatchEngine:
 
     def submit(
         self, reqs: list[SequenceRequest], on_step: StepCallback | None = None
-    ) -> tuple[concurrent.futures.Future[list[SequenceResult]], threading.Event]:
-        """Queue one request's rows; returns their future and an event that cancels them."""
-        job = _Job(reqs, concurrent.futures.Future(), on_step, threading.Event())
+    ) -> tuple[concurrent.futures.Future[list[SequenceResult]], Cancel]:
+        """Queue one request's rows; returns their future and the flag that cancels them."""
+        job = _Job(reqs, concurrent.futures.Future(), on_step, Cancel())
         with self._cond:
             self._jobs.append(job)
             self._rows += len(reqs)
@@ -434,11 +451,17 @@ class BatchEngine:
                     jobs.append(job)
                     rows += len(job.reqs)
                 self._rows -= rows
-            self._run(jobs)
+            settle = self._run(jobs)
+            # Counted before the answers go out: once they do, the answered clients' next
+            # requests may be queued before this thread takes the lock again (the event loop
+            # can hold the interpreter for a switch interval), and counting them twice would
+            # have the worker wait for requests that never come.
             with self._cond:
                 self._expected = min(len(jobs) + len(self._jobs), self.batch_size)
+            settle()
 
-    def _run(self, jobs: list[_Job]) -> None:
+    def _run(self, jobs: list[_Job]) -> Callable[[], None]:
+        """Run the jobs' rows; returns the call that hands each job its results."""
         jobs = [j for j in jobs if j.future.set_running_or_notify_cancel()]
         rows = [(j, i) for j in jobs for i in range(len(j.reqs))]
         rows.sort(key=lambda ji: -len(ji[0].reqs[ji[1]].prompt))  # little padding per batch
@@ -490,8 +513,12 @@ class BatchEngine:
                     continue
                 for i, res in zip(mine, alone, strict=True):
                     results[id(j), i] = res
-        for j in jobs:
-            if id(j) in failed:
-                j.future.set_exception(failed[id(j)])
-            else:
-                j.future.set_result([results[id(j), i] for i in range(len(j.reqs))])
+
+        def settle() -> None:
+            for j in jobs:
+                if id(j) in failed:
+                    j.future.set_exception(failed[id(j)])
+                else:
+                    j.future.set_result([results[id(j), i] for i in range(len(j.reqs))])
+
+        return settle

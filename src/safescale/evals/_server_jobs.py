@@ -13,7 +13,6 @@ import concurrent.futures
 import json
 import logging
 import random
-import threading
 import time
 import weakref
 from collections.abc import AsyncIterator, Iterable, Sequence
@@ -33,6 +32,7 @@ from safescale.evals._server_api import (
 )
 from safescale.evals._server_engine import (
     BatchEngine,
+    Cancel,
     PromptScored,
     SequenceRequest,
     SequenceResult,
@@ -413,7 +413,7 @@ class Submitted:
     """A job in the engine: its future, what cancels it, and (streaming) its token events."""
 
     future: concurrent.futures.Future[list[SequenceResult]]
-    cancel: threading.Event
+    cancel: Cancel
     events: asyncio.Queue[tuple[int, TokenLogprob | PromptScored] | None] | None = None
 
 
