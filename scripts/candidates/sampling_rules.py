@@ -10,6 +10,9 @@ chosen one (docs/scaling.md, "Scatter within sampling noise"). Chosen by environ
   jackknife are combined);
 * ``SAMPLING_FLOOR``: ``1`` (only a ladder whose best model has left its floor, as the
   package does) or ``0`` (any ladder);
+* ``SAMPLING_RISE``: how far up its rise (0 to 1) a ladder's best model must be for the floor
+  rule to count it as having left its floor (the package's ``EDGE_OF_RISE``, 0.1, until
+  2026-12-05; 0.5, the sigmoid's midpoint, since);
 * ``SAMPLING_DOF``: ``record`` (the t keeps the record's degrees of freedom, as every variant
   was scored before the t took the spread's) or ``spread`` (the in-sample spread's
   ``n - 2``, as the package does since);
@@ -37,6 +40,7 @@ from safescale.scaling._methods import Predictor, ScoreData
 TEST, _, LEVEL = os.environ.get("SAMPLING_TEST", "chi2:0.95").partition(":")
 COMBINE = os.environ.get("SAMPLING_COMBINE", "sum")
 FLOOR = os.environ.get("SAMPLING_FLOOR", "1") == "1"
+RISE = float(os.environ.get("SAMPLING_RISE", str(EDGE_OF_RISE)))
 DOF = os.environ.get("SAMPLING_DOF", "record")
 SPREAD = os.environ.get("SAMPLING_SPREAD", "space")
 if (
@@ -72,7 +76,7 @@ def sampling_only(
     k = len(data.score) - 2
     limit = float(chi2.ppf(float(LEVEL), k)) / k if TEST == "chi2" else float(LEVEL)
     left = (float(np.max(data.score)) - data.chance) / (data.ceiling - data.chance)
-    if k >= 1 and (left >= EDGE_OF_RISE or not FLOOR) and phi <= limit:
+    if k >= 1 and (left >= RISE or not FLOOR) and phi <= limit:
         # "max": growth 0 with the record kept is sqrt(max(s0^2, v_J)) in Calibration.scale
         aside = COMBINE == "sum"
         s0 = max(sigma, 1e-6)
