@@ -21,6 +21,22 @@ def line(name: str, hits: list[bool], width: int = 24) -> str:
     return f"  {name:<{width}} {k / n:.3f} [{float(w.lo):.3f}, {float(w.hi):.3f}] n={n}"
 
 
+def seed_list(text: str, example: str, most: int) -> list[int]:
+    """Seeds written as ranges and single seeds joined by commas (``200-231,300``), each range
+    of at most ``most`` seeds from 0; a ValueError that shows ``example`` otherwise."""
+    out: list[int] = []
+    for part in text.split(","):
+        lo, _, hi = part.partition("-")
+        try:
+            a, b = int(lo), int(hi or lo)
+        except ValueError:
+            raise ValueError(f"{text!r}: write seeds as e.g. {example}") from None
+        if a < 0 or b < a or b - a >= most:
+            raise ValueError(f"{part!r}: a range low-high of at most {most} seeds from 0")
+        out += range(a, b + 1)
+    return out
+
+
 class Parser(argparse.ArgumentParser):
     """An argument parser whose usage errors are one line and exit status 2, as every
     safescale command's are."""

@@ -40,7 +40,7 @@ import numpy as np
 # This folder (the shared _study) and the repository root (tests/scaling/_ladders.py).
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _study import Parser, line, use_candidate
+from _study import Parser, line, seed_list, use_candidate
 
 DATA = Path(__file__).resolve().parents[1] / "tests" / "scaling" / "data"
 PUBLIC_CHANCE = {
@@ -95,10 +95,11 @@ def _job(task: tuple[str, Any, str | None, bool]) -> tuple[str, str, Rows]:
             max_distance=1.0, questions=PUBLIC_QUESTIONS[key] if sized else None,
         )  # fmt: skip
     else:
-        from tests.scaling._ladders import ladder, run_backtest
+        from tests.scaling._ladders import backtest_ladder, ladder
 
-        chance = float(ladder(key, kind == "multi").chance[0])
-        bt = run_backtest(key, kind == "multi", sized)
+        lad = ladder(key, kind == "multi")
+        chance = float(lad.chance[0])
+        bt = backtest_ladder(lad, sized)
     rows = [
         (
             r.covered,
@@ -109,20 +110,6 @@ def _job(task: tuple[str, Any, str | None, bool]) -> tuple[str, str, Rows]:
         for r in bt.rows
     ]
     return kind, str(key), rows
-
-
-def _seeds(text: str) -> list[int]:
-    out: list[int] = []
-    for part in text.split(","):
-        lo, _, hi = part.partition("-")
-        try:
-            a, b = int(lo), int(hi or lo)
-        except ValueError:
-            raise ValueError(f"{text!r}: write seeds as e.g. 200-231,300") from None
-        if a < 0 or b < a or b - a > 999:
-            raise ValueError(f"{part!r}: a range low-high of at most 1000 seeds from 0")
-        out += range(a, b + 1)
-    return out
 
 
 def report(kind: str, results: list[tuple[str, Rows]]) -> None:
@@ -181,7 +168,7 @@ def main(argv: list[str] | None = None) -> int:
     from safescale.scaling import CALIBRATION_SEEDS
 
     try:
-        seeds = _seeds(a.seeds)
+        seeds = seed_list(a.seeds, "200-231,300", most=1000)
     except ValueError as exc:
         p.error(f"--seeds: {exc}")
     p.candidate(a.candidate)  # here once, so that a bad file is one line, not a traceback

@@ -47,7 +47,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from tests.scaling._ladders import BASELINE, SETTINGS
 
-from _study import Parser, line
+from _study import Parser, line, seed_list
 
 SUITES = {
     "hazard_proxy": 0.25,
@@ -191,17 +191,6 @@ def report(preds: list[Prediction], skipped: dict[str, str], seeds: list[int]) -
         print(f"  no forecast for {key}: {why}")
 
 
-def _seeds(text: str) -> list[int]:
-    lo, _, hi = text.partition("-")
-    try:
-        a, b = int(lo), int(hi or lo)
-    except ValueError:
-        raise ValueError(f"{text!r}: write seeds as e.g. 0-4") from None
-    if a < 0 or b < a or b - a >= 50:
-        raise ValueError(f"{text!r}: a range low-high of at most 50 seeds from 0")
-    return list(range(a, b + 1))
-
-
 def main(argv: list[str] | None = None) -> int:
     p = Parser(prog="lab_calibration", description=(__doc__ or "").split("\n\n")[0])
     p.add_argument("--out", required=True, help="folder of the trained ladders (reused)")
@@ -211,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--candidate", help="a Python file defining calibrate() or sampling_only()")
     a = p.parse_args(argv)
     try:
-        seeds = _seeds(a.seeds)
+        seeds = seed_list(a.seeds, "0-4", most=50)
     except ValueError as exc:
         p.error(f"--seeds: {exc}")
     if a.precision not in ("fp32", "bf16"):

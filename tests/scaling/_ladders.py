@@ -33,14 +33,18 @@ def ladder(seed: int, multi: bool) -> Ladder:
 
 
 def run_backtest(seed: int, multi: bool, sized: bool = False) -> BacktestResult:
+    """:func:`backtest_ladder` of the ladder of ``seed``."""
+    return backtest_ladder(ladder(seed, multi), sized)
+
+
+def backtest_ladder(lad: Ladder, sized: bool = False) -> BacktestResult:
     """Fit on the models up to a cut, calibrate on those alone, predict every model up to 10x
-    the cut's compute. The multi-benchmark case predicts the target from compute and three
-    other benchmarks (no loss). With ``sized``, the forecasts are told the benchmark's size,
-    as a user can tell them."""
-    lad = ladder(seed, multi)
+    the cut's compute. A ladder of several benchmarks predicts the first from compute and the
+    others (no loss); one of a single benchmark, from compute and loss. With ``sized``, the
+    forecasts are told the benchmark's size, as a user can tell them."""
     extra = (
         {"others": lad.scores[:, 1:], "others_chance": lad.chance[1:]}
-        if multi
+        if lad.scores.shape[1] > 1
         else {"loss": lad.loss}
     )
     return backtest(
@@ -51,7 +55,7 @@ def run_backtest(seed: int, multi: bool, sized: bool = False) -> BacktestResult:
 
 ladder_backtest = cache(run_backtest)
 """:func:`run_backtest`, each ladder once per process (the tests' error model never changes
-within a run; the study scripts, which swap in candidates, call :func:`run_backtest`)."""
+within a run; the study scripts, which swap in candidates, call :func:`backtest_ladder`)."""
 
 
 @dataclass(frozen=True)

@@ -300,8 +300,9 @@ def fit_capability(
     data = ScoreData(c, s, columns.get("loss"), chance, ceiling, oth, oth_chance)
     floors = {name: fit.sigma for name, fit in spaces.items()}
     chosen, cal, tried = _choose(data, method, floors, calibrate_intervals, max_cuts)
-    point = fit_method(chosen, data) if cal is not None else None
-    if cal is not None and point is not None:
+    point = None
+    if cal is not None:
+        point = fit_method(chosen, data)
         cal = sampling_only(cal, data, point, questions)
     # Uncalibrated, a forecast with a loss is the two-step bootstrap, unless another method
     # was asked for by name (then the sigmoid in log compute is bootstrapped).
