@@ -147,9 +147,10 @@ def run_batch(
                 scored[own[b]] if b in own else ()
             )
             keep_k = r.prompt_logprobs
-            prompt_lps[b] = tuple(
-                t if len(t.top) <= keep_k else TokenLogprob(t.token, t.logprob, t.top[:keep_k])
-                for t in parts
+            prompt_lps[b] = (
+                parts  # as computed: no row of the batch asked for more alternatives
+                if keep_k >= k
+                else tuple(TokenLogprob(t.token, t.logprob, t.top[:keep_k]) for t in parts)
             )
         if on_step is not None:
             for b, lps in enumerate(prompt_lps):
