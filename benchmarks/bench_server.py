@@ -27,6 +27,11 @@ Then the same at 8 clients with a larger model (:data:`LARGER`, 8 layers, 512 wi
 as a second row beside the first: the server's fixed cost per request (HTTP, validation, the
 answer's JSON, the clients' own) is about the same, the compute per request about 8 times.
 Both rows are held to the target.
+
+At 8 clients the scoring rounds also report where the CPU goes, per request: the server's
+event loop (HTTP, validation, the answer's JSON), its other threads (the engine), and the
+clients (read from ``/proc``; Linux only). The server's two threads share one interpreter lock,
+so their sum is about its wall time; what is left is the server waiting for the clients.
 """
 
 from __future__ import annotations
@@ -135,12 +140,23 @@ def _run(layers: int, hidden: int, concurrency: tuple[int, ...], burst: bool) ->
             best: dict[tuple[str, int], dict[str, Any]] = {}
             bursts: list[tuple[int, float]] = []
             engine: dict[int, float] = {}
+            cpu = {"loop": 0, "engine": 0, "clients": 0, "wall": 0.0, "n": 0}
             checks = True
             for _ in range(ROUNDS):
                 for c in concurrency:
                     score_reqs = next(fresh)
                     ref_s, ref_ll = in_process_score(c, score_reqs)
+                    before, mine = _thread_cpu_ns(proc.pid), time.process_time_ns()
                     srv = _run_clients(url, [_score_body(x, y) for x, y in score_reqs], c)
+                    after = _thread_cpu_ns(proc.pid)
+                    if c == 8 and before and after:
+                        cpu["loop"] += after.get(proc.pid, 0) - before.get(proc.pid, 0)
+                        cpu["engine"] += sum(
+                            v - before.get(t, 0) for t, v in after.items() if t != proc.pid
+                        )
+                        cpu["clients"] += time.process_time_ns() - mine
+                        cpu["wall"] += srv["wall"]
+                        cpu["n"] += len(score_reqs)
                     got = [
                         sum(r["choices"][0]["logprobs"]["token_logprobs"][len(x) : -1])
                         for r, (x, _) in zip(srv["bodies"], score_reqs, strict=True)
@@ -184,6 +200,14 @@ def _run(layers: int, hidden: int, concurrency: tuple[int, ...], burst: bool) ->
                 f"{'':<10} {c:>2} clients: the server's engine in process on the same API requests "
                 f"{n / engine[c]:7.1f} req/s: serve-model over it {r['server'] / engine[c]:.2f}x"
             )
+        if kind == "scoring" and c == 8 and cpu["n"]:
+            per = {k: cpu[k] / cpu["n"] / 1e6 for k in ("loop", "engine", "clients")}
+            print(
+                f"{'':<10} {c:>2} clients: CPU a request: serve-model's event loop "
+                f"{per['loop']:.3f} ms, its other threads (the engine) {per['engine']:.3f} ms (in process "
+                f"{engine[c] / n * 1e3:.3f} ms), the clients {per['clients']:.3f} ms; "
+                f"wall {cpu['wall'] / cpu['n'] * 1e3:.3f} ms a request"
+            )
     for failures, wall in bursts:
         print(
             f"{BURST} clients at once: {failures} failed, all answered in {wall:.2f} s (target: 0 failed)"
@@ -209,6 +233,21 @@ def _keep(best: dict[Any, Any], key: Any, ref: float, srv: dict[str, Any]) -> No
         if now["server"] < old["server"]:
             now["ref"] = old["ref"]
             best[key] = now
+
+
+def _thread_cpu_ns(pid: int) -> dict[int, int]:
+    """CPU time (ns) of each thread of process ``pid`` (thread id -> ns), from Linux's
+    ``/proc``; empty where there is none."""
+    out: dict[int, int] = {}
+    task = Path(f"/proc/{pid}/task")
+    if not task.is_dir():
+        return out
+    for t in task.iterdir():
+        try:
+            out[int(t.name)] = int((t / "schedstat").read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            continue  # a thread that ended meanwhile
+    return out
 
 
 def _score_body(ctx: list[int], cont: list[int]) -> dict[str, Any]:
