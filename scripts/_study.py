@@ -22,8 +22,9 @@ def line(name: str, hits: list[bool], width: int = 24) -> str:
 
 
 def seed_list(text: str, example: str, most: int) -> list[int]:
-    """Seeds written as ranges and single seeds joined by commas (``200-231,300``), each range
-    of at most ``most`` seeds from 0; a ValueError that shows ``example`` otherwise."""
+    """Seeds written as ranges and single seeds joined by commas (``200-231,300``), at most
+    ``most`` seeds from 0 in all, none twice (a seed counted twice would weigh twice in the
+    pooled figures); a ValueError that shows ``example`` otherwise."""
     out: list[int] = []
     for part in text.split(","):
         lo, _, hi = part.partition("-")
@@ -34,6 +35,11 @@ def seed_list(text: str, example: str, most: int) -> list[int]:
         if a < 0 or b < a or b - a >= most:
             raise ValueError(f"{part!r}: a range low-high of at most {most} seeds from 0")
         out += range(a, b + 1)
+        if len(out) > most:
+            raise ValueError(f"{text!r}: at most {most} seeds in all")
+    twice = next((x for i, x in enumerate(out) if x in out[:i]), None)
+    if twice is not None:
+        raise ValueError(f"{text!r}: seed {twice} is given twice")
     return out
 
 

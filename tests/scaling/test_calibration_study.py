@@ -25,6 +25,7 @@ def _pooled(out: str, kind: str) -> float:
         (["--seeds", "1040"], "1040 is not a calibration seed"),
         (["--seeds", "2x0"], "--seeds: '2x0': write seeds as"),
         (["--seeds", "300-200"], "a range low-high"),
+        (["--seeds", "200-203,201"], "seed 201 is given twice"),
         (["--jobs", "0"], "--jobs: 1 to 64"),
         (["--candidate", "no/such/file.py"], "--candidate: no/such/file.py: no such file"),
     ],

@@ -34,6 +34,8 @@ def _refused(study, capsys, args: list[str], says: str) -> None:
         (["--out", "x", "--seeds", "a-b"], "--seeds: 'a-b': write seeds as e.g. 0-4"),
         (["--out", "x", "--seeds", "4-0"], "a range low-high"),
         (["--out", "x", "--seeds", "0-99"], "at most 50 seeds"),
+        (["--out", "x", "--seeds", "0-29,30-59"], "at most 50 seeds in all"),
+        (["--out", "x", "--seeds", "0-4,3"], "seed 3 is given twice"),
         (["--out", "x", "--precision", "fp8"], "--precision: fp32 or bf16"),
     ],
 )
