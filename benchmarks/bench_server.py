@@ -146,10 +146,12 @@ def _run(layers: int, hidden: int, concurrency: tuple[int, ...], burst: bool) ->
                 for c in concurrency:
                     score_reqs = next(fresh)
                     ref_s, ref_ll = in_process_score(c, score_reqs)
-                    before, mine = _thread_cpu_ns(proc.pid), time.process_time_ns()
+                    watch = c == 8  # where the CPU goes: reported at 8 clients
+                    before = _thread_cpu_ns(proc.pid) if watch else {}
+                    mine = time.process_time_ns()
                     srv = _run_clients(url, [_score_body(x, y) for x, y in score_reqs], c)
-                    after = _thread_cpu_ns(proc.pid)
-                    if c == 8 and before and after:
+                    after = _thread_cpu_ns(proc.pid) if watch else {}
+                    if before and after:
                         cpu["loop"] += after.get(proc.pid, 0) - before.get(proc.pid, 0)
                         cpu["engine"] += sum(
                             v - before.get(t, 0) for t, v in after.items() if t != proc.pid
