@@ -89,6 +89,7 @@ def _run(layers: int, hidden: int, concurrency: tuple[int, ...], burst: bool) ->
             root / "model", hidden=hidden, layers=layers, heads=4, vocab=2048, steps=5
         )
         lm = load_local_model(LocalModelConfig(model, batch_size=64))
+        vocab = lm.model.config.vocab_size  # the tokenizer's, trained on the lab corpus
         import json
 
         # Fresh questions for every measurement, numbered so that no two share a start: the
@@ -183,7 +184,7 @@ def _run(layers: int, hidden: int, concurrency: tuple[int, ...], burst: bool) ->
 
     print(
         f"torch threads 1; best of {ROUNDS} rounds; server batch size 64; model {layers}x{hidden}, "
-        f"vocab 2048; load average {os.getloadavg()[0]:.1f}"
+        f"vocab {vocab}; load average {os.getloadavg()[0]:.1f}"
     )
     ok = True
     for (kind, c), r in best.items():

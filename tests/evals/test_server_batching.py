@@ -118,9 +118,88 @@ def test_a_request_after_a_pause_runs_at_once(batches: list[int]) -> None:
         engine.close()
 
 
-def _raw(srv: ModelServer, request: bytes) -> bytes:
+def test_clients_that_stop_hold_the_last_request_briefly_not_for_the_window(
+    batches: list[int],
+) -> None:
+    # After closed-loop rounds the engine has seen its clients come back within milliseconds:
+    # when all but one stop (the end of an evaluation), the last request waits about twice
+    # that, not the whole window (3 s here).
+    engine = BatchEngine(object(), batch_size=64, gather=3.0)  # type: ignore[arg-type]
+    try:
+        _closed_loop(engine, clients=4, rounds=5)
+        t0 = time.perf_counter()
+        future, _ = engine.submit([SequenceRequest((1, 2, 3))])
+        future.result(timeout=30)
+        waited = time.perf_counter() - t0
+    finally:
+        engine.close()
+    assert waited < 1.0, (waited, batches)
+
+
+def _address(srv: ModelServer) -> tuple[str, int]:
     host, port = srv.base_url.split("//")[1].split("/")[0].rsplit(":", 1)
-    with socket.create_connection((host, int(port)), timeout=10) as s:
+    return host, int(port)
+
+
+_SCORE = json.dumps({"prompt": [1, 2, 3], "max_tokens": 1}).encode()
+_REQUEST = (
+    b"POST /v1/completions HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % len(_SCORE) + _SCORE
+)
+
+
+@pytest.mark.parametrize("http", ["httptools", "h11"])
+def test_clients_that_connect_together_are_batched_together(
+    model_dir: Path, batches: list[int], monkeypatch: pytest.MonkeyPatch, http: str
+) -> None:
+    # Each client sends its first request once connected; the first to arrive waits for those
+    # connected with it (up to FIRST_REQUEST_SECONDS, 2 s here, and the engine's window)
+    # instead of running alone.
+    if http == "httptools":
+        pytest.importorskip("httptools")
+    monkeypatch.setattr(engine_module, "FIRST_REQUEST_SECONDS", 2.0)
+    lm = load_local_model(LocalModelConfig(model_dir))
+    srv = ModelServer(lm, name="tiny", port=0, http=http)  # type: ignore[arg-type]
+    srv.engine.gather = 5.0  # no request waits longer in the queue than this either
+    srv.start()
+    conns = []
+    try:
+        conns = [socket.create_connection(_address(srv), timeout=30) for _ in range(4)]
+        time.sleep(0.2)  # all four accepted
+        for c in conns:
+            c.sendall(_REQUEST)
+            time.sleep(0.1)  # far apart: without the wait, each would run alone
+        for c in conns:
+            assert c.recv(65536).startswith(b"HTTP/1.1 200")
+    finally:
+        for c in conns:
+            c.close()
+        srv.close()
+    assert batches == [4]
+
+
+def test_a_connection_that_sends_nothing_holds_others_back_briefly(
+    model_dir: Path, batches: list[int], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine_module, "FIRST_REQUEST_SECONDS", 0.5)
+    lm = load_local_model(LocalModelConfig(model_dir))
+    srv = ModelServer(lm, name="tiny", port=0)
+    srv.engine.gather = 5.0
+    srv.start()
+    try:
+        with socket.create_connection(_address(srv), timeout=30):
+            time.sleep(0.05)
+            t0 = time.perf_counter()
+            out = _raw(srv, _REQUEST.replace(b"Host: x", b"Host: x\r\nConnection: close"))
+            waited = time.perf_counter() - t0
+    finally:
+        srv.close()
+    assert out.startswith(b"HTTP/1.1 200")
+    # Held back until the silent connection's half second was up, and no longer.
+    assert 0.3 < waited < 3.0, waited
+
+
+def _raw(srv: ModelServer, request: bytes) -> bytes:
+    with socket.create_connection(_address(srv), timeout=10) as s:
         s.sendall(request)
         out = b""
         while chunk := s.recv(65536):

@@ -119,7 +119,7 @@ class ModelServer:
             # Nothing here reads the client's address or scheme: no X-Forwarded-* rewriting
             # (a middleware layer on every request).
             proxy_headers=False,
-            http=_http_protocol(http),
+            http=_http_protocol(http, self.engine),
         )
         self._server = uvicorn.Server(config)
         self._thread: threading.Thread | None = None
@@ -206,10 +206,11 @@ def bind_socket(host: str, port: int, backlog: int = BACKLOG) -> socket.socket:
     return sock
 
 
-def _http_protocol(parser: HttpParser = "auto") -> Any:
+def _http_protocol(parser: HttpParser = "auto", engine: BatchEngine | None = None) -> Any:
     """uvicorn's protocol for ``parser`` (``auto``: httptools when it is installed, else h11),
     answering a malformed request (``Content-Length: abc``) with a JSON 400 that says what was
-    wrong, instead of a bare text line."""
+    wrong, instead of a bare text line; a new connection's first request is announced to
+    ``engine`` as on its way (:meth:`~safescale.evals._server_engine.BatchEngine.connected`)."""
     if parser != "h11":
         try:
             import httptools  # noqa: F401
@@ -223,8 +224,8 @@ def _http_protocol(parser: HttpParser = "auto") -> Any:
                     )
                 ) from None
         else:
-            return _httptools_protocol()
-    return _h11_protocol()
+            return _httptools_protocol(engine)
+    return _h11_protocol(engine)
 
 
 REQUEST_READ_SECONDS = 30.0
@@ -247,11 +248,22 @@ def _closing_response(status: int, reason: bytes, message: str) -> bytes:
 
 
 class _ReadDeadline:
-    """A timer on reading one request (mixed into uvicorn's protocols)."""
+    """A timer on reading one request, and a new connection's first request announced to the
+    engine (mixed into uvicorn's protocols)."""
 
     loop: Any
     transport: Any
+    client: Any
     _read_timer: Any = None
+    batch_engine: BatchEngine | None = None
+
+    def _connected(self) -> None:
+        if self.batch_engine is not None:
+            self.batch_engine.connected(self.client)
+
+    def _gone(self) -> None:
+        if self.batch_engine is not None:
+            self.batch_engine.first_request(self.client)
 
     def _arm(self) -> None:
         self._disarm()
@@ -297,7 +309,7 @@ def _bad_request_body(detail: str) -> bytes:
     return json.dumps(ApiError(400, f"malformed HTTP request ({detail})", param).body()).encode()
 
 
-def _httptools_protocol() -> Any:
+def _httptools_protocol(engine: BatchEngine | None) -> Any:
     import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
@@ -306,9 +318,11 @@ def _httptools_protocol() -> Any:
             super().connection_made(transport)
             if not self._over_capacity(self.connections):
                 self._arm()  # a connection that never sends a request is closed too
+                self._connected()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            self._gone()
             super().connection_lost(exc)
 
         def on_message_begin(self) -> None:
@@ -330,10 +344,11 @@ def _httptools_protocol() -> Any:
             )
             self.transport.close()
 
+    Protocol.batch_engine = engine
     return Protocol
 
 
-def _h11_protocol() -> Any:
+def _h11_protocol(engine: BatchEngine | None) -> Any:
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
@@ -342,9 +357,11 @@ def _h11_protocol() -> Any:
             super().connection_made(transport)
             if not self._over_capacity(self.connections):
                 self._arm()
+                self._connected()
 
         def connection_lost(self, exc: Exception | None) -> None:
             self._disarm()
+            self._gone()
             super().connection_lost(exc)
 
         def data_received(self, data: bytes) -> None:
@@ -367,6 +384,7 @@ def _h11_protocol() -> Any:
                 self.transport.write(self.conn.send(event))
             self.transport.close()
 
+    Protocol.batch_engine = engine
     return Protocol
 
 
@@ -517,6 +535,7 @@ def build_app(state: ServerState) -> Any:
         request: Request, kind: type[CompletionRequest] | type[ChatRequest]
     ) -> Response:
         arrival = state.engine.arriving()  # the engine may wait to batch it with others
+        state.engine.first_request(request.scope.get("client"))  # announced now, if it was
         try:
             authorize(request)
             req = parse(kind, await body(request))
@@ -600,13 +619,16 @@ def build_app(state: ServerState) -> Any:
             await app(scope, receive, send)
             return
         request = Request(scope, receive)
+        kind = direct.get(scope["path"]) if scope["method"] == "POST" else None
+        if kind is None:  # a new connection's first request, if it is, is none for the engine
+            state.engine.first_request(scope.get("client"))
         if state.api_key is not None:  # every route, unknown ones too, needs the key
             try:
                 authorize(request)
             except ApiError as exc:
+                state.engine.first_request(scope.get("client"))
                 await error(exc)(scope, receive, send)
                 return
-        kind = direct.get(scope["path"]) if scope["method"] == "POST" else None
         if kind is None:
             await app(scope, receive, send)
             return

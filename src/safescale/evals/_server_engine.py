@@ -32,8 +32,22 @@ from safescale.evals._server_prefill import eos_ids, prefill
 
 GATHER_SECONDS = 0.03
 """The longest the worker, once free, waits to fill a batch: for requests being read (see
-:meth:`BatchEngine.expect`) and for the next requests of the clients its last batch answered.
+:meth:`BatchEngine.arriving`) and for the next requests of the clients its last batch answered.
 It never waits when none is on its way (a lone client, a request after a pause)."""
+
+RETURN_WAIT_MIN = 0.01
+"""The least the worker waits for the clients its last batch answered, once it has seen how
+long they take (see :meth:`BatchEngine._return_wait`)."""
+
+RETURNS_KEPT = 16
+"""Batches whose clients' return times set that wait."""
+
+FIRST_REQUEST_SECONDS = 0.005
+"""How long a client that has just connected counts as a request on its way (see
+:meth:`BatchEngine.arriving`): a client sends its request as soon as it is connected, so
+clients that connect together (the start of an evaluation) have their first requests batched
+together instead of the first run alone and the rest after it. A connection that sends nothing
+holds a batch back this long at most."""
 
 FinishReason = Literal["stop", "length"]
 
@@ -332,6 +346,8 @@ class _Job:
     future: concurrent.futures.Future[list[SequenceResult]]
     on_step: StepCallback | None
     cancel: Cancel
+    queued: float = 0.0
+    """When it was submitted (``time.monotonic``)."""
     stepped: bool = False
     """Whether an event has been passed to ``on_step``."""
 
@@ -365,22 +381,42 @@ class BatchEngine:
         self._cond = threading.Condition()
         self._jobs: deque[_Job] = deque()
         self._rows = 0  # rows of the queued jobs
-        self._arrivals: dict[int, float] = {}  # requests being read: token -> when they began
+        self._arrivals: dict[int, float] = {}  # requests on their way: token -> until when
         self._next_arrival = 0
+        self._first: dict[object, int] = {}  # new connections' first requests: peer -> token
         self._expected = 0  # jobs the gathering worker waits for (see _work)
+        self._free_until = 0.0  # when the worker stops waiting for them
+        self._free_at = 0.0  # when the worker last became free
+        self._missing = 0  # answered clients not back since then
+        self._returns: deque[float] = deque(maxlen=RETURNS_KEPT)  # how long they took
         self._closing = False
         self._thread = threading.Thread(target=self._work, name="serve-model-engine", daemon=True)
         self._thread.start()
 
-    def arriving(self) -> int:
-        """Announce a request being read; returns the token to pass to :meth:`arrived`. While
-        one is on its way, the worker waits for it (up to ``gather`` seconds) to run it in the
-        same batch; one that began more than ``gather`` seconds ago (a stalled upload) is no
-        longer waited for."""
+    def arriving(self, within: float | None = None) -> int:
+        """Announce a request being read (or, with ``within``, one expected within that many
+        seconds: a client that has just connected); returns the token to pass to
+        :meth:`arrived`. While one is on its way, the worker waits for it to run it in the same
+        batch, but not past ``within`` (default ``gather``) seconds from now: a stalled upload
+        or a connection that sends nothing is no longer waited for."""
         with self._cond:
             self._next_arrival += 1
-            self._arrivals[self._next_arrival] = time.monotonic()
+            wait = self.gather if within is None else within
+            self._arrivals[self._next_arrival] = time.monotonic() + wait
             return self._next_arrival
+
+    def connected(self, peer: object) -> None:
+        """A client has connected from ``peer``: its first request is on its way for
+        :data:`FIRST_REQUEST_SECONDS` (call from the event loop, as :meth:`first_request`)."""
+        if peer is not None:
+            self._first[peer] = self.arriving(FIRST_REQUEST_SECONDS)
+
+    def first_request(self, peer: object) -> None:
+        """The first request from ``peer`` has been announced with :meth:`arriving` or
+        answered (or its connection closed)."""
+        token = self._first.pop(peer, None)
+        if token is not None:
+            self.arrived(token)
 
     def arrived(self, token: int) -> None:
         """The request announced as ``token`` was read (or dropped)."""
@@ -393,10 +429,14 @@ class BatchEngine:
         self, reqs: list[SequenceRequest], on_step: StepCallback | None = None
     ) -> tuple[concurrent.futures.Future[list[SequenceResult]], Cancel]:
         """Queue one request's rows; returns their future and the flag that cancels them."""
-        job = _Job(reqs, concurrent.futures.Future(), on_step, Cancel())
+        job = _Job(reqs, concurrent.futures.Future(), on_step, Cancel(), time.monotonic())
         with self._cond:
             self._jobs.append(job)
             self._rows += len(reqs)
+            if self._missing:
+                self._missing -= 1
+                if not self._missing:  # the last of the answered clients is back
+                    self._returns.append(job.queued - self._free_at)
             if len(self._jobs) == 1 or self._complete():
                 self._cond.notify()
         return job.future, job.cancel
@@ -410,18 +450,41 @@ class BatchEngine:
 
     def _complete(self) -> bool:
         """Whether the queued jobs make a batch to run now (call holding the condition)."""
-        return bool(self._jobs) and (
-            self._closing
-            or self._rows >= self.batch_size
-            or (not self._on_the_way() and len(self._jobs) >= self._expected)
-        )
+        return bool(self._jobs) and self._wake_at(time.monotonic()) is None
+
+    def _wake_at(self, now: float) -> float | None:
+        """When to look again at the queued jobs (``None``: run them now): a full batch runs;
+        else the worker waits for requests on their way (each until it is in or its own time
+        is up) and for the clients its last batch answered (until ``gather`` seconds after it
+        became free), and no job waits more than ``gather`` seconds in the queue."""
+        if self._closing or self._rows >= self.batch_size:
+            return None
+        latest = self._jobs[0].queued + self.gather
+        if now >= latest:
+            return None
+        until = self._waited_until()
+        if until > now:
+            return min(until, latest)
+        if len(self._jobs) < self._expected and now < self._free_until:
+            return self._free_until
+        return None
 
     def _on_the_way(self) -> bool:
-        """Whether a request began arriving within the last ``gather`` seconds."""
-        if not self._arrivals:
-            return False
-        oldest_waited = time.monotonic() - self.gather
-        return any(t > oldest_waited for t in self._arrivals.values())
+        """Whether a request announced by :meth:`arriving` is still waited for."""
+        return self._waited_until() > time.monotonic()
+
+    def _return_wait(self) -> float:
+        """How long to wait for the clients the last batch answered: twice the longest any
+        took to come back lately, at least :data:`RETURN_WAIT_MIN` and at most ``gather`` (all
+        of it until one has). Clients that stop (the end of an evaluation, an agent thinking)
+        then hold the last requests back for about that, not the whole window."""
+        if not self._returns:
+            return self.gather
+        return min(self.gather, max(RETURN_WAIT_MIN, 2 * max(self._returns)))
+
+    def _waited_until(self) -> float:
+        """When the last announced request stops being waited for (0: none is announced)."""
+        return max(self._arrivals.values(), default=0.0)
 
     def _work(self) -> None:
         # Requests answered by the last batch, plus those that arrived while it ran: how many
@@ -430,21 +493,26 @@ class BatchEngine:
         # fall into two groups taking turns, each batch half full. A lone client (1 + 0)
         # never waits.
         while True:
-            # The answered clients' next requests come within a few milliseconds (the answer
-            # is written, read, and the next request sent and parsed): the wait counts from
-            # when the engine became free.
-            deadline = time.monotonic() + self.gather
             with self._cond:
-                while not self._jobs:
-                    if self._closing:
-                        return
-                    self._cond.wait()
-                # Wait only for requests being read, or for the clients just answered.
-                while not self._complete():
-                    left = deadline - time.monotonic()
-                    if left <= 0:
+                # The answered clients' next requests come within a few milliseconds (the
+                # answer is written, read, and the next request sent and parsed): the wait
+                # for them counts from when the worker became free, and lasts about twice as
+                # long as they have been taking (_return_wait). A request on its way is
+                # waited for until it is in or its own time is up.
+                self._free_at = time.monotonic()
+                self._missing = max(self._expected - len(self._jobs), 0)
+                self._free_until = self._free_at + self._return_wait()
+                while True:
+                    if not self._jobs:
+                        if self._closing:
+                            return
+                        self._cond.wait()
+                        continue
+                    now = time.monotonic()
+                    wake = self._wake_at(now)
+                    if wake is None:
                         break
-                    self._cond.wait(left)
+                    self._cond.wait(wake - now)  # nothing signals when a wait is over
                 jobs: list[_Job] = []
                 rows = 0
                 while self._jobs and rows < self.batch_size:
