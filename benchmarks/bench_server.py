@@ -14,14 +14,17 @@ sends its next request when its last is answered):
 The reference is the in-process path on the same requests: ``LocalLM.loglikelihood`` and
 ``LocalLM.generate`` (the engine ``safescale eval run`` uses on a local folder), called with the
 requests ``c`` at a time. The overhead is server wall time over in-process wall time (target:
-under 1.5x at 8 clients). The reference is the favourable side: each call gets ``c`` requests
+under 1.5x at 8 clients), taken in each of ``ROUNDS`` rounds from the two sides measured one
+after the other (the server first in every other round), and held to the target as the median
+of those ratios: the machine's speed drifts by up to a tenth within minutes, and a pair
+measured together shares most of it, where each side's best could come from different
+minutes. Throughput and latency are each side's best round. The reference is the favourable side: each call gets ``c`` requests
 at once, already split into context and continuation, and computes only what lm-eval reads
 (the continuation's log-probabilities), where the API asks for every prompt token's
 log-probability with its best alternative and a new token, and the server sees requests as the
 clients send them. The log-likelihoods must agree within 1e-4 and the generations be
 identical. Then 200 clients connect at once, each sending one scoring request: every one must
-be answered (target: zero failures). Best of ``ROUNDS`` rounds; torch runs on one thread on
-both sides.
+be answered (target: zero failures). Torch runs on one thread on both sides.
 
 Then the same at 8 clients with a larger model (:data:`LARGER`, 8 layers, 512 wide), reported
 as a second row beside the first: the server's fixed cost per request (HTTP, validation, the
@@ -50,7 +53,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TQDM_DISABLE", "1")
 
 TARGET = 1.5
-ROUNDS = 2
+ROUNDS = 3
 CONCURRENCY = (1, 8, 64)
 BURST = 200
 N_SCORE = 256
@@ -143,21 +146,29 @@ def _run(layers: int, hidden: int, concurrency: tuple[int, ...], burst: bool) ->
             engine: dict[int, float] = {}
             cpu = {"loop": 0, "engine": 0, "clients": 0, "wall": 0.0, "n": 0}
             checks = True
-            for _ in range(ROUNDS):
+            for rnd in range(ROUNDS):
+                # Each round measures both sides one after the other, the server first in
+                # every other round: the machine's speed drifts (by a tenth between runs on
+                # the same code), and a pair measured together shares most of it.
+                server_first = rnd % 2 == 1
                 for c in concurrency:
                     score_reqs = next(fresh)
-                    ref_s, ref_ll = in_process_score(c, score_reqs)
+                    if not server_first:
+                        ref_s, ref_ll = in_process_score(c, score_reqs)
                     watch = c == 8  # where the CPU goes: reported at 8 clients
                     before = _thread_cpu_ns(proc.pid) if watch else {}
                     mine = time.process_time_ns()
                     srv = _run_clients(url, [_score_body(x, y) for x, y in score_reqs], c)
                     after = _thread_cpu_ns(proc.pid) if watch else {}
+                    mine = time.process_time_ns() - mine
+                    if server_first:
+                        ref_s, ref_ll = in_process_score(c, score_reqs)
                     if before and after:
                         cpu["loop"] += after.get(proc.pid, 0) - before.get(proc.pid, 0)
                         cpu["engine"] += sum(
                             v - before.get(t, 0) for t, v in after.items() if t != proc.pid
                         )
-                        cpu["clients"] += time.process_time_ns() - mine
+                        cpu["clients"] += mine
                         cpu["wall"] += srv["wall"]
                         cpu["n"] += len(score_reqs)
                     got = [
@@ -168,8 +179,11 @@ def _run(layers: int, hidden: int, concurrency: tuple[int, ...], burst: bool) ->
                     _keep(best, ("scoring", c), ref_s, srv)
                     eng = engine_score(c, score_reqs)
                     engine[c] = min(engine.get(c, eng), eng)
-                    ref_g, ref_tokens = in_process_gen(c)
+                    if not server_first:
+                        ref_g, ref_tokens = in_process_gen(c)
                     srv = _run_clients(url, [_gen_body(p) for p in gen_prompts], c)
+                    if server_first:
+                        ref_g, ref_tokens = in_process_gen(c)
                     texts = [r["choices"][0]["text"] for r in srv["bodies"]]
                     checks &= texts == [lm.decode(t) for t in ref_tokens]
                     _keep(best, ("generation", c), ref_g, srv)
@@ -183,17 +197,20 @@ def _run(layers: int, hidden: int, concurrency: tuple[int, ...], burst: bool) ->
             proc.wait(timeout=30)
 
     print(
-        f"torch threads 1; best of {ROUNDS} rounds; server batch size 64; model {layers}x{hidden}, "
+        f"torch threads 1; {ROUNDS} rounds (throughput: each side's best; overhead: the median "
+        f"of the rounds' own ratios); server batch size 64; model {layers}x{hidden}, "
         f"vocab {vocab}; load average {os.getloadavg()[0]:.1f}"
     )
     ok = True
     for (kind, c), r in best.items():
         n = N_SCORE if kind == "scoring" else N_GEN
-        ratio = r["server"] / r["ref"]
+        ratios = sorted(r["ratios"])
+        ratio = statistics.median(ratios)
         print(
             f"{kind:<10} {c:>2} clients: serve-model {n / r['server']:7.1f} req/s "
             f"(latency p50 {r['p50'] * 1e3:6.1f} ms, p95 {r['p95'] * 1e3:6.1f} ms), "
-            f"in-process {n / r['ref']:7.1f} req/s: overhead {ratio:.2f}x"
+            f"in-process {n / r['ref']:7.1f} req/s: overhead {ratio:.2f}x "
+            f"(rounds {ratios[0]:.2f}x-{ratios[-1]:.2f}x)"
             + (f" (target < {TARGET}x)" if c == 8 else "")
         )
         if c == 8:
@@ -230,12 +247,14 @@ def _keep(best: dict[Any, Any], key: Any, ref: float, srv: dict[str, Any]) -> No
     }
     old = best.get(key)
     if old is None:
-        best[key] = now
-    else:  # best of rounds, each side separately (the machine is shared)
-        old["ref"] = min(old["ref"], ref)
-        if now["server"] < old["server"]:
-            now["ref"] = old["ref"]
-            best[key] = now
+        best[key] = {**now, "ratios": [srv["wall"] / ref]}
+        return
+    # Throughput: best of rounds, each side separately (the machine is shared); the overhead
+    # is taken from each round's own pair.
+    old["ratios"].append(srv["wall"] / ref)
+    old["ref"] = min(old["ref"], ref)
+    if now["server"] < old["server"]:
+        best[key] = {**now, "ref": old["ref"], "ratios": old["ratios"]}
 
 
 def _thread_cpu_ns(pid: int) -> dict[int, int]:
