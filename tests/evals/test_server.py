@@ -440,6 +440,41 @@ def test_scoring_batches_share_prefixes_within_and_across_batches(model_dir: Pat
     _same([res for s in range(0, len(rows), 4) for res in run_batch(lm, rows[s : s + 4])], alone)
 
 
+def test_kept_prompts_carry_their_scores_to_later_batches(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A question's later choices, in a later batch, take the question's log-probabilities from
+    # the batch that scored it: only what follows it goes through the output layer again.
+    from safescale.evals import _server_engine
+    from safescale.evals import _server_prefill as engine
+
+    lm = load_local_model(LocalModelConfig(model_dir))
+    rows = _scoring_rows(lm)[:4]  # one question's four choices
+    question = lm.encode("Question: What colour is the river of Zorbia, which lies near Quell?")
+    alone = [run_batch(lm, [r])[0] for r in rows]
+    engine._PREFIX_CACHES[lm] = engine.PrefixCache(engine.PREFIX_CACHE_BYTES)
+    engine._VERDICTS[lm] = {}
+    projected: list[int] = []
+    pick = _server_engine._pick_many
+
+    def counting(head: Any, jobs: Any, k: int, device: Any) -> Any:
+        projected.append(sum(len(t) for _, t in jobs))
+        return pick(head, jobs, k, device)
+
+    monkeypatch.setattr(_server_engine, "_pick_many", counting)
+    first = run_batch(lm, rows[:1])  # the first choice alone: all its prompt scored, and kept
+    later = run_batch(lm, rows[1:])  # the other three, the question's scores from the cache
+    _same(first + later, alone)
+    assert projected[0] == len(rows[0].prompt) - 1
+    assert projected[1] < len(question) - 1, projected
+    # A later batch asking for more alternatives than were kept scores the question again.
+    more = [SequenceRequest(r.prompt, 1, prompt_logprobs=4, top_logprobs=2) for r in rows[1:]]
+    again = run_batch(lm, more)
+    assert projected[2] > len(question) and all(
+        len(t.top) == 4 for res in again for t in res.prompt_logprobs or ()
+    )
+
+
 def test_a_model_ignoring_packed_masks_falls_back_to_two_passes(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

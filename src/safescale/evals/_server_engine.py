@@ -86,6 +86,10 @@ class TokenLogprob:
     top: tuple[tuple[int, float], ...] = ()
     """(token id, log-probability) of the most likely tokens, best first."""
 
+    def cut(self, k: int) -> TokenLogprob:
+        """This with at most ``k`` alternatives."""
+        return self if len(self.top) <= k else TokenLogprob(self.token, self.logprob, self.top[:k])
+
 
 @dataclass(frozen=True)
 class SequenceResult:
@@ -138,34 +142,44 @@ def run_batch(
             lm, [r.prompt for r in reqs], one_step=all(r.max_new_tokens <= 1 for r in reqs)
         )
         # A shared prefix's own tokens (1 .. n-1) are scored once for its group; every row then
-        # scores the tokens after them. All in one pass over the stacked states.
+        # scores the tokens after them. All in one pass over the stacked states, but for the
+        # start of a prompt kept from an earlier batch, whose tokens were scored there.
+        k = max((r.prompt_logprobs or 0) for r in reqs)
         jobs: list[tuple[Any, Any]] = []
+        known: dict[int, tuple[TokenLogprob, ...]] = {}  # group -> its kept start's scores
         shared: dict[int, int] = {}  # group -> index in jobs
         for g, (n, rows) in enumerate(pre.groups):
-            if len(rows) > 1 and any(reqs[b].prompt_logprobs is not None for b in rows):
+            if any(reqs[b].prompt_logprobs is not None for b in rows):
+                known[g] = pre.known(g, k)
+            if len(rows) > 1 and g in known:
+                h = len(known[g])
                 shared[g] = len(jobs)
-                jobs.append((pre.states(rows[0])[: n - 1], reqs[rows[0]].prompt[1:n]))
+                jobs.append((pre.states(rows[0])[h : n - 1], reqs[rows[0]].prompt[h + 1 : n]))
         own: dict[int, int] = {}  # row -> index in jobs
         for b, r in enumerate(reqs):
             if r.prompt_logprobs is not None and len(r.prompt) >= 2:
-                skip = pre.groups[pre.group_of[b]][0] - 1 if pre.group_of[b] in shared else 0
+                g = pre.group_of[b]
+                skip = pre.groups[g][0] - 1 if g in shared else len(known[g])
                 own[b] = len(jobs)
                 jobs.append((pre.states(b)[skip:-1], r.prompt[skip + 1 :]))
-        k = max((r.prompt_logprobs or 0) for r in reqs)
         scored = _pick_many(head, jobs, k, dev)
+        # What each group keeps for later batches: its prefix's scores (a lone row: its own).
+        full = {g: known[g] + scored[j] for g, j in shared.items()}
         for b, r in enumerate(reqs):
             if r.prompt_logprobs is None:
                 continue
             g = pre.group_of[b]
-            parts = (scored[shared[g]] if g in shared else ()) + (
-                scored[own[b]] if b in own else ()
-            )
+            parts = full[g] if g in shared else known[g]
+            if b in own:
+                parts += scored[own[b]]
+                if g not in shared:
+                    full[g] = parts
             keep_k = r.prompt_logprobs
-            prompt_lps[b] = (
-                parts  # as computed: no row of the batch asked for more alternatives
-                if keep_k >= k
-                else tuple(TokenLogprob(t.token, t.logprob, t.top[:keep_k]) for t in parts)
-            )
+            # As computed where no row of the batch asked for more alternatives.
+            prompt_lps[b] = parts if keep_k >= k else tuple(t.cut(keep_k) for t in parts)
+        for g, kept in enumerate(pre.keeps):
+            if kept is not None and g in full and (kept.scored is None or kept.scored[0] < k):
+                kept.scored = (k, full[g])
         if on_step is not None:
             for b, lps in enumerate(prompt_lps):
                 if lps is not None:
@@ -193,8 +207,7 @@ def run_batch(
                 if step.token in stops_at:
                     finish[b] = "stop"
                     continue
-                if len(step.top) > r.top_logprobs:
-                    step = TokenLogprob(step.token, step.logprob, step.top[: r.top_logprobs])
+                step = step.cut(r.top_logprobs)
                 new[b].append(step)
                 if on_step is not None:
                     on_step(b, step)

@@ -12,7 +12,7 @@ import logging
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Any
 
@@ -77,6 +77,21 @@ class _Prefill:
     """(shared prefix length, rows) of each group of rows run together."""
     group_of: list[int]
     """Each row's group."""
+    hits: list[tuple[_Kept | None, int]] = field(default_factory=list)
+    """Per group, the kept prompt its start came from and how many tokens of it (none: empty)."""
+    keeps: list[_Kept | None] = field(default_factory=list)
+    """Per group, the kept prompt that now holds the group's prefix (a lone row: its prompt),
+    where the engine leaves its scored log-probabilities for later batches (none: empty)."""
+
+    def known(self, g: int, k: int) -> tuple[Any, ...]:
+        """The log-probabilities of group ``g``'s prompt tokens ``1 .. m - 1`` (its ``m`` kept
+        tokens but the last, whose successor may differ), as an earlier batch scored them with
+        at least ``k`` alternatives; ``()`` when none were kept."""
+        kept, m = self.hits[g] if self.hits else (None, 0)
+        if kept is None or kept.scored is None or kept.scored[0] < k or m < 2:
+            return ()
+        have, lps = kept.scored
+        return lps[: m - 1] if have == k else tuple(t.cut(k) for t in lps[: m - 1])
 
     def states(self, b: int) -> Any:
         """Row ``b``'s hidden states, one per prompt token: (n, H)."""
@@ -200,6 +215,9 @@ class _Kept:
     values: list[Any]
     states: Any
     nbytes: int
+    scored: tuple[int, tuple[Any, ...]] | None = None
+    """``(k, log-probabilities)`` of tokens ``1 ..`` with ``k`` alternatives each
+    (``TokenLogprob``), once a batch that asked for them has scored them."""
 
 
 class PrefixCache:
@@ -238,13 +256,14 @@ class PrefixCache:
         self._entries.move_to_end(best.tokens)
         return best, most
 
-    def add(self, kept: _Kept) -> None:
-        """Keep ``kept`` (a prompt kept already is only marked as used)."""
+    def add(self, kept: _Kept) -> _Kept | None:
+        """Keep ``kept`` (a prompt kept already is only marked as used); returns the entry that
+        holds its tokens now (``None``: too short or too large to keep)."""
         if kept.tokens in self._entries:
             self._entries.move_to_end(kept.tokens)
-            return
+            return self._entries[kept.tokens]
         if len(kept.tokens) < MIN_SHARED or kept.nbytes > self.budget:
-            return
+            return None
         self._entries[kept.tokens] = kept
         self._by_start.setdefault(kept.tokens[:MIN_SHARED], []).append(kept.tokens)
         self.used += kept.nbytes
@@ -255,6 +274,7 @@ class PrefixCache:
             same.remove(old.tokens)
             if not same:
                 del self._by_start[old.tokens[:MIN_SHARED]]
+        return kept
 
 
 def _packed(
@@ -341,9 +361,10 @@ def _packed(
         own = [hidden[begins[g] : begins[g] + n - m], hidden[start : start + r]]
         parts.append(([kept.states[:m]] if kept is not None else []) + own)
         group_of.append(g)
+    keeps: list[_Kept | None] = []
     if cache is not None:
-        _keep(cache, out.past_key_values, hidden, prompts, groups, hits, begins, past)
-    prefill = _Prefill(None, None, None, parts, list(groups), group_of)
+        keeps = _keep(cache, out.past_key_values, hidden, prompts, groups, hits, begins, past)
+    prefill = _Prefill(None, None, None, parts, list(groups), group_of, hits, keeps)
     return prefill, any(kept is not None for kept, _ in hits)
 
 
@@ -371,14 +392,16 @@ def _keep(
     hits: Sequence[tuple[_Kept | None, int]],
     begins: Sequence[int],
     past: int,
-) -> None:
-    """Keep each group's prefix (a lone row: its whole prompt) for later batches."""
+) -> list[_Kept | None]:
+    """Keep each group's prefix (a lone row: its whole prompt) for later batches; returns
+    each group's entry in ``cache`` (``None``: not kept)."""
     import torch
     from transformers.cache_utils import DynamicLayer
 
     layers = getattr(kv, "layers", None)
     if not layers or any(type(x) is not DynamicLayer for x in layers):
-        return  # sliding windows and other layouts: nothing reusable by position
+        return []  # sliding windows and other layouts: nothing reusable by position
+    out: list[_Kept | None] = []
     for g, ((n, rows), (kept, m)) in enumerate(zip(groups, hits, strict=True)):
         tokens = prompts[rows[0]][:n] if len(rows) > 1 else prompts[rows[0]]
         new = len(tokens) - m  # this pass's positions of them: begins[g] .. + new
@@ -396,7 +419,8 @@ def _keep(
         own = hidden[begins[g] : begins[g] + new]
         states = torch.cat([kept.states[:m], own]) if kept is not None else own.clone()
         size = sum(t.numel() * t.element_size() for t in (*keys, *values, states))
-        cache.add(_Kept(tuple(tokens), keys, values, states, size))
+        out.append(cache.add(_Kept(tuple(tokens), keys, values, states, size)))
+    return out
 
 
 def _same_states(lm: LocalLM, a: _Prefill, b: _Prefill) -> bool:
