@@ -136,6 +136,33 @@ def test_clients_that_stop_hold_the_last_request_briefly_not_for_the_window(
     assert waited < 1.0, (waited, batches)
 
 
+def test_requests_on_their_way_hold_a_queued_one_at_most_the_window(batches: list[int]) -> None:
+    # A flood of announced requests that never arrive (stalled uploads, silent connections),
+    # a new one every 10 ms: each is waited for, but the queued request runs once it has
+    # waited the window (0.3 s here), not as long as the flood lasts.
+    engine = BatchEngine(object(), batch_size=64, gather=0.3)  # type: ignore[arg-type]
+    stop = threading.Event()
+
+    def flood() -> None:
+        while not stop.is_set():
+            engine.arriving()
+            time.sleep(0.01)
+
+    thread = threading.Thread(target=flood)
+    thread.start()
+    try:
+        time.sleep(0.05)
+        t0 = time.perf_counter()
+        future, _ = engine.submit([SequenceRequest((1, 2, 3))])
+        future.result(timeout=30)
+        waited = time.perf_counter() - t0
+    finally:
+        stop.set()
+        thread.join()
+        engine.close()
+    assert 0.25 < waited < 2.0, waited
+
+
 def _address(srv: ModelServer) -> tuple[str, int]:
     host, port = srv.base_url.split("//")[1].split("/")[0].rsplit(":", 1)
     return host, int(port)
