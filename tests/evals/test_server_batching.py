@@ -50,6 +50,14 @@ def _closed_loop(engine: BatchEngine, clients: int, rounds: int) -> float:
     return time.perf_counter() - t0
 
 
+def _one_request(engine: BatchEngine) -> float:
+    """Seconds from submitting one request to its result."""
+    t0 = time.perf_counter()
+    future, _ = engine.submit([SequenceRequest((1, 2, 3))])
+    future.result(timeout=30)
+    return time.perf_counter() - t0
+
+
 def test_closed_loop_clients_fill_batches(batches: list[int]) -> None:
     engine = BatchEngine(object(), batch_size=64, gather=2.0)  # type: ignore[arg-type]
     try:
@@ -110,10 +118,7 @@ def test_a_request_after_a_pause_runs_at_once(batches: list[int]) -> None:
     try:
         _closed_loop(engine, clients=4, rounds=3)  # the engine now expects 4
         time.sleep(0.6)  # past the window: the clients are gone
-        t0 = time.perf_counter()
-        future, _ = engine.submit([SequenceRequest((1, 2, 3))])
-        future.result(timeout=30)
-        assert time.perf_counter() - t0 < 0.4
+        assert _one_request(engine) < 0.4
     finally:
         engine.close()
 
@@ -127,10 +132,7 @@ def test_clients_that_stop_hold_the_last_request_briefly_not_for_the_window(
     engine = BatchEngine(object(), batch_size=64, gather=3.0)  # type: ignore[arg-type]
     try:
         _closed_loop(engine, clients=4, rounds=5)
-        t0 = time.perf_counter()
-        future, _ = engine.submit([SequenceRequest((1, 2, 3))])
-        future.result(timeout=30)
-        waited = time.perf_counter() - t0
+        waited = _one_request(engine)
     finally:
         engine.close()
     assert waited < 1.0, (waited, batches)
@@ -152,10 +154,7 @@ def test_requests_on_their_way_hold_a_queued_one_at_most_the_window(batches: lis
     thread.start()
     try:
         time.sleep(0.05)
-        t0 = time.perf_counter()
-        future, _ = engine.submit([SequenceRequest((1, 2, 3))])
-        future.result(timeout=30)
-        waited = time.perf_counter() - t0
+        waited = _one_request(engine)
     finally:
         stop.set()
         thread.join()
@@ -166,6 +165,14 @@ def test_requests_on_their_way_hold_a_queued_one_at_most_the_window(batches: lis
 def _address(srv: ModelServer) -> tuple[str, int]:
     host, port = srv.base_url.split("//")[1].split("/")[0].rsplit(":", 1)
     return host, int(port)
+
+
+def _started(model_dir: Path, http: str = "auto") -> ModelServer:
+    """A server on the tiny model whose queued requests may wait up to 5 s (its window)."""
+    lm = load_local_model(LocalModelConfig(model_dir))
+    srv = ModelServer(lm, name="tiny", port=0, http=http)  # type: ignore[arg-type]
+    srv.engine.gather = 5.0
+    return srv.start()
 
 
 _SCORE = json.dumps({"prompt": [1, 2, 3], "max_tokens": 1}).encode()
@@ -184,10 +191,7 @@ def test_clients_that_connect_together_are_batched_together(
     if http == "httptools":
         pytest.importorskip("httptools")
     monkeypatch.setattr(engine_module, "FIRST_REQUEST_SECONDS", 2.0)
-    lm = load_local_model(LocalModelConfig(model_dir))
-    srv = ModelServer(lm, name="tiny", port=0, http=http)  # type: ignore[arg-type]
-    srv.engine.gather = 5.0  # no request waits longer in the queue than this either
-    srv.start()
+    srv = _started(model_dir, http)
     conns = []
     try:
         conns = [socket.create_connection(_address(srv), timeout=30) for _ in range(4)]
@@ -208,10 +212,7 @@ def test_a_connection_that_sends_nothing_holds_others_back_briefly(
     model_dir: Path, batches: list[int], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setattr(engine_module, "FIRST_REQUEST_SECONDS", 0.5)
-    lm = load_local_model(LocalModelConfig(model_dir))
-    srv = ModelServer(lm, name="tiny", port=0)
-    srv.engine.gather = 5.0
-    srv.start()
+    srv = _started(model_dir)
     try:
         with socket.create_connection(_address(srv), timeout=30):
             time.sleep(0.05)

@@ -267,10 +267,10 @@ def test_an_arrival_older_than_the_gather_window_is_not_waited_for(model_dir: Pa
     try:
         token = engine.arriving()
         with engine._cond:
-            assert engine._on_the_way()
+            assert engine._waited_until() > time.monotonic()
         time.sleep(0.1)
         with engine._cond:
-            assert not engine._on_the_way()
+            assert engine._waited_until() <= time.monotonic()
         engine.arrived(token)
         assert not engine._arrivals
     finally:

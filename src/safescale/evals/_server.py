@@ -247,7 +247,7 @@ def _closing_response(status: int, reason: bytes, message: str) -> bytes:
     )
 
 
-class _ReadDeadline:
+class _ConnectionHooks:
     """A timer on reading one request, and a new connection's first request announced to the
     engine (mixed into uvicorn's protocols)."""
 
@@ -313,7 +313,7 @@ def _httptools_protocol(engine: BatchEngine | None) -> Any:
     import httptools
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-    class Protocol(_ReadDeadline, HttpToolsProtocol):  # type: ignore[misc]
+    class Protocol(_ConnectionHooks, HttpToolsProtocol):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             if not self._over_capacity(self.connections):
@@ -352,7 +352,7 @@ def _h11_protocol(engine: BatchEngine | None) -> Any:
     import h11
     from uvicorn.protocols.http.h11_impl import H11Protocol
 
-    class Protocol(_ReadDeadline, H11Protocol):  # type: ignore[misc]
+    class Protocol(_ConnectionHooks, H11Protocol):  # type: ignore[misc]
         def connection_made(self, transport: Any) -> None:
             super().connection_made(transport)
             if not self._over_capacity(self.connections):

@@ -359,7 +359,7 @@ class _Job:
     future: concurrent.futures.Future[list[SequenceResult]]
     on_step: StepCallback | None
     cancel: Cancel
-    queued: float = 0.0
+    queued: float
     """When it was submitted (``time.monotonic``)."""
     stepped: bool = False
     """Whether an event has been passed to ``on_step``."""
@@ -481,10 +481,6 @@ class BatchEngine:
         if len(self._jobs) < self._expected and now < self._free_until:
             return self._free_until
         return None
-
-    def _on_the_way(self) -> bool:
-        """Whether a request announced by :meth:`arriving` is still waited for."""
-        return self._waited_until() > time.monotonic()
 
     def _return_wait(self) -> float:
         """How long to wait for the clients the last batch answered: twice the longest any
