@@ -582,3 +582,26 @@ def test_a_client_leaving_a_stream_stops_its_generation(
     # Left alone, the same request runs to its length: the early stop was the disconnect.
     whole = post(server, "/chat/completions", {**body, "stream": False})
     assert whole["choices"][0]["finish_reason"] == "length"
+
+
+def test_the_benchmarks_load_generator_reads_what_aiohttp_reads(server: ModelServer) -> None:
+    # benchmarks/bench_server.py's clients (keep-alive connections, httptools' parser) carry
+    # the serve-model target: they must get the answers a real client library gets.
+    root = str(Path(__file__).resolve().parents[2])
+    sys.path.insert(0, root)
+    try:
+        from benchmarks.bench_server import _run_clients
+    finally:
+        sys.path.remove(root)
+    bodies = [{"prompt": p, "max_tokens": 2, "echo": True, "logprobs": 1, "temperature": 0}
+              for p in PROMPTS * 3]  # fmt: skip
+    lean = _run_clients(server.base_url, bodies, 4)
+    full = _run_clients(server.base_url, bodies, 4, lean=False)
+    assert len(lean["latencies"]) == len(bodies)
+    for a, b in zip(lean["bodies"], full["bodies"], strict=True):
+        assert a["choices"][0]["text"] == b["choices"][0]["text"]
+        assert a["choices"][0]["logprobs"]["token_logprobs"][1:] == pytest.approx(
+            b["choices"][0]["logprobs"]["token_logprobs"][1:], abs=1e-4
+        )
+    with pytest.raises(RuntimeError, match="answered 413"):  # over the server's body limit
+        _run_clients(server.base_url, [{"prompt": "x" * 70_000}], 1)
