@@ -409,3 +409,29 @@ def test_a_wrong_method_is_405_with_allow(server: ModelServer) -> None:
     finally:
         conn.close()
     assert r.status == 405 and "GET" in (r.getheader("Allow") or "")
+
+
+def test_the_latest_arrival_is_found_among_thousands(model_dir: Path) -> None:
+    # Silent connections each hold an announced first request: the deadline the engine waits
+    # for is the latest of those still on their way, whatever order they come and go in.
+    lm = load_local_model(LocalModelConfig(model_dir))
+    engine = BatchEngine(lm, gather=60.0)
+    try:
+        tokens = [engine.arriving(within=float(w)) for w in (30, 50, 10, 40) * 1000]
+        with engine._cond:
+            assert engine._waited_until() == max(engine._arrivals.values())
+        for t in tokens[1::4]:  # every 50 s one gone: the 40 s ones are the latest now
+            engine.arrived(t)
+        with engine._cond:
+            assert engine._waited_until() == max(engine._arrivals.values())
+            assert engine._waited_until() - time.monotonic() < 41
+        for _ in range(1000):  # requests that come and go leave nothing behind
+            engine.arrived(engine.arriving())
+        assert len(engine._latest) <= len(engine._arrivals) + 1
+        for t in tokens:
+            engine.arrived(t)
+        with engine._cond:
+            assert engine._waited_until() == 0.0
+        assert not engine._arrivals and not engine._latest
+    finally:
+        engine.close()

@@ -18,6 +18,7 @@ same tokens; :func:`run_batch` is tested against it.
 from __future__ import annotations
 
 import concurrent.futures
+import heapq
 import logging
 import os
 import threading
@@ -395,6 +396,7 @@ class BatchEngine:
         self._jobs: deque[_Job] = deque()
         self._rows = 0  # rows of the queued jobs
         self._arrivals: dict[int, float] = {}  # requests on their way: token -> until when
+        self._latest: list[tuple[float, int]] = []  # (-until, token): a heap, latest first
         self._next_arrival = 0
         self._first: dict[object, int] = {}  # new connections' first requests: peer -> token
         self._expected = 0  # jobs the gathering worker waits for (see _work)
@@ -415,7 +417,9 @@ class BatchEngine:
         with self._cond:
             self._next_arrival += 1
             wait = self.gather if within is None else within
-            self._arrivals[self._next_arrival] = time.monotonic() + wait
+            until = time.monotonic() + wait
+            self._arrivals[self._next_arrival] = until
+            heapq.heappush(self._latest, (-until, self._next_arrival))
             return self._next_arrival
 
     def connected(self, peer: object) -> None:
@@ -435,6 +439,7 @@ class BatchEngine:
         """The request announced as ``token`` was read (or dropped)."""
         with self._cond:
             self._arrivals.pop(token, None)
+            self._waited_until()  # drops it from the heap's top (a queue kept full never looks)
             if self._complete():
                 self._cond.notify()
 
@@ -492,8 +497,15 @@ class BatchEngine:
         return min(self.gather, max(RETURN_WAIT_MIN, 2 * max(self._returns)))
 
     def _waited_until(self) -> float:
-        """When the last announced request stops being waited for (0: none is announced)."""
-        return max(self._arrivals.values(), default=0.0)
+        """When the last announced request stops being waited for (0: none is announced).
+
+        Read on every submit and arrival: the latest deadline is kept on a heap (those that
+        have arrived are dropped as they reach its top), not found by a pass over thousands of
+        connections that have sent nothing yet."""
+        latest = self._latest
+        while latest and latest[0][1] not in self._arrivals:
+            heapq.heappop(latest)
+        return -latest[0][0] if latest else 0.0
 
     def _work(self) -> None:
         # Requests answered by the last batch, plus those that arrived while it ran: how many
