@@ -7,9 +7,9 @@ clock starts, answers read with httptools' parser and decoded with orjson, on uv
 (:func:`_lean_clients`), so that their own CPU, which sits between one batch and the next of a
 closed loop, is as little of the measurement as it can be. At 8 clients the same scoring is
 also measured through ``aiohttp`` (lm-evaluation-harness's client library, more than twice
-the clients' CPU a request) and printed beside it; the target is held on the first. Two
-workloads, each at 1, 8 and 64 concurrent clients (each client sends its next request when its
-last is answered):
+the clients' CPU a request; fresh questions, against the same round's reference) and printed
+beside it; the target is held on the first. Two workloads, each at 1, 8 and 64 concurrent
+clients (each client sends its next request when its last is answered):
 
 * scoring: 256 requests as lm-eval's ``local-completions`` sends them (token ids of context +
   choice, ``echo``, ``max_tokens=1``, ``logprobs=1``), 64 questions' four choices each, fresh
