@@ -327,6 +327,7 @@ class _Connection(asyncio.Protocol):
         self._body: list[bytes] = []
         self._answer: asyncio.Future[tuple[int, bytes]] | None = None
         self._transport: asyncio.Transport | None = None
+        self._lost: ConnectionError | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]  # uvloop's is no subclass
@@ -335,8 +336,9 @@ class _Connection(asyncio.Protocol):
         self._parser.feed_data(data)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        self._lost = ConnectionError(f"the server closed the connection ({exc})")
         if self._answer is not None and not self._answer.done():
-            self._answer.set_exception(ConnectionError(f"the server closed the connection ({exc})"))
+            self._answer.set_exception(self._lost)
 
     def on_body(self, body: bytes) -> None:  # httptools' callbacks
         self._body.append(body)
@@ -350,7 +352,10 @@ class _Connection(asyncio.Protocol):
         """Write ``request`` (a whole HTTP/1.1 message); the future gets (status, body)."""
         assert self._transport is not None
         self._answer = asyncio.get_running_loop().create_future()
-        self._transport.write(request)
+        if self._lost is not None:  # closed after the last answer: nothing would come back
+            self._answer.set_exception(self._lost)
+        else:
+            self._transport.write(request)
         return self._answer
 
     def close(self) -> None:

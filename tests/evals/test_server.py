@@ -590,7 +590,7 @@ def test_the_benchmarks_load_generator_reads_what_aiohttp_reads(server: ModelSer
     root = str(Path(__file__).resolve().parents[2])
     sys.path.insert(0, root)
     try:
-        from benchmarks.bench_server import _run_clients
+        from benchmarks.bench_server import _Connection, _run_clients
     finally:
         sys.path.remove(root)
     bodies = [{"prompt": p, "max_tokens": 2, "echo": True, "logprobs": 1, "temperature": 0}
@@ -605,3 +605,24 @@ def test_the_benchmarks_load_generator_reads_what_aiohttp_reads(server: ModelSer
         )
     with pytest.raises(RuntimeError, match="answered 413"):  # over the server's body limit
         _run_clients(server.base_url, [{"prompt": "x" * 70_000}], 1)
+
+    # A server that closes the connection after an answer: the next request fails, not hangs.
+    async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\n{}")
+        await writer.drain()
+        writer.close()
+
+    async def against_one_answer() -> None:
+        closing = await asyncio.start_server(once, "127.0.0.1", 0)
+        port = closing.sockets[0].getsockname()[1]
+        async with closing:
+            loop = asyncio.get_running_loop()
+            _, conn = await loop.create_connection(_Connection, "127.0.0.1", port)
+            request = b"POST /v1/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"
+            assert await asyncio.wait_for(conn.send(request), 10) == (200, b"{}")
+            await asyncio.sleep(0.3)  # the close has been seen
+            await asyncio.wait_for(conn.send(request), 10)
+
+    with pytest.raises(ConnectionError, match="closed the connection"):
+        asyncio.run(against_one_answer())
