@@ -513,6 +513,51 @@ def test_kept_prompts_carry_their_scores_to_later_batches(
     )
 
 
+def test_a_long_packed_pass_is_spread_over_sequences_of_whole_groups() -> None:
+    from safescale.evals._server_prefill import _spread
+
+    share = 5.9e-4  # the 4x256 model's: 16 questions in one sequence pay a quarter in attention
+    rows = _spread([43] * 16, [0] * 16, share)
+    assert sorted(g for row in rows for g in row) == list(range(16))
+    assert len(rows) > 1 and len({len(row) for row in rows}) == 1  # balanced: no padding
+    assert _spread([43, 45], [0, 0], share) == [[0, 1]]  # short: one sequence, as before
+    # A long group beside short ones: they share a sequence no longer than it.
+    rows = _spread([120, 30, 30, 30, 30], [0] * 5, share)
+    assert [0] in rows and all(sum([120, 30, 30, 30, 30][g] for g in row) <= 120 for row in rows)
+    assert _spread([40], [0], share) == [[0]]
+
+
+def test_spread_sequences_give_the_states_of_rows_alone(
+    model_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from safescale.evals import _server_prefill as engine
+
+    lm = load_local_model(LocalModelConfig(model_dir))
+    rows = []
+    for i in range(6):  # six questions, four choices each, of different lengths
+        question = lm.encode(f"Question {i}: where is the tower of Marnot{'?' * i}\nAnswer:")
+        rows += [SequenceRequest(tuple(question + lm.encode(c)), 1, 0.0, 1.0, None, 2, 2)
+                 for c in (" red", " near Quell", " blue", " in Zorbia by the river")]  # fmt: skip
+    alone = [run_batch(lm, [r])[0] for r in rows]
+    monkeypatch.setattr(engine, "_attention_share", lambda lm: 0.05)  # attention dear: spread
+    engine._PREFIX_CACHES[lm] = engine.PrefixCache(engine.PREFIX_CACHE_BYTES)
+    engine._VERDICTS[lm] = {}
+    spread = []
+    calls = []
+    packed = engine._packed
+    monkeypatch.setattr(engine, "_packed", lambda *a, **k: calls.append(p := packed(*a, **k)) or p)
+    for s in (slice(0, 10), slice(10, 17), slice(17, 24)):  # questions split: kept prefixes
+        spread += run_batch(lm, rows[s])
+    _same(spread, alone)
+    assert engine._VERDICTS[lm] == {"packed": True, "cached": True, "rows": True}
+    # Batches ran several sequences, over prompts kept by an earlier batch too.
+    assert [(hits, spread_used) for _, hits, spread_used in calls] == [
+        (False, True),
+        (True, True),
+        (True, False),  # the last: a kept question's 3 choices, 4 new
+    ]
+
+
 def test_a_model_ignoring_packed_masks_falls_back_to_two_passes(
     model_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -8,12 +8,12 @@ Also the model's special token ids (end of sequence, padding), looked up once pe
 
 from __future__ import annotations
 
+import heapq
 import logging
 import weakref
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from itertools import accumulate
 from typing import Any
 
 from safescale.evals._lm import LocalLM
@@ -126,13 +126,14 @@ def prefill(lm: LocalLM, prompts: Sequence[tuple[int, ...]], one_step: bool = Fa
         cache = _PREFIX_CACHES.get(lm) if verdict.get("cached") is not False else None
         if cache is None and verdict.get("cached") is not False:
             cache = _PREFIX_CACHES[lm] = PrefixCache(PREFIX_CACHE_BYTES)
-        packed, hits = _packed(lm, prompts, groups, cache)
+        packed, hits, spread = _packed(
+            lm, prompts, groups, cache, rows=verdict.get("rows") is not False
+        )
         # Each way of running a batch is compared once with the two-pass one on this model
         # before it is trusted: a model whose attention ignores a 4-D mask, or whose cache
         # is not a plain per-layer one, falls back instead of scoring wrongly.
-        unchecked = [
-            k for k, used in (("packed", shares), ("cached", hits)) if used and k not in verdict
-        ]
+        used = (("packed", shares), ("cached", hits), ("rows", spread))
+        unchecked = [k for k, on in used if on and k not in verdict]
         if not unchecked:
             return packed
         plain = prefill(lm, prompts)
@@ -141,11 +142,13 @@ def prefill(lm: LocalLM, prompts: Sequence[tuple[int, ...]], one_step: bool = Fa
             verdict[k] = agrees
         if agrees:
             return packed
-        _PREFIX_CACHES.pop(lm, None)
+        if "rows" not in unchecked or len(unchecked) > 1:
+            _PREFIX_CACHES.pop(lm, None)
         log.warning(
-            "serve-model: this model's forward pass does not give the same states with a "
-            "packed attention mask%s; scoring runs shared prefixes in two passes instead",
-            " over cached prefixes" if "cached" in unchecked else "",
+            "serve-model: this model's forward pass does not give the same states with %s; "
+            "scoring goes without %s from now on",
+            " and ".join(_WAYS[k] for k in unchecked),
+            "them" if len(unchecked) > 1 else "it",
         )
         return plain
     if not shares:
@@ -200,10 +203,17 @@ PREFIX_CACHE_BYTES = 128 * 2**20
 """Memory for prompts kept from earlier scoring batches (their keys, values and states)."""
 
 _VERDICTS: weakref.WeakKeyDictionary[LocalLM, dict[str, bool]] = weakref.WeakKeyDictionary()
-"""Per model: whether a packed pass ("packed") and one over cached prefixes ("cached") gave
-the two-pass states; a way not yet compared is absent."""
+"""Per model: whether a packed pass ("packed"), one over cached prefixes ("cached") and one
+spread over several sequences ("rows") gave the two-pass states; a way not yet compared is
+absent."""
 
 _PREFIX_CACHES: weakref.WeakKeyDictionary[LocalLM, PrefixCache] = weakref.WeakKeyDictionary()
+
+_WAYS = {
+    "packed": "one packed pass over shared prefixes",
+    "cached": "prompts kept from earlier batches",
+    "rows": "a packed pass spread over several sequences",
+}
 
 
 @dataclass
@@ -277,67 +287,130 @@ class PrefixCache:
         return kept
 
 
+PACK_ROW_COST_TOKENS = 4
+"""What one more row of a packed pass is taken to cost, in tokens: of two ways to spread a
+batch whose estimated costs are that close, the one with fewer rows."""
+
+
+def _attention_share(lm: LocalLM) -> float:
+    """The work of one (query, key) pair of attention against one token's pass through the rest
+    of a layer, from the model's widths: about 4d multiply-adds against 2(4d^2 + 3df), taken
+    1.2 times (the 4x256 model measured 5.9e-4 where its widths give 4.9e-4)."""
+    cfg = lm.model.config
+    d = int(getattr(cfg, "hidden_size", 0) or 256)
+    f = int(getattr(cfg, "intermediate_size", 0) or 4 * d)
+    return 1.2 * 2.0 / (4 * d + 3 * f)
+
+
+def _spread(sizes: Sequence[int], past: Sequence[int], share: float) -> list[list[int]]:
+    """Groups of a packed pass (``sizes`` tokens to run, ``past`` kept ones each) spread over
+    rows, each row one packed sequence padded to the longest: rows of whole groups, each group
+    to the emptiest row, largest first, in the number of rows whose estimated cost, rows x
+    length x (1 + ``share`` x keys each token sees), is least. One long sequence pays attention
+    over all of it (a quarter of the pass for 16 questions); a row per group pays every short
+    group's padding to the longest."""
+    order = sorted(range(len(sizes)), key=lambda g: (-sizes[g], g))
+    best: tuple[float, list[list[int]]] | None = None
+    for n in sorted({-(-len(sizes) // k) for k in range(1, len(sizes) + 1)}):
+        heap = [(0, r) for r in range(n)]
+        rows: list[list[int]] = [[] for _ in range(n)]
+        kept = [0] * n
+        for g in order:
+            fill, r = heapq.heappop(heap)
+            rows[r].append(g)
+            kept[r] += past[g]
+            heapq.heappush(heap, (fill + sizes[g], r))
+        length = max(fill for fill, _ in heap)
+        cost = n * (length * (1 + share * (max(kept) + length)) + PACK_ROW_COST_TOKENS)
+        if best is None or cost < best[0]:
+            best = (cost, [sorted(row) for row in rows if row])
+    assert best is not None
+    return best[1]
+
+
 def _packed(
     lm: LocalLM,
     prompts: Sequence[tuple[int, ...]],
     groups: Sequence[tuple[int, list[int]]],
     cache: PrefixCache | None,
-) -> tuple[_Prefill, bool]:
-    """One pass for the whole batch, as one sequence without padding: each group's shared
-    prefix, then each of its rows' remaining tokens, group after group; ``(prefill, whether a
-    kept prefix was used)``.
+    rows: bool = True,
+) -> tuple[_Prefill, bool, bool]:
+    """One pass for the whole batch, each group's shared prefix followed by each of its rows'
+    remaining tokens, packed without padding into one sequence (or, ``rows``, into a few
+    sequences of whole groups, see :func:`_spread`); ``(prefill, whether a kept prefix was
+    used, whether more than one sequence was)``.
 
     A row's tokens see its group's prefix and the row's own earlier tokens, never another
     row's or another group's (a 4-D attention mask), and their positions continue from the
     prefix, so every row gets the states a pass over its own prompt alone gives. A question's
     choices cost one pass over the question and one token or so each, as in
     :meth:`LocalLM.loglikelihood`. A group whose start is in ``cache`` runs only the rest,
-    against the kept keys and values (laid side by side before the sequence, each group seeing
-    its own); each group's prefix (a lone row's whole prompt) is kept in turn. One sequence
-    rather than a row per group: a batch that holds a question's last choices (their prefix
-    kept) beside a new question is not padded to the longest group. No KV cache is returned:
-    the caller decodes no further than the prompts' next tokens.
+    against the kept keys and values (laid side by side before its sequence, each group seeing
+    its own); each group's prefix (a lone row's whole prompt) is kept in turn. Packed rather
+    than a padded row per group: a batch that holds a question's last choices (their prefix
+    kept) beside a new question is not padded to the longest group. Padding at the end of a
+    shorter sequence sees only itself. No KV cache is returned: the caller decodes no further
+    than the prompts' next tokens.
     """
     import torch
 
     dev = lm.device
     hits: list[tuple[_Kept | None, int]] = []
-    for n, rows in groups:
-        hit = cache.longest(prompts[rows[0]], n) if cache is not None else (None, 0)
+    for n, members in groups:
+        hit = cache.longest(prompts[members[0]], n) if cache is not None else (None, 0)
         hits.append(hit)
-    ids: list[int] = []
-    pos: list[int] = []
-    seg: list[int] = []  # -1: a prefix; b: row b's own tokens
-    grp: list[int] = []  # each token's group
-    begins: list[int] = []  # where each group's own prefix tokens start
-    spans: dict[int, tuple[int, int, int]] = {}  # row -> (group, start, length) of its rest
-    for g, ((n, rows), (_, m)) in enumerate(zip(groups, hits, strict=True)):
-        begins.append(len(ids))
-        ids += prompts[rows[0]][m:n]
-        pos += range(m, n)
-        seg += [-1] * (n - m)
-        for b in rows:
-            rest = prompts[b][n:]
-            spans[b] = (g, len(ids), len(rest))
-            ids += rest
-            pos += range(n, n + len(rest))
-            seg += [b] * len(rest)
-        grp += [g] * (len(ids) - len(grp))
-    width = len(ids)
-    seg_t = torch.tensor(seg, device=dev)
-    grp_t = torch.tensor(grp, device=dev)
-    q, k = seg_t.unsqueeze(1), seg_t.unsqueeze(0)  # (T, 1), (1, T)
-    allowed = torch.ones(width, width, dtype=torch.bool, device=dev).tril()
-    allowed &= grp_t.unsqueeze(1) == grp_t.unsqueeze(0)
+    sizes = [
+        n - m + sum(len(prompts[b]) - n for b in members)
+        for (n, members), (_, m) in zip(groups, hits, strict=True)
+    ]
+    layout = (
+        _spread(sizes, [m for _, m in hits], _attention_share(lm))
+        if rows and len(groups) > 1
+        else [list(range(len(groups)))]
+    )
+    where = [(0, 0)] * len(groups)  # group -> (sequence, where its own prefix tokens start)
+    spans: dict[int, tuple[int, int]] = {}  # row -> (start, length) of its rest
+    seqs: list[tuple[list[int], list[int], list[int], list[int], list[int]]] = []
+    for r, members in enumerate(layout):
+        ids: list[int] = []
+        pos: list[int] = []
+        seg: list[int] = []  # -1: a prefix; b: row b's own tokens
+        grp: list[int] = []  # each token's group
+        past: list[int] = []  # each kept token's group
+        for g in members:
+            (n, group_rows), (_, m) = groups[g], hits[g]
+            past += [g] * m
+            where[g] = (r, len(ids))
+            ids += prompts[group_rows[0]][m:n]
+            pos += range(m, n)
+            seg += [-1] * (n - m)
+            for b in group_rows:
+                rest = prompts[b][n:]
+                spans[b] = (len(ids), len(rest))
+                ids += rest
+                pos += range(n, n + len(rest))
+                seg += [b] * len(rest)
+            grp += [g] * (len(ids) - len(grp))
+        seqs.append((ids, pos, seg, grp, past))
+    width = max(len(x[0]) for x in seqs)
+    kept_width = max(len(x[4]) for x in seqs)
+    pad = _pad_id(lm)
+
+    def padded(i: int, fill: int, to: int) -> Any:
+        return torch.tensor([x[i] + [fill] * (to - len(x[i])) for x in seqs], device=dev)
+
+    # Padding: group -1 and segment -3 (it sees earlier padding and itself, nothing real sees
+    # it); kept padding: group -2 (seen by nothing).
+    grp_t, seg_t = padded(3, -1, width), padded(2, -3, width)  # (S, T)
+    q, k = seg_t.unsqueeze(2), seg_t.unsqueeze(1)  # (S, T, 1), (S, 1, T)
+    allowed = torch.ones(width, width, dtype=torch.bool, device=dev).tril().unsqueeze(0)
+    allowed = allowed & (grp_t.unsqueeze(2) == grp_t.unsqueeze(1))
     allowed &= (k == -1) | (k == q)
     kv = None
-    offsets = list(accumulate((m for _, m in hits), initial=0))  # each group's kept keys
-    past = offsets[-1]
-    if past:
-        past_grp = torch.tensor([g for g, (_, m) in enumerate(hits) for _ in range(m)], device=dev)
-        seen = grp_t.unsqueeze(1) == past_grp.unsqueeze(0)  # (T, P)
-        allowed = torch.cat([seen, allowed], dim=1)
-        kv = _stack_kept(hits)
+    if kept_width:
+        seen = grp_t.unsqueeze(2) == padded(4, -2, kept_width).unsqueeze(1)  # (S, T, P)
+        allowed = torch.cat([seen, allowed], dim=2)
+        kv = _stack_kept(layout, hits, kept_width)
     mask = allowed
     if getattr(lm.model.config, "_attn_implementation", None) != "sdpa":
         # Other attention code adds the mask to the scores; SDPA takes booleans (4x smaller).
@@ -345,40 +418,50 @@ def _packed(
         mask = torch.zeros(allowed.shape, dtype=dtype, device=dev)
         mask.masked_fill_(~allowed, torch.finfo(dtype).min)
     out = lm.model.base_model(
-        input_ids=torch.tensor([ids], device=dev),
-        attention_mask=mask.unsqueeze(0).unsqueeze(0),
-        position_ids=torch.tensor([pos], device=dev),
+        input_ids=padded(0, pad, width),
+        attention_mask=mask.unsqueeze(1),
+        position_ids=padded(1, 0, width),
         past_key_values=kv,
         use_cache=cache is not None,
     )
-    hidden = out.last_hidden_state[0]  # (T, H)
-    parts = []
-    group_of = []
-    for b in range(len(prompts)):
-        g, start, r = spans[b]
-        kept, m = hits[g]
-        n = groups[g][0]
-        own = [hidden[begins[g] : begins[g] + n - m], hidden[start : start + r]]
-        parts.append(([kept.states[:m]] if kept is not None else []) + own)
-        group_of.append(g)
+    hidden = out.last_hidden_state  # (S, T, H)
+    parts: list[list[Any]] = [[] for _ in prompts]
+    group_of = [0] * len(prompts)
+    for g, (n, group_rows) in enumerate(groups):
+        (r, begin), (kept, m) = where[g], hits[g]
+        for b in group_rows:
+            start, length = spans[b]
+            own = [hidden[r, begin : begin + n - m], hidden[r, start : start + length]]
+            group_of[b] = g
+            parts[b] = ([kept.states[:m]] if kept is not None else []) + own
     keeps: list[_Kept | None] = []
     if cache is not None:
-        keeps = _keep(cache, out.past_key_values, hidden, prompts, groups, hits, begins, past)
+        keeps = _keep(cache, out.past_key_values, hidden, prompts, groups, hits, where, kept_width)
     prefill = _Prefill(None, None, None, parts, list(groups), group_of, hits, keeps)
-    return prefill, any(kept is not None for kept, _ in hits)
+    return prefill, any(kept is not None for kept, _ in hits), len(layout) > 1
 
 
-def _stack_kept(hits: Sequence[tuple[_Kept | None, int]]) -> Any:
-    """The kept prefixes' keys and values as one cache, side by side: (1, heads, P, d) per
-    layer, P the kept tokens of all groups together."""
-    import torch
+def _stack_kept(
+    layout: Sequence[Sequence[int]], hits: Sequence[tuple[_Kept | None, int]], width: int
+) -> Any:
+    """The kept prefixes' keys and values as one cache: per sequence of ``layout``, its groups'
+    kept tokens side by side, zeros after them up to ``width``: (S, heads, width, d) a layer."""
     from transformers import DynamicCache
 
-    used = [(kept, m) for kept, m in hits if kept is not None and m]
+    first = next(kept for kept, m in hits if kept is not None and m)
     layers = []
-    for li in range(len(used[0][0].keys)):
-        keys = torch.cat([kept.keys[li][:, :m] for kept, m in used], dim=1).unsqueeze(0)
-        values = torch.cat([kept.values[li][:, :m] for kept, m in used], dim=1).unsqueeze(0)
+    for li in range(len(first.keys)):
+        heads, _, d = first.keys[li].shape
+        keys = first.keys[li].new_zeros((len(layout), heads, width, d))
+        values = first.values[li].new_zeros((len(layout), heads, width, d))
+        for r, members in enumerate(layout):
+            at = 0
+            for g in members:
+                kept, m = hits[g]
+                if kept is not None and m:
+                    keys[r, :, at : at + m] = kept.keys[li][:, :m]
+                    values[r, :, at : at + m] = kept.values[li][:, :m]
+                    at += m
         layers.append((keys, values))
     return DynamicCache(layers)
 
@@ -390,11 +473,12 @@ def _keep(
     prompts: Sequence[tuple[int, ...]],
     groups: Sequence[tuple[int, list[int]]],
     hits: Sequence[tuple[_Kept | None, int]],
-    begins: Sequence[int],
+    where: Sequence[tuple[int, int]],
     past: int,
 ) -> list[_Kept | None]:
     """Keep each group's prefix (a lone row: its whole prompt) for later batches; returns
-    each group's entry in ``cache`` (``None``: not kept)."""
+    each group's entry in ``cache`` (``None``: not kept). ``where``: each group's sequence and
+    the start of its tokens there, after ``past`` kept positions."""
     import torch
     from transformers.cache_utils import DynamicLayer
 
@@ -404,11 +488,12 @@ def _keep(
     out: list[_Kept | None] = []
     for g, ((n, rows), (kept, m)) in enumerate(zip(groups, hits, strict=True)):
         tokens = prompts[rows[0]][:n] if len(rows) > 1 else prompts[rows[0]]
-        new = len(tokens) - m  # this pass's positions of them: begins[g] .. + new
-        at = past + begins[g]
+        new = len(tokens) - m  # this pass's positions of them: where[g] .. + new
+        r, begin = where[g]
+        at = past + begin
         keys, values = [], []
         for li, layer in enumerate(layers):
-            k_new, v_new = layer.keys[0, :, at : at + new], layer.values[0, :, at : at + new]
+            k_new, v_new = layer.keys[r, :, at : at + new], layer.values[r, :, at : at + new]
             if kept is not None and m:
                 k_new = torch.cat([kept.keys[li][:, :m], k_new], 1)
                 v_new = torch.cat([kept.values[li][:, :m], v_new], 1)
@@ -416,7 +501,7 @@ def _keep(
                 k_new, v_new = k_new.clone(), v_new.clone()
             keys.append(k_new)
             values.append(v_new)
-        own = hidden[begins[g] : begins[g] + new]
+        own = hidden[r, begin : begin + new]
         states = torch.cat([kept.states[:m], own]) if kept is not None else own.clone()
         size = sum(t.numel() * t.element_size() for t in (*keys, *values, states))
         out.append(cache.add(_Kept(tuple(tokens), keys, values, states, size)))
