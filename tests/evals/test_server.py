@@ -549,7 +549,7 @@ def test_spread_sequences_give_the_states_of_rows_alone(
     for s in (slice(0, 10), slice(10, 17), slice(17, 24)):  # questions split: kept prefixes
         spread += run_batch(lm, rows[s])
     _same(spread, alone)
-    assert engine._VERDICTS[lm] == {"packed": True, "cached": True, "rows": True}
+    assert engine._VERDICTS[lm] == {"packed": True, "cached": True, "spread": True}
     # Batches ran several sequences, over prompts kept by an earlier batch too.
     assert [(hits, spread_used) for _, hits, spread_used in calls] == [
         (False, True),

@@ -127,12 +127,12 @@ def prefill(lm: LocalLM, prompts: Sequence[tuple[int, ...]], one_step: bool = Fa
         if cache is None and verdict.get("cached") is not False:
             cache = _PREFIX_CACHES[lm] = PrefixCache(PREFIX_CACHE_BYTES)
         packed, hits, spread = _packed(
-            lm, prompts, groups, cache, rows=verdict.get("rows") is not False
+            lm, prompts, groups, cache, spread=verdict.get("spread") is not False
         )
         # Each way of running a batch is compared once with the two-pass one on this model
         # before it is trusted: a model whose attention ignores a 4-D mask, or whose cache
         # is not a plain per-layer one, falls back instead of scoring wrongly.
-        used = (("packed", shares), ("cached", hits), ("rows", spread))
+        used = (("packed", shares), ("cached", hits), ("spread", spread))
         unchecked = [k for k, on in used if on and k not in verdict]
         if not unchecked:
             return packed
@@ -142,7 +142,7 @@ def prefill(lm: LocalLM, prompts: Sequence[tuple[int, ...]], one_step: bool = Fa
             verdict[k] = agrees
         if agrees:
             return packed
-        if "rows" not in unchecked or len(unchecked) > 1:
+        if unchecked != ["spread"]:
             _PREFIX_CACHES.pop(lm, None)
         log.warning(
             "serve-model: this model's forward pass does not give the same states with %s; "
@@ -204,7 +204,7 @@ PREFIX_CACHE_BYTES = 128 * 2**20
 
 _VERDICTS: weakref.WeakKeyDictionary[LocalLM, dict[str, bool]] = weakref.WeakKeyDictionary()
 """Per model: whether a packed pass ("packed"), one over cached prefixes ("cached") and one
-spread over several sequences ("rows") gave the two-pass states; a way not yet compared is
+spread over several sequences ("spread") gave the two-pass states; a way not yet compared is
 absent."""
 
 _PREFIX_CACHES: weakref.WeakKeyDictionary[LocalLM, PrefixCache] = weakref.WeakKeyDictionary()
@@ -212,7 +212,7 @@ _PREFIX_CACHES: weakref.WeakKeyDictionary[LocalLM, PrefixCache] = weakref.WeakKe
 _WAYS = {
     "packed": "one packed pass over shared prefixes",
     "cached": "prompts kept from earlier batches",
-    "rows": "a packed pass spread over several sequences",
+    "spread": "a packed pass spread over several sequences",
 }
 
 
@@ -287,9 +287,9 @@ class PrefixCache:
         return kept
 
 
-PACK_ROW_COST_TOKENS = 4
-"""What one more row of a packed pass is taken to cost, in tokens: of two ways to spread a
-batch whose estimated costs are that close, the one with fewer rows."""
+PACK_SEQUENCE_COST_TOKENS = 4
+"""What one more sequence of a packed pass is taken to cost, in tokens: of two ways to spread
+a batch whose estimated costs are that close, the one with fewer sequences."""
 
 
 def _attention_share(lm: LocalLM) -> float:
@@ -304,26 +304,26 @@ def _attention_share(lm: LocalLM) -> float:
 
 def _spread(sizes: Sequence[int], past: Sequence[int], share: float) -> list[list[int]]:
     """Groups of a packed pass (``sizes`` tokens to run, ``past`` kept ones each) spread over
-    rows, each row one packed sequence padded to the longest: rows of whole groups, each group
-    to the emptiest row, largest first, in the number of rows whose estimated cost, rows x
+    sequences of whole groups, each padded to the longest: each group to the emptiest
+    sequence, largest first, in the number of sequences whose estimated cost, sequences x
     length x (1 + ``share`` x keys each token sees), is least. One long sequence pays attention
-    over all of it (a quarter of the pass for 16 questions); a row per group pays every short
-    group's padding to the longest."""
+    over all of it (a quarter of the pass for 16 questions); a sequence per group pays every
+    short group's padding to the longest. Returns each sequence's groups."""
     order = sorted(range(len(sizes)), key=lambda g: (-sizes[g], g))
     best: tuple[float, list[list[int]]] | None = None
     for n in sorted({-(-len(sizes) // k) for k in range(1, len(sizes) + 1)}):
-        heap = [(0, r) for r in range(n)]
-        rows: list[list[int]] = [[] for _ in range(n)]
+        heap = [(0, i) for i in range(n)]
+        seqs: list[list[int]] = [[] for _ in range(n)]
         kept = [0] * n
         for g in order:
-            fill, r = heapq.heappop(heap)
-            rows[r].append(g)
-            kept[r] += past[g]
-            heapq.heappush(heap, (fill + sizes[g], r))
+            fill, i = heapq.heappop(heap)
+            seqs[i].append(g)
+            kept[i] += past[g]
+            heapq.heappush(heap, (fill + sizes[g], i))
         length = max(fill for fill, _ in heap)
-        cost = n * (length * (1 + share * (max(kept) + length)) + PACK_ROW_COST_TOKENS)
+        cost = n * (length * (1 + share * (max(kept) + length)) + PACK_SEQUENCE_COST_TOKENS)
         if best is None or cost < best[0]:
-            best = (cost, [sorted(row) for row in rows if row])
+            best = (cost, [sorted(seq) for seq in seqs if seq])
     assert best is not None
     return best[1]
 
@@ -333,10 +333,10 @@ def _packed(
     prompts: Sequence[tuple[int, ...]],
     groups: Sequence[tuple[int, list[int]]],
     cache: PrefixCache | None,
-    rows: bool = True,
+    spread: bool = True,
 ) -> tuple[_Prefill, bool, bool]:
     """One pass for the whole batch, each group's shared prefix followed by each of its rows'
-    remaining tokens, packed without padding into one sequence (or, ``rows``, into a few
+    remaining tokens, packed without padding into one sequence (or, ``spread``, into a few
     sequences of whole groups, see :func:`_spread`); ``(prefill, whether a kept prefix was
     used, whether more than one sequence was)``.
 
@@ -365,7 +365,7 @@ def _packed(
     ]
     layout = (
         _spread(sizes, [m for _, m in hits], _attention_share(lm))
-        if rows and len(groups) > 1
+        if spread and len(groups) > 1
         else [list(range(len(groups)))]
     )
     where = [(0, 0)] * len(groups)  # group -> (sequence, where its own prefix tokens start)
