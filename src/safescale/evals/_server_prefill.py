@@ -1,7 +1,8 @@
 """The prompt pass of ``serve-model``'s engine: a batch's prompts run once, rows that share a
 start (a question's choices) sharing it, packed into one forward pass where the model honours a
-4-D mask, and prompts kept across batches (:class:`PrefixCache`); each shortcut is checked once
-per model against the plain two-pass result before it is trusted.
+4-D mask (a long batch spread over a few packed sequences), and prompts kept across batches
+(:class:`PrefixCache`); each shortcut is checked once per model against the plain two-pass
+result before it is trusted.
 
 Also the model's special token ids (end of sequence, padding), looked up once per model.
 """
