@@ -21,16 +21,16 @@ The reference is the in-process path on the same requests: ``LocalLM.loglikeliho
 ``LocalLM.generate`` (the engine ``safescale eval run`` uses on a local folder), called with the
 requests ``c`` at a time. The overhead is server wall time over in-process wall time (target:
 under 1.5x at 8 clients), taken in each of ``ROUNDS`` rounds from the two sides measured one
-after the other (the server first in every other round), and held to the target as the median
-of those ratios: the machine's speed drifts by up to a tenth within minutes, and a pair
-measured together shares most of it, where each side's best could come from different
-minutes. Throughput and latency are each side's best round. The reference is the favourable side: each call gets ``c`` requests
-at once, already split into context and continuation, and computes only what lm-eval reads
-(the continuation's log-probabilities), where the API asks for every prompt token's
-log-probability with its best alternative and a new token, and the server sees requests as the
-clients send them. The log-likelihoods must agree within 1e-4 and the generations be
-identical. Then 200 clients connect at once, each sending one scoring request: every one must
-be answered (target: zero failures). Torch runs on one thread on both sides.
+after the other (the server first in every other round), and held to the target as the median of
+those ratios: the machine's speed drifts by up to a tenth within minutes, and a pair measured
+together shares most of it, where each side's best could come from different minutes. Throughput
+and latency are each side's best round. The reference is the favourable side: each call gets
+``c`` requests at once, already split into context and continuation, and computes only what
+lm-eval reads (the continuation's log-probabilities), where the API asks for every prompt
+token's log-probability with its best alternative and a new token, and the server sees requests
+as the clients send them. The log-likelihoods must agree within 1e-4 and the generations be
+identical. Then 200 clients connect at once, each sending one scoring request: every one must be
+answered (target: zero failures). Torch runs on one thread on both sides.
 
 Then the same at 8 clients with a larger model (:data:`LARGER`, 8 layers, 512 wide), reported
 as a second row beside the first: the server's fixed cost per request (HTTP, validation, the
@@ -52,6 +52,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -382,62 +383,65 @@ async def _lean_clients(url: str, bodies: list[dict[str, Any]], c: int) -> dict[
     for body in bodies:
         payload = orjson.dumps(body)
         requests.append(head + str(len(payload)).encode() + b"\r\n\r\n" + payload)
-    out: list[Any] = [None] * len(bodies)
-    latencies: list[float] = []
-    todo = iter(range(len(bodies)))
     loop = asyncio.get_running_loop()
     connections = [(await loop.create_connection(_Connection, host, port))[1] for _ in range(c)]
 
-    async def client(conn: _Connection) -> None:
-        for i in todo:
-            t0 = time.perf_counter()
+    def sender(conn: _Connection) -> Callable[[int], Awaitable[bytes]]:
+        async def send(i: int) -> bytes:
             status, answer = await conn.send(requests[i])
             if status != 200:
                 raise RuntimeError(f"serve-model answered {status}: {answer[:300]!r}")
-            out[i] = orjson.loads(answer)
-            latencies.append(time.perf_counter() - t0)
+            return answer
+
+        return send
 
     try:
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client(conn) for conn in connections))
-        wall = time.perf_counter() - t0
+        return await _closed_loop(len(bodies), [sender(conn) for conn in connections])
     finally:
         for conn in connections:
             conn.close()
-    return {"wall": wall, "latencies": latencies, "bodies": out}
 
 
 async def _clients(url: str, bodies: list[dict[str, Any]], c: int) -> dict[str, Any]:
-    """``c`` closed-loop clients sending ``bodies``; every answer is kept, decoded, for the
-    caller to check. The bodies are serialised before the clock starts and the answers decoded
-    with orjson: the clients share the server's two cores, and their own JSON work is no part
-    of the server's cost."""
+    """:func:`_closed_loop` through ``c`` aiohttp connections (lm-evaluation-harness's client
+    library)."""
     import aiohttp
     import orjson
 
-    out: list[Any] = [None] * len(bodies)
-    latencies: list[float] = []
-    todo = iter(range(len(bodies)))
     payloads = [orjson.dumps(b) for b in bodies]
     headers = {"Content-Type": "application/json"}
     async with aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=c), cookie_jar=aiohttp.DummyCookieJar()
     ) as session:
 
-        async def client() -> None:
-            for i in todo:
-                t0 = time.perf_counter()
-                async with session.post(
-                    url + "/completions", data=payloads[i], headers=headers
-                ) as r:
-                    r.raise_for_status()
-                    out[i] = orjson.loads(await r.read())
-                latencies.append(time.perf_counter() - t0)
+        async def send(i: int) -> bytes:
+            async with session.post(url + "/completions", data=payloads[i], headers=headers) as r:
+                r.raise_for_status()
+                return await r.read()
 
-        t0 = time.perf_counter()
-        await asyncio.gather(*(client() for _ in range(c)))
-        wall = time.perf_counter() - t0
-    return {"wall": wall, "latencies": latencies, "bodies": out}
+        return await _closed_loop(len(bodies), [send] * c)
+
+
+async def _closed_loop(n: int, clients: list[Callable[[int], Awaitable[bytes]]]) -> dict[str, Any]:
+    """Requests ``0 .. n - 1`` sent by ``clients`` (each sends its next when its last is
+    answered); every answer is kept, decoded with orjson, for the caller to check. The bodies
+    are serialised before the clock starts: the clients share the server's two cores, and their
+    own JSON work is no part of the server's cost."""
+    import orjson
+
+    out: list[Any] = [None] * n
+    latencies: list[float] = []
+    todo = iter(range(n))
+
+    async def client(send: Callable[[int], Awaitable[bytes]]) -> None:
+        for i in todo:
+            t0 = time.perf_counter()
+            out[i] = orjson.loads(await send(i))
+            latencies.append(time.perf_counter() - t0)
+
+    t0 = time.perf_counter()
+    await asyncio.gather(*(client(send) for send in clients))
+    return {"wall": time.perf_counter() - t0, "latencies": latencies, "bodies": out}
 
 
 async def _burst(url: str, bodies: list[dict[str, Any]]) -> tuple[int, float]:

@@ -670,16 +670,14 @@ def test_a_client_leaving_a_stream_stops_its_generation(
 def test_the_benchmarks_load_generator_reads_what_aiohttp_reads(server: ModelServer) -> None:
     # benchmarks/bench_server.py's clients (keep-alive connections, httptools' parser) carry
     # the serve-model target: they must get the answers a real client library gets.
-    root = str(Path(__file__).resolve().parents[2])
-    sys.path.insert(0, root)
-    try:
-        from benchmarks.bench_server import _Connection, _run_clients
-    finally:
-        sys.path.remove(root)
+    from tests._scripts import BENCHMARKS, script_module
+
+    with script_module("bench_server", BENCHMARKS) as bench:
+        run_clients, connection = bench._run_clients, bench._Connection
     bodies = [{"prompt": p, "max_tokens": 2, "echo": True, "logprobs": 1, "temperature": 0}
               for p in PROMPTS * 3]  # fmt: skip
-    lean = _run_clients(server.base_url, bodies, 4)
-    full = _run_clients(server.base_url, bodies, 4, lean=False)
+    lean = run_clients(server.base_url, bodies, 4)
+    full = run_clients(server.base_url, bodies, 4, lean=False)
     assert len(lean["latencies"]) == len(bodies)
     for a, b in zip(lean["bodies"], full["bodies"], strict=True):
         assert a["choices"][0]["text"] == b["choices"][0]["text"]
@@ -687,7 +685,7 @@ def test_the_benchmarks_load_generator_reads_what_aiohttp_reads(server: ModelSer
             b["choices"][0]["logprobs"]["token_logprobs"][1:], abs=1e-4
         )
     with pytest.raises(RuntimeError, match="answered 413"):  # over the server's body limit
-        _run_clients(server.base_url, [{"prompt": "x" * 70_000}], 1)
+        run_clients(server.base_url, [{"prompt": "x" * 70_000}], 1)
 
     # A server that closes the connection after an answer: the next request fails, not hangs.
     async def once(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
@@ -701,7 +699,7 @@ def test_the_benchmarks_load_generator_reads_what_aiohttp_reads(server: ModelSer
         port = closing.sockets[0].getsockname()[1]
         async with closing:
             loop = asyncio.get_running_loop()
-            _, conn = await loop.create_connection(_Connection, "127.0.0.1", port)
+            _, conn = await loop.create_connection(connection, "127.0.0.1", port)
             request = b"POST /v1/completions HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}"
             assert await asyncio.wait_for(conn.send(request), 10) == (200, b"{}")
             await asyncio.sleep(0.3)  # the close has been seen

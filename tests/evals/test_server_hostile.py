@@ -411,11 +411,10 @@ def test_a_wrong_method_is_405_with_allow(server: ModelServer) -> None:
     assert r.status == 405 and "GET" in (r.getheader("Allow") or "")
 
 
-def test_the_latest_arrival_is_found_among_thousands(model_dir: Path) -> None:
+def test_the_latest_arrival_is_found_among_thousands() -> None:
     # Silent connections each hold an announced first request: the deadline the engine waits
     # for is the latest of those still on their way, whatever order they come and go in.
-    lm = load_local_model(LocalModelConfig(model_dir))
-    engine = BatchEngine(lm, gather=60.0)
+    engine = BatchEngine(object(), gather=60.0)  # type: ignore[arg-type]  # no batch is run
     try:
         tokens = [engine.arriving(within=float(w)) for w in (30, 50, 10, 40) * 1000]
         with engine._cond:
